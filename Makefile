@@ -1,0 +1,51 @@
+# cryptoflow: `make up` runs the pipeline on the embedded defaults, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
+
+SANDBOX_HOST ?= 127.0.0.1
+SANDBOX_PORT ?= 9100
+SYMBOLS ?= BTCUSDT,ETHUSDT
+
+.PHONY: help install up test lint format bench lock clean
+
+help:
+	@echo "make up     run the whole pipeline on the embedded defaults (Ctrl-C stops it)"
+	@echo "make test   install what is needed, lint, and run every test"
+	@echo "make bench  run the performance benchmarks and print their figures"
+	@echo "make lock   recompile requirements.txt from requirements.in with uv"
+
+# The virtualenv is rebuilt whenever requirements.txt changes.
+$(STAMP): requirements.txt
+	@command -v uv >/dev/null 2>&1 || [ -x $(BIN)/uv ] || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet uv; }
+	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip install --python $(BIN)/python -r requirements.txt
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+up: $(STAMP)
+	@$(BIN)/python -m include.up --host $(SANDBOX_HOST) --port $(SANDBOX_PORT) --symbols $(SYMBOLS)
+
+lock:
+	$(UV) pip compile --python-version 3.11 requirements.in -o requirements.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,160 @@
+"""cryptoflow's command line: ``python -m include.cli <command> --help``.
+
+Every command is a thin shell over functions in ``include/``; Airflow runs the same functions.
+A bad argument exits with status 2 and a message that names the value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from include.sandbox.faults import FaultSettings
+from include.sandbox.symbols import SYMBOL_PATTERN
+
+
+def _number(
+    kind: Callable[[str], float], low: float, high: float | None, inclusive_low: bool
+) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = value < low if inclusive_low else value <= low
+        if too_low or (high is not None and value > high):
+            bound = f"{'at least' if inclusive_low else 'more than'} {low}"
+            if high is not None:
+                bound += f" and at most {high}"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: must be {bound}")
+        return value
+
+    return parse
+
+
+positive = _number(float, 0, None, inclusive_low=False)
+non_negative = _number(float, 0, None, inclusive_low=True)
+fraction = _number(float, 0, 1, inclusive_low=True)
+port_number = _number(int, 0, 65535, inclusive_low=True)
+positive_int = _number(int, 0, None, inclusive_low=False)
+
+
+def symbol_list(text: str) -> tuple[str, ...]:
+    symbols = tuple(part.strip() for part in text.split(","))
+    bad = [symbol for symbol in symbols if not SYMBOL_PATTERN.match(symbol)]
+    if not text.strip() or bad:
+        raise argparse.ArgumentTypeError(
+            f"invalid symbol {(bad or [text])[0]!r} in {text!r}: use upper-case symbols like BTCUSDT,ETHUSDT"
+        )
+    return tuple(dict.fromkeys(symbols))
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"replay file {text!r} does not exist")
+    if not path.name.endswith((".csv", ".zip")):
+        raise argparse.ArgumentTypeError(f"replay file {text!r} is not a .csv or .zip trade dump")
+    return path
+
+
+def hole_list(text: str) -> tuple[str, int]:
+    symbol, _, trade_id = text.partition(":")
+    if not SYMBOL_PATTERN.match(symbol) or not trade_id.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid hole {text!r}: use SYMBOL:TRADE_ID, e.g. BTCUSDT:1234")
+    return symbol, int(trade_id)
+
+
+def _add_sandbox(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sandbox",
+        help="run the sandbox exchange (Binance spot protocol on one port)",
+        description="Serve Binance spot REST and WebSocket market streams from a synthetic market or a replay.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, default=9100, help="port for HTTP and WebSocket (default 9100)")
+    parser.add_argument("--symbols", type=symbol_list, default=("BTCUSDT", "ETHUSDT"), help="synthetic symbols")
+    parser.add_argument("--rate", type=positive, default=20.0, help="average trades per second per symbol")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the synthetic market (default 42)")
+    parser.add_argument(
+        "--history", type=non_negative, default=0.0, metavar="SECONDS", help="synthetic history made up front"
+    )
+    parser.add_argument(
+        "--hole",
+        type=hole_list,
+        action="append",
+        default=[],
+        metavar="SYMBOL:ID",
+        help="a trade id that never exists (an exchange-side hole); repeatable",
+    )
+    parser.add_argument("--replay", type=existing_file, nargs="+", default=[], metavar="FILE", help="trade dumps")
+    parser.add_argument("--replay-mode", choices=("historical", "live"), default="historical")
+    parser.add_argument("--speed", type=positive, default=1.0, help="live replay speed factor (default 1)")
+    parser.add_argument("--lifetime", type=positive, default=24 * 3600.0, metavar="SECONDS", help="WS lifetime")
+    parser.add_argument("--ping-interval", type=positive, default=20.0, metavar="SECONDS")
+    parser.add_argument("--pong-timeout", type=positive, default=60.0, metavar="SECONDS")
+    parser.add_argument("--weight-limit", type=positive_int, default=6000, help="REST weight per minute per IP")
+    faults = parser.add_argument_group("faults (also settable at runtime: POST /admin)")
+    faults.add_argument("--drop-connections-every", type=non_negative, default=0.0, metavar="SECONDS")
+    faults.add_argument("--skip-fraction", type=fraction, default=0.0, metavar="F")
+    faults.add_argument("--malformed-fraction", type=fraction, default=0.0, metavar="F")
+    faults.add_argument("--stall-every", type=non_negative, default=0.0, metavar="SECONDS")
+    faults.add_argument("--stall-seconds", type=positive, default=5.0, metavar="SECONDS")
+    faults.add_argument("--rest-error-rate", type=fraction, default=0.0, metavar="F")
+    parser.set_defaults(run=_run_sandbox)
+
+
+def _run_sandbox(args: argparse.Namespace) -> None:
+    from include.sandbox.config import SandboxConfig
+    from include.sandbox.server import run
+
+    holes: dict[str, set[int]] = {}
+    for symbol, trade_id in args.hole:
+        holes.setdefault(symbol, set()).add(trade_id)
+    run(
+        SandboxConfig(
+            host=args.host,
+            port=int(args.port),
+            symbols=args.symbols,
+            rate=args.rate,
+            seed=args.seed,
+            history_seconds=args.history,
+            holes={symbol: frozenset(ids) for symbol, ids in holes.items()},
+            replay=tuple(args.replay),
+            replay_mode=args.replay_mode,
+            speed=args.speed,
+            lifetime_seconds=args.lifetime,
+            ping_interval=args.ping_interval,
+            pong_timeout=args.pong_timeout,
+            weight_limit=int(args.weight_limit),
+            faults=FaultSettings(
+                drop_connections_every=args.drop_connections_every,
+                skip_fraction=args.skip_fraction,
+                malformed_fraction=args.malformed_fraction,
+                stall_every=args.stall_every,
+                stall_seconds=args.stall_seconds,
+                rest_error_rate=args.rest_error_rate,
+            ),
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    _add_sandbox(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        args.run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

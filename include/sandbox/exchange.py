@@ -1,0 +1,69 @@
+"""The sandbox exchange's state: its markets, its clock, its limits and its faults.
+
+The REST handlers and the WebSocket hub both read from here; ``tick`` moves the markets forward
+and hands every new trade to the hub, in id order per symbol.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from include.sandbox.config import SandboxConfig
+from include.sandbox.faults import FaultRecord
+from include.sandbox.limits import WeightLimiter
+from include.sandbox.market import ReplayMarket, SyntheticMarket, TradeSource
+from include.sandbox.replay import load_replay
+from include.sandbox.store import Trade
+from include.sandbox.symbols import SymbolSpec, spec_for
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Exchange:
+    def __init__(self, config: SandboxConfig, clock_us: Callable[[], int] = wall_clock_us) -> None:
+        self.config = config
+        self.clock_us = clock_us
+        self.started_us = clock_us()
+        self.limiter = WeightLimiter(config.weight_limit, config.weight_window_seconds)
+        self.faults = config.faults
+        self.record = FaultRecord()
+        self.rng = random.Random(config.seed)
+        self.specs: dict[str, SymbolSpec] = {}
+        self.sources: dict[str, TradeSource] = {}
+        for symbol, trades in load_replay(list(config.replay)).items():
+            self.specs[symbol] = spec_for(symbol)
+            self.sources[symbol] = ReplayMarket(symbol, trades, config.replay_mode, config.speed, self.started_us)
+        for symbol in config.symbols:
+            if symbol in self.sources:
+                continue
+            self.specs[symbol] = spec_for(symbol)
+            self.sources[symbol] = SyntheticMarket(
+                self.specs[symbol],
+                config.rate,
+                config.seed,
+                start_us=self.started_us - int(config.history_seconds * 1e6),
+                first_id=config.first_trade_id,
+                holes=config.holes.get(symbol, frozenset()),
+            )
+        self.listeners: list[Callable[[dict[str, list[Trade]]], None]] = []
+        self.tick()
+
+    def now_us(self) -> int:
+        return self.clock_us()
+
+    def tick(self) -> None:
+        """Advance every market to now and hand the new trades to the listeners (the stream hub).
+
+        REST handlers tick too, so history is never behind the clock; whoever ticks, every trade
+        is handed on exactly once.
+        """
+        now = self.clock_us()
+        made = {symbol: source.advance(now) for symbol, source in self.sources.items()}
+        new = {symbol: trades for symbol, trades in made.items() if trades}
+        if new:
+            for listener in self.listeners:
+                listener(new)

@@ -1,0 +1,349 @@
+"""Binance spot REST endpoints of the sandbox: same paths, parameters, payloads, weights and errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from include.decimals import format_plain, format_units
+from include.sandbox import klines as kline_math
+from include.sandbox.exchange import Exchange
+from include.sandbox.store import TradeStore
+
+_SYMBOL_CHARS = re.compile(r"^[A-Z0-9-_.]{1,20}$")
+_INTEGER = re.compile(r"^-?[0-9]{1,20}$")
+MAX_LIMIT = 1000
+
+
+class BinanceError(Exception):
+    """An error answered with Binance's body: ``{"code": -1121, "msg": "Invalid symbol."}``."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.status = code, msg, status
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    weight: int
+    handler: Callable[[Exchange, web.Request], object]
+
+
+class Query:
+    """Typed access to query parameters, failing the way Binance fails."""
+
+    def __init__(self, request: web.Request, allowed: frozenset[str]) -> None:
+        self._params = request.query
+        unread = [name for name in self._params if name not in allowed]
+        if unread:
+            raise BinanceError(
+                -1104,
+                f"Not all sent parameters were read; read '{len(self._params) - len(unread)}' "
+                f"parameter(s) but was sent '{len(self._params)}'.",
+            )
+
+    def text(self, name: str) -> str | None:
+        value = self._params.get(name)
+        return value if value else None
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        return value
+
+    def integer(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not _INTEGER.match(value):
+            raise BinanceError(
+                -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+            )
+        return int(value)
+
+    def limit(self, default: int) -> int:
+        limit = self.integer("limit")
+        if limit is None:
+            return default
+        if limit < 1:
+            raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+        return min(limit, MAX_LIMIT)
+
+
+def _store(exchange: Exchange, query: Query) -> TradeStore:
+    symbol = query.required("symbol")
+    if not _SYMBOL_CHARS.match(symbol):
+        raise BinanceError(
+            -1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."
+        )
+    source = exchange.sources.get(symbol)
+    if source is None:
+        raise BinanceError(-1121, "Invalid symbol.")
+    return source.store
+
+
+def _microseconds(request: web.Request) -> bool:
+    unit = request.headers.get("X-MBX-TIME-UNIT", "MILLISECOND").upper()
+    if unit not in ("MILLISECOND", "MICROSECOND"):
+        raise BinanceError(-1100, "Invalid time unit.")
+    return unit == "MICROSECOND"
+
+
+def _time(time_us: int, microseconds: bool) -> int:
+    return time_us if microseconds else time_us // 1000
+
+
+def _trade_rows(store: TradeStore, start: int, stop: int, microseconds: bool) -> list[dict[str, object]]:
+    return [
+        {
+            "id": trade.trade_id,
+            "price": format_units(trade.price),
+            "qty": format_units(trade.qty),
+            "quoteQty": format_units(trade.quote_qty),
+            "time": _time(trade.time_us, microseconds),
+            "isBuyerMaker": trade.is_buyer_maker,
+            "isBestMatch": True,
+        }
+        for trade in store.trades(start, stop)
+    ]
+
+
+def _time_range(query: Query, microseconds: bool) -> tuple[int | None, int | None]:
+    """startTime/endTime as microseconds; the parameters are in the request's time unit."""
+    start, end = query.integer("startTime"), query.integer("endTime")
+    if start is not None and end is not None and start > end:
+        raise BinanceError(-1023, "Start time is greater than end time.")
+    scale = 1 if microseconds else 1000
+    return (
+        None if start is None else start * scale,
+        None if end is None else end * scale,
+    )
+
+
+def ping(exchange: Exchange, request: web.Request) -> object:
+    Query(request, frozenset())
+    return {}
+
+
+def server_time(exchange: Exchange, request: web.Request) -> object:
+    Query(request, frozenset())
+    return {"serverTime": exchange.now_us() // 1000}
+
+
+def exchange_info(exchange: Exchange, request: web.Request) -> object:
+    query = Query(request, frozenset({"symbol", "symbols", "permissions", "showPermissionSets"}))
+    wanted = list(exchange.specs)
+    if query.text("symbol"):
+        wanted = [query.required("symbol")]
+    elif query.text("symbols"):
+        try:
+            wanted = json.loads(query.required("symbols"))
+        except json.JSONDecodeError as error:
+            raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'.") from error
+    unknown = [symbol for symbol in wanted if symbol not in exchange.specs]
+    if unknown:
+        raise BinanceError(-1121, "Invalid symbol.")
+    limit = exchange.limiter.limit
+    return {
+        "timezone": "UTC",
+        "serverTime": exchange.now_us() // 1000,
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        ],
+        "exchangeFilters": [],
+        "symbols": [_symbol_info(exchange, symbol) for symbol in wanted],
+    }
+
+
+def _symbol_info(exchange: Exchange, symbol: str) -> dict[str, object]:
+    spec = exchange.specs[symbol]
+    return {
+        "symbol": symbol,
+        "status": "TRADING",
+        "baseAsset": spec.base_asset,
+        "baseAssetPrecision": 8,
+        "quoteAsset": spec.quote_asset,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": format_units(spec.tick_units),
+                "maxPrice": "1000000.00000000",
+                "tickSize": format_units(spec.tick_units),
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": format_units(spec.step_units),
+                "maxQty": "9000.00000000",
+                "stepSize": format_units(spec.step_units),
+            },
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        "tickSize": format_plain(spec.tick_units),
+    }
+
+
+def recent_trades(exchange: Exchange, request: web.Request) -> object:
+    query = Query(request, frozenset({"symbol", "limit"}))
+    store = _store(exchange, query)
+    limit = query.limit(500)
+    return _trade_rows(store, len(store) - limit, len(store), _microseconds(request))
+
+
+def historical_trades(exchange: Exchange, request: web.Request) -> object:
+    query = Query(request, frozenset({"symbol", "limit", "fromId"}))
+    store = _store(exchange, query)
+    limit = query.limit(500)
+    from_id = query.integer("fromId")
+    start = len(store) - limit if from_id is None else store.index_of_id(from_id)
+    return _trade_rows(store, start, start + limit, _microseconds(request))
+
+
+def agg_trades(exchange: Exchange, request: web.Request) -> object:
+    query = Query(request, frozenset({"symbol", "fromId", "startTime", "endTime", "limit"}))
+    store = _store(exchange, query)
+    limit = query.limit(500)
+    microseconds = _microseconds(request)
+    from_id = query.integer("fromId")
+    start_us, end_us = _time_range(query, microseconds)
+    if from_id is not None and (start_us is not None or end_us is not None):
+        raise BinanceError(-1128, "Combination of optional parameters invalid.")
+    count = store.agg_count()
+    if from_id is not None:
+        first, stop = max(from_id, 0), min(max(from_id, 0) + limit, count)
+    elif start_us is not None:
+        first = store.agg_index_of_time(start_us)
+        stop = count if end_us is None else store.agg_index_after_time(end_us)
+        stop = min(stop, first + limit)
+    elif end_us is not None:
+        stop = store.agg_index_after_time(end_us)
+        first = max(stop - limit, 0)
+    else:
+        first, stop = max(count - limit, 0), count
+    rows = []
+    for agg_id in range(first, stop):
+        agg = store.agg(agg_id)
+        rows.append(
+            {
+                "a": agg.agg_id,
+                "p": format_units(agg.price),
+                "q": format_units(agg.qty),
+                "f": agg.first_id,
+                "l": agg.last_id,
+                "T": _time(agg.time_us, microseconds),
+                "m": agg.is_buyer_maker,
+                "M": True,
+            }
+        )
+    return rows
+
+
+def klines(exchange: Exchange, request: web.Request) -> object:
+    query = Query(request, frozenset({"symbol", "interval", "startTime", "endTime", "limit", "timeZone"}))
+    store = _store(exchange, query)
+    interval = query.required("interval")
+    if interval not in kline_math.INTERVALS:
+        raise BinanceError(-1120, "Invalid interval.")
+    if query.text("timeZone") not in (None, "0", "+0", "0:00", "+00:00"):
+        raise BinanceError(-1130, "Data sent for parameter 'timeZone' is not valid.")
+    limit = query.limit(500)
+    microseconds = _microseconds(request)
+    start_us, end_us = _time_range(query, microseconds)
+    return kline_math.klines(
+        store,
+        interval,
+        now_ms=exchange.now_us() // 1000,
+        start_ms=None if start_us is None else -(-start_us // 1000),
+        end_ms=None if end_us is None else end_us // 1000,
+        limit=limit,
+        time_unit_us=microseconds,
+    )
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "ping": Endpoint(1, ping),
+    "time": Endpoint(1, server_time),
+    "exchangeInfo": Endpoint(20, exchange_info),
+    "trades": Endpoint(25, recent_trades),
+    "historicalTrades": Endpoint(25, historical_trades),
+    "aggTrades": Endpoint(4, agg_trades),
+    "klines": Endpoint(2, klines),
+}
+
+
+def _json(status: int, body: object, headers: dict[str, str]) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(body, separators=(",", ":")), content_type="application/json", headers=headers
+    )
+
+
+def make_handler(exchange: Exchange) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        endpoint = ENDPOINTS.get(request.match_info["endpoint"])
+        if endpoint is None:
+            return web.Response(status=404, text="<html><body><h2>404 Not found</h2></body></html>")
+        exchange.tick()
+        client = request.remote or "unknown"
+        verdict = exchange.limiter.charge(client, endpoint.weight, exchange.now_us() / 1e6)
+        used = str(verdict.used)
+        headers = {"X-MBX-USED-WEIGHT": used, "X-MBX-USED-WEIGHT-1M": used}
+        if verdict.status == 429:
+            headers["Retry-After"] = str(verdict.retry_after)
+            limit = exchange.limiter.limit
+            return _json(
+                429,
+                {
+                    "code": -1003,
+                    "msg": f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+                    "Please use WebSocket Streams for live updates to avoid polling the API.",
+                },
+                headers,
+            )
+        if verdict.status == 418:
+            headers["Retry-After"] = str(verdict.retry_after)
+            return _json(
+                418,
+                {
+                    "code": -1003,
+                    "msg": f"Way too much request weight used; IP banned until {verdict.banned_until_ms}. "
+                    "Please use WebSocket Streams for live updates to avoid bans.",
+                },
+                headers,
+            )
+        if exchange.faults.rest_error_rate and exchange.rng.random() < exchange.faults.rest_error_rate:
+            exchange.record.rest_errors += 1
+            status = exchange.rng.choice((500, 502, 503))
+            return _json(
+                status,
+                {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+                headers,
+            )
+        try:
+            return _json(200, endpoint.handler(exchange, request), headers)
+        except BinanceError as error:
+            return _json(error.status, {"code": error.code, "msg": error.msg}, headers)
+
+    return handle
