@@ -6,16 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 
-SANDBOX_HOST ?= 127.0.0.1
 SANDBOX_PORT ?= 9100
-SYMBOLS ?= BTCUSDT,ETHUSDT
 
-.PHONY: help install up test lint format bench lock clean
+.PHONY: help install up test lint format lock clean
 
 help:
 	@echo "make up     run the whole pipeline on the embedded defaults (Ctrl-C stops it)"
 	@echo "make test   install what is needed, lint, and run every test"
-	@echo "make bench  run the performance benchmarks and print their figures"
+	@echo "make  run the performance benchmarks and print their figures"
 	@echo "make lock   recompile requirements.txt from requirements.in with uv"
 
 # The virtualenv is rebuilt whenever requirements.txt changes.
@@ -38,11 +36,9 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
 
 up: $(STAMP)
-	@$(BIN)/python -m include.up --host $(SANDBOX_HOST) --port $(SANDBOX_PORT) --symbols $(SYMBOLS)
+	@$(BIN)/python -m include.cli up --sandbox-port $(SANDBOX_PORT)
 
 lock:
 	$(UV) pip compile --python-version 3.11 requirements.in -o requirements.txt

@@ -142,17 +142,41 @@ def _run_sandbox(args: argparse.Namespace) -> None:
     )
 
 
+def _add_up(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "up",
+        help="run the whole pipeline on the embedded defaults until Ctrl-C",
+        description="Start every service of the product (settings from the environment), print the URLs, "
+        "and stop them all cleanly on Ctrl-C.",
+    )
+    parser.add_argument("--sandbox-port", type=port_number, default=9100, help="sandbox port (default 9100)")
+    parser.add_argument("--sandbox-rate", type=positive, default=20.0, help="sandbox trades/s per symbol")
+    parser.set_defaults(run=_run_up)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from include.config import ConfigError
+    from include.up import run
+
+    try:
+        return run(int(args.sandbox_port), args.sandbox_rate)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     _add_sandbox(commands)
+    _add_up(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        args.run(args)
+        return args.run(args) or 0
     return 0
 
 

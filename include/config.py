@@ -1,0 +1,78 @@
+"""The one place settings come from: environment variables, validated once, failing fast.
+
+``EXCHANGE`` is the one switch between the offline sandbox (the default) and live Binance; the
+individual URLs can still be overridden with ``BINANCE_REST_URL`` and ``BINANCE_WS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from include.sandbox.symbols import SYMBOL_PATTERN
+
+BINANCE_REST_URL = "https://api.binance.com"
+BINANCE_WS_URL = "wss://stream.binance.com:9443"
+SANDBOX_HOST, SANDBOX_PORT = "127.0.0.1", 9100
+EXCHANGES = ("sandbox", "binance")
+WAREHOUSES = ("duckdb", "snowflake")
+
+
+class ConfigError(ValueError):
+    """A setting with a bad value; the message names the variable and the value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    exchange: str
+    rest_url: str
+    ws_url: str
+    lake_url: str
+    warehouse: str
+    duckdb_path: Path
+    symbols: tuple[str, ...]
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigError(f"{name}={value!r} is not a {' or '.join(schemes)} URL")
+    return value.rstrip("/")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def parse_symbols(name: str, value: str) -> tuple[str, ...]:
+    symbols = tuple(part.strip() for part in value.split(",") if part.strip())
+    bad = [symbol for symbol in symbols if not SYMBOL_PATTERN.match(symbol)]
+    if not symbols or bad:
+        raise ConfigError(f"{name}={value!r}: {bad[0] if bad else 'no symbols'!r} is not a symbol like BTCUSDT")
+    return tuple(dict.fromkeys(symbols))
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    exchange = _choice("EXCHANGE", env.get("EXCHANGE", "sandbox"), EXCHANGES)
+    sandbox = f"{SANDBOX_HOST}:{env.get('SANDBOX_PORT', SANDBOX_PORT)}"
+    default_rest = BINANCE_REST_URL if exchange == "binance" else f"http://{sandbox}"
+    default_ws = BINANCE_WS_URL if exchange == "binance" else f"ws://{sandbox}"
+    lake_url = env.get("LAKE_URL", f"file://{Path('data/lake').resolve()}")
+    if not re.match(r"^(file|s3)://.+", lake_url):
+        raise ConfigError(f"LAKE_URL={lake_url!r} is not a file:// or s3:// URL")
+    return Settings(
+        exchange=exchange,
+        rest_url=_url("BINANCE_REST_URL", env.get("BINANCE_REST_URL", default_rest), ("http", "https")),
+        ws_url=_url("BINANCE_WS_URL", env.get("BINANCE_WS_URL", default_ws), ("ws", "wss")),
+        lake_url=lake_url.rstrip("/"),
+        warehouse=_choice("WAREHOUSE", env.get("WAREHOUSE", "duckdb"), WAREHOUSES),
+        duckdb_path=Path(env.get("DUCKDB_PATH", "data/warehouse.duckdb")),
+        symbols=parse_symbols("SYMBOLS", env.get("SYMBOLS", "BTCUSDT,ETHUSDT")),
+    )

@@ -1,0 +1,98 @@
+"""``make up``: start the product's processes, print where they are, and stop them all on Ctrl-C.
+
+Each service is a child process in its own session, so Ctrl-C reaches only this supervisor, which
+then stops the services in reverse order: SIGTERM first (the sandbox sends ``serverShutdown``, the
+stream worker flushes), SIGKILL for anything still alive after the grace period.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+GRACE_SECONDS = 15.0
+
+
+@dataclass
+class Service:
+    name: str
+    argv: Sequence[str]
+    health_url: str | None = None  # polled until it answers before the next service starts
+    urls: dict[str, str] = field(default_factory=dict)  # printed for the user once everything is up
+    env: dict[str, str] | None = None
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def _wait_healthy(service: Service, process: subprocess.Popen[bytes], timeout: float) -> None:
+    if service.health_url is None:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StartupError(f"{service.name} exited with status {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(service.health_url, timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise StartupError(f"{service.name} did not answer {service.health_url} within {timeout:.0f} s")
+
+
+def _stop(running: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
+    for service, process in reversed(running):
+        if process.poll() is None:
+            print(f"stopping {service.name} ...", flush=True)
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for service, process in reversed(running):
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            print(f"{service.name} did not stop within {GRACE_SECONDS:.0f} s; killing it", flush=True)
+            process.kill()
+            process.wait()
+
+
+def supervise(services: Sequence[Service], startup_timeout: float = 120.0) -> int:
+    """Run the services until Ctrl-C, SIGTERM or one of them exits; 0 when stopped on request."""
+    stop_requested = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_requested.set())
+    running: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    status = 0
+    try:
+        for service in services:
+            print(f"starting {service.name} ...", flush=True)
+            process = subprocess.Popen(service.argv, env=service.env, start_new_session=True)
+            running.append((service, process))
+            _wait_healthy(service, process, startup_timeout)
+            if stop_requested.is_set():
+                return 0
+        print("\ncryptoflow is up:", flush=True)
+        for service in services:
+            for label, url in service.urls.items():
+                print(f"  {label:<28} {url}", flush=True)
+        print("\nPress Ctrl-C to stop.\n", flush=True)
+        while not stop_requested.wait(0.5):
+            for service, process in running:
+                if process.poll() is not None:
+                    print(f"{service.name} exited with status {process.returncode}", file=sys.stderr, flush=True)
+                    return 1
+        return 0
+    except StartupError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        status = 1
+        return status
+    finally:
+        _stop(running)
+        print("stopped.", flush=True)
