@@ -13,7 +13,6 @@ SANDBOX_PORT ?= 9100
 help:
 	@echo "make up     run the whole pipeline on the embedded defaults (Ctrl-C stops it)"
 	@echo "make test   install what is needed, lint, and run every test"
-	@echo "make  run the performance benchmarks and print their figures"
 	@echo "make lock   recompile requirements.txt from requirements.in with uv"
 
 # The virtualenv is rebuilt whenever requirements.txt changes.
