@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from include.sandbox.faults import FaultSettings
+from include.sandbox.replay import ReplayFileError, symbol_of
 from include.sandbox.symbols import SYMBOL_PATTERN
 
 
@@ -24,6 +27,8 @@ def _number(
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         too_low = value < low if inclusive_low else value <= low
         if too_low or (high is not None and value > high):
             bound = f"{'at least' if inclusive_low else 'more than'} {low}"
@@ -58,6 +63,12 @@ def existing_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"replay file {text!r} does not exist")
     if not path.name.endswith((".csv", ".zip")):
         raise argparse.ArgumentTypeError(f"replay file {text!r} is not a .csv or .zip trade dump")
+    try:
+        symbol_of(path)  # the symbol is read from the name
+    except ReplayFileError:
+        raise argparse.ArgumentTypeError(
+            f"replay file {text!r} is not named like a Binance dump: SYMBOL-trades-YYYY-MM-DD.(csv|zip)"
+        ) from None
     return path
 
 
@@ -107,39 +118,44 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_sandbox)
 
 
-def _run_sandbox(args: argparse.Namespace) -> None:
+def _run_sandbox(args: argparse.Namespace) -> int:
     from include.sandbox.config import SandboxConfig
     from include.sandbox.server import run
 
     holes: dict[str, set[int]] = {}
     for symbol, trade_id in args.hole:
         holes.setdefault(symbol, set()).add(trade_id)
-    run(
-        SandboxConfig(
-            host=args.host,
-            port=int(args.port),
-            symbols=args.symbols,
-            rate=args.rate,
-            seed=args.seed,
-            history_seconds=args.history,
-            holes={symbol: frozenset(ids) for symbol, ids in holes.items()},
-            replay=tuple(args.replay),
-            replay_mode=args.replay_mode,
-            speed=args.speed,
-            lifetime_seconds=args.lifetime,
-            ping_interval=args.ping_interval,
-            pong_timeout=args.pong_timeout,
-            weight_limit=int(args.weight_limit),
-            faults=FaultSettings(
-                drop_connections_every=args.drop_connections_every,
-                skip_fraction=args.skip_fraction,
-                malformed_fraction=args.malformed_fraction,
-                stall_every=args.stall_every,
-                stall_seconds=args.stall_seconds,
-                rest_error_rate=args.rest_error_rate,
-            ),
+    try:
+        run(
+            SandboxConfig(
+                host=args.host,
+                port=int(args.port),
+                symbols=args.symbols,
+                rate=args.rate,
+                seed=args.seed,
+                history_seconds=args.history,
+                holes={symbol: frozenset(ids) for symbol, ids in holes.items()},
+                replay=tuple(args.replay),
+                replay_mode=args.replay_mode,
+                speed=args.speed,
+                lifetime_seconds=args.lifetime,
+                ping_interval=args.ping_interval,
+                pong_timeout=args.pong_timeout,
+                weight_limit=int(args.weight_limit),
+                faults=FaultSettings(
+                    drop_connections_every=args.drop_connections_every,
+                    skip_fraction=args.skip_fraction,
+                    malformed_fraction=args.malformed_fraction,
+                    stall_every=args.stall_every,
+                    stall_seconds=args.stall_seconds,
+                    rest_error_rate=args.rest_error_rate,
+                ),
+            )
         )
-    )
+    except ReplayFileError as error:  # a dump that cannot be read is a bad argument too
+        print(f"python -m include.cli sandbox: error: argument --replay: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _add_up(commands: argparse._SubParsersAction) -> None:
@@ -165,11 +181,48 @@ def _run_up(args: argparse.Namespace) -> int:
         return 2
 
 
+def _add_stream(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "stream",
+        help="stream live trades into the lake (the worker Airflow runs, without Airflow)",
+        description="Stream trades from BINANCE_WS_URL into LAKE_URL as Parquet micro-batches until "
+        "Ctrl-C/SIGTERM or --duration.",
+    )
+    parser.add_argument("--symbols", type=symbol_list, default=None, help="default: $SYMBOLS")
+    parser.add_argument("--duration", type=positive, default=None, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--flush-seconds", type=positive, default=5.0, help="flush every N seconds (default 5)")
+    parser.add_argument("--flush-trades", type=positive_int, default=100_000, help="or every M trades")
+    parser.add_argument("--silence-seconds", type=positive, default=30.0, help="reconnect after this much silence")
+    parser.set_defaults(run=_run_stream)
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    from include.config import ConfigError, load_settings
+    from include.ingest.run import run_worker
+
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stats = run_worker(
+        settings,
+        symbols=args.symbols or settings.symbols,
+        duration=args.duration,
+        flush_seconds=args.flush_seconds,
+        flush_trades=int(args.flush_trades),
+        silence_seconds=args.silence_seconds,
+    )
+    print(json.dumps(stats))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     _add_sandbox(commands)
     _add_up(commands)
+    _add_stream(commands)
     return parser
 
 

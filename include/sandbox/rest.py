@@ -114,14 +114,17 @@ def _trade_rows(store: TradeStore, start: int, stop: int, microseconds: bool) ->
 
 
 def _time_range(query: Query, microseconds: bool) -> tuple[int | None, int | None]:
-    """startTime/endTime as microseconds; the parameters are in the request's time unit."""
+    """startTime/endTime as microseconds; the parameters are in the request's time unit.
+
+    Both ends are inclusive: an endTime in milliseconds covers every microsecond of that millisecond.
+    """
     start, end = query.integer("startTime"), query.integer("endTime")
     if start is not None and end is not None and start > end:
         raise BinanceError(-1023, "Start time is greater than end time.")
     scale = 1 if microseconds else 1000
     return (
         None if start is None else start * scale,
-        None if end is None else end * scale,
+        None if end is None else end * scale + scale - 1,
     )
 
 

@@ -20,6 +20,8 @@ from include.sandbox.ws import StreamHub
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.01
+# Room in the request line for 1024 streams in a combined-stream URL (aiohttp's default is 8190 bytes).
+MAX_REQUEST_LINE = 64 * 1024
 EXCHANGE_KEY = web.AppKey("exchange", Exchange)
 HUB_KEY = web.AppKey("hub", StreamHub)
 
@@ -116,7 +118,7 @@ def serve_in_thread(config: SandboxConfig) -> Iterator[RunningSandbox]:
     """Serve ``config`` on its host and port (0 picks a free one) until the block ends."""
     loop = asyncio.new_event_loop()
     app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, max_line_size=MAX_REQUEST_LINE)
     started = threading.Event()
     port: list[int] = []
 
@@ -147,7 +149,7 @@ def run(config: SandboxConfig) -> None:
     app = build_app(config)
 
     async def main() -> None:
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(app, handle_signals=False, max_line_size=MAX_REQUEST_LINE)
         await runner.setup()
         await web.TCPSite(runner, config.host, config.port).start()
         base = f"{config.host}:{config.port}"

@@ -24,6 +24,7 @@ from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
 from include.sandbox.store import Trade
 
 _STREAM_NAME = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_]+$")
+_REQUEST_ID_TEXT = re.compile(r"^[A-Za-z0-9]{0,36}$")
 _MAX_QUEUED_FRAMES = 2_000_000  # a client this far behind is dropped, as Binance drops slow readers
 _CONNECTION_ATTEMPTS_PER_WINDOW, _ATTEMPT_WINDOW_SECONDS = 300, 300.0
 
@@ -37,6 +38,15 @@ def trade_event(trade: Trade, symbol: str, event_time: int, microseconds: bool) 
         f'"p":"{format_units(trade.price)}","q":"{format_units(trade.qty)}",'
         f'"T":{trade_time},"m":{maker},"M":true}}'
     )
+
+
+def _valid_request_id(value: object) -> bool:
+    """Binance accepts a 64-bit signed integer, an alphanumeric string of at most 36, or null."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return _REQUEST_ID_TEXT.match(value) is not None
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 class Connection:
@@ -53,6 +63,7 @@ class Connection:
         self.wake = asyncio.Event()
         self.last_ping = self.opened
         self.awaiting_pong_since: float | None = None
+        self.ping_payloads: set[bytes] = set()  # pings not yet answered with a copy of their payload
         self.incoming: deque[float] = deque()
         self.closing = False
 
@@ -139,8 +150,11 @@ class StreamHub:
                     break
                 if message.type == WSMsgType.PING:
                     await ws.pong(message.data)
-                elif message.type == WSMsgType.PONG:
+                elif message.type == WSMsgType.PONG and bytes(message.data) in conn.ping_payloads:
+                    # Only a pong echoing a ping's payload answers it; unsolicited pongs are allowed
+                    # but, as on Binance, do not prevent disconnection.
                     conn.awaiting_pong_since = None
+                    conn.ping_payloads.clear()
                 elif message.type == WSMsgType.TEXT:
                     reply = self._control(conn, message.data)
                     if reply is not None:
@@ -182,7 +196,7 @@ class StreamHub:
         if not isinstance(request, dict):
             return {"code": 2, "msg": "Invalid request: expected an object"}
         request_id = request.get("id")
-        if request_id is not None and (not isinstance(request_id, int) or isinstance(request_id, bool)):
+        if not _valid_request_id(request_id):
             return {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer", "id": None}
         method, params = request.get("method"), request.get("params", [])
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
@@ -268,7 +282,9 @@ class StreamHub:
                     conn.last_ping = now
                     if conn.awaiting_pong_since is None:
                         conn.awaiting_pong_since = now
-                    await conn.ws.ping(str(int(time.time() * 1000)).encode())
+                    payload = str(int(time.time() * 1000)).encode()
+                    conn.ping_payloads.add(payload)
+                    await conn.ws.ping(payload)
 
     async def shutdown(self) -> None:
         """Tell every client the server is going away, then close: Binance's ``serverShutdown``."""

@@ -1,0 +1,212 @@
+"""The WebSocket side of the stream: combined trade streams, kept alive whatever the network does.
+
+One ``ShardConnection`` per group of at most 1024 streams (Binance's limit per connection). It
+reconnects with capped, jittered exponential backoff inside Binance's budget of 300 connection
+attempts per 5 minutes, and it hands over to a fresh connection *before* closing the old one when
+the old one nears its 24-hour lifetime, announces ``serverShutdown`` or goes silent. Frames from
+both connections overlap for a moment; the batcher drops the duplicate ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from include.ingest.parse import Control
+
+log = logging.getLogger(__name__)
+MAX_STREAMS_PER_CONNECTION = 1024
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    ws_url: str
+    refresh_after_seconds: float = 23.5 * 3600  # hand over well before Binance's 24 h cut-off
+    silence_seconds: float = 30.0  # no frame at all for this long: the connection is presumed dead
+    overlap_seconds: float = 1.0  # both connections read for this long during a handover
+    backoff_base_seconds: float = 0.5
+    backoff_cap_seconds: float = 30.0
+    open_timeout_seconds: float = 10.0
+    attempts_per_window: int = 300
+    attempt_window_seconds: float = 300.0
+
+
+def stream_names(symbols: list[str] | tuple[str, ...]) -> list[str]:
+    return [f"{symbol.lower()}@trade" for symbol in symbols]
+
+
+def shard(streams: list[str], size: int = MAX_STREAMS_PER_CONNECTION) -> list[list[str]]:
+    if not 1 <= size <= MAX_STREAMS_PER_CONNECTION:
+        raise ValueError(f"shard size {size} is outside 1..{MAX_STREAMS_PER_CONNECTION}")
+    return [streams[i : i + size] for i in range(0, len(streams), size)]
+
+
+def stream_url(ws_url: str, streams: list[str]) -> str:
+    return f"{ws_url.rstrip('/')}/stream?streams={'/'.join(streams)}&timeUnit=MICROSECOND"
+
+
+class ConnectionBudget:
+    """At most ``limit`` connection attempts per sliding ``window`` seconds, across all shards."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self._attempts: deque[float] = deque()
+
+    async def acquire(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._attempts and now - self._attempts[0] >= self.window:
+                self._attempts.popleft()
+            if len(self._attempts) < self.limit:
+                self._attempts.append(now)
+                return
+            await asyncio.sleep(self.window - (now - self._attempts[0]))
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Capped exponential backoff with jitter: uniformly between half and all of the step."""
+    step = min(cap, base * 2**attempt)
+    return rng.uniform(step / 2, step)
+
+
+@dataclass
+class _Reader:
+    ws: ClientConnection
+    opened: float
+    last_frame: float
+    task: asyncio.Task[None] | None = None
+    shutdown_notice: bool = False
+
+
+class ShardConnection:
+    """Reads one shard of streams into ``on_frame`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        streams: list[str],
+        settings: StreamSettings,
+        on_frame: Callable[[bytes], Control | None],
+        budget: ConnectionBudget,
+        room: asyncio.Event | None = None,
+        on_state: Callable[[dict[str, object]], None] | None = None,
+    ) -> None:
+        self.streams = streams
+        self.settings = settings
+        self.url = stream_url(settings.ws_url, streams)
+        self._on_frame = on_frame
+        self._budget = budget
+        self._room = room  # cleared by the batcher when it is full: reading pauses (backpressure)
+        self._on_state = on_state or (lambda state: None)
+        self._rng = random.Random()
+        self.connects = 0
+        self.handovers = 0
+
+    async def _open(self, stop: asyncio.Event) -> ClientConnection | None:
+        attempt = 0
+        while not stop.is_set():
+            await self._budget.acquire()
+            try:
+                ws = await connect(
+                    self.url,
+                    open_timeout=self.settings.open_timeout_seconds,
+                    compression=None,
+                    max_size=1 << 20,
+                    max_queue=1024,
+                    ping_interval=20,
+                    ping_timeout=20,
+                )
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
+                delay = backoff_delay(
+                    attempt, self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, self._rng
+                )
+                attempt += 1
+                log.warning("connect to %s failed (%s); retrying in %.1f s", self.url, error, delay)
+                self._on_state({"state": "reconnecting", "error": str(error), "attempt": attempt})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
+            self.connects += 1
+            self._on_state({"state": "connected", "since": time.time(), "connects": self.connects})
+            return ws
+        return None
+
+    def _start_reader(self, ws: ClientConnection) -> _Reader:
+        now = time.monotonic()
+        reader = _Reader(ws, now, now)
+        reader.task = asyncio.create_task(self._read(reader))
+        return reader
+
+    async def _read(self, reader: _Reader) -> None:
+        on_frame, ws, room = self._on_frame, reader.ws, self._room
+        try:
+            while True:
+                frame = await ws.recv(decode=False)
+                reader.last_frame = time.monotonic()
+                control = on_frame(frame)
+                if control is not None and control.kind == "serverShutdown":
+                    log.info("serverShutdown from %s: handing over to a new connection", self.url)
+                    reader.shutdown_notice = True
+                if room is not None and not room.is_set():
+                    await room.wait()
+        except ConnectionClosed as closed:
+            log.info("connection closed: %s", closed)
+
+    def _needs_handover(self, reader: _Reader) -> str | None:
+        now = time.monotonic()
+        if reader.shutdown_notice:
+            return "serverShutdown"
+        if now - reader.opened >= self.settings.refresh_after_seconds:
+            return "lifetime"
+        if now - reader.last_frame >= self.settings.silence_seconds:
+            return "silence"
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ws = await self._open(stop)
+        if ws is None:
+            return
+        reader = self._start_reader(ws)
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                assert reader.task is not None
+                await asyncio.wait([reader.task, stopped], timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    break
+                if reader.task.done():
+                    # The connection is gone: nothing to overlap with, so reconnect.
+                    ws = await self._open(stop)
+                    if ws is None:
+                        break
+                    reader = self._start_reader(ws)
+                    continue
+                why = self._needs_handover(reader)
+                if why is None:
+                    continue
+                log.info("handover on %s: %s", self.url, why)
+                fresh = await self._open(stop)
+                if fresh is None:
+                    break
+                old, reader = reader, self._start_reader(fresh)
+                self.handovers += 1
+                await asyncio.sleep(self.settings.overlap_seconds)
+                await self._close(old)
+        finally:
+            stopped.cancel()
+            await self._close(reader)
+
+    async def _close(self, reader: _Reader) -> None:
+        await reader.ws.close()
+        if reader.task is not None:
+            reader.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader.task

@@ -1,0 +1,147 @@
+"""The raw trade contract in the lake: schema, deterministic keys, and Parquet in and out.
+
+One row per exchange trade (ARCHITECTURE §3). Prices and quantities are decimal(38, 8) built
+straight from integer 1e-8 units, so no value passes through a float. ``quote_quantity`` is
+price x quantity exactly, which can need up to 16 decimals (e.g. ETHBTC), hence decimal(38, 16).
+A file never spans two hours, and its key is derived from its content, so writing the same trades
+twice writes the same object.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EXCHANGE = "binance"
+PRICE = pa.decimal128(38, 8)
+QUOTE = pa.decimal128(38, 16)
+SOURCES = ("stream", "backfill", "replay")
+TRADE_SCHEMA = pa.schema(
+    [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("trade_id", pa.int64(), nullable=False),
+        pa.field("price", PRICE, nullable=False),
+        pa.field("quantity", PRICE, nullable=False),
+        pa.field("quote_quantity", QUOTE, nullable=False),
+        pa.field("trade_time", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("is_buyer_maker", pa.bool_(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+HOUR_US = 3_600_000_000
+
+
+def decimal_array(units: np.ndarray, dtype: pa.Decimal128Type) -> pa.Array:
+    """A decimal128 array whose unscaled values are ``units`` (int64), exactly, with no arithmetic.
+
+    decimal128 stores a 16-byte little-endian two's complement integer per value: the low half is
+    the int64 itself and the high half its sign extension.
+    """
+    units = np.ascontiguousarray(units, dtype=np.int64)
+    words = np.empty((len(units), 2), dtype=np.int64)
+    words[:, 0] = units
+    words[:, 1] = units >> 63
+    return pa.Array.from_buffers(dtype, len(units), [None, pa.py_buffer(words.tobytes())])
+
+
+def scaled_product(left: pa.Array, right: pa.Array) -> pa.Array:
+    """price x quantity as decimal(38, 16): exact, since 8 + 8 decimals fit 16."""
+    product = pa.compute.multiply(left.cast(pa.decimal128(18, 8)), right.cast(pa.decimal128(18, 8)))
+    return product.cast(QUOTE)
+
+
+@dataclass(frozen=True)
+class TradeColumns:
+    """Trades of one symbol as columns; prices and quantities in 1e-8 units, times in µs."""
+
+    symbol: str
+    trade_id: np.ndarray
+    price: np.ndarray
+    quantity: np.ndarray
+    trade_time_us: np.ndarray
+    is_buyer_maker: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.trade_id)
+
+    def take(self, index: np.ndarray) -> TradeColumns:
+        return TradeColumns(
+            self.symbol,
+            self.trade_id[index],
+            self.price[index],
+            self.quantity[index],
+            self.trade_time_us[index],
+            self.is_buyer_maker[index],
+        )
+
+
+def to_table(columns: TradeColumns, source: str, ingested_at_us: int) -> pa.Table:
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    n = len(columns)
+    price = decimal_array(columns.price, PRICE)
+    quantity = decimal_array(columns.quantity, PRICE)
+    return pa.Table.from_arrays(
+        [
+            pa.array([EXCHANGE] * n, pa.string()),
+            pa.array([columns.symbol] * n, pa.string()),
+            pa.array(columns.trade_id, pa.int64()),
+            price,
+            quantity,
+            scaled_product(price, quantity),
+            pa.array(columns.trade_time_us, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array(columns.is_buyer_maker, pa.bool_()),
+            pa.array([source] * n, pa.string()),
+            pa.array(np.full(n, ingested_at_us, dtype=np.int64)).cast(pa.timestamp("us", tz="UTC")),
+        ],
+        schema=TRADE_SCHEMA,
+    )
+
+
+def trade_key(symbol: str, hour_start_us: int, source: str, first_id: int, last_id: int) -> str:
+    hour = datetime.fromtimestamp(hour_start_us / 1e6, UTC)
+    return (
+        f"trades/exchange={EXCHANGE}/symbol={symbol}/date={hour:%Y-%m-%d}/hour={hour:%H}/"
+        f"{source}-{first_id}-{last_id}.parquet"
+    )
+
+
+def split_by_hour(columns: TradeColumns) -> list[tuple[int, TradeColumns]]:
+    """The trades grouped by the UTC hour of their trade time, each group sorted by trade id."""
+    hours = columns.trade_time_us // HOUR_US
+    groups = []
+    for hour in np.unique(hours):
+        index = np.flatnonzero(hours == hour)
+        part = columns.take(index)
+        groups.append((int(hour) * HOUR_US, part.take(np.argsort(part.trade_id, kind="stable"))))
+    return groups
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def write_trades(lake: object, columns: TradeColumns, source: str, ingested_at_us: int) -> list[str]:
+    """Write trades as one Parquet object per hour under deterministic keys; the keys written."""
+    keys = []
+    for hour_start, part in split_by_hour(columns):
+        if not len(part):
+            continue
+        key = trade_key(part.symbol, hour_start, source, int(part.trade_id[0]), int(part.trade_id[-1]))
+        lake.put(key, parquet_bytes(to_table(part, source, ingested_at_us)))  # type: ignore[attr-defined]
+        keys.append(key)
+    return keys
+
+
+def read_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(data), columns=list(columns) if columns else None)
