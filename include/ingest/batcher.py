@@ -8,6 +8,7 @@ the rejects to quarantine, and update the per-symbol heartbeats.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from include.ingest.parse import CombinedTrade, Control, Rejected, decode, validate
+from include.lake.markers import mark_written
 from include.lake.store import ObjectStore
 from include.lake.trades import EXCHANGE, TradeColumns, write_trades
 
@@ -79,6 +81,8 @@ class MicroBatcher:
         self.lake = lake
         self.symbols = symbols
         self.source = source
+        # One marker per shard: the sorted symbols name the writer, so a restart reuses it.
+        self.writer = f"{source}-" + hashlib.sha1(",".join(sorted(symbols)).encode()).hexdigest()[:12]
         self.stats = StreamStats()
         self.status: dict[str, SymbolStatus] = {symbol: SymbolStatus() for symbol in symbols}
         self.connection: dict[str, object] = {"state": "starting"}
@@ -145,6 +149,8 @@ class MicroBatcher:
         if rejected:
             keys.append(self._quarantine(rejected, batch.first_received_us))
             self.stats.quarantine_reasons.update(_reason_kind(r.reason) for r in rejected)
+        if keys:
+            mark_written(self.lake, self.writer, keys)
         self.stats.written += written
         self.stats.duplicates += duplicates
         self.stats.quarantined += len(rejected)

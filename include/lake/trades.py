@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 EXCHANGE = "binance"
@@ -54,7 +55,7 @@ def decimal_array(units: np.ndarray, dtype: pa.Decimal128Type) -> pa.Array:
 
 def scaled_product(left: pa.Array, right: pa.Array) -> pa.Array:
     """price x quantity as decimal(38, 16): exact, since 8 + 8 decimals fit 16."""
-    product = pa.compute.multiply(left.cast(pa.decimal128(18, 8)), right.cast(pa.decimal128(18, 8)))
+    product = pc.multiply(left.cast(pa.decimal128(18, 8)), right.cast(pa.decimal128(18, 8)))
     return product.cast(QUOTE)
 
 
@@ -145,3 +146,47 @@ def write_trades(lake: object, columns: TradeColumns, source: str, ingested_at_u
 
 def read_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
     return pq.read_table(io.BytesIO(data), columns=list(columns) if columns else None)
+
+
+def symbol_prefix(symbol: str) -> str:
+    return f"trades/exchange={EXCHANGE}/symbol={symbol}/"
+
+
+def hour_of_key(key: str) -> int:
+    """Start (µs) of the hour a trade file covers, from its ``date=``/``hour=`` partitions."""
+    parts = dict(part.split("=", 1) for part in key.split("/") if "=" in part)
+    moment = datetime.strptime(f"{parts['date']} {parts['hour']}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000
+
+
+def trade_keys(lake: object, symbol: str, start_us: int | None = None, end_us: int | None = None) -> list[str]:
+    """Keys of the symbol's trade files whose hour overlaps [start_us, end_us)."""
+    keys = []
+    for info in lake.list(symbol_prefix(symbol)):  # type: ignore[attr-defined]
+        if not info.key.endswith(".parquet"):
+            continue
+        hour = hour_of_key(info.key)
+        if (start_us is None or hour + HOUR_US > start_us) and (end_us is None or hour < end_us):
+            keys.append(info.key)
+    return keys
+
+
+def read_trades(lake: object, symbol: str, start_us: int | None = None, end_us: int | None = None) -> pa.Table:
+    """Every row of the symbol's trade files in [start_us, end_us), as stored (duplicates included)."""
+    tables = [read_table(lake.get(key)) for key in trade_keys(lake, symbol, start_us, end_us)]  # type: ignore[attr-defined]
+    if not tables:
+        return TRADE_SCHEMA.empty_table()
+    table = pa.concat_tables(tables)
+    times = pc.cast(table["trade_time"], pa.int64())
+    mask = np.ones(len(table), dtype=bool)
+    if start_us is not None:
+        mask &= times.to_numpy() >= start_us
+    if end_us is not None:
+        mask &= times.to_numpy() < end_us
+    return table.filter(pa.array(mask))
+
+
+def read_trade_ids(lake: object, symbol: str, start_us: int | None = None, end_us: int | None = None) -> np.ndarray:
+    """Sorted unique trade ids in the lake for a symbol and time range, from every source."""
+    table = read_trades(lake, symbol, start_us, end_us)
+    return np.unique(table["trade_id"].to_numpy())

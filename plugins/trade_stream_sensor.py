@@ -1,0 +1,116 @@
+"""``TradeStreamSensor``: a poke-mode sensor that *is* the streaming worker for one symbol shard.
+
+On its first poke it opens the WebSocket connections on a background thread; they live across
+pokes for the whole window. Every poke flushes a micro-batch into the lake and logs its counts
+(trades, lag, reconnects, quarantined). The sensor is done once its window has ended: it then
+closes the connections and flushes the rest. A crash fails the task and Airflow's retries restart
+the stream within seconds; the gap-repair DAG fills whatever the outage missed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.bases.sensor import BaseSensorOperator
+
+from include.config import load_settings
+from include.ingest.background import BackgroundWorker
+from include.ingest.run import open_stream_lake
+from include.ingest.stream import StreamSettings
+from include.ingest.worker import StreamWorker, WorkerSettings
+
+
+class TradeStreamSensor(BaseSensorOperator):
+    template_fields: Sequence[str] = ("symbols", "window_end")
+    ui_color = "#f0b90b"
+
+    def __init__(
+        self,
+        *,
+        symbols: str | Sequence[str],
+        window_end: str | datetime,
+        flush_seconds: float = 5.0,
+        flush_trades: int = 100_000,
+        silence_seconds: float = 30.0,
+        aws_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", flush_seconds)
+        super().__init__(mode="poke", **kwargs)
+        self.symbols = symbols
+        self.window_end = window_end
+        self.flush_seconds = flush_seconds
+        self.flush_trades = flush_trades
+        self.silence_seconds = silence_seconds
+        self.aws_conn_id = aws_conn_id
+        self._worker: BackgroundWorker | None = None
+
+    def _symbols(self) -> tuple[str, ...]:
+        if isinstance(self.symbols, str):
+            return tuple(part for part in self.symbols.split(",") if part)
+        return tuple(self.symbols)
+
+    def _end(self) -> datetime:
+        end = self.window_end
+        return datetime.fromisoformat(end) if isinstance(end, str) else end
+
+    def _start_worker(self) -> BackgroundWorker:
+        settings = load_settings()
+        worker = StreamWorker(
+            WorkerSettings(
+                symbols=self._symbols(),
+                stream=StreamSettings(ws_url=settings.ws_url, silence_seconds=self.silence_seconds),
+                flush_seconds=self.flush_seconds,
+                flush_trades=self.flush_trades,
+            ),
+            open_stream_lake(settings.lake_url, Path("data/spool") / self.task_id, self.aws_conn_id),
+        )
+        self.log.info(
+            "streaming %s from %s into %s until %s",
+            ",".join(self._symbols()),
+            settings.ws_url,
+            settings.lake_url,
+            self._end().isoformat(),
+        )
+        background = BackgroundWorker(worker)
+        background.start()
+        return background
+
+    def poke(self, context: Any) -> bool:
+        if self._worker is None:
+            self._worker = self._start_worker()
+        result = self._worker.flush()
+        stats = self._worker.worker.stats
+        lags = [
+            time.time() - status.last_trade_time_us / 1e6
+            for status in self._worker.worker.batcher.status.values()
+            if status.last_trade_time_us
+        ]
+        self.log.info(
+            "micro-batch: %d trades, %d quarantined, %d duplicates, %d objects, %.3f s | total %d trades, "
+            "%d reconnects, %d quarantined | lag %s",
+            result.trades_written,
+            result.quarantined,
+            result.duplicates,
+            len(result.keys),
+            result.seconds,
+            stats.written,
+            stats.reconnects,
+            stats.quarantined,
+            f"{max(lags):.1f} s" if lags else "n/a",
+        )
+        if datetime.now(self._end().tzinfo) < self._end():
+            return False
+        self.log.info("window ended at %s: closing the stream", self._end().isoformat())
+        self._worker.stop()
+        self._worker = None
+        return True
+
+    def on_kill(self) -> None:
+        if self._worker is not None:
+            self._worker.stop(timeout=10)
+            self._worker = None

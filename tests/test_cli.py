@@ -1,0 +1,334 @@
+"""The command line, ``python -m include.cli``: help, argument checking, and a real sandbox process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+import include.sandbox.server
+from include.cli import build_parser, main
+from include.sandbox.config import SandboxConfig
+from tests.conftest import BTCUSDT_DUMP, REPO_ROOT, http_get
+
+SANDBOX_FLAGS = (
+    "--host",
+    "--port",
+    "--symbols",
+    "--rate",
+    "--seed",
+    "--history",
+    "--hole",
+    "--replay",
+    "--replay-mode",
+    "--speed",
+    "--lifetime",
+    "--ping-interval",
+    "--pong-timeout",
+    "--weight-limit",
+    "--drop-connections-every",
+    "--skip-fraction",
+    "--malformed-fraction",
+    "--stall-every",
+    "--stall-seconds",
+    "--rest-error-rate",
+)
+
+
+@pytest.fixture
+def started(monkeypatch) -> list[SandboxConfig]:
+    """Stand in for the server: record the config ``sandbox`` would serve instead of serving it."""
+    configs: list[SandboxConfig] = []
+    monkeypatch.setattr(include.sandbox.server, "run", configs.append)
+    return configs
+
+
+def run_main(argv: list[str]) -> int:
+    """``main``'s exit status, whether it returns it or exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+
+
+def command_names() -> list[str]:
+    parser = build_parser()
+    (commands,) = (a for a in parser._actions if a.dest == "command")
+    return sorted(commands.choices)
+
+
+# Help ---------------------------------------------------------------------------------------------
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert run_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: python -m include.cli" in out
+    assert "sandbox" in out
+    for name in command_names():
+        assert name in out
+
+
+@pytest.mark.parametrize("command", command_names())
+def test_every_command_has_help_that_mentions_its_flags(capsys, started, command):
+    assert run_main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"usage: python -m include.cli {command}" in out
+    subparser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    flags = [flag for action in subparser._actions for flag in action.option_strings if flag.startswith("--")]
+    assert flags
+    for flag in flags:
+        assert flag in out, f"{command} --help does not mention {flag}"
+    assert not started  # help never starts anything
+
+
+def test_sandbox_help_mentions_every_sandbox_flag(capsys):
+    assert run_main(["sandbox", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in SANDBOX_FLAGS:
+        assert flag in out
+
+
+# Arguments ----------------------------------------------------------------------------------------
+
+# (arguments after `sandbox`, the flag the error must name, the bad value it must quote)
+BAD_ARGUMENTS = [
+    (["--port", "70000"], "--port", "70000"),
+    (["--port", "abc"], "--port", "abc"),
+    (["--rate", "0"], "--rate", "0"),
+    (["--rate", "-5"], "--rate", "-5"),
+    (["--rate", "abc"], "--rate", "abc"),
+    (["--rate", "nan"], "--rate", "nan"),
+    (["--rate", "inf"], "--rate", "inf"),
+    (["--symbols", "btcusdt"], "--symbols", "btcusdt"),
+    (["--symbols", ""], "--symbols", ""),
+    (["--symbols", "BTCUSDT,"], "--symbols", "BTCUSDT,"),
+    (["--seed", "x"], "--seed", "x"),
+    (["--history", "-1"], "--history", "-1"),
+    (["--hole", "BTCUSDT"], "--hole", "BTCUSDT"),
+    (["--hole", "BTCUSDT:abc"], "--hole", "BTCUSDT:abc"),
+    (["--replay", "/nonexistent.csv"], "--replay", "/nonexistent.csv"),
+    (["--replay", "{txt}"], "--replay", "{txt}"),
+    (["--replay", "{unnamed}"], "--replay", "{unnamed}"),
+    (["--replay-mode", "foo"], "--replay-mode", "foo"),
+    (["--speed", "0"], "--speed", "0"),
+    (["--speed", "nan"], "--speed", "nan"),
+    (["--lifetime", "0"], "--lifetime", "0"),
+    (["--ping-interval", "-1"], "--ping-interval", "-1"),
+    (["--pong-timeout", "0"], "--pong-timeout", "0"),
+    (["--weight-limit", "0"], "--weight-limit", "0"),
+    (["--weight-limit", "1.5"], "--weight-limit", "1.5"),
+    (["--drop-connections-every", "-1"], "--drop-connections-every", "-1"),
+    (["--skip-fraction", "1.5"], "--skip-fraction", "1.5"),
+    (["--malformed-fraction", "-0.1"], "--malformed-fraction", "-0.1"),
+    (["--stall-every", "x"], "--stall-every", "x"),
+    (["--stall-seconds", "0"], "--stall-seconds", "0"),
+    (["--rest-error-rate", "2"], "--rest-error-rate", "2"),
+]
+
+
+@pytest.mark.parametrize(("args", "flag", "value"), BAD_ARGUMENTS, ids=[" ".join(c[0]) for c in BAD_ARGUMENTS])
+def test_a_bad_sandbox_argument_exits_2_naming_the_value(capsys, started, tmp_path, args, flag, value):
+    files = {
+        "{txt}": tmp_path / "BTCUSDT-trades-2021-01-08.txt",
+        "{unnamed}": tmp_path / "trades.csv",  # no symbol in the name to replay it under
+    }
+    for path in files.values():
+        path.write_bytes(BTCUSDT_DUMP.read_bytes())
+    args = [str(files.get(a, a)) for a in args]
+    value = str(files.get(value, value))
+    assert run_main(["sandbox", *args]) == 2
+    assert not started, f"sandbox {' '.join(args)} was accepted"
+    err = capsys.readouterr().err
+    assert "usage: python -m include.cli sandbox" in err
+    assert f"argument {flag}: " in err
+    assert repr(value) in err, err
+
+
+def test_good_sandbox_arguments_reach_the_config(started):
+    code = run_main(
+        [
+            "sandbox",
+            "--host=0.0.0.0",
+            "--port=9200",
+            "--symbols=ETHUSDT,BTCUSDT,ETHUSDT",
+            "--rate=7.5",
+            "--seed=3",
+            "--history=60",
+            "--hole=BTCUSDT:5",
+            "--hole=BTCUSDT:7",
+            "--hole=ETHUSDT:1",
+            f"--replay={BTCUSDT_DUMP}",
+            "--replay-mode=live",
+            "--speed=2",
+            "--lifetime=30",
+            "--ping-interval=3",
+            "--pong-timeout=4",
+            "--weight-limit=100",
+            "--drop-connections-every=9",
+            "--skip-fraction=0.1",
+            "--malformed-fraction=0.2",
+            "--stall-every=11",
+            "--stall-seconds=1.5",
+            "--rest-error-rate=0.3",
+        ]
+    )
+    assert code == 0
+    (config,) = started
+    assert (config.host, config.port, config.symbols) == ("0.0.0.0", 9200, ("ETHUSDT", "BTCUSDT"))
+    assert (config.rate, config.seed, config.history_seconds) == (7.5, 3, 60.0)
+    assert config.holes == {"BTCUSDT": frozenset({5, 7}), "ETHUSDT": frozenset({1})}
+    assert (config.replay, config.replay_mode, config.speed) == ((BTCUSDT_DUMP,), "live", 2.0)
+    assert (config.lifetime_seconds, config.ping_interval, config.pong_timeout) == (30.0, 3.0, 4.0)
+    assert config.weight_limit == 100
+    assert isinstance(config.weight_limit, int)
+    faults = config.faults
+    assert (faults.drop_connections_every, faults.skip_fraction, faults.malformed_fraction) == (9.0, 0.1, 0.2)
+    assert (faults.stall_every, faults.stall_seconds, faults.rest_error_rate) == (11.0, 1.5, 0.3)
+
+
+def test_defaults_are_binance_like(started):
+    assert run_main(["sandbox"]) == 0
+    (config,) = started
+    assert (config.host, config.port, config.symbols) == ("127.0.0.1", 9100, ("BTCUSDT", "ETHUSDT"))
+    assert (config.replay, config.replay_mode) == ((), "historical")
+    assert (config.ping_interval, config.pong_timeout, config.weight_limit) == (20.0, 60.0, 6000)
+    assert config.lifetime_seconds == 24 * 3600
+
+
+def test_a_malformed_replay_file_exits_2_naming_the_file_and_line(monkeypatch, capsys, tmp_path):
+    lines = BTCUSDT_DUMP.read_text().splitlines(keepends=True)
+    lines[6] = lines[6].replace(lines[6].split(",")[1], "39432.4x", 1)
+    path = tmp_path / "BTCUSDT-trades-2021-01-08.csv"
+    path.write_text("".join(lines))
+    # Build the exchange as the server would, but never serve: a dump that loads would return 0 here.
+    monkeypatch.setattr(include.sandbox.server, "run", include.sandbox.server.build_app)
+    assert run_main(["sandbox", "--port", "0", "--replay", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:7:" in err
+    assert "39432.4x" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["--bogus"], "<command>"),
+        ([], "<command>"),
+        (["sandbox", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+    ids=["bogus", "--bogus", "nothing", "sandbox --bogus"],
+)
+def test_an_unknown_command_or_flag_fails(capsys, started, argv, named):
+    assert run_main(argv) == 2
+    assert not started
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert named in err
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "include.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_a_bad_argument_fails_in_a_real_process():
+    result = run_cli("sandbox", "--port", "70000")
+    assert result.returncode == 2
+    assert "argument --port: '70000'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_unknown_command_fails_in_a_real_process():
+    result = run_cli("bogus")
+    assert result.returncode == 2
+    assert "'bogus'" in result.stderr
+
+
+# A real sandbox process ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_sandbox_command_serves_both_symbols_and_stops_cleanly_on_sigint(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    out, err = (tmp_path / "stdout").open("w+"), (tmp_path / "stderr").open("w+")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "include.cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--symbols=BTCUSDT,ETHUSDT",
+            "--rate=200",
+        ],
+        cwd=REPO_ROOT,
+        stdout=out,
+        stderr=err,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, f"the sandbox exited: {(tmp_path / 'stderr').read_text()}"
+            assert time.monotonic() < deadline, "the sandbox did not answer /api/v3/ping within 30 s"
+            try:
+                status, _, body = http_get(f"{base}/api/v3/ping")
+                if (status, body) == (200, {}):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.1)
+
+        # Both symbols trade, over REST and over one combined stream.
+        time.sleep(0.3)
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            status, _, trades = http_get(f"{base}/api/v3/trades?symbol={symbol}&limit=20")
+            assert status == 200
+            assert len(trades) >= 5, (symbol, trades)
+            assert [t["id"] for t in trades] == sorted(t["id"] for t in trades)
+        status, _, body = http_get(f"{base}/api/v3/trades?symbol=XRPUSDT")
+        assert (status, body["code"]) == (400, -1121)
+        with connect(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/ethusdt@trade", open_timeout=10) as ws:
+            seen: set[str] = set()
+            stream_deadline = time.monotonic() + 5
+            while seen != {"BTCUSDT", "ETHUSDT"} and time.monotonic() < stream_deadline:
+                seen.add(json.loads(ws.recv(timeout=5))["data"]["s"])
+            assert seen == {"BTCUSDT", "ETHUSDT"}
+
+            # Ctrl-C: the client is told, and the process ends with status 0 within a few seconds.
+            stopped_at = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            events = []
+            while not events or events[-1].get("e") != "serverShutdown":
+                try:
+                    events.append(json.loads(ws.recv(timeout=5)))
+                except (TimeoutError, ConnectionClosed):
+                    break
+            assert events, "nothing came after SIGINT"
+            assert events[-1].get("e") == "serverShutdown"
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - stopped_at < 5
+        assert f"127.0.0.1:{port}" in (tmp_path / "stdout").read_text()
+        assert "Traceback" not in (tmp_path / "stderr").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        out.close()
+        err.close()
