@@ -35,7 +35,8 @@ SHARD_SIZE = int(os.environ.get("STREAM_SHARD_SIZE", "50"))  # symbols per mappe
 
 
 @dag(
-    schedule=CronTriggerTimetable("0 * * * *", timezone="UTC"),
+    # The run for the current window starts as soon as the DAG is unpaused, not at the next hour.
+    schedule=CronTriggerTimetable("0 * * * *", timezone="UTC", run_immediately=True),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=2,  # a window and the next one overlap

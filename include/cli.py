@@ -167,6 +167,7 @@ def _add_up(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--sandbox-port", type=port_number, default=9100, help="sandbox port (default 9100)")
     parser.add_argument("--sandbox-rate", type=positive, default=20.0, help="sandbox trades/s per symbol")
+    parser.add_argument("--airflow-port", type=port_number, default=8080, help="Airflow UI/API port (default 8080)")
     parser.set_defaults(run=_run_up)
 
 
@@ -175,7 +176,7 @@ def _run_up(args: argparse.Namespace) -> int:
     from include.up import run
 
     try:
-        return run(int(args.sandbox_port), args.sandbox_rate)
+        return run(int(args.sandbox_port), args.sandbox_rate, int(args.airflow_port))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ stream worker flushes), SIGKILL for anything still alive after the grace period.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 GRACE_SECONDS = 15.0
 
@@ -27,6 +30,7 @@ class Service:
     health_url: str | None = None  # polled until it answers before the next service starts
     urls: dict[str, str] = field(default_factory=dict)  # printed for the user once everything is up
     env: dict[str, str] | None = None
+    log_file: Path | None = None  # where its output goes; None: this terminal
 
 
 class StartupError(RuntimeError):
@@ -48,19 +52,35 @@ def _wait_healthy(service: Service, process: subprocess.Popen[bytes], timeout: f
     raise StartupError(f"{service.name} did not answer {service.health_url} within {timeout:.0f} s")
 
 
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the service and everything it started (its own session, so its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+def _group_alive(process: subprocess.Popen[bytes]) -> bool:
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _stop(running: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
     for service, process in reversed(running):
-        if process.poll() is None:
-            print(f"stopping {service.name} ...", flush=True)
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_SECONDS
-    for service, process in reversed(running):
-        try:
-            process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
+        print(f"stopping {service.name} ...", flush=True)
+        _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_SECONDS
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader so the group can empty
+            if not _group_alive(process):
+                break
+            time.sleep(0.2)
+        else:
             print(f"{service.name} did not stop within {GRACE_SECONDS:.0f} s; killing it", flush=True)
-            process.kill()
-            process.wait()
+            _signal_group(process, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
 
 
 def supervise(services: Sequence[Service], startup_timeout: float = 120.0) -> int:
@@ -73,7 +93,14 @@ def supervise(services: Sequence[Service], startup_timeout: float = 120.0) -> in
     try:
         for service in services:
             print(f"starting {service.name} ...", flush=True)
-            process = subprocess.Popen(service.argv, env=service.env, start_new_session=True)
+            output = None
+            if service.log_file is not None:
+                service.log_file.parent.mkdir(parents=True, exist_ok=True)
+                output = service.log_file.open("ab")
+                print(f"  (its output goes to {service.log_file})", flush=True)
+            process = subprocess.Popen(
+                service.argv, env=service.env, start_new_session=True, stdout=output, stderr=subprocess.STDOUT
+            )
             running.append((service, process))
             _wait_healthy(service, process, startup_timeout)
             if stop_requested.is_set():

@@ -64,7 +64,8 @@ class TradeStreamSensor(BaseSensorOperator):
             WorkerSettings(
                 symbols=self._symbols(),
                 stream=StreamSettings(ws_url=settings.ws_url, silence_seconds=self.silence_seconds),
-                flush_seconds=self.flush_seconds,
+                # Pokes flush; the worker's own timer is only a safety net should a poke be late.
+                flush_seconds=self.flush_seconds * 3,
                 flush_trades=self.flush_trades,
             ),
             open_stream_lake(settings.lake_url, Path("data/spool") / self.task_id, self.aws_conn_id),

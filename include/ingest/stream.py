@@ -61,20 +61,28 @@ class ConnectionBudget:
         self.limit, self.window = limit, window
         self._attempts: deque[float] = deque()
 
-    async def acquire(self) -> None:
+    async def acquire(self, stop: asyncio.Event | None = None) -> bool:
+        """Wait for room for one attempt; False if ``stop`` was set first (a full window can be minutes)."""
         while True:
             now = time.monotonic()
             while self._attempts and now - self._attempts[0] >= self.window:
                 self._attempts.popleft()
             if len(self._attempts) < self.limit:
                 self._attempts.append(now)
-                return
-            await asyncio.sleep(self.window - (now - self._attempts[0]))
+                return True
+            delay = self.window - (now - self._attempts[0])
+            if stop is None:
+                await asyncio.sleep(delay)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Capped exponential backoff with jitter: uniformly between half and all of the step."""
-    step = min(cap, base * 2**attempt)
+    step = min(cap, base * 2.0 ** min(attempt, 64))  # 2**1024 overflows a float: a long outage
     return rng.uniform(step / 2, step)
 
 
@@ -85,6 +93,7 @@ class _Reader:
     last_frame: float
     task: asyncio.Task[None] | None = None
     shutdown_notice: bool = False
+    first_frame: float | None = None
 
 
 class ShardConnection:
@@ -113,7 +122,8 @@ class ShardConnection:
     async def _open(self, stop: asyncio.Event) -> ClientConnection | None:
         attempt = 0
         while not stop.is_set():
-            await self._budget.acquire()
+            if not await self._budget.acquire(stop):
+                return None
             try:
                 ws = await connect(
                     self.url,
@@ -151,6 +161,8 @@ class ShardConnection:
             while True:
                 frame = await ws.recv(decode=False)
                 reader.last_frame = time.monotonic()
+                if reader.first_frame is None:
+                    reader.first_frame = reader.last_frame
                 control = on_frame(frame)
                 if control is not None and control.kind == "serverShutdown":
                     log.info("serverShutdown from %s: handing over to a new connection", self.url)
@@ -198,11 +210,30 @@ class ShardConnection:
                     break
                 old, reader = reader, self._start_reader(fresh)
                 self.handovers += 1
-                await asyncio.sleep(self.settings.overlap_seconds)
-                await self._close(old)
+                await self._retire(old, reader, stop)
         finally:
             stopped.cancel()
             await self._close(reader)
+
+    async def _retire(self, old: _Reader, new: _Reader, stop: asyncio.Event) -> None:
+        """Close ``old`` once ``new`` has delivered frames for ``overlap_seconds``.
+
+        A silent connection may only be stalled and still hold frames it has not sent: closing it
+        before the new one delivers would lose them. A new connection that stays silent as long as
+        a connection may be silent does not keep the old one open any longer.
+        """
+        settings = self.settings
+        give_up = new.opened + settings.silence_seconds + settings.overlap_seconds
+        try:
+            while not stop.is_set() and not (old.task and old.task.done()) and not (new.task and new.task.done()):
+                now = time.monotonic()
+                if now >= give_up or (
+                    new.first_frame is not None and now - new.first_frame >= settings.overlap_seconds
+                ):
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            await self._close(old)
 
     async def _close(self, reader: _Reader) -> None:
         await reader.ws.close()

@@ -49,6 +49,13 @@ def _check_key(key: str) -> str:
     return key
 
 
+def _check_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or a key, or a key followed by "/"."""
+    if prefix:
+        _check_key(prefix.removesuffix("/"))
+    return prefix
+
+
 class LocalStore:
     """A folder as a lake (``file:///path``)."""
 
@@ -86,19 +93,26 @@ class LocalStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
-        if not base.is_dir():
+        """Objects whose key starts with ``prefix``, sorted by key as S3 lists them."""
+        _check_prefix(prefix)
+        folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        yield from self._walk(folder, prefix)
+
+    def _walk(self, folder: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(self.root / folder if folder else self.root))
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                path = Path(dirpath) / name
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    stat = path.stat()
-                    yield ObjectInfo(key, stat.st_size, f"{stat.st_size}-{stat.st_mtime_ns}")
+        # A folder sorts as its name plus "/": "a/b-1/x" < "a/b.txt" < "a/b/x", the order of the keys.
+        named = [(entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name, entry) for entry in entries]
+        for name, entry in sorted(named, key=lambda item: item[0]):
+            key = folder + name
+            if name.endswith("/"):
+                if key.startswith(prefix) or prefix.startswith(key):
+                    yield from self._walk(key, prefix)
+            elif not name.startswith(".") and key.startswith(prefix):  # "." names are temporary files
+                stat = entry.stat()
+                yield ObjectInfo(key, stat.st_size, f"{stat.st_size}-{stat.st_mtime_ns}")
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -143,7 +157,7 @@ class S3Store:
         return True
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        full = (f"{self.prefix}/" if self.prefix else "") + _check_prefix(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
         token: dict[str, str] = {}
         while True:
