@@ -1,0 +1,16 @@
+"""``python -m bench``: every benchmark, one after the other, each printing its own figures."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import stream
+
+
+def main() -> int:
+    results = [stream.main()]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""An isolated Airflow for the tests: its own AIRFLOW_HOME, this repo's dags/ and plugins/.
+
+Imported by the conftest of every test folder that touches Airflow, before Airflow itself is
+imported, because Airflow reads its configuration once, at import.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(os.environ.get("CRYPTOFLOW_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="cryptoflow-airflow-"))
+os.environ["CRYPTOFLOW_TEST_AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+
+AIRFLOW_ENV = {
+    "AIRFLOW_HOME": str(AIRFLOW_HOME),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+}
+os.environ.update(AIRFLOW_ENV)
+for folder in (REPO_ROOT / "plugins", REPO_ROOT):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
+def airflow_subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for an ``airflow`` command run by a test."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, **AIRFLOW_ENV, "PYTHONPATH": str(REPO_ROOT), "PATH": path, **extra}
+
+
+_migrated = False
+
+
+def migrate_db() -> None:
+    """Create the test Airflow's SQLite metadata database once per test session."""
+    global _migrated
+    if not _migrated:
+        airflow = Path(sys.executable).with_name("airflow")
+        subprocess.run(
+            [str(airflow), "db", "migrate"], env=airflow_subprocess_env(), check=True, capture_output=True, timeout=300
+        )
+        _migrated = True

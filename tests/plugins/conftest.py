@@ -1,0 +1,1 @@
+import tests.airflow_env  # noqa: F401  (configures Airflow before anything imports it)

@@ -1,0 +1,72 @@
+"""The lake watcher fires once per new write, survives being re-created, and ignores nothing."""
+
+import asyncio
+
+import pytest
+from lake_assets import LakeWritesTrigger
+
+from include.lake.markers import mark_written
+from include.lake.store import LocalStore
+
+
+async def first_event(trigger, timeout):
+    async def wait():
+        async for event in trigger.run():
+            return event
+        return None
+
+    try:
+        return await asyncio.wait_for(wait(), timeout)
+    except TimeoutError:
+        return None
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return LocalStore(tmp_path)
+
+
+def trigger_for(lake):
+    return LakeWritesTrigger(lake_url=lake.url, poll_seconds=0.05)
+
+
+def test_a_write_fires_once_and_a_recreated_trigger_does_not_repeat_it(lake):
+    mark_written(lake, "stream-a", ["trades/x.parquet"])
+    event = asyncio.run(first_event(trigger_for(lake), timeout=5))
+    assert event is not None
+    assert event.payload["lake_url"] == lake.url
+    # The triggerer re-creates the trigger after each event: the same write must not fire again.
+    assert asyncio.run(first_event(trigger_for(lake), timeout=0.5)) is None
+
+
+def test_every_writer_and_every_new_write_fires(lake):
+    mark_written(lake, "stream-a", ["k1"])
+    assert asyncio.run(first_event(trigger_for(lake), timeout=5)) is not None
+    mark_written(lake, "repair-b", ["k2"])
+    first = asyncio.run(first_event(trigger_for(lake), timeout=5))
+    mark_written(lake, "stream-a", ["k3"])
+    second = asyncio.run(first_event(trigger_for(lake), timeout=5))
+    assert first is not None
+    assert second is not None
+    assert first.payload["fingerprint"] != second.payload["fingerprint"]
+
+
+def test_a_write_while_the_trigger_waits_fires_it(lake):
+    mark_written(lake, "stream-a", ["k1"])
+    asyncio.run(first_event(trigger_for(lake), timeout=5))
+
+    async def write_later_and_wait():
+        waiting = asyncio.create_task(first_event(trigger_for(lake), timeout=5))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        mark_written(lake, "stream-a", ["k2"])
+        return await waiting
+
+    assert asyncio.run(write_later_and_wait()) is not None
+
+
+def test_the_trigger_serializes_to_its_importable_class_and_arguments(lake):
+    classpath, kwargs = trigger_for(lake).serialize()
+    assert classpath == "lake_assets.LakeWritesTrigger"
+    assert kwargs == {"lake_url": lake.url, "name": "lake_trades", "poll_seconds": 0.05}
+    assert LakeWritesTrigger(**kwargs).serialize() == (classpath, kwargs)
