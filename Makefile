@@ -8,11 +8,12 @@ UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 
 SANDBOX_PORT ?= 9100
 
-.PHONY: help install up test lint format lock clean
+.PHONY: help install up test lint format bench lock clean
 
 help:
 	@echo "make up     run the whole pipeline on the embedded defaults (Ctrl-C stops it)"
 	@echo "make test   install what is needed, lint, and run every test"
+	@echo "make bench  run the benchmarks and print their figures"
 	@echo "make lock   recompile requirements.txt from requirements.in with uv"
 
 # The virtualenv is rebuilt whenever requirements.txt changes.
@@ -35,6 +36,9 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 up: $(STAMP)
 	@$(BIN)/python -m include.cli up --sandbox-port $(SANDBOX_PORT)
