@@ -104,6 +104,9 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--replay", type=existing_file, nargs="+", default=[], metavar="FILE", help="trade dumps")
     parser.add_argument("--replay-mode", choices=("historical", "live"), default="historical")
     parser.add_argument("--speed", type=positive, default=1.0, help="live replay speed factor (default 1)")
+    parser.add_argument(
+        "--replay-delay", type=non_negative, default=0.0, metavar="SECONDS", help="start a live replay this much later"
+    )
     parser.add_argument("--lifetime", type=positive, default=24 * 3600.0, metavar="SECONDS", help="WS lifetime")
     parser.add_argument("--ping-interval", type=positive, default=20.0, metavar="SECONDS")
     parser.add_argument("--pong-timeout", type=positive, default=60.0, metavar="SECONDS")
@@ -138,6 +141,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
                 replay=tuple(args.replay),
                 replay_mode=args.replay_mode,
                 speed=args.speed,
+                replay_delay_seconds=args.replay_delay,
                 lifetime_seconds=args.lifetime,
                 ping_interval=args.ping_interval,
                 pong_timeout=args.pong_timeout,

@@ -12,7 +12,7 @@ import re
 SCALE = 8
 UNIT = 10**SCALE
 
-_DECIMAL = re.compile(r"^(\d+)(?:\.(\d+))?$")
+_DECIMAL = re.compile(r"(\d+)(?:\.(\d+))?", re.ASCII)
 
 
 class ScaleError(ValueError):
@@ -21,7 +21,7 @@ class ScaleError(ValueError):
 
 def to_units(text: str, scale: int = SCALE) -> int:
     """Parse a non-negative decimal string into integer units of 10**-scale, refusing to round."""
-    match = _DECIMAL.match(text)
+    match = _DECIMAL.fullmatch(text)
     if match is None:
         raise ScaleError(f"not a decimal number: {text!r}")
     whole, frac = match.group(1), match.group(2) or ""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +67,151 @@ def http_post_json(url: str, payload: Any) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+# --- S3 without AWS: a real moto server over HTTP ---------------------------------------------
+
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+MOTO_BUCKET = "lake"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class MotoServer:
+    """``moto_server`` in a subprocess: real S3 over HTTP, stoppable and restartable on the same port.
+
+    Like the real thing across an outage, nothing persists across a restart: buckets are gone.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.running:
+            return
+        command = [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto_server on port {self.port} exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/data.json", timeout=2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto_server on port {self.port} did not answer in {timeout} s") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def reset(self) -> None:
+        """Forget every bucket and object (moto's own reset endpoint)."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+
+@dataclass
+class MotoS3:
+    """A bucket on a running moto server, with the AWS_* environment pointing at it."""
+
+    server: MotoServer
+    bucket: str
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.server.endpoint_url
+
+    def url(self, prefix: str = "") -> str:
+        """The lake URL of a prefix in the bucket, for ``open_lake``."""
+        return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 client for the server; short timeouts and no retries unless overridden."""
+        import boto3
+        from botocore.config import Config
+
+        options: dict[str, Any] = {"retries": {"total_max_attempts": 1, "mode": "standard"}, "connect_timeout": 2}
+        options["read_timeout"] = 10
+        options.update(config)
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1", config=Config(**options))
+
+    def create_bucket(self) -> None:
+        self.client().create_bucket(Bucket=self.bucket)
+
+    def keys(self) -> list[str]:
+        """Every raw key in the bucket, prefixes included (straight from S3, not through the lake)."""
+        page = self.client().list_objects_v2(Bucket=self.bucket)
+        return [item["Key"] for item in page.get("Contents", [])]
+
+    def stop(self) -> None:
+        """An S3 outage: the server goes away and its port refuses connections."""
+        self.server.stop()
+
+    def start(self, create_bucket: bool = True) -> None:
+        """The server comes back on the same port, empty; the bucket is re-created unless told not to."""
+        self.server.start()
+        if create_bucket:
+            self.create_bucket()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto_server process for the test session (restarted by tests that simulate an outage)."""
+    server = MotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy AWS credentials and no shared config files: nothing can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def moto_s3(moto_server: MotoServer, aws_test_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoS3]:
+    """An empty bucket ``lake`` on the moto server; AWS_ENDPOINT_URL points at it, so
+    ``open_lake(moto_s3.url("prefix"))`` works as in production. ``moto_s3.stop()`` / ``.start()``
+    take S3 away and bring it back on the same port."""
+    moto_server.start()  # a previous test may have left it stopped
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    s3 = MotoS3(moto_server, MOTO_BUCKET)
+    s3.create_bucket()
+    yield s3
+    moto_server.start()

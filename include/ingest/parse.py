@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -24,16 +25,18 @@ MAX_WHOLE_DIGITS = 10
 # Trade times must be microseconds (the client asks for timeUnit=MICROSECOND) between 2017 and 2100.
 MIN_TIME_US, MAX_TIME_US = 1_483_228_800_000_000, 4_102_444_800_000_000
 _UNITS = pa.decimal128(18, 8)
+# Ids and times go into int64 columns: a larger number is an invalid message, not a crash of the batch.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class TradeEvent(msgspec.Struct, gc=False):
     e: str
     E: int
     s: str
-    t: int
+    t: Int64
     p: str
     q: str
-    T: int
+    T: Int64
     m: bool
 
 
@@ -68,7 +71,10 @@ def decode(frame: bytes) -> CombinedTrade | Control | Rejected:
         problem = str(error)
     except msgspec.DecodeError as error:
         return Rejected(frame, f"malformed JSON: {error}")
-    body = _decode_any(frame)
+    try:
+        body = _decode_any(frame)
+    except msgspec.DecodeError as error:  # a type error came before the JSON broke off
+        return Rejected(frame, f"malformed JSON: {error}")
     if isinstance(body, dict):
         if body.get("e") == "serverShutdown":
             return Control("serverShutdown", body)
@@ -83,14 +89,16 @@ def _units(values: pa.Array) -> np.ndarray:
     return words[values.offset * 2 :: 2][: len(values)].copy()
 
 
-_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # used with fullmatch: "$" would accept a trailing newline
 _VALID_DECIMAL = rf"^[0-9]{{1,{MAX_WHOLE_DIGITS}}}(\.[0-9]{{1,{MAX_DECIMALS}}}0*)?$"
+# Zeros past the 8th decimal are exact but can overflow decimal128 in the cast: drop them first.
+_EXTRA_ZEROS = rf"^([0-9]+\.[0-9]{{1,{MAX_DECIMALS}}})0*$"
 
 
 def _decimal_problem(name: str, text: str) -> str | None:
     if text.startswith("-"):
         return f"{name} is negative"
-    if not _DECIMAL.match(text):
+    if not _DECIMAL.fullmatch(text):
         return f"{name} is not a decimal number"
     whole, _, fraction = text.partition(".")
     if len(fraction.rstrip("0")) > MAX_DECIMALS:
@@ -138,7 +146,8 @@ def validate(trades: list[CombinedTrade], raws: list[bytes], symbols: frozenset[
         return Validated({}, [])
     data = [trade.data for trade in trades]
     symbol = pa.array([d.s for d in data], pa.string())
-    streams = pa.array(sorted(f"{name.lower()}@trade" for name in symbols), pa.string())
+    # each row's own stream: a trade of one symbol on another symbol's stream is a mismatch
+    streams = pc.binary_join_element_wise(pc.utf8_lower(symbol), "@trade", "")
     price = pa.array([d.p for d in data], pa.string())
     quantity = pa.array([d.q for d in data], pa.string())
     trade_id = np.fromiter((d.t for d in data), dtype=np.int64, count=len(data))
@@ -147,7 +156,7 @@ def validate(trades: list[CombinedTrade], raws: list[bytes], symbols: frozenset[
     ok = (
         _is(pc.equal(pa.array([d.e for d in data], pa.string()), "trade"))
         & _is(pc.is_in(symbol, pa.array(sorted(symbols), pa.string())))
-        & _is(pc.is_in(pa.array([t.stream for t in trades], pa.string()), streams))
+        & _is(pc.equal(pa.array([t.stream for t in trades], pa.string()), streams))
         & (trade_id > 0)
         & (time_us >= MIN_TIME_US)
         & (time_us <= MAX_TIME_US)
@@ -156,8 +165,8 @@ def validate(trades: list[CombinedTrade], raws: list[bytes], symbols: frozenset[
     )
     good = np.flatnonzero(ok)
     take = pa.array(good)
-    price_units = _units(pc.cast(price.take(take), _UNITS))
-    quantity_units = _units(pc.cast(quantity.take(take), _UNITS))
+    price_units = _units(pc.cast(pc.replace_substring_regex(price.take(take), _EXTRA_ZEROS, r"\1"), _UNITS))
+    quantity_units = _units(pc.cast(pc.replace_substring_regex(quantity.take(take), _EXTRA_ZEROS, r"\1"), _UNITS))
     nonzero = (price_units > 0) & (quantity_units > 0)
     ok[good[~nonzero]] = False
     rejected = []

@@ -32,7 +32,7 @@ class StreamSettings:
     ws_url: str
     refresh_after_seconds: float = 23.5 * 3600  # hand over well before Binance's 24 h cut-off
     silence_seconds: float = 30.0  # no frame at all for this long: the connection is presumed dead
-    overlap_seconds: float = 1.0  # both connections read for this long during a handover
+    overlap_seconds: float = 1.0  # a handover: both read this long after the new one first delivers
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 30.0
     open_timeout_seconds: float = 10.0

@@ -21,6 +21,7 @@ class SandboxConfig:
     replay: tuple[Path, ...] = ()
     replay_mode: str = "historical"
     speed: float = 1.0
+    replay_delay_seconds: float = 0.0  # live replay starts this long after the sandbox, so clients can connect
     lifetime_seconds: float = 24 * 3600.0
     ping_interval: float = 20.0
     pong_timeout: float = 60.0

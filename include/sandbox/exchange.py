@@ -36,7 +36,9 @@ class Exchange:
         self.sources: dict[str, TradeSource] = {}
         for symbol, trades in load_replay(list(config.replay)).items():
             self.specs[symbol] = spec_for(symbol)
-            self.sources[symbol] = ReplayMarket(symbol, trades, config.replay_mode, config.speed, self.started_us)
+            # Counted from when the file is loaded: loading a large dump can take a while.
+            replay_start = clock_us() + int(config.replay_delay_seconds * 1e6)
+            self.sources[symbol] = ReplayMarket(symbol, trades, config.replay_mode, config.speed, replay_start)
         for symbol in config.symbols:
             if symbol in self.sources:
                 continue

@@ -1,0 +1,283 @@
+"""Micro-batches over a local lake: frames in, Parquet per symbol and hour, quarantine and status out."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from include.ingest.batcher import MicroBatcher
+from include.ingest.parse import Control
+from include.lake.markers import writes_fingerprint
+from include.lake.store import LocalStore
+from include.lake.trades import read_table, read_trades
+
+SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
+
+
+def us(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def at(hour: int, minute: int = 0, second: int = 0, micro: int = 0) -> int:
+    return us(datetime(2026, 11, 24, hour, minute, second, micro, tzinfo=UTC))
+
+
+def trade(symbol: str, trade_id: int, time_us: int, price: str = "100.00000000", qty: str = "0.50000000", maker=False):
+    body = {
+        "stream": f"{symbol.lower()}@trade",
+        "data": {
+            "e": "trade",
+            "E": time_us + 17,
+            "s": symbol,
+            "t": trade_id,
+            "p": price,
+            "q": qty,
+            "T": time_us,
+            "m": maker,
+        },
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def flush(batcher: MicroBatcher, frames: list[bytes]):
+    for raw in frames:
+        assert batcher.add(raw) is None
+    return batcher.write(batcher.take())
+
+
+def key(symbol: str, hour: int, first: int, last: int) -> str:
+    return f"trades/exchange=binance/symbol={symbol}/date=2026-11-24/hour={hour:02d}/stream-{first}-{last}.parquet"
+
+
+def ids_in(lake, object_key: str) -> list[int]:
+    return read_table(lake.get(object_key))["trade_id"].to_pylist()
+
+
+def marker(lake) -> dict:
+    (info,) = lake.list("status/writes/")
+    return json.loads(lake.get(info.key))
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return LocalStore(tmp_path / "lake")
+
+
+def test_two_symbols_across_an_hour_boundary(lake):
+    batcher = MicroBatcher(lake, SYMBOLS)
+    frames = [
+        trade("BTCUSDT", 1001, at(12, 59, 59, 500_000), "60000.10000000", "0.00100000", True),
+        trade("ETHUSDT", 501, at(12, 59, 58), "4000.01000000", "1.00000000"),
+        trade("BTCUSDT", 1003, at(13, 0, 0, 0), "60000.30000000", "0.00300000"),
+        trade("BTCUSDT", 1002, at(12, 59, 59, 999_999), "60000.20000000", "0.00200000"),
+        trade("ETHUSDT", 502, at(13, 0, 1), "4000.02000000", "2.00000000"),
+        trade("ETHUSDT", 503, at(13, 0, 2), "4000.03000000", "3.00000000"),
+        trade("BTCUSDT", 1004, at(13, 30), "60000.40000000", "0.00400000"),
+    ]
+    result = flush(batcher, frames)
+    expected = {
+        key("BTCUSDT", 12, 1001, 1002): [1001, 1002],
+        key("BTCUSDT", 13, 1003, 1004): [1003, 1004],
+        key("ETHUSDT", 12, 501, 501): [501],
+        key("ETHUSDT", 13, 502, 503): [502, 503],
+    }
+    assert sorted(result.keys) == sorted(expected)
+    assert (result.trades_written, result.duplicates, result.quarantined) == (7, 0, 0)
+    assert sorted(info.key for info in lake.list("trades/")) == sorted(expected)
+    for object_key, ids in expected.items():
+        assert ids_in(lake, object_key) == ids
+    btc12 = read_table(lake.get(key("BTCUSDT", 12, 1001, 1002)))
+    assert btc12["price"].to_pylist() == [Decimal("60000.1"), Decimal("60000.2")]
+    assert btc12["quote_quantity"].to_pylist() == [
+        Decimal("60000.1") * Decimal("0.001"),
+        Decimal("60000.2") * Decimal("0.002"),
+    ]
+    assert btc12["is_buyer_maker"].to_pylist() == [True, False]
+    assert set(btc12["source"].to_pylist()) == {"stream"}
+    assert batcher.stats.received == 7
+    assert batcher.stats.written == 7
+    assert batcher.stats.batches == 1
+
+
+def test_duplicates_inside_a_batch_are_dropped_and_counted(lake):
+    batcher = MicroBatcher(lake, SYMBOLS)
+    frames = [
+        trade("BTCUSDT", 1, at(13, 0, 1), "1.00000000"),
+        trade("BTCUSDT", 2, at(13, 0, 2), "2.00000000"),
+        trade("BTCUSDT", 2, at(13, 0, 2), "2.00000000"),
+        trade("BTCUSDT", 3, at(13, 0, 3), "3.00000000"),
+        trade("BTCUSDT", 1, at(13, 0, 1), "1.00000000"),
+        trade("BTCUSDT", 2, at(13, 0, 2), "2.00000000"),
+    ]
+    result = flush(batcher, frames)
+    assert result.keys == [key("BTCUSDT", 13, 1, 3)]
+    assert (result.trades_written, result.duplicates) == (3, 3)
+    assert batcher.stats.duplicates == 3
+    assert batcher.stats.written == 3
+    table = read_table(lake.get(key("BTCUSDT", 13, 1, 3)))
+    assert table["trade_id"].to_pylist() == [1, 2, 3]
+    assert table["price"].to_pylist() == [Decimal(1), Decimal(2), Decimal(3)]
+
+
+def test_duplicates_across_batches_are_dropped(lake):
+    """Two connections overlap during a handover: the second repeats ids the first already wrote."""
+    batcher = MicroBatcher(lake, SYMBOLS)
+    first = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in range(1, 6)])
+    assert first.keys == [key("BTCUSDT", 13, 1, 5)]
+    second = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in range(4, 9)])
+    assert second.keys == [key("BTCUSDT", 13, 6, 8)]
+    assert (second.trades_written, second.duplicates) == (3, 2)
+    assert ids_in(lake, key("BTCUSDT", 13, 6, 8)) == [6, 7, 8]
+    assert sorted(read_trades(lake, "BTCUSDT")["trade_id"].to_pylist()) == list(range(1, 9))  # each id once
+    only_old = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in (2, 7, 3)])
+    assert only_old.keys == []
+    assert (only_old.trades_written, only_old.duplicates) == (0, 3)
+    assert batcher.stats.duplicates == 5
+    assert len(list(lake.list("trades/"))) == 2
+    # the ids of one symbol never hide another symbol's
+    other = flush(batcher, [trade("ETHUSDT", i, at(13, 0, i)) for i in (1, 2)])
+    assert other.keys == [key("ETHUSDT", 13, 1, 2)]
+    assert other.duplicates == 0
+
+
+def test_malformed_frames_go_to_quarantine_with_raw_text_and_reason(lake):
+    batcher = MicroBatcher(lake, SYMBOLS)
+    missing = json.loads(trade("BTCUSDT", 9, at(13)))
+    del missing["data"]["q"]
+    bad = {
+        b'{"stream":"btcusdt@trade","data":{"e":"trade"': "malformed JSON",
+        json.dumps(missing).encode(): "invalid trade message",
+        trade("BTCUSDT", 10, at(13), price="0.00000000"): "price is zero",
+        trade("BTCUSDT", 11, at(13), price="1.000000001"): "price has more than 8 decimals",
+        trade("ETHUSDT", 12, at(13), qty="0"): "quantity is zero",
+        trade("DOGEUSDT", 13, at(13)): "unknown symbol",
+        '{"stream":"btcusdt@trade","note":"café ☕"}'.encode(): "invalid trade message",
+    }
+    good = [trade("BTCUSDT", 20, at(13, 1)), trade("ETHUSDT", 21, at(13, 2))]
+    frames = [good[0], *bad, good[1]]
+    before = time.time_ns() // 1000
+    result = flush(batcher, frames)
+    after = time.time_ns() // 1000
+    assert result.quarantined == len(bad)
+    assert result.trades_written == 2
+    (quarantine_key,) = [k for k in result.keys if k.startswith("quarantine/")]
+    match = re.fullmatch(
+        r"quarantine/exchange=binance/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/stream-(\d+)-(\d+)\.jsonl", quarantine_key
+    )
+    assert match is not None, quarantine_key
+    received_us = int(match.group(3))
+    assert before <= received_us <= after
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=received_us)
+    assert (match.group(1), match.group(2)) == (f"{moment:%Y-%m-%d}", f"{moment:%H}")
+    assert int(match.group(4)) == len(bad)
+    lines = lake.get(quarantine_key).decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == len(bad)
+    by_raw = {record["raw"]: record for record in records}
+    assert set(by_raw) == {raw.decode() for raw in bad}  # the exact raw text
+    for raw, kind in bad.items():
+        record = by_raw[raw.decode()]
+        assert record["reason"] == kind or record["reason"].startswith(kind + ": "), record
+        assert record["source"] == "stream"
+    assert batcher.stats.quarantined == len(bad)
+    assert batcher.stats.quarantine_reasons == Counter(bad.values())
+    assert batcher.stats.as_dict()["quarantine_reasons"] == dict(Counter(bad.values()))
+    # the good trades of the same batch are written
+    assert sorted(k for k in result.keys if k.startswith("trades/")) == [
+        key("BTCUSDT", 13, 20, 20),
+        key("ETHUSDT", 13, 21, 21),
+    ]
+
+
+def test_control_messages_are_handed_back_not_kept(lake):
+    batcher = MicroBatcher(lake, SYMBOLS)
+    shutdown = batcher.add(b'{"e":"serverShutdown","E":1764000000000000}')
+    assert isinstance(shutdown, Control)
+    assert shutdown.kind == "serverShutdown"
+    reply = batcher.add(b'{"result":null,"id":1}')
+    assert isinstance(reply, Control)
+    assert reply.kind == "reply"
+    assert len(batcher) == 0
+    assert batcher.add(trade("BTCUSDT", 1, at(13))) is None
+    assert batcher.add(b"garbage") is None
+    assert len(batcher) == 2
+    result = batcher.write(batcher.take())
+    assert len(batcher) == 0
+    assert result.trades_written == 1
+    assert result.quarantined == 1
+    assert batcher.stats.received == 2
+
+
+def test_heartbeats_hold_the_last_trade_and_counters(lake):
+    batcher = MicroBatcher(lake, SYMBOLS)
+    flush(
+        batcher,
+        [
+            trade("BTCUSDT", 7, at(12, 59, 59, 999_999)),
+            trade("BTCUSDT", 9, at(13, 0, 0, 250_000)),
+            trade("BTCUSDT", 8, at(13, 0, 0, 100_000)),
+            b"oops",
+        ],
+    )
+    flush(batcher, [trade("BTCUSDT", 9, at(13, 0, 0, 250_000))])  # a duplicate changes nothing
+    batcher.write_heartbeats()
+    keys = [info.key for info in lake.list("status/stream/")]
+    assert keys == [
+        "status/stream/exchange=binance/symbol=BTCUSDT.json",
+        "status/stream/exchange=binance/symbol=ETHUSDT.json",
+    ]
+    btc = json.loads(lake.get("status/stream/exchange=binance/symbol=BTCUSDT.json"))
+    assert btc["symbol"] == "BTCUSDT"
+    assert btc["last_trade_id"] == 9
+    assert btc["last_trade_time"] == datetime(2026, 11, 24, 13, 0, 0, 250_000, tzinfo=UTC).isoformat()
+    assert btc["trades_written"] == 3
+    assert btc["counters"] == {
+        "received": 5,
+        "written": 3,
+        "duplicates": 1,
+        "quarantined": 1,
+        "quarantine_reasons": {"malformed JSON": 1},
+        "batches": 2,
+        "reconnects": 0,
+    }
+    expected_lag = (time.time_ns() // 1000 - at(13, 0, 0, 250_000)) / 1e6
+    assert abs(btc["lag_seconds"] - expected_lag) < 60
+    assert datetime.fromisoformat(btc["updated_at"]).tzinfo is not None
+    eth = json.loads(lake.get("status/stream/exchange=binance/symbol=ETHUSDT.json"))
+    assert eth["last_trade_id"] is None
+    assert eth["last_trade_time"] is None
+    assert eth["trades_written"] == 0
+
+
+def test_a_write_marker_follows_every_write_of_files(lake):
+    batcher = MicroBatcher(lake, SYMBOLS)
+    assert list(lake.list("status/writes/")) == []
+    print_before = writes_fingerprint(lake)
+
+    first = flush(batcher, [trade("BTCUSDT", 1, at(13)), b"{bad"])
+    body = marker(lake)
+    assert body["keys"] == first.keys
+    assert len(first.keys) == 2
+    assert {k.split("/")[0] for k in body["keys"]} == {"trades", "quarantine"}
+    assert body["writer"].startswith("stream-")
+    after_first = writes_fingerprint(lake)
+    assert after_first != print_before
+
+    nothing = flush(batcher, [trade("BTCUSDT", 1, at(13))])  # only a duplicate: no file, no marker
+    assert nothing.keys == []
+    assert marker(lake) == body
+    assert writes_fingerprint(lake) == after_first
+
+    second = flush(batcher, [trade("ETHUSDT", 5, at(14)), trade("BTCUSDT", 2, at(14))])
+    assert sorted(second.keys) == [key("BTCUSDT", 14, 2, 2), key("ETHUSDT", 14, 5, 5)]
+    assert sorted(marker(lake)["keys"]) == sorted(second.keys)
+    assert writes_fingerprint(lake) != after_first
+    # the same symbols make the same writer name, so a restarted shard reuses its marker
+    assert MicroBatcher(lake, frozenset({"ETHUSDT", "BTCUSDT"})).writer == batcher.writer
+    assert MicroBatcher(lake, frozenset({"BTCUSDT"})).writer != batcher.writer

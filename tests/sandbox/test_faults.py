@@ -1,0 +1,527 @@
+"""Every fault mode of the sandbox, set from the config and at runtime through ``/admin``.
+
+What the client sees is judged by this file's own reading of the frames (its own trade validator),
+never by the sandbox's code, and compared with what the sandbox says it did (``GET /admin``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from include.sandbox.faults import MALFORMED_KINDS, FaultSettings
+from tests.conftest import http_get, http_post_json
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+COMBINED = "/stream?streams=btcusdt@trade/ethusdt@trade"
+
+
+# Helpers ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def ws_client(url: str) -> Iterator[ClientConnection]:
+    with connect(
+        url, ping_interval=None, proxy=None, compression=None, max_queue=None, open_timeout=10, close_timeout=5
+    ) as ws:
+        yield ws
+
+
+def admin(sb: Any) -> dict[str, Any]:
+    status, _, body = http_get(f"{sb.rest_url}/admin")
+    assert status == 200, body
+    return body
+
+
+def set_faults(sb: Any, **changes: float) -> dict[str, Any]:
+    status, body = http_post_json(f"{sb.rest_url}/admin", changes)
+    assert status == 200, body
+    for name, value in changes.items():
+        assert body["faults"][name] == value
+    return body
+
+
+def last_ids(admin_body: dict[str, Any]) -> dict[str, int]:
+    return {symbol: info["last_id"] for symbol, info in admin_body["symbols"].items()}
+
+
+_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_FIELDS: dict[str, type] = {"e": str, "E": int, "s": str, "t": int, "p": str, "q": str, "T": int, "m": bool, "M": bool}
+
+
+def _number_problem(text: str, what: str) -> str | None:
+    if text.startswith("-"):
+        return f"negative_{what}"
+    if not _DECIMAL.match(text):
+        return f"bad_{what}"
+    decimals = text.partition(".")[2]
+    if len(decimals) > 8:
+        return "excess_scale"
+    if not text.replace(".", "").strip("0"):
+        return f"zero_{what}"
+    return None
+
+
+def classify(frame: str, combined: bool = True) -> tuple[str, dict[str, Any] | None]:
+    """``("valid", trade)`` for a good Binance trade event, else ``(problem, None)``.
+
+    Problems are named as a client would name them: unparsable JSON, a missing field, a field of
+    the wrong type, a negative price, a zero quantity, more than 8 decimals, an unknown symbol.
+    """
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return "truncated_json", None
+    if combined:
+        if not isinstance(message, dict) or set(message) != {"stream", "data"}:
+            return "bad_envelope", None
+        stream, trade = message["stream"], message["data"]
+    else:
+        stream, trade = None, message
+    if not isinstance(trade, dict):
+        return "bad_envelope", None
+    if any(name not in trade for name in _FIELDS):
+        return "missing_field", None
+    for name, kind in _FIELDS.items():
+        value = trade[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return "wrong_type", None
+    if trade["e"] != "trade":
+        return "wrong_event", None
+    if trade["s"] not in SYMBOLS:
+        return "unknown_symbol", None
+    if stream is not None and stream != f"{trade['s'].lower()}@trade":
+        return "stream_mismatch", None
+    for name, what in (("p", "price"), ("q", "quantity")):
+        problem = _number_problem(trade[name], what)
+        if problem:
+            return problem, None
+    return "valid", trade
+
+
+def read_for(ws: ClientConnection, seconds: float) -> list[tuple[float, str]]:
+    """(arrival time, frame) of every frame within ``seconds``."""
+    frames: list[tuple[float, str]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            frame = ws.recv(timeout=left)
+        except TimeoutError:
+            break
+        frames.append((time.monotonic(), frame))
+    return frames
+
+
+def drain_past(ws: ClientConnection, last: dict[str, int], combined: bool = True) -> list[tuple[float, str]]:
+    """Frames until a valid trade past ``last[symbol]`` has arrived for every symbol in ``last``.
+
+    Frames are in order per connection, so everything the server queued before is then read.
+    """
+    frames: list[tuple[float, str]] = []
+    waiting = set(last)
+    deadline = time.monotonic() + 30
+    while waiting:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no trades past {last} for {waiting}"
+        frame = ws.recv(timeout=left)
+        frames.append((time.monotonic(), frame))
+        verdict, trade = classify(frame, combined)
+        if verdict == "valid" and trade is not None and trade["t"] > last.get(trade["s"], 1 << 62):
+            waiting.discard(trade["s"])
+    return frames
+
+
+def valid_ids(frames: list[tuple[float, str]], combined: bool = True) -> dict[str, list[int]]:
+    ids: dict[str, list[int]] = {symbol: [] for symbol in SYMBOLS}
+    for _, frame in frames:
+        verdict, trade = classify(frame, combined)
+        if verdict == "valid" and trade is not None:
+            ids[trade["s"]].append(trade["t"])
+    return ids
+
+
+def rest_ids(sb: Any, symbol: str, low: int, high: int) -> set[int]:
+    """Every trade id REST history has in [low, high], page by page."""
+    found: set[int] = set()
+    from_id = low
+    while from_id <= high:
+        status, _, rows = http_get(f"{sb.rest_url}/api/v3/historicalTrades?symbol={symbol}&fromId={from_id}&limit=1000")
+        assert status == 200, rows
+        assert rows, f"no history from {from_id}"
+        found.update(row["id"] for row in rows if row["id"] <= high)
+        from_id = rows[-1]["id"] + 1
+    return found
+
+
+def assert_contiguous(ids: list[int]) -> None:
+    assert ids, "no trades"
+    assert ids == list(range(ids[0], ids[0] + len(ids))), f"not contiguous: {ids[:40]}..."
+
+
+# The validator itself, on hand-made frames (so that a lenient validator cannot pass the tests) --
+
+
+GOOD = '{"e":"trade","E":1,"s":"BTCUSDT","t":5,"p":"60000.01000000","q":"0.00100000","T":1,"m":true,"M":true}'
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (GOOD, "valid"),
+        (GOOD[:-3], "truncated_json"),
+        (GOOD.replace('"q":', '"x":'), "missing_field"),
+        (GOOD.replace('"t":5', '"t":"5"'), "wrong_type"),
+        (GOOD.replace('"m":true', '"m":1'), "wrong_type"),
+        (GOOD.replace('"t":5', '"t":true'), "wrong_type"),
+        (GOOD.replace('"p":"6', '"p":"-6'), "negative_price"),
+        (GOOD.replace('"q":"0.00100000"', '"q":"0.00000000"'), "zero_quantity"),
+        (GOOD.replace('"p":"60000.01000000"', '"p":"60000.01000000123"'), "excess_scale"),
+        (GOOD.replace("BTCUSDT", "NOSUCHCOIN"), "unknown_symbol"),
+        (GOOD.replace('"p":"60000.01000000"', '"p":"1e5"'), "bad_price"),
+    ],
+)
+def test_own_validator_tells_good_from_broken_frames(frame, expected):
+    assert classify(frame, combined=False)[0] == expected
+
+
+# /admin ------------------------------------------------------------------------------------------
+
+
+def _post_raw(url: str, data: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_admin_reports_and_validates_fault_settings(start_sandbox):
+    faults = FaultSettings(skip_fraction=0.25, stall_seconds=2.0)
+    with start_sandbox(symbols=("BTCUSDT",), faults=faults) as sb:
+        body = admin(sb)
+        assert body["faults"] == {
+            "drop_connections_every": 0.0,
+            "skip_fraction": 0.25,
+            "malformed_fraction": 0.0,
+            "stall_every": 0.0,
+            "stall_seconds": 2.0,
+            "rest_error_rate": 0.0,
+        }
+        assert body["record"]["skipped"] == 0
+        assert body["record"]["malformed_total"] == 0
+        refused = [
+            {"no_such_fault": 1},
+            {"skip_fraction": 1.5},
+            {"rest_error_rate": -0.1},
+            {"malformed_fraction": 2},
+            {"stall_every": -1},
+            {"stall_seconds": "5"},
+            {"drop_connections_every": True},
+            {"skip_fraction": None},
+            {"skip_fraction": 0.5, "no_such_fault": 1},  # all or nothing
+            {"skip_fraction": 0.5, "rest_error_rate": 7},
+            [["skip_fraction", 0.5]],
+        ]
+        for payload in refused:
+            status, answer = http_post_json(f"{sb.rest_url}/admin", payload)
+            assert status == 400, payload
+            assert isinstance(answer.get("error"), str), answer
+        status, answer = _post_raw(f"{sb.rest_url}/admin", b"{not json")
+        assert status == 400
+        assert "error" in answer
+        assert admin(sb)["faults"] == body["faults"], "a refused change was partly applied"
+        changed = set_faults(sb, skip_fraction=0, rest_error_rate=0.5, stall_every=30)
+        assert changed["faults"]["stall_seconds"] == 2.0  # untouched settings stay
+        assert admin(sb)["faults"] == changed["faults"]
+
+
+# drop_connections_every ------------------------------------------------------------------------
+
+
+def _until_dropped(ws: ClientConnection, limit: float) -> ConnectionClosed | None:
+    deadline = time.monotonic() + limit
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            ws.recv(timeout=left)
+        except TimeoutError:
+            return None
+        except ConnectionClosed as closed:
+            return closed
+    return None
+
+
+def test_drop_connections_every_from_config(start_sandbox):
+    every = 1.0
+    faults = FaultSettings(drop_connections_every=every)
+    with start_sandbox(symbols=("BTCUSDT",), rate=50, faults=faults) as sb:
+        drops: list[float] = []
+        lifetimes: list[float] = []
+        for _ in range(3):
+            with ws_client(f"{sb.ws_url}/ws/btcusdt@trade") as ws:
+                opened = time.monotonic()
+                closed = _until_dropped(ws, every + 10)
+                assert closed is not None, "the connection was not dropped"
+                assert closed.rcvd is None, f"dropped with a close frame {closed.rcvd}; expected an abrupt end"
+                drops.append(time.monotonic())
+                lifetimes.append(drops[-1] - opened)
+        set_faults(sb, drop_connections_every=0)
+        record = admin(sb)["record"]
+        assert record["dropped_connections"] == len(drops)
+        assert all(life <= every + 10 for life in lifetimes)
+        gaps = [b - a for a, b in itertools.pairwise(drops)]
+        assert all(gap >= every * 0.5 for gap in gaps), gaps  # about every N s, not back to back
+        # Off again: a connection lives on.
+        with ws_client(f"{sb.ws_url}/ws/btcusdt@trade") as ws:
+            assert _until_dropped(ws, 2.5) is None
+        assert admin(sb)["record"]["dropped_connections"] == len(drops)
+
+
+def test_drop_connections_at_runtime(start_sandbox):
+    with start_sandbox(symbols=("BTCUSDT",), rate=50) as sb:
+        with ws_client(f"{sb.ws_url}/ws/btcusdt@trade") as ws:
+            assert _until_dropped(ws, 1.5) is None, "dropped while the fault is off"
+            set_faults(sb, drop_connections_every=1.0)
+            closed = _until_dropped(ws, 10)
+            assert closed is not None
+            assert closed.rcvd is None
+        set_faults(sb, drop_connections_every=0)
+        assert admin(sb)["record"]["dropped_connections"] == 1
+        with ws_client(f"{sb.ws_url}/ws/btcusdt@trade") as ws:
+            assert _until_dropped(ws, 2.0) is None
+
+
+# skip_fraction -----------------------------------------------------------------------------------
+
+
+def _check_skips(sb: Any, frames: list[tuple[float, str]], final: dict[str, Any]) -> None:
+    """Ids missing from what the client got are exactly the ids the sandbox says it skipped."""
+    received = valid_ids(frames)
+    skipped_all = final["record"]["skipped_ids"]
+    limits = last_ids(final)
+    for symbol in SYMBOLS:
+        got = [t for t in received[symbol] if t <= limits[symbol]]
+        skipped = skipped_all.get(symbol, [])
+        assert skipped, f"{symbol}: nothing was skipped"
+        assert len(skipped) == len(set(skipped))
+        assert got == sorted(set(got)), "duplicates or out of order"
+        assert not set(got) & set(skipped), "a skipped id was sent after all"
+        low = min(got[0], min(skipped))
+        window = set(range(low, limits[symbol] + 1))
+        assert window - set(got) == set(skipped), f"{symbol}: missing ids differ from record.skipped_ids"
+        assert 0.03 < len(skipped) / len(window) < 0.6, (len(skipped), len(window))
+        # REST history still has every skipped trade.
+        assert set(skipped) <= rest_ids(sb, symbol, min(skipped), max(skipped))
+    assert final["record"]["skipped"] == sum(len(ids) for ids in skipped_all.values())
+
+
+def test_skip_fraction_from_config(start_sandbox):
+    faults = FaultSettings(skip_fraction=0.25)
+    with start_sandbox(symbols=SYMBOLS, rate=100, faults=faults) as sb:
+        assert admin(sb)["record"]["skipped"] == 0
+        with ws_client(sb.ws_url + COMBINED) as ws:
+            frames = read_for(ws, 2.0)
+            final = set_faults(sb, skip_fraction=0)
+            frames += drain_past(ws, last_ids(final))
+        _check_skips(sb, frames, final)
+        assert admin(sb)["record"]["skipped_ids"] == final["record"]["skipped_ids"]  # frozen once off
+
+
+def test_skip_fraction_at_runtime(start_sandbox):
+    with start_sandbox(symbols=SYMBOLS, rate=100) as sb:
+        with ws_client(sb.ws_url + COMBINED) as ws:
+            frames = read_for(ws, 0.5)
+            clean = valid_ids(frames)
+            assert all(clean[s] for s in SYMBOLS)
+            for symbol in SYMBOLS:
+                assert_contiguous(clean[symbol])
+            set_faults(sb, skip_fraction=0.25)
+            frames += read_for(ws, 2.0)
+            final = set_faults(sb, skip_fraction=0)
+            frames += drain_past(ws, last_ids(final))
+        assert all(min(ids) > max(clean[s]) for s, ids in final["record"]["skipped_ids"].items())
+        _check_skips(sb, frames, final)
+
+
+# malformed_fraction ------------------------------------------------------------------------------
+
+
+def _check_malformed(sb: Any, frames: list[tuple[float, str]], final: dict[str, Any]) -> None:
+    verdicts = Counter(classify(frame)[0] for _, frame in frames)
+    invalid = {kind: n for kind, n in verdicts.items() if kind != "valid"}
+    assert set(invalid) <= set(MALFORMED_KINDS), invalid
+    assert invalid == final["record"]["malformed"], (invalid, final["record"]["malformed"])
+    assert sum(invalid.values()) == final["record"]["malformed_total"]
+    assert len(invalid) >= 4, f"too few kinds of broken frame to tell anything: {invalid}"
+    # Every valid trade still arrived, once, in order, and is REST's trade.
+    received = valid_ids(frames)
+    for symbol in SYMBOLS:
+        ids = received[symbol]
+        assert_contiguous(ids)
+        assert ids[-1] > last_ids(final)[symbol]
+        assert set(ids) <= rest_ids(sb, symbol, ids[0], ids[-1])
+
+
+def test_malformed_fraction_from_config(start_sandbox):
+    faults = FaultSettings(malformed_fraction=0.2)
+    with start_sandbox(symbols=SYMBOLS, rate=100, faults=faults) as sb:
+        with ws_client(sb.ws_url + COMBINED) as ws:
+            frames = read_for(ws, 2.5)
+            final = set_faults(sb, malformed_fraction=0)
+            frames += drain_past(ws, last_ids(final))
+        _check_malformed(sb, frames, final)
+        assert admin(sb)["record"]["malformed"] == final["record"]["malformed"]
+
+
+def test_malformed_fraction_at_runtime(start_sandbox):
+    with start_sandbox(symbols=SYMBOLS, rate=100) as sb:
+        with ws_client(sb.ws_url + COMBINED) as ws:
+            frames = read_for(ws, 0.5)
+            assert {classify(frame)[0] for _, frame in frames} == {"valid"}
+            set_faults(sb, malformed_fraction=0.2)
+            frames += read_for(ws, 2.5)
+            final = set_faults(sb, malformed_fraction=0)
+            frames += drain_past(ws, last_ids(final))
+        _check_malformed(sb, frames, final)
+
+
+def test_malformed_frames_on_a_raw_stream(start_sandbox):
+    faults = FaultSettings(malformed_fraction=0.3)
+    with (
+        start_sandbox(symbols=("BTCUSDT",), rate=100, faults=faults) as sb,
+        ws_client(f"{sb.ws_url}/ws/btcusdt@trade") as ws,
+    ):
+        frames = read_for(ws, 2.0)
+        final = set_faults(sb, malformed_fraction=0)
+        frames += drain_past(ws, {"BTCUSDT": last_ids(final)["BTCUSDT"]}, combined=False)
+    verdicts = Counter(classify(frame, combined=False)[0] for _, frame in frames)
+    invalid = {kind: n for kind, n in verdicts.items() if kind != "valid"}
+    assert invalid == final["record"]["malformed"]
+    assert len(invalid) >= 4, invalid
+    assert_contiguous(valid_ids(frames, combined=False)["BTCUSDT"])
+
+
+# stall_every + stall_seconds ---------------------------------------------------------------------
+
+
+def _gaps(frames: list[tuple[float, str]], longer_than: float) -> list[tuple[int, float]]:
+    """(index of the first frame after the gap, gap length) for every silence longer than given."""
+    return [
+        (i, frames[i][0] - frames[i - 1][0])
+        for i in range(1, len(frames))
+        if frames[i][0] - frames[i - 1][0] > longer_than
+    ]
+
+
+def _check_stall(frames: list[tuple[float, str]], stall_seconds: float) -> list[tuple[int, float]]:
+    gaps = _gaps(frames, stall_seconds * 0.6)
+    assert gaps, "data never stopped"
+    for index, length in gaps:
+        assert length <= stall_seconds + 3.0, f"a stall of {length:.1f} s for stall_seconds={stall_seconds}"
+        # What resumes first was traded during the stall and held back, not dropped.
+        _, trade = classify(frames[index][1])
+        assert trade is not None
+        arrived_ms = time.time() * 1000 - (time.monotonic() - frames[index][0]) * 1000
+        assert arrived_ms - trade["T"] > stall_seconds * 1000 * 0.3
+    for symbol, ids in valid_ids(frames).items():
+        assert_contiguous(ids)  # nothing lost
+        assert symbol in SYMBOLS
+    return gaps
+
+
+def test_stall_from_config(start_sandbox):
+    faults = FaultSettings(stall_every=2.0, stall_seconds=1.5)
+    with start_sandbox(symbols=SYMBOLS, rate=100, faults=faults) as sb:
+        with ws_client(sb.ws_url + COMBINED) as ws:
+            frames = read_for(ws, 4.5)
+            final = set_faults(sb, stall_every=0)
+            frames += drain_past(ws, last_ids(final))
+        gaps = _check_stall(frames, 1.5)
+        assert final["record"]["stalls"] >= len(gaps)
+
+
+def test_stall_at_runtime(start_sandbox):
+    with start_sandbox(symbols=SYMBOLS, rate=100) as sb:
+        with ws_client(sb.ws_url + COMBINED) as ws:
+            before = read_for(ws, 1.0)
+            assert not _gaps(before, 0.5), "a stall while the fault is off"
+            set_faults(sb, stall_every=2.0, stall_seconds=1.5)
+            during = read_for(ws, 3.0)
+            final = set_faults(sb, stall_every=0)
+            after = drain_past(ws, last_ids(final))  # waits out a stall still under way
+            tail = read_for(ws, 2.0)
+        assert admin(sb)["record"]["stalls"] >= 1
+        frames = before + during + after + tail
+        _check_stall(frames, 1.5)
+        # The stall came after the change; the earlier stream ran freely.
+        assert all(index >= len(before) for index, _ in _gaps(frames, 0.9))
+        # Once off, data flows steadily again.
+        assert tail
+        assert not _gaps(tail, 0.9)
+
+
+# rest_error_rate ---------------------------------------------------------------------------------
+
+
+REST_PATHS = [
+    "/api/v3/ping",
+    "/api/v3/time",
+    "/api/v3/exchangeInfo",
+    "/api/v3/trades?symbol=BTCUSDT&limit=5",
+    "/api/v3/historicalTrades?symbol=BTCUSDT&limit=5",
+    "/api/v3/aggTrades?symbol=BTCUSDT&limit=5",
+    "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=5",
+]
+
+
+def _statuses(sb: Any, paths: list[str]) -> list[tuple[int, Any]]:
+    out = []
+    for path in paths:
+        status, _, body = http_get(sb.rest_url + path)
+        out.append((status, body))
+    return out
+
+
+def _is_binance_5xx(status: int, body: Any) -> bool:
+    return (
+        500 <= status <= 599
+        and isinstance(body, dict)
+        and body.get("code") == -1001
+        and isinstance(body.get("msg"), str)
+        and set(body) == {"code", "msg"}
+    )
+
+
+def test_rest_error_rate(start_sandbox):
+    with start_sandbox(symbols=("BTCUSDT",), rate=20, faults=FaultSettings(rest_error_rate=1.0)) as sb:
+        answers = _statuses(sb, REST_PATHS * 2)
+        assert all(_is_binance_5xx(status, body) for status, body in answers), answers
+        assert admin(sb)["record"]["rest_errors"] == len(answers)
+
+        set_faults(sb, rest_error_rate=0)
+        answers = _statuses(sb, REST_PATHS * 2)
+        assert all(status == 200 for status, _ in answers), answers
+        assert admin(sb)["record"]["rest_errors"] == 2 * len(REST_PATHS)
+
+        set_faults(sb, rest_error_rate=0.5)
+        answers = _statuses(sb, ["/api/v3/ping"] * 60)
+        errors = [a for a in answers if a[0] != 200]
+        assert all(_is_binance_5xx(*a) for a in errors), errors
+        assert all(body == {} for status, body in answers if status == 200)
+        assert 0 < len(errors) < len(answers), "a fraction gives some errors and some successes"
+        assert admin(sb)["record"]["rest_errors"] == 2 * len(REST_PATHS) + len(errors)
+
+        set_faults(sb, rest_error_rate=1)
+        assert _is_binance_5xx(*_statuses(sb, ["/api/v3/time"])[0])
