@@ -22,6 +22,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from include.lake.store import LocalStore
+from include.lake.trades import read_trade_ids
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SANDBOX_CORE, CLIENT_CORE = 0, 1
 REPLAY_DELAY_SECONDS = 6.0
@@ -90,9 +93,21 @@ def start_sandbox(dump: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the sandbox did not start")
 
 
-def run_client(mode: str, port: int, count: int) -> dict[str, float]:
+def run_client(mode: str, port: int, count: int, lake_dir: Path) -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, "-m", "bench.stream", "--client", mode, "--port", str(port), "--trades", str(count)],
+        [
+            sys.executable,
+            "-m",
+            "bench.stream",
+            "--client",
+            mode,
+            "--port",
+            str(port),
+            "--trades",
+            str(count),
+            "--lake",
+            str(lake_dir),
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -125,14 +140,13 @@ async def bare_client(port: int, count: int) -> dict[str, float]:
     return {"trades_per_second": (count - 1) / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-async def pipeline_client(port: int, count: int) -> dict[str, float]:
+async def pipeline_client(port: int, count: int, lake_dir: Path) -> dict[str, float]:
     from include.ingest.stream import StreamSettings
     from include.ingest.worker import StreamWorker, WorkerSettings
     from include.lake.store import LocalStore
-    from include.lake.trades import read_trade_ids
 
-    with tempfile.TemporaryDirectory() as lake_dir:
-        lake = LocalStore(Path(lake_dir))
+    if True:
+        lake = LocalStore(lake_dir)
         worker = StreamWorker(
             WorkerSettings(symbols=("BTCUSDT",), stream=StreamSettings(ws_url=f"ws://127.0.0.1:{port}")), lake
         )
@@ -146,12 +160,10 @@ async def pipeline_client(port: int, count: int) -> dict[str, float]:
         stop.set()
         await running  # the last flush has been written when run() returns
         seconds = time.perf_counter() - first
-        stored = len(read_trade_ids(lake, "BTCUSDT"))
         flushes = sorted(worker.batcher.stats.flush_seconds)
         return {
             "trades_per_second": worker.batcher.stats.written / seconds,
             "written": worker.batcher.stats.written,
-            "stored_ids": stored,
             "peak_rss_mb": peak_rss_mb(),
             "p99_flush_ms": 1000 * flushes[min(len(flushes) - 1, int(0.99 * len(flushes)))],
             "flushes": len(flushes),
@@ -168,10 +180,12 @@ def main(count: int = 1_500_000) -> bool:
             port = free_port()
             sandbox = start_sandbox(dump, port)
             try:
-                results[mode] = run_client(mode, port, count)
+                results[mode] = run_client(mode, port, count, Path(work) / "lake")
             finally:
                 sandbox.terminate()
                 sandbox.wait(30)
+        # Checked here, not in the client, so that reading it back does not count in the client's RSS.
+        results["pipeline"]["stored_ids"] = len(read_trade_ids(LocalStore(Path(work) / "lake"), "BTCUSDT"))
     bare, pipeline = results["bare"], results["pipeline"]
     ratio = pipeline["trades_per_second"] / bare["trades_per_second"]
     print(f"bare websockets receive loop : {bare['trades_per_second']:>10,.0f} trades/s")
@@ -193,9 +207,11 @@ if __name__ == "__main__":
     parser.add_argument("--client", choices=("bare", "pipeline"))
     parser.add_argument("--port", type=int)
     parser.add_argument("--trades", type=int, default=1_500_000)
+    parser.add_argument("--lake", type=Path)
     args = parser.parse_args()
-    if args.client:
-        client = bare_client if args.client == "bare" else pipeline_client
-        print(json.dumps(asyncio.run(client(args.port, args.trades))))
+    if args.client == "bare":
+        print(json.dumps(asyncio.run(bare_client(args.port, args.trades))))
+    elif args.client == "pipeline":
+        print(json.dumps(asyncio.run(pipeline_client(args.port, args.trades, args.lake))))
     else:
         sys.exit(0 if main(args.trades) else 1)

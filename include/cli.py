@@ -196,7 +196,7 @@ def _add_stream(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--symbols", type=symbol_list, default=None, help="default: $SYMBOLS")
     parser.add_argument("--duration", type=positive, default=None, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--flush-seconds", type=positive, default=5.0, help="flush every N seconds (default 5)")
-    parser.add_argument("--flush-trades", type=positive_int, default=100_000, help="or every M trades")
+    parser.add_argument("--flush-trades", type=positive_int, default=50_000, help="or every M trades (default 50000)")
     parser.add_argument("--silence-seconds", type=positive, default=30.0, help="reconnect after this much silence")
     parser.set_defaults(run=_run_stream)
 

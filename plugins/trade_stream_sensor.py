@@ -21,7 +21,7 @@ from include.config import load_settings
 from include.ingest.background import BackgroundWorker
 from include.ingest.run import open_stream_lake
 from include.ingest.stream import StreamSettings
-from include.ingest.worker import StreamWorker, WorkerSettings
+from include.ingest.worker import DEFAULT_FLUSH_TRADES, StreamWorker, WorkerSettings
 
 
 class TradeStreamSensor(BaseSensorOperator):
@@ -34,7 +34,7 @@ class TradeStreamSensor(BaseSensorOperator):
         symbols: str | Sequence[str],
         window_end: str | datetime,
         flush_seconds: float = 5.0,
-        flush_trades: int = 100_000,
+        flush_trades: int = DEFAULT_FLUSH_TRADES,
         silence_seconds: float = 30.0,
         aws_conn_id: str | None = None,
         **kwargs: Any,

@@ -17,12 +17,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from include.ingest.parse import CombinedTrade, Control, Rejected, decode, validate
+from include.ingest.parse import Control, Rejected, decode, decode_many, looks_like_trade, validate
 from include.lake.markers import mark_written
 from include.lake.store import ObjectStore
-from include.lake.trades import EXCHANGE, TradeColumns, write_trades
+from include.lake.trades import EXCHANGE, TradeColumns, trade_objects
 
 RECENT_IDS_KEPT = 200_000  # per symbol: enough to catch every duplicate of a connection handover
+_NO_IDS = np.empty(0, dtype=np.int64)
+_SAMPLE_FRAME = (
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1764000000000001,"s":"BTCUSDT","t":1,'
+    b'"p":"1.00000000","q":"1.00000000","T":1764000000000000,"m":true,"M":true}}'
+)
 
 
 def now_us() -> int:
@@ -31,10 +36,17 @@ def now_us() -> int:
 
 @dataclass
 class Batch:
-    trades: list[CombinedTrade]
     raws: list[bytes]
-    rejected: list[Rejected]
-    first_received_us: int
+    taken_us: int
+
+
+@dataclass
+class Prepared:
+    objects: list[tuple[str, bytes]]
+    trades_written: int
+    duplicates: int
+    quarantined: int
+    seconds: float
 
 
 @dataclass
@@ -87,79 +99,108 @@ class MicroBatcher:
         self.status: dict[str, SymbolStatus] = {symbol: SymbolStatus() for symbol in symbols}
         self.connection: dict[str, object] = {"state": "starting"}
         self._recent: dict[str, np.ndarray] = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        self._trades: list[CombinedTrade] = []
-        self._raws: list[bytes] = []
-        self._rejected: list[Rejected] = []
-        self._first_received_us = 0
+        self.frames: list[bytes] = []  # the receive loops append here directly
+        # The first use of pyarrow's compute functions compiles them (about half a second): pay
+        # that now, not in the first flush.
+        validate(decode_many([_SAMPLE_FRAME]).trades, [_SAMPLE_FRAME], frozenset({"BTCUSDT"}))
 
     def __len__(self) -> int:
-        return len(self._trades) + len(self._rejected)
+        return len(self.frames)
 
     def add(self, frame: bytes) -> Control | None:
-        """Keep one frame for the next batch; a control message is handed back, not kept."""
+        """Keep one frame for the next batch.
+
+        The receive loop appends trade frames to ``frames`` itself and calls ``add_other`` for the
+        rest; ``add`` is both in one, for callers that are not a hot loop.
+        """
+        if looks_like_trade(frame):
+            self.frames.append(frame)
+            return None
+        return self.add_other(frame)
+
+    def add_other(self, frame: bytes) -> Control | None:
+        """A frame that is not combined-stream data: a control message is handed back to the
+        connection (``serverShutdown`` starts a handover); anything else is kept, to be quarantined
+        with the batch."""
         message = decode(frame)
-        if not self._first_received_us:
-            self._first_received_us = now_us()
-        if type(message) is CombinedTrade:
-            self._trades.append(message)
-            self._raws.append(frame)
-            return None
-        if type(message) is Rejected:
-            self._rejected.append(message)
-            return None
-        return message  # type: ignore[return-value]
+        if type(message) is Control:
+            return message
+        self.frames.append(frame)
+        return None
 
     def take(self) -> Batch:
-        batch = Batch(self._trades, self._raws, self._rejected, self._first_received_us or now_us())
-        self.stats.received += len(batch.trades) + len(batch.rejected)
-        self._reset()
+        # Copy and clear, never replace: the receive loops hold ``frames.append``.
+        batch = Batch(self.frames[:], now_us())
+        self.frames.clear()
+        self.stats.received += len(batch.raws)
         return batch
 
     def _new_only(self, columns: TradeColumns) -> tuple[TradeColumns, int]:
-        """Drop ids seen twice in the batch or already written (overlapping connections)."""
-        ids, first = np.unique(columns.trade_id, return_index=True)
+        """Drop ids seen twice in the batch or already written (overlapping connections).
+
+        ``_recent`` holds the last ids written per symbol, sorted. A stream delivers ids in
+        increasing order, so the usual batch is checked in one pass: increasing and all above
+        what was written. Only a batch that is not (a handover overlap, a replay) pays for sorting.
+        """
+        ids = columns.trade_id
         recent = self._recent.get(columns.symbol)
-        keep = first if recent is None else first[~np.isin(ids, recent, assume_unique=True)]
-        fresh = columns.take(np.sort(keep))
-        merged = fresh.trade_id if recent is None else np.union1d(recent, fresh.trade_id)
+        above = recent is None or not len(recent) or ids[0] > recent[-1]
+        if above and (len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))):
+            fresh = columns
+            merged = ids if recent is None else np.concatenate([recent[-RECENT_IDS_KEPT:], ids])
+        else:
+            unique, first = np.unique(ids, return_index=True)
+            keep = first if recent is None else first[~np.isin(unique, recent, assume_unique=True)]
+            fresh = columns.take(np.sort(keep))
+            merged = np.union1d(fresh.trade_id, _NO_IDS if recent is None else recent)  # sorted
         self._recent[columns.symbol] = merged[-RECENT_IDS_KEPT:]
         return fresh, len(columns) - len(fresh)
 
     def write(self, batch: Batch) -> FlushResult:
+        """Encode and store a batch in one go (``prepare`` then ``store``)."""
+        return self.store(self.prepare(batch))
+
+    def prepare(self, batch: Batch) -> Prepared:
+        """The CPU half of a flush: decode, validate, drop known ids, encode Parquet and quarantine."""
         started = time.perf_counter()
-        validated = validate(batch.trades, batch.raws, self.symbols)
-        rejected = batch.rejected + validated.rejected
+        decoded = decode_many(batch.raws)
+        validated = validate(decoded.trades, decoded.raws, self.symbols)
+        rejected = decoded.rejected + validated.rejected
         ingested_at = now_us()
-        keys: list[str] = []
+        objects: list[tuple[str, bytes]] = []
         written = duplicates = 0
         for symbol, columns in validated.by_symbol.items():
             fresh, dropped = self._new_only(columns)
             duplicates += dropped
             if len(fresh):
-                keys += write_trades(self.lake, fresh, self.source, ingested_at)
+                objects += trade_objects(fresh, self.source, ingested_at)
                 written += len(fresh)
                 status = self.status[symbol]
-                last = int(np.argmax(fresh.trade_id))
-                status.last_trade_id = max(status.last_trade_id or 0, int(fresh.trade_id[last]))
+                status.last_trade_id = max(status.last_trade_id or 0, int(fresh.trade_id.max()))
                 status.last_trade_time_us = max(status.last_trade_time_us or 0, int(fresh.trade_time_us.max()))
                 status.trades_written += len(fresh)
         if rejected:
-            keys.append(self._quarantine(rejected, batch.first_received_us))
+            objects.append(self._quarantine(rejected, batch.taken_us))
             self.stats.quarantine_reasons.update(_reason_kind(r.reason) for r in rejected)
-        if keys:
-            mark_written(self.lake, self.writer, keys)
         self.stats.written += written
         self.stats.duplicates += duplicates
         self.stats.quarantined += len(rejected)
         self.stats.batches += 1
-        seconds = time.perf_counter() - started
-        self.stats.flush_seconds.append(seconds)
-        return FlushResult(keys, written, duplicates, len(rejected), seconds)
+        return Prepared(objects, written, duplicates, len(rejected), time.perf_counter() - started)
 
-    def _quarantine(self, rejected: list[Rejected], received_us: int) -> str:
+    def store(self, prepared: Prepared) -> FlushResult:
+        """The I/O half of a flush: put the objects, then the write marker that announces them."""
+        started = time.perf_counter()
+        for key, data in prepared.objects:
+            self.lake.put(key, data)
+        keys = [key for key, _ in prepared.objects]
+        if keys:
+            mark_written(self.lake, self.writer, keys)
+        seconds = prepared.seconds + time.perf_counter() - started
+        self.stats.flush_seconds.append(seconds)
+        return FlushResult(keys, prepared.trades_written, prepared.duplicates, prepared.quarantined, seconds)
+
+    def _quarantine(self, rejected: list[Rejected], received_us: int) -> tuple[str, bytes]:
         moment = datetime.fromtimestamp(received_us / 1e6, UTC)
         key = (
             f"quarantine/exchange={EXCHANGE}/date={moment:%Y-%m-%d}/hour={moment:%H}/"
@@ -176,8 +217,7 @@ class MicroBatcher:
             )
             for item in rejected
         ]
-        self.lake.put(key, ("\n".join(lines) + "\n").encode())
-        return key
+        return key, ("\n".join(lines) + "\n").encode()
 
     def write_heartbeats(self) -> None:
         """One small status object per symbol: what later parts and the dashboard read."""

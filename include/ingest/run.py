@@ -13,7 +13,7 @@ from pathlib import Path
 
 from include.config import Settings
 from include.ingest.stream import StreamSettings
-from include.ingest.worker import StreamWorker, WorkerSettings
+from include.ingest.worker import DEFAULT_FLUSH_SECONDS, DEFAULT_FLUSH_TRADES, StreamWorker, WorkerSettings
 from include.lake.spool import SpoolingStore
 from include.lake.store import ObjectStore, open_lake
 
@@ -30,8 +30,8 @@ def run_worker(
     settings: Settings,
     symbols: tuple[str, ...],
     duration: float | None = None,
-    flush_seconds: float = 5.0,
-    flush_trades: int = 100_000,
+    flush_seconds: float = DEFAULT_FLUSH_SECONDS,
+    flush_trades: int = DEFAULT_FLUSH_TRADES,
     silence_seconds: float = 30.0,
     spool_dir: Path = Path("data/spool"),
 ) -> dict[str, object]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from include.ingest.parse import Control
+from include.ingest.parse import Control, looks_like_trade
 
 log = logging.getLogger(__name__)
 MAX_STREAMS_PER_CONNECTION = 1024
@@ -90,20 +90,36 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 class _Reader:
     ws: ClientConnection
     opened: float
-    last_frame: float
+    last_frame: float  # when a frame was last seen arriving (noticed by ``_observe``)
     task: asyncio.Task[None] | None = None
     shutdown_notice: bool = False
     first_frame: float | None = None
+    frames: int = 0  # counted by the read loop; cheaper per frame than reading the clock
+    frames_seen: int = 0
+
+    def observe(self) -> None:
+        """Turn the frame counter into times; called a few times a second, not per frame."""
+        if self.frames != self.frames_seen:
+            now = time.monotonic()
+            self.frames_seen = self.frames
+            self.last_frame = now
+            if self.first_frame is None:
+                self.first_frame = now
 
 
 class ShardConnection:
-    """Reads one shard of streams into ``on_frame`` until ``stop`` is set."""
+    """Reads one shard of streams until ``stop`` is set.
+
+    Trade frames go to ``append`` untouched (the receive loop's whole job); any other frame goes to
+    ``on_other``, which may hand back a control message such as ``serverShutdown``.
+    """
 
     def __init__(
         self,
         streams: list[str],
         settings: StreamSettings,
-        on_frame: Callable[[bytes], Control | None],
+        append: Callable[[bytes], None],
+        on_other: Callable[[bytes], Control | None],
         budget: ConnectionBudget,
         room: asyncio.Event | None = None,
         on_state: Callable[[dict[str, object]], None] | None = None,
@@ -111,7 +127,8 @@ class ShardConnection:
         self.streams = streams
         self.settings = settings
         self.url = stream_url(settings.ws_url, streams)
-        self._on_frame = on_frame
+        self._append = append
+        self._on_other = on_other
         self._budget = budget
         self._room = room  # cleared by the batcher when it is full: reading pauses (backpressure)
         self._on_state = on_state or (lambda state: None)
@@ -156,23 +173,25 @@ class ShardConnection:
         return reader
 
     async def _read(self, reader: _Reader) -> None:
-        on_frame, ws, room = self._on_frame, reader.ws, self._room
+        append, on_other, recv, room = self._append, self._on_other, reader.ws.recv, self._room
         try:
             while True:
-                frame = await ws.recv(decode=False)
-                reader.last_frame = time.monotonic()
-                if reader.first_frame is None:
-                    reader.first_frame = reader.last_frame
-                control = on_frame(frame)
-                if control is not None and control.kind == "serverShutdown":
-                    log.info("serverShutdown from %s: handing over to a new connection", self.url)
-                    reader.shutdown_notice = True
+                frame = await recv(decode=False)
+                reader.frames += 1
+                if looks_like_trade(frame):
+                    append(frame)
+                else:
+                    control = on_other(frame)
+                    if control is not None and control.kind == "serverShutdown":
+                        log.info("serverShutdown from %s: handing over to a new connection", self.url)
+                        reader.shutdown_notice = True
                 if room is not None and not room.is_set():
                     await room.wait()
         except ConnectionClosed as closed:
             log.info("connection closed: %s", closed)
 
     def _needs_handover(self, reader: _Reader) -> str | None:
+        reader.observe()
         now = time.monotonic()
         if reader.shutdown_notice:
             return "serverShutdown"
@@ -226,6 +245,7 @@ class ShardConnection:
         give_up = new.opened + settings.silence_seconds + settings.overlap_seconds
         try:
             while not stop.is_set() and not (old.task and old.task.done()) and not (new.task and new.task.done()):
+                new.observe()
                 now = time.monotonic()
                 if now >= give_up or (
                     new.first_frame is not None and now - new.first_frame >= settings.overlap_seconds

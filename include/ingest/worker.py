@@ -21,13 +21,17 @@ from include.lake.store import ObjectStore
 log = logging.getLogger(__name__)
 
 
+DEFAULT_FLUSH_SECONDS = 5.0
+DEFAULT_FLUSH_TRADES = 50_000  # bounds the batch in memory (~12 MB of frames) at any trade rate
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     symbols: tuple[str, ...]
     stream: StreamSettings
-    flush_seconds: float = 5.0
-    flush_trades: int = 100_000
-    max_buffered_trades: int = 400_000
+    flush_seconds: float = DEFAULT_FLUSH_SECONDS
+    flush_trades: int = DEFAULT_FLUSH_TRADES
+    max_buffered_trades: int = 200_000
     streams_per_connection: int = 1024
     heartbeat_seconds: float = 5.0
 
@@ -71,7 +75,10 @@ class StreamWorker:
         async with self._flush_lock:
             batch = self.batcher.take()
             self.state.last_flush = time.monotonic()
-            result = await asyncio.to_thread(self.batcher.write, batch)
+            # Encoding runs here, on the loop: a thread would only fight the receive loop for the GIL.
+            # The puts run in a thread, so a slow or unreachable S3 never stalls the connections.
+            prepared = self.batcher.prepare(batch)
+            result = await asyncio.to_thread(self.batcher.store, prepared)
             self.batcher.stats.reconnects = self.reconnects()
             if time.monotonic() - self.state.last_heartbeat >= self.settings.heartbeat_seconds or result.keys:
                 self.state.last_heartbeat = time.monotonic()
@@ -99,7 +106,13 @@ class StreamWorker:
         budget = ConnectionBudget(settings.stream.attempts_per_window, settings.stream.attempt_window_seconds)
         self.state.shards = [
             ShardConnection(
-                streams, settings.stream, self.batcher.add, budget, room=room, on_state=self._set_connection_state
+                streams,
+                settings.stream,
+                self.batcher.frames.append,
+                self.batcher.add_other,
+                budget,
+                room=room,
+                on_state=self._set_connection_state,
             )
             for streams in shard(stream_names(settings.symbols), settings.streams_per_connection)
         ]

@@ -164,7 +164,12 @@ def test_a_shard_that_cannot_connect_retries_only_within_the_budget_and_stops_on
     async def main() -> None:
         stop = asyncio.Event()
         connection = ShardConnection(
-            ["btcusdt@trade"], settings, lambda frame: None, ConnectionBudget(3, 600.0), on_state=states.append
+            ["btcusdt@trade"],
+            settings,
+            lambda frame: None,
+            lambda frame: None,
+            ConnectionBudget(3, 600.0),
+            on_state=states.append,
         )
         task = asyncio.create_task(connection.run(stop))
         await asyncio.sleep(3.0)
