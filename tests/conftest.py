@@ -11,12 +11,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from include.sandbox.config import SandboxConfig
 from include.sandbox.server import RunningSandbox, serve_in_thread
@@ -56,6 +57,23 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
         return status, head, json.loads(body)
     except json.JSONDecodeError:
         return status, head, body.decode()
+
+
+def admin(sandbox: RunningSandbox | str) -> dict[str, Any]:
+    """The sandbox's ``GET /admin``: fault settings, what the faults did, and the last trade ids."""
+    base = sandbox if isinstance(sandbox, str) else sandbox.rest_url
+    status, _, body = http_get(f"{base}/admin")
+    assert status == 200, body
+    return body
+
+
+@contextmanager
+def ws_client(url: str) -> Iterator[ClientConnection]:
+    """A plain client: no client-side pings (they would count against the 5/s limit), no proxy."""
+    with connect(
+        url, ping_interval=None, proxy=None, compression=None, max_queue=None, open_timeout=10, close_timeout=5
+    ) as ws:
+        yield ws
 
 
 def http_post_json(url: str, payload: Any) -> tuple[int, Any]:

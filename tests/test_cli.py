@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from websockets.sync.client import connect
 import include.sandbox.server
 from include.cli import build_parser, main
 from include.sandbox.config import SandboxConfig
-from tests.conftest import BTCUSDT_DUMP, REPO_ROOT, http_get
+from tests.conftest import BTCUSDT_DUMP, REPO_ROOT, free_port, http_get
 
 SANDBOX_FLAGS = (
     "--host",
@@ -255,12 +254,6 @@ def test_an_unknown_command_fails_in_a_real_process():
 
 
 # A real sandbox process ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_sandbox_command_serves_both_symbols_and_stops_cleanly_on_sigint(tmp_path):

@@ -9,13 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO_ROOT, http_get
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import REPO_ROOT, free_port, http_get
 
 
 def read_until(process: subprocess.Popen, marker: str, timeout: float) -> str:

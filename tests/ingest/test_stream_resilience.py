@@ -35,20 +35,13 @@ from include.ingest.worker import StreamWorker, WorkerSettings
 from include.lake.store import LocalStore, ObjectStore, S3Store
 from include.lake.trades import read_trades
 from include.sandbox.server import RunningSandbox
-from tests.conftest import REPO_ROOT, free_port, http_get, http_post_json
+from tests.conftest import REPO_ROOT, admin, free_port, http_get, http_post_json
 
 SYMBOL = "BTCUSDT"
 RATE = 100.0  # trades per second per symbol, on average (bursts run at 8x for a second or two)
 
 
 # Helpers ------------------------------------------------------------------------------------------
-
-
-def admin(sandbox: RunningSandbox | str) -> dict[str, Any]:
-    base = sandbox if isinstance(sandbox, str) else sandbox.rest_url
-    status, _, body = http_get(f"{base}/admin")
-    assert status == 200, body
-    return body
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -13,36 +13,20 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from include.sandbox.faults import MALFORMED_KINDS, FaultSettings
-from tests.conftest import http_get, http_post_json
+from tests.conftest import admin, http_get, http_post_json, ws_client
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 COMBINED = "/stream?streams=btcusdt@trade/ethusdt@trade"
 
 
 # Helpers ------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def ws_client(url: str) -> Iterator[ClientConnection]:
-    with connect(
-        url, ping_interval=None, proxy=None, compression=None, max_queue=None, open_timeout=10, close_timeout=5
-    ) as ws:
-        yield ws
-
-
-def admin(sb: Any) -> dict[str, Any]:
-    status, _, body = http_get(f"{sb.rest_url}/admin")
-    assert status == 200, body
-    return body
 
 
 def set_faults(sb: Any, **changes: float) -> dict[str, Any]:

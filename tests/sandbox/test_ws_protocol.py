@@ -12,12 +12,9 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -25,22 +22,13 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import REPO_ROOT, http_get
+from tests.conftest import REPO_ROOT, free_port, http_get, ws_client
 
 TRADE_FIELDS = {"e", "E", "s", "t", "p", "q", "T", "m", "M"}
 DECIMAL_8 = re.compile(r"^[0-9]+\.[0-9]{1,8}$")
 
 
 # Helpers ------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def ws_client(url: str) -> Iterator[ClientConnection]:
-    """A plain client: no client-side pings (they would count against the 5/s limit), no proxy."""
-    with connect(
-        url, ping_interval=None, proxy=None, compression=None, max_queue=None, open_timeout=10, close_timeout=5
-    ) as ws:
-        yield ws
 
 
 def read_for(ws: ClientConnection, seconds: float) -> list[str]:
@@ -106,12 +94,6 @@ def rest_trades(rest_url: str, symbol: str, from_id: int, headers: dict[str, str
     )
     assert status == 200, body
     return {row["id"]: row for row in body}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Raw and combined streams ------------------------------------------------------------------------
