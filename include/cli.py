@@ -12,6 +12,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from include.sandbox.faults import FaultSettings
@@ -222,12 +223,75 @@ def _run_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def utc_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time like 2019-10-11T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z for UTC")
+    return moment.astimezone(UTC)
+
+
+def _add_backfill(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "backfill",
+        help="find and fill missing trades of a time range from REST history",
+        description="Check every hour window of [--start, --end) against BINANCE_REST_URL by trade id and "
+        "fill what the lake (LAKE_URL) is missing; a range never streamed is imported whole.",
+    )
+    parser.add_argument("--symbol", type=symbol_list, required=True, help="one symbol or a comma list")
+    parser.add_argument("--start", type=utc_time, required=True, help="ISO time, e.g. 2019-10-11T00:00:00Z")
+    parser.add_argument("--end", type=utc_time, required=True, help="ISO time (exclusive)")
+    parser.set_defaults(run=_run_backfill)
+
+
+def _run_backfill(args: argparse.Namespace) -> int:
+    import logging
+
+    from include.binance.client import BinanceClient
+    from include.config import ConfigError, load_settings
+    from include.lake.store import open_lake
+    from include.repair.repair import RepairIncomplete, hour_windows, repair_window
+
+    if args.end <= args.start:
+        print(f"error: --end {args.end.isoformat()} is not after --start {args.start.isoformat()}", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much
+    lake = open_lake(settings.lake_url)
+    totals = {"windows": 0, "expected": 0, "filled": 0, "holes": 0, "incomplete": 0}
+    with BinanceClient(settings.rest_url) as client:
+        for symbol in args.symbol:
+            for start, end in hour_windows(args.start, args.end):
+                try:
+                    report = repair_window(client, lake, symbol, start, end)
+                except RepairIncomplete as error:
+                    print(f"incomplete: {error}", file=sys.stderr)
+                    totals["incomplete"] += 1
+                    continue
+                totals["windows"] += 1
+                totals["expected"] += report.expected
+                totals["filled"] += report.filled
+                totals["holes"] += len(report.holes)
+        totals["requests"] = client.stats.requests
+        totals["rate_limited"] = client.stats.rate_limited
+    print(json.dumps(totals))
+    return 1 if totals["incomplete"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     _add_sandbox(commands)
     _add_up(commands)
     _add_stream(commands)
+    _add_backfill(commands)
     return parser
 
 

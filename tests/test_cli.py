@@ -120,6 +120,7 @@ BAD_ARGUMENTS = [
     (["--replay-mode", "foo"], "--replay-mode", "foo"),
     (["--speed", "0"], "--speed", "0"),
     (["--speed", "nan"], "--speed", "nan"),
+    (["--replay-delay", "-1"], "--replay-delay", "-1"),
     (["--lifetime", "0"], "--lifetime", "0"),
     (["--ping-interval", "-1"], "--ping-interval", "-1"),
     (["--pong-timeout", "0"], "--pong-timeout", "0"),

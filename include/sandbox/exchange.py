@@ -34,11 +34,14 @@ class Exchange:
         self.rng = random.Random(config.seed)
         self.specs: dict[str, SymbolSpec] = {}
         self.sources: dict[str, TradeSource] = {}
-        for symbol, trades in load_replay(list(config.replay)).items():
+        replays = load_replay(list(config.replay))
+        # A live replay starts once the files are loaded (a large dump takes a while), after any delay.
+        self.replay_started_us = clock_us() + int(config.replay_delay_seconds * 1e6)
+        for symbol, trades in replays.items():
             self.specs[symbol] = spec_for(symbol)
-            # Counted from when the file is loaded: loading a large dump can take a while.
-            replay_start = clock_us() + int(config.replay_delay_seconds * 1e6)
-            self.sources[symbol] = ReplayMarket(symbol, trades, config.replay_mode, config.speed, replay_start)
+            self.sources[symbol] = ReplayMarket(
+                symbol, trades, config.replay_mode, config.speed, self.replay_started_us
+            )
         for symbol in config.symbols:
             if symbol in self.sources:
                 continue

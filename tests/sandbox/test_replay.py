@@ -286,7 +286,7 @@ def test_live_replay_streams_the_file_shifted_to_now_at_speed(start_sandbox):
                 received.append((time.time() * 1000, message))
                 if message["data"]["t"] == LAST_ID:
                     break
-        started_ms = sb.exchange.started_us / 1000
+        started_ms = sb.exchange.replay_started_us / 1000
         history = all_history(sb.rest_url)
 
     events = [message["data"] for _, message in received]
@@ -314,7 +314,7 @@ def test_live_replay_streams_the_file_shifted_to_now_at_speed(start_sandbox):
         event = message["data"]
         assert -5 <= arrived_ms - event["T"] <= 2000, (arrived_ms, event)
         assert event["E"] >= event["T"]
-    # The first trade of the file plays when the sandbox starts; the rest follow at 1/SPEED the gaps.
+    # The first trade of the file plays when the replay starts; the rest follow at 1/SPEED the gaps.
     for event in events:
         expected = started_ms + (original_ms[event["t"]] - CSV_ROWS[0].time) / SPEED
         assert abs(event["T"] - expected) <= 1.5, (event, expected)
@@ -455,3 +455,15 @@ def test_replay_and_synthetic_symbols_together(start_sandbox, symbols):
     assert eth_ids == sorted(eth_ids)
     now_ms = time.time() * 1000
     assert all(now_ms - 60_000 < t["time"] <= now_ms + 5 for t in eth)  # synthetic trades happen now
+
+
+def test_a_live_replay_waits_for_its_delay_then_streams_from_the_first_trade(start_sandbox):
+    with start_sandbox(
+        replay=(BTCUSDT_DUMP,), replay_mode="live", speed=1000.0, replay_delay_seconds=1.5, symbols=()
+    ) as sb:
+        # Before the delay is over nothing has played: a client that connects now gets every trade.
+        assert all_history(sb.rest_url) == []
+        with connect(f"{sb.ws_url}/stream?streams=btcusdt@trade", open_timeout=10) as ws:
+            first = recv_json(ws, timeout=10)["data"]
+        assert first["t"] == CSV_ROWS[0].trade_id
+        assert first["T"] >= sb.exchange.started_us // 1000 + 1500

@@ -1,0 +1,83 @@
+"""
+### Repair gaps: every trade of every window, exactly once
+
+One run per hour-long window, once the window has closed plus a grace delay (`grace_minutes`),
+with one mapped task per symbol. Each task:
+
+1. asks Binance (aggTrades `startTime`, `limit=1`) for the window's expected trade-id range:
+   the first trade at or after its start, up to the first at or after its end;
+2. reads the ids the lake holds for the window, from stream and backfill files alike;
+3. fetches exactly the missing ids from `historicalTrades`, within the REST weight budget, and
+   writes them as `backfill-<first>-<last>.parquet`;
+4. records the result per symbol and window in the lake (`status/completeness/...`): expected,
+   present, filled, and exchange-side holes (ids REST does not have: recorded, never retried).
+
+The summary is the task's log line and its return value (XCom).
+
+**Re-backfill a window**: clear the `repair` task instance of that run (one symbol, or all) in the
+Airflow UI. It re-checks the window and fetches whatever is missing; a window that is complete
+changes nothing.
+
+**Import history**: run a backfill of this DAG over past dates (the UI's *Backfill* or
+`airflow backfill create --dag-id repair_gaps --from-date ... --to-date ...`). A window that was never
+streamed is one large gap and is imported the same way.
+
+REST calls of all tasks go through the `binance_rest` pool, and every request is budgeted from
+Binance's `X-MBX-USED-WEIGHT-1M`, so concurrent tasks never earn a 429, let alone a 418.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.providers.standard.sensors.date_time import DateTimeSensor
+from airflow.sdk import Param, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+from lake_assets import LAKE_TRADES
+
+from include.config import load_settings
+
+BINANCE_POOL = "binance_rest"
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=datetime(2026, 11, 1),
+    catchup=False,
+    max_active_runs=4,
+    doc_md=__doc__,
+    tags=["cryptoflow", "repair", "backfill"],
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "owner": "cryptoflow"},
+    params={"grace_minutes": Param(5, type="number", minimum=0, description="wait after the window closes")},
+)
+def repair_gaps() -> None:
+    grace = DateTimeSensor(
+        task_id="wait_for_window_to_close",
+        target_time="{{ (data_interval_end + macros.timedelta(minutes=params.grace_minutes)).isoformat() }}",
+        mode="reschedule",
+        poke_interval=30,
+    )
+
+    @task
+    def symbols() -> list[str]:
+        return list(load_settings().symbols)
+
+    @task(pool=BINANCE_POOL, outlets=[LAKE_TRADES], map_index_template="{{ task.op_kwargs['symbol'] }}")
+    def repair(symbol: str, data_interval_start: Any = None, data_interval_end: Any = None) -> dict[str, Any]:
+        """Check one symbol's window and fill what is missing."""
+        from dataclasses import asdict
+
+        from include.binance.client import BinanceClient
+        from include.lake.store import open_lake
+        from include.repair.repair import repair_window
+
+        settings = load_settings()
+        with BinanceClient(settings.rest_url) as client:
+            report = repair_window(client, open_lake(settings.lake_url), symbol, data_interval_start, data_interval_end)
+        return asdict(report) | {"files": len(report.files)}
+
+    grace >> repair.expand(symbol=symbols())
+
+
+repair_gaps()
