@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import stream
+from bench import backfill, stream
 
 
 def main() -> int:
-    results = [stream.main()]
+    results = [stream.main(), backfill.main()]
     return 0 if all(results) else 1
 
 

@@ -12,85 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from bench.common import CLIENT_CORE, REPO_ROOT, free_port, pinned, start_sandbox, write_dump
 from include.lake.store import LocalStore
 from include.lake.trades import read_trade_ids
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SANDBOX_CORE, CLIENT_CORE = 0, 1
 REPLAY_DELAY_SECONDS = 6.0
-
-
-def write_dump(path: Path, count: int) -> None:
-    """A data.binance.vision-style BTCUSDT dump: ids 1..count, one trade per 100 µs."""
-    start_us = 1_767_225_600_000_000  # 2026-01-01, a date whose dumps carry microseconds
-    with path.open("w") as out:
-        for first in range(1, count + 1, 100_000):
-            rows = []
-            for trade_id in range(first, min(first + 100_000, count + 1)):
-                cents = 6_000_000 + trade_id % 1000
-                qty = 1 + trade_id % 977
-                rows.append(
-                    f"{trade_id},{cents // 100}.{cents % 100:02d}000000,0.{qty:05d}000,"
-                    f"{cents * qty // 100_000}.{(cents * qty) % 100_000:05d}000,"
-                    f"{start_us + trade_id * 100},{'True' if trade_id % 3 else 'False'},True\n"
-                )
-            out.write("".join(rows))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pinned(core: int) -> callable:
-    cores = os.sched_getaffinity(0)
-    return (lambda: os.sched_setaffinity(0, {core})) if core in cores and len(cores) > 1 else None
-
-
-def start_sandbox(dump: Path, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "include.cli",
-            "sandbox",
-            "--port",
-            str(port),
-            "--symbols",
-            "BTCUSDT",
-            "--replay",
-            str(dump),
-            "--replay-mode",
-            "live",
-            "--speed",
-            "1000000000",
-            "--replay-delay",
-            str(REPLAY_DELAY_SECONDS),
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        preexec_fn=pinned(SANDBOX_CORE),
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v3/ping", timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the sandbox did not start")
 
 
 def run_client(mode: str, port: int, count: int, lake_dir: Path) -> dict[str, float]:

@@ -36,9 +36,8 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from lake_assets import LAKE_TRADES
 
+from include.binance.client import AIRFLOW_POOL
 from include.config import load_settings
-
-BINANCE_POOL = "binance_rest"
 
 
 @dag(
@@ -63,7 +62,7 @@ def repair_gaps() -> None:
     def symbols() -> list[str]:
         return list(load_settings().symbols)
 
-    @task(pool=BINANCE_POOL, outlets=[LAKE_TRADES], map_index_template="{{ task.op_kwargs['symbol'] }}")
+    @task(pool=AIRFLOW_POOL, outlets=[LAKE_TRADES], map_index_template="{{ task.op_kwargs['symbol'] }}")
     def repair(symbol: str, data_interval_start: Any = None, data_interval_end: Any = None) -> dict[str, Any]:
         """Check one symbol's window and fill what is missing."""
         from dataclasses import asdict

@@ -31,6 +31,7 @@ class Service:
     urls: dict[str, str] = field(default_factory=dict)  # printed for the user once everything is up
     env: dict[str, str] | None = None
     log_file: Path | None = None  # where its output goes; None: this terminal
+    after_start: list[Sequence[str]] = field(default_factory=list)  # commands run once it is healthy
 
 
 class StartupError(RuntimeError):
@@ -103,6 +104,8 @@ def supervise(services: Sequence[Service], startup_timeout: float = 120.0) -> in
             )
             running.append((service, process))
             _wait_healthy(service, process, startup_timeout)
+            for command in service.after_start:
+                subprocess.run(command, env=service.env, check=True, capture_output=True, timeout=120)
             if stop_requested.is_set():
                 return 0
         print("\ncryptoflow is up:", flush=True)

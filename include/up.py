@@ -3,7 +3,7 @@
 1. the sandbox exchange (unless ``EXCHANGE=binance``),
 2. Airflow (``airflow standalone``: api-server, scheduler, dag-processor, triggerer on SQLite with
    the LocalExecutor), with this repo's ``dags/`` and ``plugins/``, DAGs unpaused, so the stream
-   starts at once.
+   starts at once and gap repair runs for every closed hour window.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from include.binance.client import AIRFLOW_POOL, AIRFLOW_POOL_SLOTS
 from include.config import Settings, load_settings
 from include.supervisor import Service, supervise
 
@@ -73,14 +74,17 @@ def services(settings: Settings, sandbox_port: int, sandbox_rate: float, api_por
                 },
             )
         )
+    airflow = str(Path(python).with_name("airflow"))
     airflow_home = REPO_ROOT / "airflow_home"
     airflow_home.mkdir(exist_ok=True)
     started.append(
         Service(
             name="airflow",
-            argv=[str(Path(python).with_name("airflow")), "standalone"],
+            argv=[airflow, "standalone"],
             env=airflow_env(airflow_home, settings, api_port),
             log_file=airflow_home / "standalone.log",
+            # The pool that shares Binance's REST weight between repair tasks.
+            after_start=[[airflow, "pools", "set", AIRFLOW_POOL, str(AIRFLOW_POOL_SLOTS), "Binance REST weight"]],
             health_url=f"http://127.0.0.1:{api_port}/api/v2/monitor/health",
             urls={
                 "Airflow UI": f"http://127.0.0.1:{api_port}",

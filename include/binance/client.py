@@ -38,6 +38,9 @@ WEIGHTS = {
     "klines": 2,
 }
 DEFAULT_WEIGHT_LIMIT = 6000
+# The Airflow pool every REST-heavy task runs in: it caps how many processes share the IP's weight.
+AIRFLOW_POOL = "binance_rest"
+AIRFLOW_POOL_SLOTS = 2
 MAX_LIMIT = 1000
 
 
