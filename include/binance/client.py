@@ -136,6 +136,11 @@ class BinanceClient:
         step = min(self._backoff_cap, 0.25 * 2 ** min(attempt, 16))
         return random.uniform(step / 2, step)
 
+    def _wait(self, seconds: float, attempt: int) -> None:
+        """Wait before the next attempt; after the last one there is none, so giving up is immediate."""
+        if attempt + 1 < self._max_attempts:
+            self._sleep(seconds)
+
     def get(self, endpoint: str, params: dict[str, Any] | None = None) -> Any:
         """GET ``/api/v3/<endpoint>`` within the weight budget, retrying what is worth retrying."""
         weight = WEIGHTS[endpoint]
@@ -149,7 +154,7 @@ class BinanceClient:
             except httpx.TransportError as error:
                 self.stats.network_errors += 1
                 last_problem = f"network error: {error}"
-                self._sleep(self._backoff(attempt))
+                self._wait(self._backoff(attempt), attempt)
                 continue
             self.budget.observe(response.headers.get("X-MBX-USED-WEIGHT-1M"))
             if response.status_code == 200:
@@ -159,14 +164,14 @@ class BinanceClient:
                 self.stats.rate_limited += 1
                 retry_after = float(response.headers.get("Retry-After", "60"))
                 log.warning("429 from %s: waiting the %s s Binance asks for", endpoint, retry_after)
-                self._sleep(retry_after)
+                self._wait(retry_after, attempt)
                 continue
             if response.status_code == 418:
                 raise BinanceError(418, body.get("code"), str(body.get("msg", "IP banned")), endpoint)
             if response.status_code >= 500:
                 self.stats.server_errors += 1
                 last_problem = f"HTTP {response.status_code}: {body.get('msg', response.text[:200])}"
-                self._sleep(self._backoff(attempt))
+                self._wait(self._backoff(attempt), attempt)
                 continue
             raise BinanceError(response.status_code, body.get("code"), str(body.get("msg", response.text)), endpoint)
         raise BinanceUnavailable(0, None, f"gave up after {self._max_attempts} attempts: {last_problem}", endpoint)
@@ -174,7 +179,10 @@ class BinanceClient:
     # Endpoints the product uses ---------------------------------------------------------------
 
     def server_time_us(self) -> int:
-        return int(self.get("time")["serverTime"])
+        served = int(self.get("time")["serverTime"])
+        # serverTime may come in ms despite X-MBX-TIME-UNIT (the sandbox does that); the magnitude
+        # tells: ms since 1970 stay below 1e14 until the year 5138, µs have been above 1e15 since 2001.
+        return served * 1000 if served < 10**14 else served
 
     def historical_trades(self, symbol: str, from_id: int, limit: int = MAX_LIMIT) -> list[dict[str, Any]]:
         return self.get("historicalTrades", {"symbol": symbol, "fromId": from_id, "limit": limit})

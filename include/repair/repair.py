@@ -38,7 +38,10 @@ def expected_range(client: BinanceClient, symbol: str, start_us: int, end_us: in
     first = client.first_trade_id_at_or_after(symbol, start_us)
     after = client.first_trade_id_at_or_after(symbol, end_us)
     if after is None:
-        # No trade since the window ended: it is complete only if the latest trade is older than its end.
+        # No trade at or after the end: the window is over only once the exchange's clock has passed
+        # its end (else more trades may still come); then the latest trade is its last.
+        if client.server_time_us() < end_us:
+            return None
         latest = client.recent_trades(symbol, limit=1)
         if not latest or int(latest[-1]["time"]) >= end_us:
             return None

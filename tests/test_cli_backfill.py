@@ -1,0 +1,245 @@
+"""``python -m include.cli backfill``: the history import, as a real process against a replaying sandbox.
+
+The sandbox replays data.binance.vision-style dumps written here (XRPETH, October 2019, millisecond
+times), so the truth is known trade for trade: the lake must end up holding exactly the dump's trades
+of the range, with exact values, and the exchange-side holes in the dump's ids on record in the
+completeness ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.lake.store import LocalStore
+from include.lake.trades import read_trades
+from include.repair.ledger import read_report, read_reports
+from include.sandbox import rest
+from tests.conftest import REPO_ROOT
+
+SYMBOL = "XRPETH"
+START = datetime(2019, 10, 11, tzinfo=UTC)
+END = datetime(2019, 10, 13, 12, tzinfo=UTC)
+COMMAND = ["-m", "include.cli", "backfill", "--symbol", "XRPETH"]
+RANGE = ["--start", "2019-10-11T00:00:00Z", "--end", "2019-10-13T12:00:00Z"]
+
+EMPTY_HOUR = datetime(2019, 10, 12, 5, tzinfo=UTC)  # no trade at all
+BURST_HOUR = datetime(2019, 10, 11, 14, tzinfo=UTC)  # more trades than one historicalTrades page
+MID_HOUR_HOLE = datetime(2019, 10, 12, 9, tzinfo=UTC)  # three ids missing in the middle of this hour
+BOUNDARY_HOLE = datetime(2019, 10, 12, 18, tzinfo=UTC)  # one id missing right before this hour's first trade
+LATE_HOLE = datetime(2019, 10, 13, 15, tzinfo=UTC)  # after the range: never the range's business
+# Hours whose first trade is exactly on the hour and whose last is in its final millisecond: the
+# range's own start (included) and end (excluded), and a window boundary inside the range.
+EDGE_HOURS = (START, END, datetime(2019, 10, 12, 3, tzinfo=UTC), datetime(2019, 10, 12, 2, tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class DumpTrade:
+    trade_id: int
+    price: str
+    qty: str
+    quote: str
+    time_ms: int
+    buyer_maker: bool
+
+
+def _units(text_units: int) -> str:
+    whole, frac = divmod(text_units, 10**8)
+    return f"{whole}.{frac:08d}"
+
+
+def write_dump(folder: Path) -> tuple[list[DumpTrade], list[int], list[Path]]:
+    """XRPETH trades from 2019-10-10 22:00 to 2019-10-13 23:59, one CSV per day as Binance publishes them.
+
+    XRPETH: tick 0.00000001 ETH, step 1 XRP. Returns the trades, the ids that do not exist, the files.
+    """
+    rng = random.Random(20191011)
+    trades: list[DumpTrade] = []
+    holes: list[int] = []
+    next_id = 26_500_000
+    price = 29_000  # 0.00029000 ETH in 1e-8 units
+    hour = datetime(2019, 10, 10, 22, tzinfo=UTC)
+    while hour < datetime(2019, 10, 14, tzinfo=UTC):
+        count = 0 if hour == EMPTY_HOUR else 1500 if hour == BURST_HOUR else rng.randint(20, 60)
+        base_ms = int(hour.timestamp()) * 1000
+        times = sorted(base_ms + rng.randrange(3_600_000) for _ in range(count))
+        if hour in EDGE_HOURS:
+            times[0], times[-1] = base_ms, base_ms + 3_599_999
+        for index, time_ms in enumerate(times):
+            if index == 0 and hour == BOUNDARY_HOLE:
+                holes.append(next_id)
+                next_id += 1
+            if index == 10 and hour in (MID_HOUR_HOLE, LATE_HOLE):
+                holes.extend(range(next_id, next_id + 3))
+                next_id += 3
+            maker = rng.random() < 0.5
+            fills = 1 + (rng.randrange(3) if rng.random() < 0.2 else 0)  # a sweep: fills in the same ms
+            for _ in range(fills):
+                price = max(1, price + rng.choice((-2, -1, 0, 0, 1, 2)))
+                qty = rng.randint(1, 5000)
+                trades.append(
+                    DumpTrade(next_id, _units(price), f"{qty}.00000000", _units(price * qty), time_ms, maker)
+                )
+                next_id += 1
+        hour += timedelta(hours=1)
+    files = []
+    by_day: dict[str, list[DumpTrade]] = {}
+    for trade in trades:
+        day = datetime.fromtimestamp(trade.time_ms / 1000, UTC).strftime("%Y-%m-%d")
+        by_day.setdefault(day, []).append(trade)
+    for day, rows in by_day.items():
+        path = folder / f"{SYMBOL}-trades-{day}.csv"
+        path.write_text(
+            "".join(
+                f"{t.trade_id},{t.price},{t.qty},{t.quote},{t.time_ms},{t.buyer_maker},True\n" for t in rows
+            )
+        )
+        files.append(path)
+    return trades, holes, files
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
+    for name in ("EXCHANGE", "SANDBOX_PORT"):
+        if name not in env:
+            environment.pop(name, None)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180
+    )
+
+
+def trade_objects(lake: LocalStore) -> dict[str, str]:
+    """Every trade object in the lake with its etag (size and mtime in ns): any rewrite changes it."""
+    return {info.key: info.etag for info in lake.list("trades/")}
+
+
+@pytest.fixture
+def counted_requests(monkeypatch) -> Counter[str]:
+    """Requests the sandbox answered, per endpoint, counted by the exchange itself."""
+    calls: Counter[str] = Counter()
+    for name, endpoint in list(rest.ENDPOINTS.items()):
+
+        def handler(exchange: Any, request: Any, name: str = name, inner: Any = endpoint.handler) -> object:
+            calls[name] += 1
+            return inner(exchange, request)
+
+        monkeypatch.setitem(rest.ENDPOINTS, name, rest.Endpoint(endpoint.weight, handler))
+    return calls
+
+
+@pytest.mark.slow
+def test_backfill_imports_history_exactly_once(start_sandbox, tmp_path, counted_requests):
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    trades, holes, files = write_dump(dumps)
+    assert [path.name for path in files] == [f"{SYMBOL}-trades-2019-10-{day}.csv" for day in (10, 11, 12, 13)]
+    start_ms, end_ms = int(START.timestamp() * 1000), int(END.timestamp() * 1000)
+    wanted = [t for t in trades if start_ms <= t.time_ms < end_ms]
+    first_id = wanted[0].trade_id
+    end_id = next(t.trade_id for t in trades if t.time_ms >= end_ms)  # the first trade after the range
+    holes_in_range = [i for i in holes if first_id <= i < end_id]
+    assert len(holes_in_range) == 4 and len(holes) == 7  # the mid-hour run of 3 and the boundary one
+    assert len(wanted) > 3000
+
+    lake_dir = tmp_path / "lake"
+    lake = LocalStore(lake_dir)
+    with start_sandbox(replay=tuple(files), replay_mode="historical", symbols=()) as sandbox:
+        env = {"BINANCE_REST_URL": sandbox.rest_url, "LAKE_URL": f"file://{lake_dir}"}
+        first = run_cli(*COMMAND, *RANGE, env=env, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr[-3000:]
+        totals = json.loads(first.stdout.strip().splitlines()[-1])
+        first_calls = Counter(counted_requests)
+        objects = trade_objects(lake)
+        reports = {report.start: report for report in read_reports(lake, SYMBOL)}  # as the first run left them
+
+        counted_requests.clear()
+        second = run_cli(*COMMAND, *RANGE, env=env, cwd=tmp_path)
+        assert second.returncode == 0, second.stderr[-3000:]
+        again = json.loads(second.stdout.strip().splitlines()[-1])
+        second_calls = Counter(counted_requests)
+
+    # The printed totals: 60 hour windows, every id of the range expected, every trade filled.
+    assert totals == {
+        "windows": 60,
+        "expected": end_id - first_id,
+        "filled": len(wanted),
+        "holes": len(holes_in_range),
+        "incomplete": 0,
+        "requests": sum(first_calls.values()),
+        "rate_limited": 0,
+    }
+    assert first_calls["historicalTrades"] >= 2  # the burst hour alone needs two pages
+
+    # The lake holds exactly the dump's trades of the range, value for value, each once.
+    table = read_trades(lake, SYMBOL)
+    rows = sorted(table.to_pylist(), key=lambda row: row["trade_id"])
+    assert [row["trade_id"] for row in rows] == [t.trade_id for t in wanted]  # and none twice
+    assert wanted[0].time_ms == start_ms and trades[trades.index(wanted[-1]) + 1].time_ms == end_ms
+    for row, trade in zip(rows, wanted, strict=True):
+        assert f"{row['price']:.8f}" == trade.price, row
+        assert f"{row['quantity']:.8f}" == trade.qty, row
+        assert row["quote_quantity"] == Decimal(trade.quote), row
+        assert row["trade_time"] == datetime.fromtimestamp(trade.time_ms / 1000, UTC), row
+        assert int(row["trade_time"].timestamp()) * 1_000_000 + row["trade_time"].microsecond == trade.time_ms * 1000
+        assert row["is_buyer_maker"] is trade.buyer_maker, row
+        assert (row["exchange"], row["symbol"], row["source"]) == ("binance", SYMBOL, "backfill")
+    assert all("/backfill-" in key for key in objects)
+    assert not any("date=2019-10-10" in key or "date=2019-10-14" in key for key in objects)
+
+    # The completeness ledger: one report per window, all complete, and the holes on record.
+    assert sorted(reports) == [(START + timedelta(hours=h)).isoformat() for h in range(60)]
+    assert all(report.missing == 0 for report in reports.values())
+    assert sorted(i for report in reports.values() for i in report.holes) == holes_in_range
+    empty = reports[EMPTY_HOUR.isoformat()]
+    assert (empty.expected, empty.filled, empty.holes) == (0, 0, [])
+    burst = reports[BURST_HOUR.isoformat()]
+    burst_ms = int(BURST_HOUR.timestamp() * 1000)
+    assert burst.filled == len([t for t in wanted if burst_ms <= t.time_ms < burst_ms + 3_600_000]) > 1000
+    mid = reports[MID_HOUR_HOLE.isoformat()]
+    assert len(mid.holes) == 3 and mid.expected == mid.filled + 3
+
+    # A second run: nothing to do, no trade object written again, no history fetched (holes included).
+    assert again["filled"] == 0 and again["incomplete"] == 0 and again["windows"] == 60
+    assert again["holes"] == len(holes_in_range)
+    assert trade_objects(lake) == objects
+    assert second_calls["historicalTrades"] == 0, second_calls
+    after = read_reports(lake, SYMBOL)
+    assert len(after) == 60 and all(report.missing == 0 and report.filled == 0 for report in after)
+    assert sorted(i for report in after for i in report.holes) == holes_in_range
+    assert read_report(lake, SYMBOL, EMPTY_HOUR).expected == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--start", "11/10/2019", "--end", "2019-10-13T12:00:00Z"], {}, "'11/10/2019'"),
+        (["--start", "2019-10-11T00:00:00", "--end", "2019-10-13T12:00:00Z"], {}, "'2019-10-11T00:00:00'"),
+        (["--start", "2019-10-13T12:00:00Z", "--end", "2019-10-11T00:00:00Z"], {}, "2019-10-11T00:00:00+00:00"),
+        (["--start", "2019-10-11T00:00:00Z", "--end", "2019-10-11T00:00:00Z"], {}, "--end"),
+        ([*RANGE, "--until", "2019-10-14T00:00:00Z"], {}, "--until"),
+        (RANGE, {"BINANCE_REST_URL": "api.binance.com"}, "'api.binance.com'"),
+        (RANGE, {"BINANCE_REST_URL": "ftp://127.0.0.1:9"}, "'ftp://127.0.0.1:9'"),
+    ],
+    ids=["start-not-iso", "start-without-zone", "end-before-start", "empty-range", "unknown-option", "bad-url", "ftp"],
+)
+def test_bad_arguments_exit_2_naming_the_value(tmp_path, args, env, named):
+    lake_dir = tmp_path / "lake"
+    result = run_cli(
+        *COMMAND, *args, env={"LAKE_URL": f"file://{lake_dir}", "BINANCE_REST_URL": "http://127.0.0.1:9", **env}, cwd=tmp_path
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert named in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not lake_dir.exists()  # nothing was written
