@@ -177,14 +177,9 @@ def _add_up(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from include.config import ConfigError
     from include.up import run
 
-    try:
-        return run(int(args.sandbox_port), args.sandbox_rate, int(args.airflow_port))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run(int(args.sandbox_port), args.sandbox_rate, int(args.airflow_port))
 
 
 def _add_stream(commands: argparse._SubParsersAction) -> None:
@@ -203,14 +198,10 @@ def _add_stream(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from include.config import ConfigError, load_settings
+    from include.config import load_settings
     from include.ingest.run import run_worker
 
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     stats = run_worker(
         settings,
         symbols=args.symbols or settings.symbols,
@@ -249,19 +240,15 @@ def _add_backfill(commands: argparse._SubParsersAction) -> None:
 def _run_backfill(args: argparse.Namespace) -> int:
     import logging
 
-    from include.binance.client import BinanceClient
-    from include.config import ConfigError, load_settings
+    from include.binance.client import BinanceClient, BinanceError
+    from include.config import load_settings
     from include.lake.store import open_lake
     from include.repair.repair import RepairIncomplete, hour_windows, repair_window
 
     if args.end <= args.start:
         print(f"error: --end {args.end.isoformat()} is not after --start {args.start.isoformat()}", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much
     lake = open_lake(settings.lake_url)
@@ -275,6 +262,14 @@ def _run_backfill(args: argparse.Namespace) -> int:
                     print(f"incomplete: {error}", file=sys.stderr)
                     totals["incomplete"] += 1
                     continue
+                except BinanceError as error:
+                    if error.code != -1121:  # Binance's "Invalid symbol."
+                        raise
+                    print(
+                        f"error: --symbol {symbol!r} is not a symbol on {settings.rest_url}: {error.msg}",
+                        file=sys.stderr,
+                    )
+                    return 2
                 totals["windows"] += 1
                 totals["expected"] += report.expected
                 totals["filled"] += report.filled
@@ -297,8 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        return args.run(args) or 0
+    from include.config import ConfigError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return args.run(args) or 0
+    except ConfigError as error:  # a bad environment variable: named, like a bad argument
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

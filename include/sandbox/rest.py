@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from include.binance.client import WEIGHTS
 from include.decimals import format_plain, format_units
 from include.sandbox import klines as kline_math
 from include.sandbox.exchange import Exchange
@@ -286,15 +287,17 @@ def klines(exchange: Exchange, request: web.Request) -> object:
     )
 
 
-ENDPOINTS: dict[str, Endpoint] = {
-    "ping": Endpoint(1, ping),
-    "time": Endpoint(1, server_time),
-    "exchangeInfo": Endpoint(20, exchange_info),
-    "trades": Endpoint(25, recent_trades),
-    "historicalTrades": Endpoint(25, historical_trades),
-    "aggTrades": Endpoint(4, agg_trades),
-    "klines": Endpoint(2, klines),
+_HANDLERS: dict[str, Callable[[Exchange, web.Request], object]] = {
+    "ping": ping,
+    "time": server_time,
+    "exchangeInfo": exchange_info,
+    "trades": recent_trades,
+    "historicalTrades": historical_trades,
+    "aggTrades": agg_trades,
+    "klines": klines,
 }
+# Weights are Binance's, from the one place the product keeps Binance's REST facts.
+ENDPOINTS: dict[str, Endpoint] = {name: Endpoint(WEIGHTS[name], handler) for name, handler in _HANDLERS.items()}
 
 
 def _json(status: int, body: object, headers: dict[str, str]) -> web.Response:
