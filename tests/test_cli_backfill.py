@@ -88,9 +88,7 @@ def write_dump(folder: Path) -> tuple[list[DumpTrade], list[int], list[Path]]:
             for _ in range(fills):
                 price = max(1, price + rng.choice((-2, -1, 0, 0, 1, 2)))
                 qty = rng.randint(1, 5000)
-                trades.append(
-                    DumpTrade(next_id, _units(price), f"{qty}.00000000", _units(price * qty), time_ms, maker)
-                )
+                trades.append(DumpTrade(next_id, _units(price), f"{qty}.00000000", _units(price * qty), time_ms, maker))
                 next_id += 1
         hour += timedelta(hours=1)
     files = []
@@ -101,9 +99,7 @@ def write_dump(folder: Path) -> tuple[list[DumpTrade], list[int], list[Path]]:
     for day, rows in by_day.items():
         path = folder / f"{SYMBOL}-trades-{day}.csv"
         path.write_text(
-            "".join(
-                f"{t.trade_id},{t.price},{t.qty},{t.quote},{t.time_ms},{t.buyer_maker},True\n" for t in rows
-            )
+            "".join(f"{t.trade_id},{t.price},{t.qty},{t.quote},{t.time_ms},{t.buyer_maker},True\n" for t in rows)
         )
         files.append(path)
     return trades, holes, files
@@ -149,7 +145,8 @@ def test_backfill_imports_history_exactly_once(start_sandbox, tmp_path, counted_
     first_id = wanted[0].trade_id
     end_id = next(t.trade_id for t in trades if t.time_ms >= end_ms)  # the first trade after the range
     holes_in_range = [i for i in holes if first_id <= i < end_id]
-    assert len(holes_in_range) == 4 and len(holes) == 7  # the mid-hour run of 3 and the boundary one
+    assert len(holes_in_range) == 4
+    assert len(holes) == 7
     assert len(wanted) > 3000
 
     lake_dir = tmp_path / "lake"
@@ -185,7 +182,8 @@ def test_backfill_imports_history_exactly_once(start_sandbox, tmp_path, counted_
     table = read_trades(lake, SYMBOL)
     rows = sorted(table.to_pylist(), key=lambda row: row["trade_id"])
     assert [row["trade_id"] for row in rows] == [t.trade_id for t in wanted]  # and none twice
-    assert wanted[0].time_ms == start_ms and trades[trades.index(wanted[-1]) + 1].time_ms == end_ms
+    assert wanted[0].time_ms == start_ms
+    assert trades[trades.index(wanted[-1]) + 1].time_ms == end_ms
     for row, trade in zip(rows, wanted, strict=True):
         assert f"{row['price']:.8f}" == trade.price, row
         assert f"{row['quantity']:.8f}" == trade.qty, row
@@ -207,15 +205,19 @@ def test_backfill_imports_history_exactly_once(start_sandbox, tmp_path, counted_
     burst_ms = int(BURST_HOUR.timestamp() * 1000)
     assert burst.filled == len([t for t in wanted if burst_ms <= t.time_ms < burst_ms + 3_600_000]) > 1000
     mid = reports[MID_HOUR_HOLE.isoformat()]
-    assert len(mid.holes) == 3 and mid.expected == mid.filled + 3
+    assert len(mid.holes) == 3
+    assert mid.expected == mid.filled + 3
 
     # A second run: nothing to do, no trade object written again, no history fetched (holes included).
-    assert again["filled"] == 0 and again["incomplete"] == 0 and again["windows"] == 60
+    assert again["filled"] == 0
+    assert again["incomplete"] == 0
+    assert again["windows"] == 60
     assert again["holes"] == len(holes_in_range)
     assert trade_objects(lake) == objects
     assert second_calls["historicalTrades"] == 0, second_calls
     after = read_reports(lake, SYMBOL)
-    assert len(after) == 60 and all(report.missing == 0 and report.filled == 0 for report in after)
+    assert len(after) == 60
+    assert all(report.missing == 0 and report.filled == 0 for report in after)
     assert sorted(i for report in after for i in report.holes) == holes_in_range
     assert read_report(lake, SYMBOL, EMPTY_HOUR).expected == 0
 
@@ -236,10 +238,67 @@ def test_backfill_imports_history_exactly_once(start_sandbox, tmp_path, counted_
 def test_bad_arguments_exit_2_naming_the_value(tmp_path, args, env, named):
     lake_dir = tmp_path / "lake"
     result = run_cli(
-        *COMMAND, *args, env={"LAKE_URL": f"file://{lake_dir}", "BINANCE_REST_URL": "http://127.0.0.1:9", **env}, cwd=tmp_path
+        *COMMAND,
+        *args,
+        env={"LAKE_URL": f"file://{lake_dir}", "BINANCE_REST_URL": "http://127.0.0.1:9", **env},
+        cwd=tmp_path,
     )
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert named in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     assert not lake_dir.exists()  # nothing was written
+
+
+def test_a_symbol_the_exchange_does_not_list_exits_2_naming_it(start_sandbox, tmp_path):
+    lake_dir = tmp_path / "lake"
+    with start_sandbox(symbols=("BTCUSDT",), rate=2.0) as sandbox:
+        result = run_cli(
+            "-m",
+            "include.cli",
+            "backfill",
+            "--symbol",
+            "DOGEETH",
+            *RANGE,
+            env={"BINANCE_REST_URL": sandbox.rest_url, "LAKE_URL": f"file://{lake_dir}"},
+            cwd=tmp_path,
+        )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "'DOGEETH'" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert not (lake_dir / "trades").exists()
+
+
+@pytest.mark.slow
+def test_a_range_that_has_not_ended_is_reported_incomplete_not_closed(start_sandbox, tmp_path):
+    """Windows still open at the exchange cannot be closed: exit 1, and no ledger report says complete."""
+    lake_dir = tmp_path / "lake"
+    lake = LocalStore(lake_dir)
+    with start_sandbox(symbols=("BTCUSDT",), rate=20.0, history_seconds=600) as sandbox:
+        now = datetime.now(UTC)
+        start, end = now - timedelta(minutes=5), now + timedelta(minutes=5)
+        result = run_cli(
+            "-m",
+            "include.cli",
+            "backfill",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            start.isoformat(),
+            "--end",
+            end.isoformat(),
+            env={"BINANCE_REST_URL": sandbox.rest_url, "LAKE_URL": f"file://{lake_dir}"},
+            cwd=tmp_path,
+        )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    totals = json.loads(result.stdout.strip().splitlines()[-1])
+    # The range is cut at clock hours; a window that ended before now can be closed, the last one cannot.
+    boundary = (start + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    closed = 1 if boundary <= now else 0
+    windows = 2 if boundary < end else 1
+    assert (totals["windows"], totals["incomplete"]) == (closed, windows - closed), totals
+    assert "incomplete: BTCUSDT" in result.stderr
+    # Whatever was written, no report claims a window that ends after now is complete.
+    for report in read_reports(lake, "BTCUSDT"):
+        assert datetime.fromisoformat(report.end) <= now or report.missing > 0, report

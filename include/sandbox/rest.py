@@ -136,7 +136,7 @@ def ping(exchange: Exchange, request: web.Request) -> object:
 
 def server_time(exchange: Exchange, request: web.Request) -> object:
     Query(request, frozenset())
-    return {"serverTime": exchange.now_us() // 1000}
+    return {"serverTime": _time(exchange.now_us(), _microseconds(request))}
 
 
 def exchange_info(exchange: Exchange, request: web.Request) -> object:

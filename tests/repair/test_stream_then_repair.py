@@ -91,7 +91,8 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
         record = admin(sandbox)["record"]
         streamed = {symbol: read_trades(lake, symbol) for symbol in SYMBOLS}
         streamed_keys = {info.key for info in lake.list("trades/")}
-        assert streamed_keys and all("/stream-" in key for key in streamed_keys), streamed_keys
+        assert streamed_keys
+        assert all("/stream-" in key for key in streamed_keys), streamed_keys
 
         # The range the stream covered: from its first trade to just after its last, over both symbols.
         times = [pc.cast(streamed[s]["trade_time"], pa.int64()).to_numpy() for s in SYMBOLS]

@@ -1,0 +1,155 @@
+"""The repair DAG under ``airflow dags test``: one hour window, filled from the sandbox's REST history.
+
+``repair_gaps`` runs on a ``CronDataIntervalTimetable("0 * * * *")``. A scheduled run's logical date
+is its data interval's start; a manual run (which is what ``airflow dags test DAG_ID DATE`` makes)
+gets ``timetable.infer_manual_data_interval(run_after=DATE)``: the last whole hour that ended at or
+before DATE. So ``airflow dags test repair_gaps 10:00`` repairs [09:00, 10:00), and the ledger
+report of the run is keyed by 09:00, which the test checks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.lake.store import LocalStore
+from include.lake.trades import read_trades, trade_keys
+from include.repair.ledger import read_report
+from tests.airflow_env import airflow_subprocess_env, migrate_db
+from tests.conftest import http_get
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def exchange_window(rest_url: str, symbol: str, start_us: int, end_us: int) -> dict[int, dict[str, Any]]:
+    """The exchange's own record of the trades in [start_us, end_us) (REST historicalTrades, µs)."""
+    rows: dict[int, dict[str, Any]] = {}
+    from_id = 0
+    while True:
+        status, _, page = http_get(
+            f"{rest_url}/api/v3/historicalTrades?symbol={symbol}&fromId={from_id}&limit=1000",
+            headers={"X-MBX-TIME-UNIT": "MICROSECOND"},
+        )
+        assert status == 200, page
+        rows.update((row["id"], row) for row in page if start_us <= row["time"] < end_us)
+        if not page or page[-1]["time"] >= end_us:
+            return rows
+        from_id = page[-1]["id"] + 1
+
+
+def to_us(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def trade_objects(lake: LocalStore) -> dict[str, str]:
+    return {info.key: info.etag for info in lake.list("trades/")}
+
+
+def assert_lake_is_the_window(lake: LocalStore, truth: dict[str, dict[int, dict[str, Any]]]) -> None:
+    for symbol, rows in truth.items():
+        table = read_trades(lake, symbol)  # every row stored, whatever its time
+        counts = Counter(table["trade_id"].to_pylist())
+        assert [i for i, n in counts.items() if n > 1] == [], f"{symbol}: ids stored twice"
+        assert sorted(counts) == sorted(rows), f"{symbol}: the lake is not the exchange's window"
+        for row in table.to_pylist():
+            expected = rows[row["trade_id"]]
+            assert f"{row['price']:.8f}" == expected["price"], row
+            assert f"{row['quantity']:.8f}" == expected["qty"], row
+            assert to_us(row["trade_time"]) == expected["time"], row
+            assert row["is_buyer_maker"] == expected["isBuyerMaker"], row
+            assert row["source"] == "backfill"
+
+
+@pytest.mark.slow
+def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox, tmp_path):
+    migrate_db()
+    pools = subprocess.run(
+        [AIRFLOW, "pools", "set", "binance_rest", "2", "Binance REST"],
+        env=airflow_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pools.returncode == 0, pools.stdout + pools.stderr
+    lake_dir = tmp_path / "lake"
+    lake = LocalStore(lake_dir)
+    with start_sandbox(history_seconds=2 * 3600 + 600, rate=2.0, symbols=SYMBOLS) as sandbox:
+        now = datetime.now(UTC)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if now - hour < timedelta(seconds=30):
+            time.sleep((hour + timedelta(seconds=30) - now).total_seconds())  # so a trade exists after the hour
+        window_start, window_end = hour - timedelta(hours=1), hour  # wholly inside the sandbox's history
+        env = airflow_subprocess_env(
+            LAKE_URL=f"file://{lake_dir}",
+            BINANCE_REST_URL=sandbox.rest_url,
+            BINANCE_WS_URL=sandbox.ws_url,
+            SYMBOLS=",".join(SYMBOLS),
+        )
+
+        def dags_test() -> str:
+            result = subprocess.run(
+                [AIRFLOW, "dags", "test", "repair_gaps", window_end.isoformat(), "-c", '{"grace_minutes": 0}'],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            log = result.stdout + result.stderr
+            assert result.returncode == 0, log[-4000:]
+            assert "state=success" in log, log[-4000:]
+            return log
+
+        dags_test()
+        truth = {s: exchange_window(sandbox.rest_url, s, to_us(window_start), to_us(window_end)) for s in SYMBOLS}
+        assert all(len(rows) > 3000 for rows in truth.values()), {s: len(r) for s, r in truth.items()}
+        assert_lake_is_the_window(lake, truth)
+        for symbol in SYMBOLS:
+            report = read_report(lake, symbol, window_start)
+            assert report is not None, f"no ledger report for {symbol} at {window_start}"
+            assert (report.start, report.end) == (window_start.isoformat(), window_end.isoformat())
+            assert (report.expected, report.present_before, report.filled) == (
+                len(truth[symbol]),
+                0,
+                len(truth[symbol]),
+            )
+            assert (report.missing, report.holes) == (0, [])
+            assert report.end_id - report.first_id == report.expected
+        first_objects = trade_objects(lake)
+        assert all("/backfill-" in key for key in first_objects)
+
+        # Data loss: one of BTCUSDT's backfill files of the window is deleted; the operator re-runs the window.
+        keys = trade_keys(lake, "BTCUSDT", to_us(window_start), to_us(window_end))
+        assert keys
+        lost = keys[0]
+        lake.delete(lost)
+        left = {s: len(read_trades(lake, s)) for s in SYMBOLS}
+        assert left["BTCUSDT"] < len(truth["BTCUSDT"])
+        dags_test()
+        assert_lake_is_the_window(lake, truth)
+        assert set(trade_objects(lake)) == set(first_objects)  # the same deterministic keys, nothing more
+        for symbol in SYMBOLS:
+            report = read_report(lake, symbol, window_start)
+            assert report is not None
+            assert report.missing == 0
+            assert report.present_before == left[symbol]
+            assert report.filled == len(truth[symbol]) - left[symbol]
+        assert read_report(lake, "BTCUSDT", window_start).files == [lost]
+        assert read_report(lake, "ETHUSDT", window_start).files == []
+
+        # A third run finds the window complete and changes no trade object.
+        second_objects = trade_objects(lake)
+        dags_test()
+        assert trade_objects(lake) == second_objects
+        for symbol in SYMBOLS:
+            report = read_report(lake, symbol, window_start)
+            assert report is not None
+            assert (report.present_before, report.filled, report.missing) == (len(truth[symbol]), 0, 0)

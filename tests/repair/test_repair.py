@@ -1,0 +1,458 @@
+"""repair_window against a sandbox with history: the lake ends up holding exactly the exchange's trades.
+
+"Stream" files are put into a temporary lake by the test itself, built from the sandbox's REST
+history minus chosen ids; every expectation (ids, exact decimal prices and quantities, µs times,
+sides, counts) is computed here from REST rows with ``decimal.Decimal``, never from the repair code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from include.binance.client import BinanceClient
+from include.lake.store import LocalStore
+from include.lake.trades import TradeColumns, read_table, read_trades, write_trades
+from include.repair.ledger import read_report, read_reports
+from include.repair.repair import RepairIncomplete, hour_windows, repair_window
+from include.sandbox.faults import FaultSettings
+from include.sandbox.server import RunningSandbox, serve_in_thread
+from tests.conftest import admin, sandbox_config
+
+SYMBOL = "BTCUSDT"
+MICRO = {"X-MBX-TIME-UNIT": "MICROSECOND"}
+HOUR = timedelta(hours=1)
+INGESTED_US = 1_700_000_000_000_000
+BACKFILL_KEY = re.compile(
+    r"^trades/exchange=binance/symbol=BTCUSDT/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/backfill-(\d+)-(\d+)\.parquet$"
+)
+
+
+# Reading the exchange ------------------------------------------------------------------------------
+
+
+def rest_history(rest_url: str, from_id: int = 1, to_id: int | None = None) -> list[dict[str, Any]]:
+    """Every trade in [from_id, to_id) over historicalTrades, in µs; waits out 429s and retries 5xx."""
+    rows: list[dict[str, Any]] = []
+    cursor = from_id
+    with httpx.Client(base_url=rest_url, headers=MICRO, timeout=30) as http:
+        while to_id is None or cursor < to_id:
+            response = http.get("/api/v3/historicalTrades", params={"symbol": SYMBOL, "fromId": cursor, "limit": 1000})
+            if response.status_code == 429:
+                time.sleep(float(response.headers["Retry-After"]))
+                continue
+            if response.status_code >= 500:
+                continue
+            assert response.status_code == 200, response.text
+            page = response.json()
+            rows.extend(page)
+            if len(page) < 1000:
+                break
+            cursor = page[-1]["id"] + 1
+    return [row for row in rows if to_id is None or row["id"] < to_id]
+
+
+def us(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def in_window(rows: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    return [row for row in rows if us(start) <= row["time"] < us(end)]
+
+
+def first_at_or_after(rows: list[dict[str, Any]], moment: datetime) -> dict[str, Any]:
+    return next(row for row in rows if row["time"] >= us(moment))
+
+
+def units(text: str) -> int:
+    value = Decimal(text).scaleb(8)
+    assert value == value.to_integral_value(), text
+    return int(value)
+
+
+def columns_of(rows: list[dict[str, Any]]) -> TradeColumns:
+    return TradeColumns(
+        SYMBOL,
+        np.array([row["id"] for row in rows], dtype=np.int64),
+        np.array([units(row["price"]) for row in rows], dtype=np.int64),
+        np.array([units(row["qty"]) for row in rows], dtype=np.int64),
+        np.array([row["time"] for row in rows], dtype=np.int64),
+        np.array([row["isBuyerMaker"] for row in rows], dtype=np.bool_),
+    )
+
+
+def write_stream(lake: LocalStore, rows: list[dict[str, Any]], missing: set[int] = frozenset(), files: int = 1) -> None:
+    """The window's REST rows as ``files`` stream files split by id, each written without ``missing``."""
+    for chunk in np.array_split(np.arange(len(rows)), files):
+        kept = [rows[i] for i in chunk if rows[i]["id"] not in missing]
+        if kept:
+            write_trades(lake, columns_of(kept), "stream", INGESTED_US)
+
+
+def lake_rows(lake: LocalStore, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    table = read_trades(lake, SYMBOL, us(start), us(end))
+    table = table.set_column(
+        table.schema.get_field_index("trade_time"), "trade_time", table["trade_time"].cast(pa.int64())
+    )
+    return sorted(table.to_pylist(), key=lambda row: row["trade_id"])
+
+
+def assert_lake_is_rest(lake: LocalStore, start: datetime, end: datetime, rest: list[dict[str, Any]]) -> None:
+    """The lake holds exactly the exchange's trades of the window, once each, every field equal."""
+    got = lake_rows(lake, start, end)
+    expected = in_window(rest, start, end)
+    assert len({row["trade_id"] for row in got}) == len(got), "a trade is stored twice"
+    assert [row["trade_id"] for row in got] == [row["id"] for row in expected]
+    for row, want in zip(got, expected, strict=True):
+        price, quantity = Decimal(want["price"]), Decimal(want["qty"])
+        assert row["exchange"] == "binance"
+        assert row["symbol"] == SYMBOL
+        assert row["price"] == price
+        assert row["quantity"] == quantity
+        assert row["quote_quantity"] == price * quantity  # exact: 16 decimals hold the whole product
+        assert row["trade_time"] == want["time"]
+        assert row["is_buyer_maker"] is want["isBuyerMaker"]
+        assert row["source"] in ("stream", "backfill")
+
+
+def listing(lake: LocalStore, prefix: str) -> dict[str, str]:
+    return {info.key: info.etag for info in lake.list(prefix)}
+
+
+class CountingClient(BinanceClient):
+    """The real client, counting the calls per endpoint and the historicalTrades fromIds asked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: Counter[str] = Counter()
+        self.from_ids: list[int] = []
+
+    def get(self, endpoint: str, params: dict[str, Any] | None = None) -> Any:
+        self.calls[endpoint] += 1
+        if endpoint == "historicalTrades":
+            self.from_ids.append(int((params or {})["fromId"]))
+        return super().get(endpoint, params)
+
+
+def client_for(sandbox: RunningSandbox, **kwargs: Any) -> CountingClient:
+    kwargs.setdefault("weight_limit", 10**6)
+    return CountingClient(sandbox.rest_url, **kwargs)
+
+
+def last_full_hours(count: int) -> list[tuple[datetime, datetime]]:
+    """The ``count`` most recent clock hours that are over."""
+    this_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return [(this_hour - (count - i) * HOUR, this_hour - (count - i - 1) * HOUR) for i in range(count)]
+
+
+def backfill_keys(lake: LocalStore) -> list[str]:
+    return [key for key in listing(lake, "trades/") if "/backfill-" in key]
+
+
+def ids_in(lake: LocalStore, key: str) -> list[int]:
+    table = read_table(lake.get(key))
+    assert set(table["source"].to_pylist()) == {"backfill"}
+    return table["trade_id"].to_pylist()
+
+
+# A market with three hours of history, shared by the module ------------------------------------------
+
+
+@dataclass
+class Market:
+    sandbox: RunningSandbox
+    rest: list[dict[str, Any]]  # every trade up to module start, from REST
+    windows: list[tuple[datetime, datetime]]  # two full clock hours inside the history
+
+
+@pytest.fixture(scope="module")
+def market() -> Iterator[Market]:
+    config = sandbox_config(symbols=(SYMBOL,), rate=4.0, history_seconds=3 * 3600, weight_limit=10**6)
+    with serve_in_thread(config) as sandbox:
+        windows = last_full_hours(2)
+        rest = rest_history(sandbox.rest_url)
+        assert rest[0]["time"] < us(windows[0][0])  # the history covers both windows
+        assert rest[-1]["time"] >= us(windows[1][1])
+        yield Market(sandbox, rest, windows)
+
+
+# Gaps of every shape ----------------------------------------------------------------------------------
+
+
+def test_gaps_at_both_edges_and_inside_a_file(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[0]
+    rows = in_window(market.rest, start, end)
+    ids = [row["id"] for row in rows]
+    second = int(np.array_split(np.arange(len(ids)), 3)[1][0])  # where the second of three files starts
+    missing = {*ids[:5], *ids[-7:], *ids[second + 100 : second + 140], ids[second + 400]}
+    write_stream(lake, rows, missing, files=3)
+    # The middle gaps lie inside the second file's id range, not between files.
+    (middle,) = [key for key in listing(lake, "trades/") if f"/stream-{ids[second]}-" in key]
+    assert int(middle.rsplit("-", 1)[1].removesuffix(".parquet")) > ids[second + 400]
+    # Neighbours' trades in the lake change nothing about this window.
+    neighbours = in_window(market.rest, start - HOUR, start)[-20:] + in_window(market.rest, end, end + HOUR)[:20]
+    write_trades(lake, columns_of(neighbours), "stream", INGESTED_US)
+    streamed = listing(lake, "trades/")
+    assert len(streamed) >= 4
+
+    with client_for(market.sandbox) as client:
+        report = repair_window(client, lake, SYMBOL, start, end)
+
+    assert report.first_id == ids[0]
+    assert report.end_id == first_at_or_after(market.rest, end)["id"]
+    assert report.expected == len(ids)
+    assert report.present_before == len(ids) - len(missing)
+    assert report.filled == len(missing)
+    assert report.missing == 0
+    assert report.holes == []
+    assert report.complete
+    assert_lake_is_rest(lake, start, end, market.rest)
+    # What was filled is exactly the missing ids, in one backfill file of the window's hour.
+    (key,) = report.files
+    assert backfill_keys(lake) == [key]
+    match = BACKFILL_KEY.match(key)
+    assert match is not None, key
+    assert match.groups() == (f"{start:%Y-%m-%d}", f"{start:%H}", str(min(missing)), str(max(missing)))
+    assert ids_in(lake, key) == sorted(missing)
+    # The stream files were not touched.
+    assert {k: v for k, v in listing(lake, "trades/").items() if k != key} == streamed
+    marker = json.loads(lake.get("status/writes/repair-BTCUSDT.json"))
+    assert marker["keys"] == [key]
+    # The ledger says the same.
+    stored = read_report(lake, SYMBOL, start)
+    assert stored is not None
+    assert (stored.expected, stored.present_before, stored.filled, stored.missing, stored.holes) == (
+        len(ids),
+        len(ids) - len(missing),
+        len(missing),
+        0,
+        [],
+    )
+    assert (stored.first_id, stored.end_id, stored.files) == (report.first_id, report.end_id, [key])
+    assert stored.start == start.isoformat()
+    assert stored.end == end.isoformat()
+
+
+def test_gap_across_the_hour_boundary(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    (first_start, boundary), (_, last_end) = market.windows
+    early = in_window(market.rest, first_start, boundary)
+    late = in_window(market.rest, boundary, last_end)
+    missing_early = {row["id"] for row in early[-30:]}
+    missing_late = {row["id"] for row in late[:40]}
+    write_stream(lake, early + late, missing_early | missing_late)  # one write: a file per hour
+
+    windows = hour_windows(first_start, last_end)
+    assert windows == market.windows
+    with client_for(market.sandbox) as client:
+        reports = [repair_window(client, lake, SYMBOL, start, end) for start, end in windows]
+
+    assert [report.filled for report in reports] == [30, 40]
+    assert [report.expected for report in reports] == [len(early), len(late)]
+    assert [report.present_before for report in reports] == [len(early) - 30, len(late) - 40]
+    assert [report.missing for report in reports] == [0, 0]
+    assert reports[0].end_id == reports[1].first_id == late[0]["id"]
+    for (start, end), report, missing in zip(windows, reports, (missing_early, missing_late), strict=True):
+        (key,) = report.files
+        match = BACKFILL_KEY.match(key)
+        assert match is not None, key
+        assert match.groups() == (f"{start:%Y-%m-%d}", f"{start:%H}", str(min(missing)), str(max(missing)))
+        assert ids_in(lake, key) == sorted(missing)
+        assert_lake_is_rest(lake, start, end, market.rest)
+    # The ledger: one record per window, oldest first.
+    ledger = read_reports(lake, SYMBOL)
+    assert [(r.start, r.expected, r.present_before, r.filled, r.missing, r.holes) for r in ledger] == [
+        (first_start.isoformat(), len(early), len(early) - 30, 30, 0, []),
+        (boundary.isoformat(), len(late), len(late) - 40, 40, 0, []),
+    ]
+
+
+def test_whole_window_missing_then_idempotent(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[1]
+    expected = in_window(market.rest, start, end)
+    with client_for(market.sandbox) as client:
+        first = repair_window(client, lake, SYMBOL, start, end)
+        assert client.calls["historicalTrades"] == math.ceil(len(expected) / 1000)
+    assert first.present_before == 0
+    assert first.expected == first.filled == len(expected)
+    assert first.missing == 0
+    (key,) = first.files
+    assert key.endswith(f"/backfill-{expected[0]['id']}-{expected[-1]['id']}.parquet")
+    assert BACKFILL_KEY.match(key)
+    assert_lake_is_rest(lake, start, end, market.rest)
+
+    trades_before = listing(lake, "trades/")
+    markers_before = listing(lake, "status/writes/")
+    with client_for(market.sandbox) as client:
+        second = repair_window(client, lake, SYMBOL, start, end)
+        assert client.calls["historicalTrades"] == 0
+    assert listing(lake, "trades/") == trades_before
+    assert listing(lake, "status/writes/") == markers_before
+    assert second.filled == 0
+    assert second.files == []
+    assert second.present_before == second.expected == len(expected)
+    assert second.missing == 0
+    assert read_report(lake, SYMBOL, start).filled == 0  # the ledger holds the latest check
+
+
+def test_partial_repair_is_idempotent(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[0]
+    rows = in_window(market.rest, start, end)
+    write_stream(lake, rows, {row["id"] for row in rows[500:510]}, files=2)
+    with client_for(market.sandbox) as client:
+        assert repair_window(client, lake, SYMBOL, start, end).filled == 10
+        trades_before, markers_before = listing(lake, "trades/"), listing(lake, "status/writes/")
+        again = repair_window(client, lake, SYMBOL, start, end)
+    assert (again.filled, again.missing, again.files) == (0, 0, [])
+    assert listing(lake, "trades/") == trades_before
+    assert listing(lake, "status/writes/") == markers_before
+
+
+def test_window_not_over_yet_raises(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    now = datetime.now(UTC)
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    for start, end in ((this_hour, this_hour + HOUR), (now - timedelta(minutes=10), now + timedelta(seconds=30))):
+        with client_for(market.sandbox) as client, pytest.raises(RepairIncomplete):
+            repair_window(client, lake, SYMBOL, start, end)
+        assert client.calls["historicalTrades"] == 0
+    assert listing(lake, "trades/") == {}
+    assert read_reports(lake, SYMBOL) == []
+
+
+def test_hour_windows_cut_the_ends():
+    start = datetime(2026, 11, 24, 10, 15, tzinfo=UTC)
+    end = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
+    assert hour_windows(start, end) == [
+        (start, datetime(2026, 11, 24, 11, tzinfo=UTC)),
+        (datetime(2026, 11, 24, 11, tzinfo=UTC), datetime(2026, 11, 24, 12, tzinfo=UTC)),
+        (datetime(2026, 11, 24, 12, tzinfo=UTC), end),
+    ]
+    assert hour_windows(start, start + timedelta(minutes=5)) == [(start, start + timedelta(minutes=5))]
+    aligned = datetime(2026, 11, 24, 10, tzinfo=UTC)
+    assert hour_windows(aligned, aligned + 2 * HOUR) == [
+        (aligned, aligned + HOUR),
+        (aligned + HOUR, aligned + 2 * HOUR),
+    ]
+
+
+# A quiet market: the window's end passed with no trade after it ------------------------------------------
+
+
+def test_window_over_with_no_trade_after_it(start_sandbox, tmp_path):
+    lake = LocalStore(tmp_path)
+    with start_sandbox(symbols=(SYMBOL,), rate=0.02, history_seconds=2 * 3600) as sandbox:
+        rest = rest_history(sandbox.rest_url)
+        assert len(rest) > 10
+        start = datetime.fromtimestamp(rest[0]["time"] // 1_000_000, UTC)
+        end = start + timedelta(microseconds=rest[-1]["time"] + 1 - us(start))  # just after the latest trade
+        time.sleep(0.01)  # the exchange's clock passes the end
+        with client_for(sandbox) as client:
+            report = repair_window(client, lake, SYMBOL, start, end)
+    assert report.first_id == rest[0]["id"]
+    assert report.end_id == rest[-1]["id"] + 1
+    assert report.filled == report.expected == len(rest)
+    assert_lake_is_rest(lake, start, end, rest)
+
+
+# Exchange-side holes ----------------------------------------------------------------------------------
+
+
+def test_exchange_side_holes_are_recorded_and_not_asked_for_again(start_sandbox, tmp_path):
+    # Place the holes near the middle of the older of the two last full hours of a 3 h history at 4/s.
+    rate, history = 4.0, 3 * 3600
+    (start, end), _ = last_full_hours(2)
+    hole = int(((start + HOUR / 2).timestamp() - (time.time() - history)) * rate)
+    holes = [hole, hole + 1, hole + 500]
+    with start_sandbox(
+        symbols=(SYMBOL,), rate=rate, history_seconds=history, holes={SYMBOL: frozenset(holes)}, weight_limit=10**6
+    ) as sandbox:
+        rest = rest_history(sandbox.rest_url)
+        rest_ids = {row["id"] for row in rest}
+        assert not rest_ids & set(holes)
+        rows = in_window(rest, start, end)
+        ids = [row["id"] for row in rows]
+        assert ids[0] < hole, "the holes fall outside the window"
+        assert hole + 500 < ids[-1], "the holes fall outside the window"
+        # The lake lacks a run around the first two holes; next to the third it lacks nothing else.
+        around = set(range(hole - 3, hole + 5)) & rest_ids
+        assert len(around) == 6
+        lake = LocalStore(tmp_path / "partial")
+        write_stream(lake, rows, around, files=2)
+        with client_for(sandbox) as client:
+            report = repair_window(client, lake, SYMBOL, start, end)
+            assert set(client.from_ids) <= {hole - 3, hole + 2, hole + 500}
+        assert report.holes == holes
+        assert report.missing == 0
+        assert report.filled == 6
+        assert report.expected == len(ids) + 3  # the id range spans the holes
+        assert report.present_before == len(ids) - 6
+        assert read_report(lake, SYMBOL, start).holes == holes
+        assert_lake_is_rest(lake, start, end, rest)
+
+        with client_for(sandbox) as client:
+            again = repair_window(client, lake, SYMBOL, start, end)
+            assert client.calls["historicalTrades"] == 0  # the holes are on record: nothing to fetch
+        assert (again.holes, again.missing, again.filled, again.files) == (holes, 0, 0, [])
+
+        # From an empty lake, paging straight through the holes finds them too.
+        empty = LocalStore(tmp_path / "empty")
+        with client_for(sandbox) as client:
+            whole = repair_window(client, empty, SYMBOL, start, end)
+        assert (whole.holes, whole.missing, whole.filled, whole.present_before) == (holes, 0, len(ids), 0)
+        assert_lake_is_rest(empty, start, end, rest)
+    assert read_reports(empty, SYMBOL)[0].holes == holes
+
+
+# A tight weight limit and a flaky exchange --------------------------------------------------------------
+
+
+def test_whole_window_under_a_low_weight_limit_and_server_errors(start_sandbox, tmp_path):
+    lake = LocalStore(tmp_path)
+    limit, window = 250, 2.0
+    faults = FaultSettings(rest_error_rate=0.2)
+    ((start, end),) = last_full_hours(1)
+    with start_sandbox(
+        symbols=(SYMBOL,),
+        rate=3.0,
+        history_seconds=2 * 3600,
+        weight_limit=limit,
+        weight_window_seconds=window,
+        faults=faults,
+    ) as sandbox:
+        # The expectations first (this reader waits out its own 429s), then a fresh window for the client.
+        first = rest_history(sandbox.rest_url, to_id=1_000_000)
+        rows = in_window(first, start, end)
+        counts_before = admin(sandbox)["rest"]
+        now = time.time()
+        time.sleep((math.floor(now / window) + 1) * window - now + 0.05)
+        with client_for(sandbox, weight_limit=limit, max_attempts=30) as client:
+            client.budget.window_seconds = window  # the sandbox's short window instead of Binance's minute
+            client.budget.reserve = 50
+            report = repair_window(client, lake, SYMBOL, start, end)
+            stats, waited = client.stats, client.budget.waited_seconds
+        counts_after = admin(sandbox)["rest"]
+    assert report.missing == 0
+    assert report.filled == report.expected == len(rows)
+    assert_lake_is_rest(lake, start, end, first)
+    assert stats.server_errors > 0
+    assert waited > 0  # the repair needed more than one window's weight: the budget paced it
+    assert counts_after["418"] == 0
+    assert counts_after["429"] == counts_before["429"]  # the client itself never broke the limit
+    assert stats.rate_limited == 0
