@@ -124,7 +124,7 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
 
 def _run_sandbox(args: argparse.Namespace) -> int:
     from include.sandbox.config import SandboxConfig
-    from include.sandbox.server import run
+    from include.sandbox.server import SandboxStartError, run
 
     holes: dict[str, set[int]] = {}
     for symbol, trade_id in args.hole:
@@ -159,6 +159,9 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         )
     except ReplayFileError as error:  # a dump that cannot be read is a bad argument too
         print(f"python -m include.cli sandbox: error: argument --replay: {error}", file=sys.stderr)
+        return 2
+    except SandboxStartError as error:
+        print(f"python -m include.cli sandbox: error: {error}", file=sys.stderr)
         return 2
     return 0
 

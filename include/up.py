@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -95,7 +96,17 @@ def services(settings: Settings, sandbox_port: int, sandbox_rate: float, api_por
     return started
 
 
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def run(sandbox_port: int, sandbox_rate: float, api_port: int) -> int:
     settings = load_settings()
+    # A service left over from an earlier run would answer our health checks in place of ours.
+    busy = [port for port in (sandbox_port, api_port) if _port_in_use(port)]
+    if busy:
+        print(f"error: port {busy[0]} is already in use (is another `make up` running?)", file=sys.stderr)
+        return 2
     os.chdir(REPO_ROOT)
     return supervise(services(settings, sandbox_port, sandbox_rate, api_port), startup_timeout=180)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -326,3 +327,12 @@ def test_the_sandbox_command_serves_both_symbols_and_stops_cleanly_on_sigint(tmp
             process.wait(10)
         out.close()
         err.close()
+
+
+def test_the_sandbox_refuses_a_port_in_use_naming_it(capsys):
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        assert main(["sandbox", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

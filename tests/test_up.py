@@ -61,3 +61,19 @@ def test_up_refuses_a_bad_setting_naming_it():
     )
     assert result.returncode == 2
     assert "WAREHOUSE='oracle'" in result.stderr
+
+
+def test_up_refuses_to_start_over_a_port_in_use_naming_it():
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "include.cli", "up", "--sandbox-port", str(port)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"port {port} is already in use" in result.stderr

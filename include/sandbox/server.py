@@ -144,6 +144,10 @@ def serve_in_thread(config: SandboxConfig) -> Iterator[RunningSandbox]:
         thread.join(30)
 
 
+class SandboxStartError(RuntimeError):
+    """The sandbox could not start serving, e.g. its port is taken."""
+
+
 def run(config: SandboxConfig) -> None:
     """Serve until SIGINT or SIGTERM; clients get ``serverShutdown`` before the sockets close."""
     app = build_app(config)
@@ -151,7 +155,11 @@ def run(config: SandboxConfig) -> None:
     async def main() -> None:
         runner = web.AppRunner(app, handle_signals=False, max_line_size=MAX_REQUEST_LINE)
         await runner.setup()
-        await web.TCPSite(runner, config.host, config.port).start()
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+        except OSError as error:
+            await runner.cleanup()
+            raise SandboxStartError(f"cannot listen on {config.host}:{config.port}: {error.strerror}") from error
         base = f"{config.host}:{config.port}"
         print(f"sandbox exchange: REST http://{base}/api/v3  WS ws://{base}/ws  admin http://{base}/admin", flush=True)
         stop = asyncio.Event()
