@@ -237,13 +237,16 @@ def _add_backfill(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--symbol", type=symbol_list, required=True, help="one symbol or a comma list")
     parser.add_argument("--start", type=utc_time, required=True, help="ISO time, e.g. 2019-10-11T00:00:00Z")
     parser.add_argument("--end", type=utc_time, required=True, help="ISO time (exclusive)")
+    parser.add_argument(
+        "--attempts", type=positive_int, default=8, help="tries per request on 5xx or network errors (default 8)"
+    )
     parser.set_defaults(run=_run_backfill)
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
     import logging
 
-    from include.binance.client import BinanceClient, BinanceError
+    from include.binance.client import BinanceClient, BinanceError, BinanceUnavailable
     from include.config import load_settings
     from include.lake.store import open_lake
     from include.repair.repair import RepairIncomplete, hour_windows, repair_window
@@ -256,7 +259,7 @@ def _run_backfill(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much
     lake = open_lake(settings.lake_url)
     totals = {"windows": 0, "expected": 0, "filled": 0, "holes": 0, "incomplete": 0}
-    with BinanceClient(settings.rest_url) as client:
+    with BinanceClient(settings.rest_url, max_attempts=args.attempts) as client:
         for symbol in args.symbol:
             for start, end in hour_windows(args.start, args.end):
                 try:
@@ -265,6 +268,9 @@ def _run_backfill(args: argparse.Namespace) -> int:
                     print(f"incomplete: {error}", file=sys.stderr)
                     totals["incomplete"] += 1
                     continue
+                except BinanceUnavailable as error:
+                    print(f"error: {settings.rest_url} did not answer: {error.msg}", file=sys.stderr)
+                    return 1
                 except BinanceError as error:
                     if error.code != -1121:  # Binance's "Invalid symbol."
                         raise

@@ -26,7 +26,7 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trades
 from include.repair.ledger import read_report, read_reports
 from include.sandbox import rest
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 
 SYMBOL = "XRPETH"
 START = datetime(2019, 10, 11, tzinfo=UTC)
@@ -302,3 +302,23 @@ def test_a_range_that_has_not_ended_is_reported_incomplete_not_closed(start_sand
     # Whatever was written, no report claims a window that ends after now is complete.
     for report in read_reports(lake, "BTCUSDT"):
         assert datetime.fromisoformat(report.end) <= now or report.missing > 0, report
+
+
+def test_an_exchange_that_does_not_answer_is_an_error_naming_it_not_a_traceback(tmp_path):
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(
+        "-m",
+        "include.cli",
+        "backfill",
+        "--symbol",
+        "XRPETH",
+        *RANGE,
+        "--attempts",
+        "2",
+        env={"BINANCE_REST_URL": unreachable, "LAKE_URL": f"file://{tmp_path / 'lake'}"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert f"{unreachable} did not answer" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "lake" / "trades").exists()
