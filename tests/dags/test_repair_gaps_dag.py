@@ -22,31 +22,21 @@ import pytest
 from include.lake.store import LocalStore
 from include.lake.trades import read_trades, trade_keys
 from include.repair.ledger import read_report
+from include.repair.repair import to_us
 from tests.airflow_env import airflow_subprocess_env, migrate_db
-from tests.conftest import http_get
+from tests.conftest import MICRO, rest_history
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def exchange_window(rest_url: str, symbol: str, start_us: int, end_us: int) -> dict[int, dict[str, Any]]:
-    """The exchange's own record of the trades in [start_us, end_us) (REST historicalTrades, µs)."""
-    rows: dict[int, dict[str, Any]] = {}
-    from_id = 0
-    while True:
-        status, _, page = http_get(
-            f"{rest_url}/api/v3/historicalTrades?symbol={symbol}&fromId={from_id}&limit=1000",
-            headers={"X-MBX-TIME-UNIT": "MICROSECOND"},
-        )
-        assert status == 200, page
-        rows.update((row["id"], row) for row in page if start_us <= row["time"] < end_us)
-        if not page or page[-1]["time"] >= end_us:
-            return rows
-        from_id = page[-1]["id"] + 1
-
-
-def to_us(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    """The exchange's own record of the trades in [start_us, end_us) (REST historicalTrades, µs), by id."""
+    return {
+        row["id"]: row
+        for row in rest_history(rest_url, symbol, headers=MICRO, until_us=end_us)
+        if row["time"] >= start_us
+    }
 
 
 def trade_objects(lake: LocalStore) -> dict[str, str]:

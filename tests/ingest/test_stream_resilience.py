@@ -8,7 +8,6 @@ it sent, the connections it dropped). Nothing here trusts the worker's own count
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from include.ingest.worker import StreamWorker, WorkerSettings
 from include.lake.store import LocalStore, ObjectStore, S3Store
 from include.lake.trades import read_trades
 from include.sandbox.server import RunningSandbox
-from tests.conftest import REPO_ROOT, admin, free_port, http_get, http_post_json
+from tests.conftest import MICRO, REPO_ROOT, admin, free_port, http_get, http_post_json, rest_history, stream_for
 
 SYMBOL = "BTCUSDT"
 RATE = 100.0  # trades per second per symbol, on average (bursts run at 8x for a second or two)
@@ -54,50 +53,9 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
-def stream_for(
-    lake: ObjectStore,
-    ws_url: str,
-    seconds: float,
-    symbols: tuple[str, ...] = (SYMBOL,),
-    before_stop: Callable[[], None] | None = None,
-    flush_seconds: float = 1.0,
-    **stream: Any,
-) -> StreamWorker:
-    """Run a StreamWorker in this process for ``seconds``, then stop it (it flushes what is left)."""
-    worker = StreamWorker(
-        WorkerSettings(symbols=symbols, stream=StreamSettings(ws_url=ws_url, **stream), flush_seconds=flush_seconds),
-        lake,
-    )
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop))
-        await asyncio.wait([running], timeout=seconds)
-        assert not running.done(), f"the worker ended early: {running.exception() if running.done() else ''}"
-        if before_stop is not None:
-            await asyncio.to_thread(before_stop)
-        stop.set()
-        await asyncio.wait_for(running, 60)
-
-    asyncio.run(main())
-    return worker
-
-
 def history(rest_url: str, symbol: str, first_id: int, last_id: int) -> dict[int, dict[str, Any]]:
-    """The exchange's own record of trades ``first_id..last_id`` (REST historicalTrades, in µs)."""
-    rows: dict[int, dict[str, Any]] = {}
-    from_id = first_id
-    while from_id <= last_id:
-        status, _, page = http_get(
-            f"{rest_url}/api/v3/historicalTrades?symbol={symbol}&fromId={from_id}&limit=1000",
-            headers={"X-MBX-TIME-UNIT": "MICROSECOND"},
-        )
-        assert status == 200, page
-        if not page:
-            break
-        rows.update((row["id"], row) for row in page if row["id"] <= last_id)
-        from_id = page[-1]["id"] + 1
-    return rows
+    """The exchange's own record of trades ``first_id..last_id`` (REST historicalTrades, in µs), by id."""
+    return {row["id"]: row for row in rest_history(rest_url, symbol, first_id, MICRO, to_id=last_id + 1)}
 
 
 def lake_table(lake: ObjectStore, symbol: str = SYMBOL) -> pa.Table:

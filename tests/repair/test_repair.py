@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -30,10 +29,9 @@ from include.repair.ledger import read_report, read_reports
 from include.repair.repair import RepairIncomplete, hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
 from include.sandbox.server import RunningSandbox, serve_in_thread
-from tests.conftest import admin, sandbox_config
+from tests.conftest import MICRO, admin, rest_history, sandbox_config
 
 SYMBOL = "BTCUSDT"
-MICRO = {"X-MBX-TIME-UNIT": "MICROSECOND"}
 HOUR = timedelta(hours=1)
 INGESTED_US = 1_700_000_000_000_000
 BACKFILL_KEY = re.compile(
@@ -42,27 +40,6 @@ BACKFILL_KEY = re.compile(
 
 
 # Reading the exchange ------------------------------------------------------------------------------
-
-
-def rest_history(rest_url: str, from_id: int = 1, to_id: int | None = None) -> list[dict[str, Any]]:
-    """Every trade in [from_id, to_id) over historicalTrades, in µs; waits out 429s and retries 5xx."""
-    rows: list[dict[str, Any]] = []
-    cursor = from_id
-    with httpx.Client(base_url=rest_url, headers=MICRO, timeout=30) as http:
-        while to_id is None or cursor < to_id:
-            response = http.get("/api/v3/historicalTrades", params={"symbol": SYMBOL, "fromId": cursor, "limit": 1000})
-            if response.status_code == 429:
-                time.sleep(float(response.headers["Retry-After"]))
-                continue
-            if response.status_code >= 500:
-                continue
-            assert response.status_code == 200, response.text
-            page = response.json()
-            rows.extend(page)
-            if len(page) < 1000:
-                break
-            cursor = page[-1]["id"] + 1
-    return [row for row in rows if to_id is None or row["id"] < to_id]
 
 
 def us(moment: datetime) -> int:
@@ -183,7 +160,7 @@ def market() -> Iterator[Market]:
     config = sandbox_config(symbols=(SYMBOL,), rate=4.0, history_seconds=3 * 3600, weight_limit=10**6)
     with serve_in_thread(config) as sandbox:
         windows = last_full_hours(2)
-        rest = rest_history(sandbox.rest_url)
+        rest = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, wait_out_errors=True)
         assert rest[0]["time"] < us(windows[0][0])  # the history covers both windows
         assert rest[-1]["time"] >= us(windows[1][1])
         yield Market(sandbox, rest, windows)
@@ -358,7 +335,7 @@ def test_hour_windows_cut_the_ends():
 def test_window_over_with_no_trade_after_it(start_sandbox, tmp_path):
     lake = LocalStore(tmp_path)
     with start_sandbox(symbols=(SYMBOL,), rate=0.02, history_seconds=2 * 3600) as sandbox:
-        rest = rest_history(sandbox.rest_url)
+        rest = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, wait_out_errors=True)
         assert len(rest) > 10
         start = datetime.fromtimestamp(rest[0]["time"] // 1_000_000, UTC)
         end = start + timedelta(microseconds=rest[-1]["time"] + 1 - us(start))  # just after the latest trade
@@ -383,7 +360,7 @@ def test_exchange_side_holes_are_recorded_and_not_asked_for_again(start_sandbox,
     with start_sandbox(
         symbols=(SYMBOL,), rate=rate, history_seconds=history, holes={SYMBOL: frozenset(holes)}, weight_limit=10**6
     ) as sandbox:
-        rest = rest_history(sandbox.rest_url)
+        rest = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, wait_out_errors=True)
         rest_ids = {row["id"] for row in rest}
         assert not rest_ids & set(holes)
         rows = in_window(rest, start, end)
@@ -437,7 +414,7 @@ def test_whole_window_under_a_low_weight_limit_and_server_errors(start_sandbox, 
         faults=faults,
     ) as sandbox:
         # The expectations first (this reader waits out its own 429s), then a fresh window for the client.
-        first = rest_history(sandbox.rest_url, to_id=1_000_000)
+        first = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, to_id=1_000_000, wait_out_errors=True)
         rows = in_window(first, start, end)
         counts_before = admin(sandbox)["rest"]
         now = time.time()

@@ -9,63 +9,24 @@ never against the product's own counters alone.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from include.binance.client import BinanceClient
-from include.ingest.stream import StreamSettings
-from include.ingest.worker import StreamWorker, WorkerSettings
 from include.lake.store import LocalStore
 from include.lake.trades import read_table, read_trades
 from include.repair.ledger import read_report
-from include.repair.repair import hour_windows, repair_window
+from include.repair.repair import hour_windows, repair_window, to_us
 from include.sandbox.faults import FaultSettings
-from tests.conftest import admin, http_get
+from tests.conftest import MICRO, admin, rest_history, stream_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 RATE = 50.0  # trades per second per symbol, on average
 STREAM_SECONDS = 12.0
-
-
-def stream_for(lake: LocalStore, ws_url: str, seconds: float) -> StreamWorker:
-    """The streaming worker in this process for ``seconds``, then stopped (it flushes what it has)."""
-    worker = StreamWorker(
-        WorkerSettings(symbols=SYMBOLS, stream=StreamSettings(ws_url=ws_url, silence_seconds=30), flush_seconds=1.0),
-        lake,
-    )
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop))
-        await asyncio.wait([running], timeout=seconds)
-        assert not running.done(), f"the worker ended early: {running.exception() if running.done() else ''}"
-        stop.set()
-        await asyncio.wait_for(running, 60)
-
-    asyncio.run(main())
-    return worker
-
-
-def exchange_history(rest_url: str, symbol: str, until_us: int) -> dict[int, dict[str, Any]]:
-    """Every trade the exchange has made up to ``until_us`` (REST historicalTrades, times in µs)."""
-    rows: dict[int, dict[str, Any]] = {}
-    from_id = 0
-    while True:
-        status, _, page = http_get(
-            f"{rest_url}/api/v3/historicalTrades?symbol={symbol}&fromId={from_id}&limit=1000",
-            headers={"X-MBX-TIME-UNIT": "MICROSECOND"},
-        )
-        assert status == 200, page
-        rows.update((row["id"], row) for row in page)
-        if not page or page[-1]["time"] >= until_us:
-            return rows
-        from_id = page[-1]["id"] + 1
 
 
 def in_range(table: pa.Table, start_us: int, end_us: int) -> pa.Table:
@@ -78,16 +39,12 @@ def to_datetime(time_us: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
 
 
-def to_us(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
-
-
 @pytest.mark.slow
 def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange(start_sandbox, tmp_path):
     lake = LocalStore(tmp_path / "lake")
     faults = FaultSettings(skip_fraction=0.05, drop_connections_every=2.0)
     with start_sandbox(symbols=SYMBOLS, rate=RATE, faults=faults) as sandbox:
-        stream_for(lake, sandbox.ws_url, STREAM_SECONDS)
+        stream_for(lake, sandbox.ws_url, STREAM_SECONDS, SYMBOLS, silence_seconds=30)
         record = admin(sandbox)["record"]
         streamed = {symbol: read_trades(lake, symbol) for symbol in SYMBOLS}
         streamed_keys = {info.key for info in lake.list("trades/")}
@@ -110,12 +67,14 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
             lake_before_again = {info.key: info.etag for info in lake.list("trades/")}
             again = {s: [repair_window(client, lake, s, start, end) for start, end in windows] for s in SYMBOLS}
             assert {info.key: info.etag for info in lake.list("trades/")} == lake_before_again
-        exchange = {symbol: exchange_history(sandbox.rest_url, symbol, end_us) for symbol in SYMBOLS}
+        exchange = {
+            symbol: rest_history(sandbox.rest_url, symbol, headers=MICRO, until_us=end_us) for symbol in SYMBOLS
+        }
 
     assert record["dropped_connections"] >= 3, record
     lost_in_drops = 0
     for symbol in SYMBOLS:
-        truth = {i: row for i, row in exchange[symbol].items() if start_us <= row["time"] < end_us}
+        truth = {row["id"]: row for row in exchange[symbol] if start_us <= row["time"] < end_us}
         truth_ids = sorted(truth)
         assert len(truth_ids) > 100, (symbol, len(truth_ids))
 

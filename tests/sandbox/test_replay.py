@@ -22,11 +22,10 @@ import pytest
 from websockets.sync.client import connect
 
 from include.sandbox.replay import ReplayFileError, load_replay, read_trades
-from tests.conftest import BTCUSDT_DUMP, http_get
+from tests.conftest import BTCUSDT_DUMP, MICRO, http_get, rest_history
 
 FIRST_ID, LAST_ID = 553287559, 553289559
 DAY_MS = int(datetime(2021, 1, 8, tzinfo=UTC).timestamp()) * 1000  # 2021-01-08 00:00 UTC
-MICRO = {"X-MBX-TIME-UNIT": "MICROSECOND"}
 
 
 @dataclass(frozen=True)
@@ -78,18 +77,6 @@ def get_ok(url: str, headers: dict[str, str] | None = None) -> Any:
     return body
 
 
-def all_history(rest_url: str, headers: dict[str, str] | None = None, from_id: int = 0) -> list[dict[str, Any]]:
-    """Every trade from ``from_id`` on, paged with historicalTrades as a backfill would."""
-    rows: list[dict[str, Any]] = []
-    while True:
-        page = get_ok(f"{rest_url}/api/v3/historicalTrades?symbol=BTCUSDT&fromId={from_id}&limit=1000", headers)
-        if not page:
-            return rows
-        assert len(page) <= 1000
-        rows.extend(page)
-        from_id = page[-1]["id"] + 1
-
-
 def all_agg_trades(rest_url: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     while True:
@@ -118,7 +105,7 @@ def test_the_sample_is_what_the_tests_assume():
 
 def test_historical_rest_history_is_the_file_row_for_row(start_sandbox):
     with start_sandbox(replay=(BTCUSDT_DUMP,), replay_mode="historical", symbols=()) as sb:
-        history = all_history(sb.rest_url, from_id=FIRST_ID)
+        history = rest_history(sb.rest_url, from_id=FIRST_ID)
         # A fromId inside the file starts there.
         middle = get_ok(f"{sb.rest_url}/api/v3/historicalTrades?symbol=BTCUSDT&fromId={FIRST_ID + 1500}&limit=3")
     assert len(history) == 2001
@@ -197,7 +184,7 @@ def rest_snapshot(rest_url: str, headers: dict[str, str] | None = None) -> dict[
     t0 = CSV_ROWS[0].time
     scale = 1000 if headers else 1
     return {
-        "history": all_history(rest_url, headers),
+        "history": rest_history(rest_url, headers=headers),
         "recent": get_ok(f"{rest_url}/api/v3/trades?symbol=BTCUSDT&limit=1000", headers),
         "aggs": all_agg_trades(rest_url, headers),
         "agg_at": get_ok(f"{rest_url}/api/v3/aggTrades?symbol=BTCUSDT&startTime={(t0 + 1) * scale}&limit=3", headers),
@@ -257,7 +244,7 @@ def test_microsecond_dump_gives_the_same_rest_output_and_exact_microseconds(star
         from_ms_file = rest_snapshot(sb.rest_url)
     with start_sandbox(replay=(path,), symbols=()) as sb:
         from_us_file = rest_snapshot(sb.rest_url)
-        history_us = all_history(sb.rest_url, MICRO)
+        history_us = rest_history(sb.rest_url, headers=MICRO)
         # startTime in µs one microsecond after the first trade finds the second trade.
         after_first = get_ok(f"{sb.rest_url}/api/v3/aggTrades?symbol=BTCUSDT&startTime={micros[0] + 1}&limit=1", MICRO)
         latest = get_ok(f"{sb.rest_url}/api/v3/trades?symbol=BTCUSDT&limit=1", MICRO)
@@ -287,7 +274,7 @@ def test_live_replay_streams_the_file_shifted_to_now_at_speed(start_sandbox):
                 if message["data"]["t"] == LAST_ID:
                     break
         started_ms = sb.exchange.replay_started_us / 1000
-        history = all_history(sb.rest_url)
+        history = rest_history(sb.rest_url)
 
     events = [message["data"] for _, message in received]
     assert all(message["stream"] == "btcusdt@trade" for _, message in received)
@@ -362,7 +349,7 @@ def test_holes_in_a_dump_stay_holes(start_sandbox, tmp_path):
     kept = [row for row in CSV_ROWS if row.trade_id not in REMOVED]
     assert len(kept) == 2001 - len(REMOVED)
     with start_sandbox(replay=(path,), symbols=()) as sb:
-        history = all_history(sb.rest_url)
+        history = rest_history(sb.rest_url)
         from_hole = get_ok(f"{sb.rest_url}/api/v3/historicalTrades?symbol=BTCUSDT&fromId={FIRST_ID + 700}&limit=2")
         aggs = all_agg_trades(sb.rest_url)
         kline = get_ok(
@@ -444,7 +431,7 @@ def test_replay_and_synthetic_symbols_together(start_sandbox, symbols):
                 streams.add(message["stream"])
                 assert message["data"]["s"] == "ETHUSDT"
         info = get_ok(f"{sb.rest_url}/api/v3/exchangeInfo")
-        btc = all_history(sb.rest_url)
+        btc = rest_history(sb.rest_url)
         eth = get_ok(f"{sb.rest_url}/api/v3/trades?symbol=ETHUSDT&limit=1000")
     assert streams == {"ethusdt@trade"}  # the synthetic symbol streams, the historical replay does not
     assert sorted(s["symbol"] for s in info["symbols"]) == ["BTCUSDT", "ETHUSDT"]
@@ -462,7 +449,7 @@ def test_a_live_replay_waits_for_its_delay_then_streams_from_the_first_trade(sta
         replay=(BTCUSDT_DUMP,), replay_mode="live", speed=1000.0, replay_delay_seconds=1.5, symbols=()
     ) as sb:
         # Before the delay is over nothing has played: a client that connects now gets every trade.
-        assert all_history(sb.rest_url) == []
+        assert rest_history(sb.rest_url) == []
         with connect(f"{sb.ws_url}/stream?streams=btcusdt@trade", open_timeout=10) as ws:
             first = recv_json(ws, timeout=10)["data"]
         assert first["t"] == CSV_ROWS[0].trade_id
