@@ -289,6 +289,32 @@ def _run_backfill(args: argparse.Namespace) -> int:
     return 1 if totals["incomplete"] else 0
 
 
+def _add_load(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "load",
+        help="load new lake files into the warehouse, exactly once",
+        description="Load every trade file of LAKE_URL not yet in the warehouse's load ledger into raw.trades "
+        "(WAREHOUSE=duckdb: the file DUCKDB_PATH).",
+    )
+    parser.set_defaults(run=_run_load)
+
+
+def _run_load(args: argparse.Namespace) -> int:
+    from include.config import load_settings
+    from include.lake.store import open_lake
+    from include.warehouse.duckdb_backend import DuckDBWarehouse
+    from include.warehouse.load import load_lake
+
+    settings = load_settings()
+    if settings.warehouse != "duckdb":
+        print(f"error: WAREHOUSE={settings.warehouse!r} is not available yet; use duckdb", file=sys.stderr)
+        return 2
+    with DuckDBWarehouse(settings.duckdb_path) as warehouse:
+        result = load_lake(open_lake(settings.lake_url), warehouse)
+    print(json.dumps({"files": result.files_loaded, "rows": result.rows_loaded, "refused": result.refused}))
+    return 1 if result.refused else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -296,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(commands)
     _add_stream(commands)
     _add_backfill(commands)
+    _add_load(commands)
     return parser
 
 
