@@ -16,6 +16,7 @@ from pathlib import Path
 from include.binance.client import AIRFLOW_POOL, AIRFLOW_POOL_SLOTS
 from include.config import Settings, load_settings
 from include.supervisor import Service, supervise
+from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,7 @@ def airflow_env(airflow_home: Path, settings: Settings, api_port: int) -> dict[s
         "BINANCE_WS_URL": settings.ws_url,
         "BINANCE_REST_URL": settings.rest_url,
         "SYMBOLS": ",".join(settings.symbols),
+        "DUCKDB_PATH": str(settings.duckdb_path.resolve()),
     }
 
 
@@ -85,7 +87,10 @@ def services(settings: Settings, sandbox_port: int, sandbox_rate: float, api_por
             env=airflow_env(airflow_home, settings, api_port),
             log_file=airflow_home / "standalone.log",
             # The pool that shares Binance's REST weight between repair tasks.
-            after_start=[[airflow, "pools", "set", AIRFLOW_POOL, str(AIRFLOW_POOL_SLOTS), "Binance REST weight"]],
+            after_start=[
+                [airflow, "pools", "set", AIRFLOW_POOL, str(AIRFLOW_POOL_SLOTS), "Binance REST weight"],
+                [airflow, "pools", "set", DUCKDB_POOL, "1", "One DuckDB writer at a time"],
+            ],
             health_url=f"http://127.0.0.1:{api_port}/api/v2/monitor/health",
             urls={
                 "Airflow UI": f"http://127.0.0.1:{api_port}",

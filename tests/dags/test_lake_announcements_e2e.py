@@ -16,10 +16,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from include.config import load_settings
+from include.lake.store import LocalStore
+from include.lake.trades import read_trade_ids
 from include.up import airflow_env
+from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
 from tests.conftest import REPO_ROOT, free_port
 
 CONSUMER_DAG = """
@@ -47,6 +51,17 @@ def get_json(url: str):
         return json.load(response)
 
 
+def loaded_ids(path: Path) -> list[int] | None:
+    """Trade ids in raw.trades, or None while a load holds DuckDB's single-writer lock."""
+    if not path.exists():
+        return None
+    try:
+        with duckdb.connect(str(path), read_only=True) as connection:
+            return [row[0] for row in connection.execute("select trade_id from raw.trades").fetchall()] or None
+    except duckdb.Error:
+        return None
+
+
 def wait_for(condition, timeout: float, what: str, log: Path):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,7 +79,8 @@ def wait_for(condition, timeout: float, what: str, log: Path):
 def test_each_flush_becomes_an_asset_event_and_a_consumer_run_while_the_stream_runs(start_sandbox, tmp_path):
     dags = tmp_path / "dags"
     dags.mkdir()
-    (dags / "stream_trades.py").symlink_to(REPO_ROOT / "dags" / "stream_trades.py")
+    for dag_file in ("stream_trades.py", "warehouse.py"):
+        (dags / dag_file).symlink_to(REPO_ROOT / "dags" / dag_file)
     (dags / "lake_consumer.py").write_text(CONSUMER_DAG)
     api_port = free_port()
     with start_sandbox(symbols=("BTCUSDT",), rate=50.0) as sandbox:
@@ -76,7 +92,9 @@ def test_each_flush_becomes_an_asset_event_and_a_consumer_run_while_the_stream_r
                 "SYMBOLS": "BTCUSDT",
             }
         )
+        warehouse_path = tmp_path / "warehouse.duckdb"
         env = airflow_env(tmp_path / "airflow", settings, api_port) | {
+            "DUCKDB_PATH": str(warehouse_path),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -95,6 +113,13 @@ def test_each_flush_becomes_an_asset_event_and_a_consumer_run_while_the_stream_r
         api = f"http://127.0.0.1:{api_port}/api/v2"
         try:
             wait_for(lambda: get_json(f"{api}/monitor/health"), 180, "the Airflow API", log)
+            subprocess.run(
+                [str(Path(sys.executable).with_name("airflow")), "pools", "set", DUCKDB_POOL, "1", "test"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
 
             def announced():
                 events = get_json(f"{api}/assets/events?limit=100")["asset_events"]
@@ -112,6 +137,25 @@ def test_each_flush_becomes_an_asset_event_and_a_consumer_run_while_the_stream_r
                 log,
             )
             assert all(run["run_type"] == "asset_triggered" for run in consumer_runs)
+            # The warehouse DAG, scheduled on the same asset, loaded the micro-batches as they landed.
+            warehouse_runs = wait_for(
+                lambda: (
+                    [
+                        r
+                        for r in get_json(f"{api}/dags/warehouse/dagRuns?limit=100")["dag_runs"]
+                        if r["state"] == "success"
+                    ]
+                    or None
+                ),
+                180,
+                "a successful warehouse run",
+                log,
+            )
+            assert all(run["run_type"] == "asset_triggered" for run in warehouse_runs)
+            loaded = wait_for(lambda: loaded_ids(warehouse_path), 60, "trades in raw.trades", log)
+            lake_ids = set(read_trade_ids(LocalStore(tmp_path / "lake"), "BTCUSDT").tolist())
+            assert set(loaded) <= lake_ids
+            assert len(loaded) == len(set(loaded)), "a trade was loaded twice"
             # All of this happened while the stream's one-hour window was still open.
             stream_runs = get_json(f"{api}/dags/stream_trades/dagRuns?limit=10")["dag_runs"]
             assert [run["state"] for run in stream_runs] == ["running"]
