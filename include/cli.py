@@ -46,6 +46,8 @@ non_negative = _number(float, 0, None, inclusive_low=True)
 fraction = _number(float, 0, 1, inclusive_low=True)
 port_number = _number(int, 0, 65535, inclusive_low=True)
 positive_int = _number(int, 0, None, inclusive_low=False)
+# Up to a week: every trade is made up front and kept in memory, so more would only exhaust it.
+history_seconds = _number(float, 0, 7 * 24 * 3600, inclusive_low=True)
 
 
 def symbol_list(text: str) -> tuple[str, ...]:
@@ -92,7 +94,7 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--rate", type=positive, default=20.0, help="average trades per second per symbol")
     parser.add_argument("--seed", type=int, default=42, help="seed of the synthetic market (default 42)")
     parser.add_argument(
-        "--history", type=non_negative, default=0.0, metavar="SECONDS", help="synthetic history made up front"
+        "--history", type=history_seconds, default=0.0, metavar="SECONDS", help="synthetic history made up front"
     )
     parser.add_argument(
         "--hole",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -113,6 +114,7 @@ BAD_ARGUMENTS = [
     (["--symbols", "BTCUSDT,"], "--symbols", "BTCUSDT,"),
     (["--seed", "x"], "--seed", "x"),
     (["--history", "-1"], "--history", "-1"),
+    (["--history", "604801"], "--history", "604801"),
     (["--hole", "BTCUSDT"], "--hole", "BTCUSDT"),
     (["--hole", "BTCUSDT:abc"], "--hole", "BTCUSDT:abc"),
     (["--replay", "/nonexistent.csv"], "--replay", "/nonexistent.csv"),
@@ -336,3 +338,23 @@ def test_the_sandbox_refuses_a_port_in_use_naming_it(capsys):
         squatter.listen()
         assert main(["sandbox", "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_port_0_picks_a_free_port_and_prints_the_real_one():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "include.cli", "sandbox", "--port", "0", "--symbols", "BTCUSDT"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"REST http://127\.0\.0\.1:(\d+)/api/v3", line)
+        assert match, line
+        port = int(match.group(1))
+        assert port != 0
+        status, _, body = http_get(f"http://127.0.0.1:{port}/api/v3/ping")
+        assert (status, body) == (200, {})
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)

@@ -160,7 +160,7 @@ def run(config: SandboxConfig) -> None:
         except OSError as error:
             await runner.cleanup()
             raise SandboxStartError(f"cannot listen on {config.host}:{config.port}: {error.strerror}") from error
-        base = f"{config.host}:{config.port}"
+        base = f"{config.host}:{runner.addresses[0][1]}"  # the real port, also when --port 0 chose one
         print(f"sandbox exchange: REST http://{base}/api/v3  WS ws://{base}/ws  admin http://{base}/admin", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
