@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import backfill, stream
+from bench import backfill, load, stream
 
 
 def main() -> int:
-    results = [stream.main(), backfill.main()]
+    results = [stream.main(), backfill.main(), load.main()]
     return 0 if all(results) else 1
 
 

@@ -3,12 +3,20 @@
 
 Scheduled on the `lake_trades` Asset: the lake's watcher emits an event for every stream flush and
 every repair, so a new micro-batch reaches the warehouse within seconds, not at the end of a
-stream window. Each run loads every lake file that the load ledger does not hold yet; a file's
-rows and its ledger row commit together, so a crash or a re-run neither loses nor duplicates.
+stream window. Each run lists only the lake partitions that the write markers name since the last
+load, so its cost follows what was written, not the size of the lake.
 
-The embedded default is DuckDB (`DUCKDB_PATH`), which allows one writing process per file: the
-`duckdb_writer` pool has one slot, so loads never overlap. Each run logs and returns the files and
-rows it loaded and any file it refused (named, with the reason).
+Every night at 00:30 UTC the same DAG runs a **reconcile**: it lists the whole lake, so a file that
+no marker announced (its writer crashed between the two writes) is loaded too. Trigger the DAG
+with `{"full": true}` to reconcile at once.
+
+`WAREHOUSE` picks the backend. DuckDB (`DUCKDB_PATH`, the default) commits a file's rows with its
+ledger row; Snowflake runs `COPY INTO raw.trades` with explicit `FILES`, and its load history
+makes a re-run a no-op. The `duckdb_writer` pool has one slot: DuckDB allows one writing process.
+
+Each run returns the files and rows it loaded. A file that is not a trade file of the contract is
+refused by name and the run fails without retrying, after the other files loaded; the refusal is
+remembered, so the next run is green unless another file is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 from lake_assets import LAKE_TRADES
 
 from include.config import load_settings
@@ -24,29 +32,35 @@ from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
 
 
 @dag(
-    schedule=[LAKE_TRADES],
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("30 0 * * *", timezone="UTC"), assets=[LAKE_TRADES]),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    params={"full": Param(False, type="boolean", description="list the whole lake (a reconcile)")},
     tags=["cryptoflow", "warehouse", "load"],
     default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow"},
 )
 def warehouse() -> None:
     @task(pool=DUCKDB_POOL)
     def load() -> dict[str, Any]:
-        """Load every new lake file into raw.trades."""
-        from include.lake.store import open_lake
-        from include.warehouse.duckdb_backend import DuckDBWarehouse
-        from include.warehouse.load import load_lake
+        """Load every new lake file into raw.trades (the whole lake on the nightly reconcile)."""
+        from contextlib import closing
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.lake.store import open_lake
+        from include.warehouse.load import load_lake, open_warehouse
+
+        context = get_current_context()
+        full = bool(context["params"]["full"]) or context["dag_run"].run_type == "scheduled"
         settings = load_settings()
-        with DuckDBWarehouse(settings.duckdb_path) as target:
-            result = load_lake(open_lake(settings.lake_url), target)
+        with closing(open_warehouse(settings)) as target:
+            result = load_lake(open_lake(settings.lake_url), target, full=full)
         print(result.summary())
         if result.refused:
-            raise ValueError(f"refused files (the rest loaded): {result.refused}")
-        return {"files": result.files_loaded, "rows": result.rows_loaded}
+            raise AirflowFailException(f"refused files (the rest loaded): {result.refused}")
+        return result.as_dict()
 
     load()
 

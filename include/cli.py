@@ -295,26 +295,60 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "load",
         help="load new lake files into the warehouse, exactly once",
-        description="Load every trade file of LAKE_URL not yet in the warehouse's load ledger into raw.trades "
-        "(WAREHOUSE=duckdb: the file DUCKDB_PATH).",
+        description="Load every trade file of LAKE_URL that the warehouse does not hold yet into raw.trades "
+        "(WAREHOUSE=duckdb: the file DUCKDB_PATH; WAREHOUSE=snowflake: COPY INTO through the Airflow "
+        "connection SNOWFLAKE_CONN_ID). Only the partitions named by write markers since the last load are "
+        "listed; --full lists the whole lake.",
     )
+    parser.add_argument("--full", action="store_true", help="reconcile: list the whole lake, not only new writes")
     parser.set_defaults(run=_run_load)
 
 
 def _run_load(args: argparse.Namespace) -> int:
+    from contextlib import closing
+
     from include.config import load_settings
     from include.lake.store import open_lake
-    from include.warehouse.duckdb_backend import DuckDBWarehouse
-    from include.warehouse.load import load_lake
+    from include.warehouse.load import load_lake, open_warehouse
 
     settings = load_settings()
-    if settings.warehouse != "duckdb":
-        print(f"error: WAREHOUSE={settings.warehouse!r} is not available yet; use duckdb", file=sys.stderr)
-        return 2
-    with DuckDBWarehouse(settings.duckdb_path) as warehouse:
-        result = load_lake(open_lake(settings.lake_url), warehouse)
-    print(json.dumps({"files": result.files_loaded, "rows": result.rows_loaded, "refused": result.refused}))
+    with closing(open_warehouse(settings)) as warehouse:
+        result = load_lake(open_lake(settings.lake_url), warehouse, full=args.full)
+    print(json.dumps(result.as_dict()))
     return 1 if result.refused else 0
+
+
+def _add_warehouse_setup(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "warehouse-setup",
+        help="apply the versioned Snowflake setup SQL",
+        description="Apply the Snowflake setup versions not applied yet (include/warehouse/snowflake_setup), "
+        "through the Airflow connection SNOWFLAKE_CONN_ID. The stage points at LAKE_URL.",
+    )
+    parser.add_argument(
+        "--objects-only",
+        action="store_true",
+        help="skip the versions that create roles, the compute warehouse and grants (they need ACCOUNTADMIN)",
+    )
+    parser.set_defaults(run=_run_warehouse_setup)
+
+
+def _run_warehouse_setup(args: argparse.Namespace) -> int:
+    from include.config import load_settings
+    from include.warehouse.snowflake_backend import SnowflakeWarehouse
+
+    settings = load_settings()
+    if settings.warehouse != "snowflake":
+        print(
+            f"error: WAREHOUSE={settings.warehouse!r}: the setup is for snowflake (duckdb needs none)", file=sys.stderr
+        )
+        return 2
+    with SnowflakeWarehouse(settings.snowflake_conn_id) as warehouse:
+        applied = warehouse.setup(
+            settings.lake_url, settings.snowflake_storage_integration, account_level=not args.objects_only
+        )
+    print(json.dumps({"applied": applied}))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stream(commands)
     _add_backfill(commands)
     _add_load(commands)
+    _add_warehouse_setup(commands)
     return parser
 
 

@@ -35,6 +35,8 @@ class Settings:
     warehouse: str
     duckdb_path: Path
     symbols: tuple[str, ...]
+    snowflake_conn_id: str = "snowflake_default"
+    snowflake_storage_integration: str = "cryptoflow_lake"
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
@@ -47,6 +49,12 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _identifier(name: str, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", value):
+        raise ConfigError(f"{name}={value!r} is not a plain identifier (letters, digits, _ and $)")
     return value
 
 
@@ -75,4 +83,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse=_choice("WAREHOUSE", env.get("WAREHOUSE", "duckdb"), WAREHOUSES),
         duckdb_path=Path(env.get("DUCKDB_PATH", "data/warehouse.duckdb")),
         symbols=parse_symbols("SYMBOLS", env.get("SYMBOLS", "BTCUSDT,ETHUSDT")),
+        snowflake_conn_id=_identifier("SNOWFLAKE_CONN_ID", env.get("SNOWFLAKE_CONN_ID", "snowflake_default")),
+        snowflake_storage_integration=_identifier(
+            "SNOWFLAKE_STORAGE_INTEGRATION", env.get("SNOWFLAKE_STORAGE_INTEGRATION", "cryptoflow_lake")
+        ),
     )

@@ -15,6 +15,10 @@ def test_defaults_point_at_the_local_sandbox():
     assert settings.warehouse == "duckdb"
     assert settings.duckdb_path == Path("data/warehouse.duckdb")
     assert settings.symbols == ("BTCUSDT", "ETHUSDT")
+    assert (settings.snowflake_conn_id, settings.snowflake_storage_integration) == (
+        "snowflake_default",
+        "cryptoflow_lake",
+    )
 
 
 def test_one_variable_switches_to_live_binance():
@@ -42,6 +46,8 @@ def test_urls_and_symbols_can_be_overridden():
         ("WAREHOUSE", "postgres"),
         ("SYMBOLS", "btcusdt"),
         ("SYMBOLS", " , "),
+        ("SNOWFLAKE_CONN_ID", "snowflake default"),
+        ("SNOWFLAKE_STORAGE_INTEGRATION", "lake; drop table x"),
     ],
 )
 def test_a_bad_value_fails_fast_naming_variable_and_value(name, value):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from include.ingest.parse import Control, Rejected, decode, decode_many, looks_like_trade, validate
-from include.lake.markers import mark_written
+from include.lake.markers import MarkerWriter
 from include.lake.store import ObjectStore
 from include.lake.trades import EXCHANGE, TradeColumns, trade_objects
 
@@ -95,6 +95,7 @@ class MicroBatcher:
         self.source = source
         # One marker per shard: the sorted symbols name the writer, so a restart reuses it.
         self.writer = f"{source}-" + hashlib.sha1(",".join(sorted(symbols)).encode()).hexdigest()[:12]
+        self.marker: MarkerWriter | None = None  # read from the lake at the first write, not here
         self.stats = StreamStats()
         self.status: dict[str, SymbolStatus] = {symbol: SymbolStatus() for symbol in symbols}
         self.connection: dict[str, object] = {"state": "starting"}
@@ -195,7 +196,9 @@ class MicroBatcher:
             self.lake.put(key, data)
         keys = [key for key, _ in prepared.objects]
         if keys:
-            mark_written(self.lake, self.writer, keys)
+            if self.marker is None:
+                self.marker = MarkerWriter(self.lake, self.writer)
+            self.marker.mark(keys)
         seconds = prepared.seconds + time.perf_counter() - started
         self.stats.flush_seconds.append(seconds)
         return FlushResult(keys, prepared.trades_written, prepared.duplicates, prepared.quarantined, seconds)

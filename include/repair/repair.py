@@ -130,7 +130,7 @@ def repair_window(
             raise ValueError(f"{symbol}: REST returned values outside the contract: {fetched.refused[:3]}")
         if len(fetched.columns):
             files = write_trades(lake, fetched.columns, "backfill", to_us(datetime.now(UTC)))
-            mark_written(lake, f"repair-{symbol}", files)
+            mark_written(lake, f"repair-{symbol}-{start:%Y%m%dT%H%M}", files)
         known_holes |= set(fetched.holes)
     still = missing_ranges(first_id, end_id, _present(lake, symbol, start_us, end_us, first_id, end_id), known_holes)
     report = WindowReport(

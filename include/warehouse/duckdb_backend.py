@@ -8,16 +8,18 @@ the product's object-store layer, never through DuckDB's httpfs (which cannot lo
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from include.lake.store import ObjectInfo, ObjectStore
-from include.lake.trades import TRADE_SCHEMA, read_table
+from include.warehouse.base import LoadResult, RefusedFile, contract_table
 
 log = logging.getLogger(__name__)
 # DuckDB allows one writing process per file: in Airflow every writer runs in this one-slot pool.
@@ -35,8 +37,7 @@ create table if not exists raw.trades (
     trade_time timestamptz not null,
     is_buyer_maker boolean not null,
     source varchar not null,
-    ingested_at timestamptz not null,
-    file_key varchar not null
+    ingested_at timestamptz not null
 );
 create table if not exists raw.load_ledger (
     file_key varchar primary key,
@@ -45,33 +46,28 @@ create table if not exists raw.load_ledger (
     row_count bigint not null,
     loaded_at timestamptz not null default now()
 );
+create table if not exists raw.load_refusals (
+    file_key varchar not null,
+    etag varchar not null,
+    reason varchar not null,
+    refused_at timestamptz not null default now(),
+    primary key (file_key, etag)
+);
+create table if not exists raw.load_cursor (
+    markers json not null,
+    saved_at timestamptz not null default now()
+);
 """
 
 
-class RefusedFile(ValueError):
-    """A lake object that is not a trade file of the contract: named, with the reason."""
+READ_THREADS, READ_WINDOW = 8, 64
 
 
-@dataclass
-class LoadResult:
-    files_loaded: int = 0
-    rows_loaded: int = 0
-    refused: list[str] = field(default_factory=list)  # "key: reason", one per refused file
-
-    def summary(self) -> str:
-        return f"loaded {self.files_loaded} files, {self.rows_loaded} rows; refused {len(self.refused)}"
-
-
-def _contract_table(key: str, data: bytes) -> pa.Table:
+def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile:
     try:
-        table = read_table(data)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise RefusedFile(f"{key}: not readable Parquet ({error})") from error
-    if not table.schema.equals(TRADE_SCHEMA, check_metadata=False):
-        raise RefusedFile(
-            f"{key}: schema is not the raw trade contract: {table.schema.to_string(show_field_metadata=False)}"
-        )
-    return table
+        return contract_table(info.key, lake.get(info.key))
+    except RefusedFile as error:
+        return error
 
 
 class DuckDBWarehouse:
@@ -79,6 +75,7 @@ class DuckDBWarehouse:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.connection = duckdb.connect(str(path))
+        self.connection.execute("set enable_progress_bar = false")  # it would print into task logs
         self.connection.execute(SCHEMA_SQL)
 
     def close(self) -> None:
@@ -91,22 +88,42 @@ class DuckDBWarehouse:
         self.close()
 
     def not_loaded(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
-        """The objects the ledger does not hold, by key (an index lookup, not a scan per file)."""
+        """The objects neither in the ledger (by key) nor refused as they are now (by key and ETag)."""
         candidates = list(infos)
         if not candidates:
             return []
-        keys = pa.table({"file_key": [info.key for info in candidates]})
+        keys = pa.table({"file_key": [info.key for info in candidates], "etag": [info.etag for info in candidates]})
         self.connection.register("candidate_keys", keys)
         try:
-            loaded = {
+            done = {
                 row[0]
                 for row in self.connection.execute(
-                    "select c.file_key from candidate_keys c join raw.load_ledger l using (file_key)"
+                    "select file_key from candidate_keys semi join raw.load_ledger using (file_key) "
+                    "union all "
+                    "select file_key from candidate_keys semi join raw.load_refusals using (file_key, etag)"
                 ).fetchall()
             }
         finally:
             self.connection.unregister("candidate_keys")
-        return [info for info in candidates if info.key not in loaded]
+        return [info for info in candidates if info.key not in done]
+
+    def read_cursor(self) -> dict[str, str] | None:
+        rows = self.connection.execute("select markers from raw.load_cursor").fetchall()
+        return json.loads(rows[0][0]) if rows else None
+
+    def save_cursor(self, cursor: dict[str, str]) -> None:
+        self.connection.execute("begin transaction")
+        self.connection.execute("delete from raw.load_cursor")
+        self.connection.execute("insert into raw.load_cursor (markers) values (?)", [json.dumps(cursor)])
+        self.connection.execute("commit")
+
+    def _refuse(self, info: ObjectInfo, error: RefusedFile, result: LoadResult) -> None:
+        log.error("refused %s", error)
+        result.refused.append(str(error))
+        self.connection.execute(
+            "insert or ignore into raw.load_refusals (file_key, etag, reason) values (?, ?, ?)",
+            [info.key, info.etag, str(error)],
+        )
 
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo], batch_rows: int = 2_000_000) -> LoadResult:
         """Load the objects the ledger does not hold; rows and ledger rows commit together.
@@ -114,21 +131,27 @@ class DuckDBWarehouse:
         Files are grouped into transactions of about ``batch_rows`` rows: one commit per file would
         cost more than the rows themselves for small micro-batch files.
         """
-        result = LoadResult()
+        candidates = list(infos)
+        new = self.not_loaded(candidates)
+        result = LoadResult(files_skipped=len(candidates) - len(new))
         tables: list[pa.Table] = []
         ledger: list[tuple[str, int, str, int]] = []
-        for info in self.not_loaded(infos):
-            try:
-                table = _contract_table(info.key, lake.get(info.key))
-            except RefusedFile as error:
-                log.error("refused %s", error)
-                result.refused.append(str(error))
-                continue
-            tables.append(table.append_column("file_key", pa.array([info.key] * len(table), pa.string())))
-            ledger.append((info.key, info.size, info.etag, len(table)))
-            if sum(len(t) for t in tables) >= batch_rows:
-                self._commit(tables, ledger, result)
-                tables, ledger = [], []
+        pending_rows = 0
+        # Reads overlap in threads (an S3 GET is mostly waiting, Parquet decoding releases the GIL);
+        # a window of files at a time keeps memory bounded however long the backlog.
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            for start in range(0, len(new), READ_WINDOW):
+                window = new[start : start + READ_WINDOW]
+                for info, table in zip(window, pool.map(partial(_read, lake), window), strict=True):
+                    if isinstance(table, RefusedFile):
+                        self._refuse(info, table, result)
+                        continue
+                    tables.append(table)
+                    ledger.append((info.key, info.size, info.etag, len(table)))
+                    pending_rows += len(table)
+                    if pending_rows >= batch_rows:
+                        self._commit(tables, ledger, result)
+                        tables, ledger, pending_rows = [], [], 0
         if ledger:
             self._commit(tables, ledger, result)
         return result

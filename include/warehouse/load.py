@@ -1,14 +1,37 @@
-"""Load every lake trade file that the warehouse does not hold yet."""
+"""Load the lake into the configured warehouse: every trade file exactly once."""
 
 from __future__ import annotations
 
+import logging
+
+from include.config import Settings
 from include.lake.store import ObjectStore
-from include.warehouse.duckdb_backend import DuckDBWarehouse, LoadResult
+from include.warehouse.base import LoadResult, Warehouse
+from include.warehouse.discover import discover, prune_stale_markers
 
-TRADES_PREFIX = "trades/"
+log = logging.getLogger(__name__)
 
 
-def load_lake(lake: ObjectStore, warehouse: DuckDBWarehouse) -> LoadResult:
-    """Every Parquet object under ``trades/`` not yet in the ledger, exactly once."""
-    candidates = (info for info in lake.list(TRADES_PREFIX) if info.key.endswith(".parquet"))
-    return warehouse.load(lake, candidates)
+def open_warehouse(settings: Settings) -> Warehouse:
+    """The backend ``WAREHOUSE`` names: DuckDB at ``DUCKDB_PATH``, or Snowflake via ``SNOWFLAKE_CONN_ID``."""
+    if settings.warehouse == "snowflake":
+        from include.warehouse.snowflake_backend import SnowflakeWarehouse
+
+        return SnowflakeWarehouse(settings.snowflake_conn_id)
+    from include.warehouse.duckdb_backend import DuckDBWarehouse
+
+    return DuckDBWarehouse(settings.duckdb_path)
+
+
+def load_lake(lake: ObjectStore, warehouse: Warehouse, full: bool = False) -> LoadResult:
+    """Load what was written since the last load; ``full`` lists (reconciles) the whole lake."""
+    found = discover(lake, warehouse.read_cursor(), full=full)
+    result = warehouse.load(lake, found.files)
+    # Saved only after the load: a load that fails part way is listed again by the next one.
+    warehouse.save_cursor(found.cursor)
+    result.files_listed = len(found.files)
+    result.partitions_listed = None if found.partitions is None else len(found.partitions)
+    if found.partitions is None:
+        for key in prune_stale_markers(lake, found.cursor):
+            log.info("deleted the stale write marker %s", key)
+    return result

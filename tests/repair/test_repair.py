@@ -207,8 +207,9 @@ def test_gaps_at_both_edges_and_inside_a_file(market, tmp_path):
     assert ids_in(lake, key) == sorted(missing)
     # The stream files were not touched.
     assert {k: v for k, v in listing(lake, "trades/").items() if k != key} == streamed
-    marker = json.loads(lake.get("status/writes/repair-BTCUSDT.json"))
+    marker = json.loads(lake.get(f"status/writes/repair-BTCUSDT-{start:%Y%m%dT%H%M}.json"))
     assert marker["keys"] == [key]
+    assert list(marker["partitions"]) == [key[: key.rindex("/") + 1]]
     # The ledger says the same.
     stored = read_report(lake, SYMBOL, start)
     assert stored is not None

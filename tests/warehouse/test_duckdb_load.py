@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from include.lake.markers import mark_written
 from include.lake.store import LocalStore, open_lake
 from include.lake.trades import HOUR_US, TradeColumns, parquet_bytes, read_trades, write_trades
 from include.warehouse.duckdb_backend import DuckDBWarehouse
@@ -102,9 +103,11 @@ def test_every_file_loads_exactly_once_with_exact_values(backend, tmp_path, requ
         assert (first.files_loaded, first.rows_loaded, first.refused) == (12, 6000, [])
         again = load_lake(lake, warehouse)
         assert (again.files_loaded, again.rows_loaded) == (0, 0)
-        write_trades(lake, columns("BTCUSDT", 50_000, 10, START_US + HOUR_US), "backfill", START_US)
+        keys = write_trades(lake, columns("BTCUSDT", 50_000, 10, START_US + HOUR_US), "backfill", START_US)
+        mark_written(lake, "repair-test", keys)
         new = load_lake(lake, warehouse)
         assert (new.files_loaded, new.rows_loaded) == (1, 10)
+        assert (new.files_listed, new.partitions_listed) == (1, 1)  # only the partition the marker names
     assert_exactly_the_lake(lake, path)
 
 
@@ -186,6 +189,10 @@ def test_a_thousand_small_files_load_in_one_run(tmp_path):
     assert sorted(row[1] for row in warehouse_rows(path)) == list(range(1, 3001))
 
 
+def first_key(lake) -> str:
+    return next(info.key for info in lake.list("trades/") if "stream-9" not in info.key)
+
+
 def test_corrupt_and_foreign_files_are_refused_by_name_and_the_rest_load(tmp_path):
     lake = LocalStore(tmp_path / "lake")
     fill_lake(lake, files=2)
@@ -200,10 +207,18 @@ def test_corrupt_and_foreign_files_are_refused_by_name_and_the_rest_load(tmp_pat
         assert len(result.refused) == 2
         assert any(corrupt in reason and "not readable Parquet" in reason for reason in result.refused)
         assert any(foreign in reason and "schema" in reason for reason in result.refused)
-        # Refused files stay out of the ledger: fixed or not, they are looked at again next time.
-        assert len(load_lake(lake, warehouse).refused) == 2
-    assert corrupt not in ledger(path)
-    assert len(warehouse_rows(path)) == 2000
+        # A refusal is reported once, not on every run, even when the whole lake is listed again.
+        assert load_lake(lake, warehouse, full=True).refused == []
+        # Replaced by a good file (a new ETag) and announced, it loads.
+        good = parquet_bytes(
+            pa.Table.from_batches(pq.read_table(pa.BufferReader(lake.get(first_key(lake)))).to_batches())
+        )
+        lake.put(corrupt, good)
+        mark_written(lake, "repair-fix", [corrupt])
+        fixed = load_lake(lake, warehouse)
+        assert (fixed.files_loaded, fixed.refused) == (1, [])
+    assert corrupt in ledger(path)
+    assert foreign not in ledger(path)
 
 
 def test_the_load_command_reports_files_rows_and_refusals(tmp_path):

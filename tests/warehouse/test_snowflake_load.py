@@ -1,0 +1,136 @@
+"""Snowflake through fakesnow: COPY INTO from a file:// stage via the Airflow provider, exactly once."""
+
+import json
+
+import fakesnow
+import pyarrow as pa
+import pytest
+
+from include.cli import main
+from include.lake.markers import mark_written
+from include.lake.store import LocalStore
+from include.lake.trades import HOUR_US, parquet_bytes, write_trades
+from include.warehouse.load import load_lake
+from include.warehouse.snowflake_backend import (
+    LOADER_ROLE,
+    READER_ROLE,
+    SnowflakeWarehouse,
+    render_setup,
+    setup_versions,
+    stage_location,
+)
+from tests.warehouse.test_duckdb_load import START_US, columns, fill_lake, lake_rows
+
+TRADE_COLUMNS = "symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker, source"
+
+
+@pytest.fixture
+def snowflake(monkeypatch):
+    """fakesnow in-process behind Airflow's SnowflakeHook (the hook drops fakesnow's http protocol)."""
+    connection = {"conn_type": "snowflake", "login": "loader", "password": "not-a-secret"}
+    connection["extra"] = {"account": "cryptoflow", "database": "cryptoflow", "warehouse": "cryptoflow_wh"}
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
+    with fakesnow.patch():
+        yield
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return LocalStore(tmp_path / "lake")
+
+
+@pytest.fixture
+def warehouse(snowflake, lake):
+    with SnowflakeWarehouse() as warehouse:
+        assert warehouse.setup(lake.url, "cryptoflow_lake", account_level=False) == ["V002"]
+        yield warehouse
+
+
+def snowflake_rows(warehouse) -> list[tuple]:
+    return warehouse.execute(f"select {TRADE_COLUMNS} from raw.trades")
+
+
+def test_copy_into_loads_every_file_exactly_and_a_rerun_is_load_skipped(warehouse, lake):
+    fill_lake(lake)
+    first = load_lake(lake, warehouse)
+    assert (first.files_loaded, first.rows_loaded, first.files_skipped, first.refused) == (12, 6000, 0, [])
+    rows = snowflake_rows(warehouse)
+    assert len(rows) == len(set(rows)) == 6000
+    assert set(rows) == lake_rows(lake)
+    # A re-run of the same files: Snowflake's load history says LOAD_SKIPPED, counts unchanged.
+    again = warehouse.load(lake, lake.list("trades/"))
+    assert (again.files_loaded, again.rows_loaded, again.files_skipped) == (0, 0, 12)
+    assert warehouse.execute("select count(*) from raw.trades") == [(6000,)]
+
+
+def test_only_announced_files_are_copied_and_a_new_one_loads(warehouse, lake):
+    fill_lake(lake, files=2)
+    assert load_lake(lake, warehouse).files_loaded == 4
+    keys = write_trades(lake, columns("BTCUSDT", 70_000, 7, START_US + HOUR_US), "backfill", START_US)
+    mark_written(lake, "repair-BTCUSDT-test", keys)
+    new = load_lake(lake, warehouse)
+    assert (new.files_loaded, new.rows_loaded, new.files_listed, new.partitions_listed) == (1, 7, 1, 1)
+    assert warehouse.execute("select count(*) from raw.trades where trade_id >= 70000") == [(7,)]
+
+
+def test_corrupt_and_foreign_files_are_refused_by_name_and_the_rest_load(warehouse, lake):
+    fill_lake(lake, files=2)
+    corrupt = "trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=08/stream-900-901.parquet"
+    foreign = "trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=08/stream-902-903.parquet"
+    lake.put(corrupt, b"PAR1 this is not parquet")
+    lake.put(foreign, parquet_bytes(pa.table({"id": [1, 2], "price": [1.5, 2.5]})))
+    result = load_lake(lake, warehouse)
+    assert (result.files_loaded, result.rows_loaded) == (4, 2000)
+    assert sorted(reason.split(":")[0] for reason in result.refused) == [corrupt, foreign]
+    assert all("COPY INTO refused it" in reason for reason in result.refused)
+    assert warehouse.execute("select count(*) from raw.trades") == [(2000,)]
+    # Remembered: a reconcile does not report them again.
+    assert load_lake(lake, warehouse, full=True).refused == []
+
+
+def test_setup_is_versioned_and_applies_each_version_once(warehouse, lake):
+    assert warehouse.setup(lake.url, "cryptoflow_lake", account_level=False) == []
+    assert warehouse.execute("select version from raw.schema_migrations") == [("V002",)]
+    schemas = {row[0].lower() for row in warehouse.execute("select schema_name from information_schema.schemata")}
+    assert {"raw", "staging", "marts"} <= schemas
+
+
+def test_every_setup_version_renders_and_grants_what_each_role_needs():
+    statements = {
+        version: render_setup(path, "cryptoflow", "s3://lake-bucket", "cryptoflow_lake")
+        for version, path in setup_versions()
+    }
+    assert list(statements) == ["V001", "V002", "V003"]
+    text = {version: "\n".join(parts).lower() for version, parts in statements.items()}
+    assert not any("${" in body for body in text.values())
+    assert f"create role if not exists {LOADER_ROLE}" in text["V001"]
+    assert f"create role if not exists {READER_ROLE}" in text["V001"]
+    assert "url = 's3://lake-bucket/' storage_integration = cryptoflow_lake" in text["V002"]
+    grants = text["V003"].splitlines()
+    # The loader copies through the stage and its format into raw; the reader only reads marts.
+    for needed in (
+        "on stage cryptoflow.raw.lake",
+        "on file format cryptoflow.raw.lake_parquet",
+        "schema cryptoflow.raw",
+    ):
+        assert any(needed in line and LOADER_ROLE in line for line in grants), needed
+    reader = [line for line in grants if line.endswith(READER_ROLE)]
+    assert reader
+    assert all("select" in line or "usage" in line for line in reader)
+    assert not any("raw" in line or "insert" in line for line in reader)
+
+
+def test_a_local_lake_needs_no_storage_integration():
+    assert stage_location("file:///tmp/lake", "cryptoflow_lake") == "url = 'file:///tmp/lake/'"
+
+
+def test_the_load_and_setup_commands_run_on_snowflake(snowflake, lake, monkeypatch, capsys):
+    monkeypatch.setenv("WAREHOUSE", "snowflake")
+    monkeypatch.setenv("LAKE_URL", lake.url)
+    fill_lake(lake, files=2)
+    assert main(["warehouse-setup", "--objects-only"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"applied": ["V002"]}
+    assert main(["load"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"files": 4, "rows": 2000, "refused": []}
+    assert main(["load", "--full"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"files": 0, "rows": 0, "refused": []}
