@@ -141,18 +141,14 @@ class SnowflakeWarehouse:
                 self._copy(chunk, result)
             except FILE_ERRORS as error:
                 if len(chunk) == 1:
-                    self._refuse(
-                        chunk[0], RefusedFile(f"{chunk[0].key}: COPY INTO refused it ({_first_line(error)})"), result
-                    )
+                    self._refuse(chunk[0], error, result)
                     continue
                 log.warning("COPY of %d files failed (%s): copying them one by one", len(chunk), _first_line(error))
                 for info in chunk:
                     try:
                         self._copy([info], result)
                     except FILE_ERRORS as single_error:
-                        self._refuse(
-                            info, RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(single_error)})"), result
-                        )
+                        self._refuse(info, single_error, result)
         return result
 
     def _copy(self, infos: list[ObjectInfo], result: LoadResult) -> None:
@@ -173,7 +169,8 @@ class SnowflakeWarehouse:
             else:
                 raise ProgrammingError(msg=f"COPY INTO reported {status} for {row[0]}: {row[6]}")
 
-    def _refuse(self, info: ObjectInfo, error: RefusedFile, result: LoadResult) -> None:
+    def _refuse(self, info: ObjectInfo, copy_error: Exception, result: LoadResult) -> None:
+        error = RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})")
         log.error("refused %s", error)
         result.refused.append(str(error))
         self.execute(
