@@ -18,7 +18,8 @@ from websockets.sync.client import connect
 import include.sandbox.server
 from include.cli import build_parser, main
 from include.sandbox.config import SandboxConfig
-from tests.conftest import BTCUSDT_DUMP, REPO_ROOT, free_port, http_get
+from tests.support.net import free_port, http_get
+from tests.support.paths import BTCUSDT_DUMP, REPO_ROOT
 
 SANDBOX_FLAGS = (
     "--host",

@@ -26,7 +26,8 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trades
 from include.repair.ledger import read_report, read_reports
 from include.sandbox import rest
-from tests.conftest import REPO_ROOT, free_port
+from tests.support.net import free_port
+from tests.support.paths import REPO_ROOT
 
 SYMBOL = "XRPETH"
 START = datetime(2019, 10, 11, tzinfo=UTC)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, http_get
+from tests.support.net import free_port, http_get
+from tests.support.paths import REPO_ROOT
 
 
 def read_until(process: subprocess.Popen, marker: str, timeout: float) -> str:

@@ -1,6 +1,6 @@
 """The raw trade contract in the lake: schema, deterministic keys, and Parquet in and out.
 
-One row per exchange trade (ARCHITECTURE §3). Prices and quantities are decimal(38, 8) built
+One row per exchange trade (docs/architecture.md, "Data contract"). Prices and quantities are decimal(38, 8) built
 straight from integer 1e-8 units, so no value passes through a float. ``quote_quantity`` is
 price x quantity exactly, which can need up to 16 decimals (e.g. ETHBTC), hence decimal(38, 16).
 A file never spans two hours, and its key is derived from its content, so writing the same trades

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from include.binance.client import WEIGHTS, BinanceClient, BinanceError, BinanceUnavailable, WeightBudget
 from include.sandbox.faults import FaultSettings
-from tests.conftest import admin, free_port, http_get, http_post_json
+from tests.support.net import admin, free_port, http_get, http_post_json
 
 SYMBOL = "BTCUSDT"
 MICRO = {"X-MBX-TIME-UNIT": "MICROSECOND"}

@@ -3,7 +3,7 @@
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from tests.airflow_env import REPO_ROOT
+from tests.support.airflow_env import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trade_ids
 from include.up import airflow_env
 from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
-from tests.conftest import REPO_ROOT, free_port
+from tests.support.net import free_port
+from tests.support.paths import REPO_ROOT
 
 CONSUMER_DAG = """
 from datetime import datetime

@@ -23,8 +23,9 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trades, trade_keys
 from include.repair.ledger import read_report
 from include.repair.repair import to_us
-from tests.airflow_env import airflow_subprocess_env, migrate_db
-from tests.conftest import MICRO, rest_history
+from tests.support.airflow_env import airflow_subprocess_env, migrate_db
+from tests.support.exchange import rest_history
+from tests.support.net import MICRO
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))

@@ -9,8 +9,8 @@ import pytest
 
 from include.lake.store import LocalStore
 from include.lake.trades import read_trades
-from tests.airflow_env import airflow_subprocess_env, migrate_db
-from tests.conftest import http_get
+from tests.support.airflow_env import airflow_subprocess_env, migrate_db
+from tests.support.net import http_get
 
 
 @pytest.mark.slow

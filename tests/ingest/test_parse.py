@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from include.ingest.parse import CombinedTrade, Control, Rejected, decode, reason, validate
-from tests.conftest import BINANCE_SAMPLES
+from tests.support.paths import BINANCE_SAMPLES
 
 SYMBOLS = frozenset({"ETHUSDT", "BTCUSDT"})
 SAMPLE = json.loads((BINANCE_SAMPLES / "ws_spot_trade.json").read_text())

@@ -34,7 +34,9 @@ from include.ingest.worker import StreamWorker, WorkerSettings
 from include.lake.store import LocalStore, ObjectStore, S3Store
 from include.lake.trades import read_trades
 from include.sandbox.server import RunningSandbox
-from tests.conftest import MICRO, REPO_ROOT, admin, free_port, http_get, http_post_json, rest_history, stream_for
+from tests.support.exchange import rest_history, stream_for
+from tests.support.net import MICRO, admin, free_port, http_get, http_post_json
+from tests.support.paths import REPO_ROOT
 
 SYMBOL = "BTCUSDT"
 RATE = 100.0  # trades per second per symbol, on average (bursts run at 8x for a second or two)

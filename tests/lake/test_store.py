@@ -13,7 +13,8 @@ from botocore.config import Config
 
 from include.lake import store as store_module
 from include.lake.store import LakeError, LocalStore, S3Store, open_lake
-from tests.conftest import REPO_ROOT, free_port
+from tests.support.net import free_port
+from tests.support.paths import REPO_ROOT
 
 BACKENDS = ["local", "s3"]
 S3_PREFIX = "env/lake"

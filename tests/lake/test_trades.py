@@ -250,7 +250,7 @@ def test_parquet_has_the_contract_schema_and_zstd(tmp_path):
     (key,) = write_trades(lake, columns("BTCUSDT", rows), "stream", at(13, 5))
     parquet = pq.ParquetFile(io.BytesIO(lake.get(key)))
     assert parquet.schema_arrow.equals(TRADE_SCHEMA)
-    # spelled out independently of TRADE_SCHEMA: the columns of ARCHITECTURE §3
+    # spelled out independently of TRADE_SCHEMA: the columns of docs/architecture.md, "Data contract"
     expected = [
         ("exchange", pa.string()),
         ("symbol", pa.string()),

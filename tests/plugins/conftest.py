@@ -1,1 +1,1 @@
-import tests.airflow_env  # noqa: F401  (configures Airflow before anything imports it)
+import tests.support.airflow_env  # noqa: F401  (configures Airflow before anything imports it)

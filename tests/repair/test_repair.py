@@ -29,7 +29,8 @@ from include.repair.ledger import read_report, read_reports
 from include.repair.repair import RepairIncomplete, hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
 from include.sandbox.server import RunningSandbox, serve_in_thread
-from tests.conftest import MICRO, admin, rest_history, sandbox_config
+from tests.support.exchange import rest_history, sandbox_config
+from tests.support.net import MICRO, admin
 
 SYMBOL = "BTCUSDT"
 HOUR = timedelta(hours=1)

@@ -22,7 +22,8 @@ from include.lake.trades import read_table, read_trades
 from include.repair.ledger import read_report
 from include.repair.repair import hour_windows, repair_window, to_us
 from include.sandbox.faults import FaultSettings
-from tests.conftest import MICRO, admin, rest_history, stream_for
+from tests.support.exchange import rest_history, stream_for
+from tests.support.net import MICRO, admin
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 RATE = 50.0  # trades per second per symbol, on average

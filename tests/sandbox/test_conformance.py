@@ -14,7 +14,8 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import BINANCE_SAMPLES, http_get
+from tests.support.net import http_get
+from tests.support.paths import BINANCE_SAMPLES
 
 DECIMAL_8 = re.compile(r"^\d+\.\d{8}$")
 DIGITS = re.compile(r"^\d+$")

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from include.sandbox.faults import MALFORMED_KINDS, FaultSettings
-from tests.conftest import admin, http_get, http_post_json, ws_client
+from tests.support.net import admin, http_get, http_post_json, ws_client
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 COMBINED = "/stream?streams=btcusdt@trade/ethusdt@trade"

@@ -22,7 +22,9 @@ import pytest
 from websockets.sync.client import connect
 
 from include.sandbox.replay import ReplayFileError, load_replay, read_trades
-from tests.conftest import BTCUSDT_DUMP, MICRO, http_get, rest_history
+from tests.support.exchange import rest_history
+from tests.support.net import MICRO, http_get
+from tests.support.paths import BTCUSDT_DUMP
 
 FIRST_ID, LAST_ID = 553287559, 553289559
 DAY_MS = int(datetime(2021, 1, 8, tzinfo=UTC).timestamp()) * 1000  # 2021-01-08 00:00 UTC

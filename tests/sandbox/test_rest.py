@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import BTCUSDT_DUMP, http_get
+from tests.support.net import http_get
+from tests.support.paths import BTCUSDT_DUMP
 
 DECIMAL_8 = re.compile(r"^\d+\.\d{8}$")
 EXACT = Context(prec=80, traps=[Inexact])

@@ -12,7 +12,7 @@ import pytest
 from binance.client import Client
 from binance.exceptions import BinanceAPIException
 
-from tests.conftest import http_get
+from tests.support.net import http_get
 
 SYMBOL = "BTCUSDT"
 MINUTE = 60_000

@@ -22,7 +22,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import REPO_ROOT, free_port, http_get, ws_client
+from tests.support.net import free_port, http_get, ws_client
+from tests.support.paths import REPO_ROOT
 
 TRADE_FIELDS = {"e", "E", "s", "t", "p", "q", "T", "m", "M"}
 DECIMAL_8 = re.compile(r"^[0-9]+\.[0-9]{1,8}$")

@@ -10,7 +10,7 @@ from include.lake.trades import HOUR_US, write_trades
 from include.warehouse.discover import discover, prune_stale_markers
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
-from tests.warehouse.test_duckdb_load import START_US, columns
+from tests.support.trades import START_US, columns
 
 
 @pytest.fixture

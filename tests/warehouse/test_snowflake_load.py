@@ -19,7 +19,7 @@ from include.warehouse.snowflake_backend import (
     setup_versions,
     stage_location,
 )
-from tests.warehouse.test_duckdb_load import START_US, columns, fill_lake, lake_rows
+from tests.support.trades import START_US, columns, fill_lake, lake_rows
 
 TRADE_COLUMNS = "symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker, source"
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_HOME = Path(os.environ.get("CRYPTOFLOW_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="cryptoflow-airflow-"))
 os.environ["CRYPTOFLOW_TEST_AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 

@@ -1,0 +1,47 @@
+"""Trades made up for warehouse tests: exact, varied decimals, written to a lake and read back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from include.lake.trades import TradeColumns, read_trades, write_trades
+
+START_US = 1_795_514_400_000_000  # 2026-11-24T08:00:00Z
+
+
+def columns(symbol: str, first_id: int, count: int, start_us: int = START_US) -> TradeColumns:
+    ids = np.arange(first_id, first_id + count, dtype=np.int64)
+    return TradeColumns(
+        symbol,
+        ids,
+        6_000_000_000_000 + (ids * 7919) % 100_000_000,  # 60000.xx with varied 8-decimal tails
+        1 + (ids * 104_729) % 10_000_000,
+        start_us + (ids - first_id) * 1_000_000,
+        ids % 3 == 0,
+    )
+
+
+def fill_lake(lake, files: int = 6, per_file: int = 500) -> None:
+    for symbol, offset in (("BTCUSDT", 1), ("ETHUSDT", 10_000)):
+        for n in range(files):
+            source = "stream" if n % 2 else "backfill"
+            write_trades(lake, columns(symbol, offset + n * per_file, per_file), source, START_US)
+
+
+def lake_rows(lake) -> set[tuple]:
+    rows = set()
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        for row in read_trades(lake, symbol).to_pylist():
+            rows.add(
+                (
+                    row["symbol"],
+                    row["trade_id"],
+                    row["price"],
+                    row["quantity"],
+                    row["quote_quantity"],
+                    row["trade_time"],
+                    row["is_buyer_maker"],
+                    row["source"],
+                )
+            )
+    return rows
