@@ -15,14 +15,16 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from bench.common import DUMP_START_US, free_port, start_sandbox, write_dump
-from include.binance.client import WEIGHTS, BinanceClient
+from include.binance.client import BinanceClient
+from include.binance.protocol import WEIGHTS
 from include.lake.store import LocalStore
 from include.lake.trades import read_trade_ids
 from include.repair.repair import repair_window
+from include.timeutil import from_us
 
 WEIGHT_LIMIT = 6000
 CEILING_TRADES_PER_SECOND = WEIGHT_LIMIT / WEIGHTS["historicalTrades"] * 1000 / 60
@@ -39,7 +41,7 @@ def main(count: int = 700_000) -> bool:
         )
         try:
             lake = LocalStore(Path(work) / "lake")
-            start = datetime.fromtimestamp(DUMP_START_US / 1e6, UTC)
+            start = from_us(DUMP_START_US)
             with BinanceClient(f"http://127.0.0.1:{port}", weight_limit=WEIGHT_LIMIT) as client:
                 trades_per_minute: Counter[int] = Counter()
                 fetch = client.historical_trades

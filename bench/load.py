@@ -18,7 +18,8 @@ import numpy as np
 
 from include.lake.markers import MarkerWriter
 from include.lake.store import LocalStore
-from include.lake.trades import HOUR_US, TradeColumns, trade_objects
+from include.lake.trades import TradeColumns, trade_objects
+from include.timeutil import HOUR_US
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 

@@ -22,7 +22,7 @@ changes nothing.
 `airflow backfill create --dag-id repair_gaps --from-date ... --to-date ...`). A window that was never
 streamed is one large gap and is imported the same way.
 
-REST calls of all tasks go through the `binance_rest` pool, and every request is budgeted from
+REST calls of all tasks go through the `exchange_rest` pool, and every request is budgeted from
 Binance's `X-MBX-USED-WEIGHT-1M`, so concurrent tasks never earn a 429, let alone a 418.
 """
 
@@ -36,8 +36,8 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from lake_assets import LAKE_TRADES
 
-from include.binance.client import AIRFLOW_POOL
 from include.config import load_settings
+from include.pools import EXCHANGE_REST
 
 
 @dag(
@@ -62,7 +62,7 @@ def repair_gaps() -> None:
     def symbols() -> list[str]:
         return list(load_settings().symbols)
 
-    @task(pool=AIRFLOW_POOL, outlets=[LAKE_TRADES], map_index_template="{{ task.op_kwargs['symbol'] }}")
+    @task(pool=EXCHANGE_REST.name, outlets=[LAKE_TRADES], map_index_template="{{ task.op_kwargs['symbol'] }}")
     def repair(symbol: str, data_interval_start: Any = None, data_interval_end: Any = None) -> dict[str, Any]:
         """Check one symbol's window and fill what is missing."""
         from dataclasses import asdict

@@ -21,7 +21,6 @@ Trigger it by hand with `{"window_minutes": 5}` for a short stream.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -30,8 +29,6 @@ from lake_assets import LAKE_TRADES
 from trade_stream_sensor import TradeStreamSensor
 
 from include.config import load_settings
-
-SHARD_SIZE = int(os.environ.get("STREAM_SHARD_SIZE", "50"))  # symbols per mapped task
 
 
 @dag(
@@ -52,8 +49,9 @@ def stream_trades() -> None:
     @task
     def plan_shards() -> list[str]:
         """Split SYMBOLS into shards, one mapped stream task each."""
-        symbols = load_settings().symbols
-        return [",".join(symbols[i : i + SHARD_SIZE]) for i in range(0, len(symbols), SHARD_SIZE)]
+        settings = load_settings()
+        symbols, size = settings.symbols, settings.stream_shard_size
+        return [",".join(symbols[i : i + size]) for i in range(0, len(symbols), size)]
 
     TradeStreamSensor.partial(
         task_id="stream",

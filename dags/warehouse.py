@@ -12,7 +12,7 @@ with `{"full": true}` to reconcile at once.
 
 `WAREHOUSE` picks the backend. DuckDB (`DUCKDB_PATH`, the default) commits a file's rows with its
 ledger row; Snowflake runs `COPY INTO raw.trades` with explicit `FILES`, and its load history
-makes a re-run a no-op. The `duckdb_writer` pool has one slot: DuckDB allows one writing process.
+makes a re-run a no-op. The `warehouse_writer` pool has one slot: DuckDB allows one writing process.
 
 Each run returns the files and rows it loaded. A file that is not a trade file of the contract is
 refused by name and the run fails without retrying, after the other files loaded; the refusal is
@@ -28,7 +28,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, g
 from lake_assets import LAKE_TRADES
 
 from include.config import load_settings
-from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
+from include.pools import WAREHOUSE_WRITER
 
 
 @dag(
@@ -42,7 +42,7 @@ from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
     default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow"},
 )
 def warehouse() -> None:
-    @task(pool=DUCKDB_POOL)
+    @task(pool=WAREHOUSE_WRITER.name)
     def load() -> dict[str, Any]:
         """Load every new lake file into raw.trades (the whole lake on the nightly reconcile)."""
         from contextlib import closing

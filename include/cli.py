@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from include.binance.protocol import SYMBOL_PATTERN
 from include.sandbox.faults import FaultSettings
 from include.sandbox.replay import ReplayFileError, symbol_of
-from include.sandbox.symbols import SYMBOL_PATTERN
 
 
 def _number(

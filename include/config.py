@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from include.sandbox.symbols import SYMBOL_PATTERN
+from include.binance.protocol import MAX_STREAMS_PER_CONNECTION, SYMBOL_PATTERN
 
 BINANCE_REST_URL = "https://api.binance.com"
 BINANCE_WS_URL = "wss://stream.binance.com:9443"
 SANDBOX_HOST, SANDBOX_PORT = "127.0.0.1", 9100
+# Relative paths in settings are taken from the repo, never from the working directory: Airflow's
+# task processes, make up and the command line all start in different folders.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 EXCHANGES = ("sandbox", "binance")
 WAREHOUSES = ("duckdb", "snowflake")
 
@@ -29,6 +32,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     exchange: str
+    data_dir: Path  # everything local: the default lake, the DuckDB file, the spools
     rest_url: str
     ws_url: str
     lake_url: str
@@ -37,13 +41,33 @@ class Settings:
     symbols: tuple[str, ...]
     snowflake_conn_id: str = "snowflake_default"
     snowflake_storage_integration: str = "cryptoflow_lake"
+    stream_shard_size: int = 50  # symbols per mapped stream task
+
+    def spool_dir(self, writer: str) -> Path:
+        """The local spool of one writer: its own folder, so two writers never share one."""
+        return self.data_dir / "spool" / writer
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     parsed = urlparse(value)
-    if parsed.scheme not in schemes or not parsed.netloc:
-        raise ConfigError(f"{name}={value!r} is not a {' or '.join(schemes)} URL")
+    try:
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError:  # urlparse only checks the port when asked for it
+        port_ok = False
+    if parsed.scheme not in schemes or not parsed.hostname or not port_ok:
+        raise ConfigError(f"{name}={value!r} is not a {' or '.join(schemes)} URL with a valid host and port")
     return value.rstrip("/")
+
+
+def _integer(name: str, value: str, low: int, high: int) -> int:
+    if not value.strip().isdigit() or not low <= int(value) <= high:
+        raise ConfigError(f"{name}={value!r} is not a whole number from {low} to {high}")
+    return int(value)
+
+
+def _path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -69,22 +93,27 @@ def parse_symbols(name: str, value: str) -> tuple[str, ...]:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     exchange = _choice("EXCHANGE", env.get("EXCHANGE", "sandbox"), EXCHANGES)
-    sandbox = f"{SANDBOX_HOST}:{env.get('SANDBOX_PORT', SANDBOX_PORT)}"
+    sandbox = f"{SANDBOX_HOST}:{_integer('SANDBOX_PORT', env.get('SANDBOX_PORT', str(SANDBOX_PORT)), 1, 65535)}"
     default_rest = BINANCE_REST_URL if exchange == "binance" else f"http://{sandbox}"
     default_ws = BINANCE_WS_URL if exchange == "binance" else f"ws://{sandbox}"
-    lake_url = env.get("LAKE_URL", f"file://{Path('data/lake').resolve()}")
+    data_dir = _path(env.get("DATA_DIR", "data"), REPO_ROOT)
+    lake_url = env.get("LAKE_URL", f"file://{data_dir / 'lake'}")
     if not re.match(r"^(file|s3)://.+", lake_url):
         raise ConfigError(f"LAKE_URL={lake_url!r} is not a file:// or s3:// URL")
     return Settings(
         exchange=exchange,
+        data_dir=data_dir,
         rest_url=_url("BINANCE_REST_URL", env.get("BINANCE_REST_URL", default_rest), ("http", "https")),
         ws_url=_url("BINANCE_WS_URL", env.get("BINANCE_WS_URL", default_ws), ("ws", "wss")),
         lake_url=lake_url.rstrip("/"),
         warehouse=_choice("WAREHOUSE", env.get("WAREHOUSE", "duckdb"), WAREHOUSES),
-        duckdb_path=Path(env.get("DUCKDB_PATH", "data/warehouse.duckdb")),
+        duckdb_path=_path(env.get("DUCKDB_PATH", "warehouse.duckdb"), data_dir),
         symbols=parse_symbols("SYMBOLS", env.get("SYMBOLS", "BTCUSDT,ETHUSDT")),
         snowflake_conn_id=_identifier("SNOWFLAKE_CONN_ID", env.get("SNOWFLAKE_CONN_ID", "snowflake_default")),
         snowflake_storage_integration=_identifier(
             "SNOWFLAKE_STORAGE_INTEGRATION", env.get("SNOWFLAKE_STORAGE_INTEGRATION", "cryptoflow_lake")
+        ),
+        stream_shard_size=_integer(
+            "STREAM_SHARD_SIZE", env.get("STREAM_SHARD_SIZE", "50"), 1, MAX_STREAMS_PER_CONNECTION
         ),
     )

@@ -13,10 +13,9 @@ import socket
 import sys
 from pathlib import Path
 
-from include.binance.client import AIRFLOW_POOL, AIRFLOW_POOL_SLOTS
 from include.config import Settings, load_settings
+from include.pools import POOLS
 from include.supervisor import Service, supervise
-from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,11 +85,7 @@ def services(settings: Settings, sandbox_port: int, sandbox_rate: float, api_por
             argv=[airflow, "standalone"],
             env=airflow_env(airflow_home, settings, api_port),
             log_file=airflow_home / "standalone.log",
-            # The pool that shares Binance's REST weight between repair tasks.
-            after_start=[
-                [airflow, "pools", "set", AIRFLOW_POOL, str(AIRFLOW_POOL_SLOTS), "Binance REST weight"],
-                [airflow, "pools", "set", DUCKDB_POOL, "1", "One DuckDB writer at a time"],
-            ],
+            after_start=[[airflow, "pools", "set", pool.name, str(pool.slots), pool.description] for pool in POOLS],
             health_url=f"http://127.0.0.1:{api_port}/api/v2/monitor/health",
             urls={
                 "Airflow UI": f"http://127.0.0.1:{api_port}",

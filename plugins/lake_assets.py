@@ -23,11 +23,11 @@ from airflow.sdk import Asset, AssetWatcher
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from include.config import load_settings
+from include.lake.keys import watcher_key
 from include.lake.markers import writes_fingerprint
 from include.lake.store import open_lake
 
 log = logging.getLogger(__name__)
-CURSOR_PREFIX = "status/watchers/"
 
 
 class LakeWritesTrigger(BaseEventTrigger):
@@ -46,7 +46,7 @@ class LakeWritesTrigger(BaseEventTrigger):
     def _check(self) -> str | None:
         """The new fingerprint when the lake changed since the last announcement, else None."""
         lake = open_lake(self.lake_url)
-        cursor_key = f"{CURSOR_PREFIX}{self.name}.json"
+        cursor_key = watcher_key(self.name)
         current = writes_fingerprint(lake)
         announced = json.loads(lake.get(cursor_key))["fingerprint"] if lake.exists(cursor_key) else None
         if current == announced:

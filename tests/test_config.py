@@ -10,10 +10,13 @@ def test_defaults_point_at_the_local_sandbox():
     assert settings.exchange == "sandbox"
     assert settings.rest_url == "http://127.0.0.1:9100"
     assert settings.ws_url == "ws://127.0.0.1:9100"
-    assert settings.lake_url.startswith("file://")
-    assert settings.lake_url.endswith("/data/lake")
+    repo = Path(__file__).resolve().parents[1]
+    assert settings.data_dir == repo / "data"
+    assert settings.lake_url == f"file://{repo / 'data' / 'lake'}"
     assert settings.warehouse == "duckdb"
-    assert settings.duckdb_path == Path("data/warehouse.duckdb")
+    assert settings.duckdb_path == repo / "data" / "warehouse.duckdb"
+    assert settings.spool_dir("stream-a") == repo / "data" / "spool" / "stream-a"
+    assert settings.stream_shard_size == 50
     assert settings.symbols == ("BTCUSDT", "ETHUSDT")
     assert (settings.snowflake_conn_id, settings.snowflake_storage_integration) == (
         "snowflake_default",
@@ -48,6 +51,13 @@ def test_urls_and_symbols_can_be_overridden():
         ("SYMBOLS", " , "),
         ("SNOWFLAKE_CONN_ID", "snowflake default"),
         ("SNOWFLAKE_STORAGE_INTEGRATION", "lake; drop table x"),
+        ("SANDBOX_PORT", "abc"),
+        ("SANDBOX_PORT", "70000"),
+        ("SANDBOX_PORT", "0"),
+        ("BINANCE_REST_URL", "http://127.0.0.1:abc"),
+        ("BINANCE_WS_URL", "ws://:9100"),
+        ("STREAM_SHARD_SIZE", "0"),
+        ("STREAM_SHARD_SIZE", "many"),
     ],
 )
 def test_a_bad_value_fails_fast_naming_variable_and_value(name, value):
@@ -55,3 +65,14 @@ def test_a_bad_value_fails_fast_naming_variable_and_value(name, value):
         load_settings({name: value})
     assert name in str(error.value)
     assert repr(value) in str(error.value) or value.strip() in str(error.value)
+
+
+def test_relative_paths_are_taken_from_the_repo_not_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"DATA_DIR": "elsewhere", "DUCKDB_PATH": "w.duckdb"})
+    repo = Path(__file__).resolve().parents[1]
+    assert settings.data_dir == repo / "elsewhere"
+    assert settings.duckdb_path == repo / "elsewhere" / "w.duckdb"
+    assert settings.lake_url == f"file://{repo / 'elsewhere' / 'lake'}"
+    absolute = load_settings({"DATA_DIR": str(tmp_path)})
+    assert absolute.spool_dir("w") == tmp_path / "spool" / "w"

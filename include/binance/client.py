@@ -26,22 +26,10 @@ from typing import Any
 
 import httpx
 
-log = logging.getLogger(__name__)
+from include.binance.protocol import MAX_LIMIT, WEIGHTS
+from include.binance.protocol import WEIGHT_LIMIT_PER_MINUTE as DEFAULT_WEIGHT_LIMIT
 
-WEIGHTS = {
-    "ping": 1,
-    "time": 1,
-    "exchangeInfo": 20,
-    "trades": 25,
-    "historicalTrades": 25,
-    "aggTrades": 4,
-    "klines": 2,
-}
-DEFAULT_WEIGHT_LIMIT = 6000
-# The Airflow pool every REST-heavy task runs in: it caps how many processes share the IP's weight.
-AIRFLOW_POOL = "binance_rest"
-AIRFLOW_POOL_SLOTS = 2
-MAX_LIMIT = 1000
+log = logging.getLogger(__name__)
 
 
 class BinanceError(RuntimeError):

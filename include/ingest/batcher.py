@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from include.ingest.parse import Control, Rejected, decode, decode_many, looks_like_trade, validate
+from include.lake.keys import heartbeat_key, quarantine_key
 from include.lake.markers import MarkerWriter
 from include.lake.store import ObjectStore
-from include.lake.trades import EXCHANGE, TradeColumns, trade_objects
+from include.lake.trades import TradeColumns, trade_objects
+from include.timeutil import from_us, now_us
 
 RECENT_IDS_KEPT = 200_000  # per symbol: enough to catch every duplicate of a connection handover
 _NO_IDS = np.empty(0, dtype=np.int64)
@@ -28,10 +30,6 @@ _SAMPLE_FRAME = (
     b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1764000000000001,"s":"BTCUSDT","t":1,'
     b'"p":"1.00000000","q":"1.00000000","T":1764000000000000,"m":true,"M":true}}'
 )
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass
@@ -204,11 +202,8 @@ class MicroBatcher:
         return FlushResult(keys, prepared.trades_written, prepared.duplicates, prepared.quarantined, seconds)
 
     def _quarantine(self, rejected: list[Rejected], received_us: int) -> tuple[str, bytes]:
-        moment = datetime.fromtimestamp(received_us / 1e6, UTC)
-        key = (
-            f"quarantine/exchange={EXCHANGE}/date={moment:%Y-%m-%d}/hour={moment:%H}/"
-            f"{self.source}-{received_us}-{len(rejected)}.jsonl"
-        )
+        moment = from_us(received_us)
+        key = quarantine_key(self.source, received_us, len(rejected))
         lines = [
             json.dumps(
                 {
@@ -232,7 +227,7 @@ class MicroBatcher:
                 "last_trade_id": status.last_trade_id,
                 "last_trade_time": None
                 if status.last_trade_time_us is None
-                else datetime.fromtimestamp(status.last_trade_time_us / 1e6, UTC).isoformat(),
+                else from_us(status.last_trade_time_us).isoformat(),
                 "lag_seconds": None
                 if status.last_trade_time_us is None
                 else round((now_us() - status.last_trade_time_us) / 1e6, 3),
@@ -241,10 +236,6 @@ class MicroBatcher:
                 "connection": self.connection,
             }
             self.lake.put(heartbeat_key(symbol), json.dumps(body, indent=2).encode())
-
-
-def heartbeat_key(symbol: str) -> str:
-    return f"status/stream/exchange={EXCHANGE}/symbol={symbol}.json"
 
 
 def _reason_kind(reason: str) -> str:

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from include.binance.protocol import (
+    CONNECTION_ATTEMPT_WINDOW_SECONDS,
+    CONNECTION_ATTEMPTS_PER_WINDOW,
+    MAX_STREAMS_PER_CONNECTION,
+)
 from include.ingest.parse import Control, looks_like_trade
 
 log = logging.getLogger(__name__)
-MAX_STREAMS_PER_CONNECTION = 1024
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,8 @@ class StreamSettings:
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 30.0
     open_timeout_seconds: float = 10.0
-    attempts_per_window: int = 300
-    attempt_window_seconds: float = 300.0
+    attempts_per_window: int = CONNECTION_ATTEMPTS_PER_WINDOW
+    attempt_window_seconds: float = CONNECTION_ATTEMPT_WINDOW_SECONDS
 
 
 def stream_names(symbols: list[str] | tuple[str, ...]) -> list[str]:

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from include.binance.protocol import MAX_STREAMS_PER_CONNECTION
 from include.ingest.batcher import FlushResult, MicroBatcher
 from include.ingest.stream import ConnectionBudget, ShardConnection, StreamSettings, shard, stream_names
 from include.lake.store import ObjectStore
@@ -32,7 +33,7 @@ class WorkerSettings:
     flush_seconds: float = DEFAULT_FLUSH_SECONDS
     flush_trades: int = DEFAULT_FLUSH_TRADES
     max_buffered_trades: int = 200_000
-    streams_per_connection: int = 1024
+    streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
     heartbeat_seconds: float = 5.0
 
     def __post_init__(self) -> None:

@@ -16,21 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from include.lake.keys import WRITES_PREFIX, marker_key, partition_of
 from include.lake.store import ObjectStore
 
-WRITES_PREFIX = "status/writes/"
 # How long a writer keeps naming a partition after its last write there: far longer than a loader
 # is ever behind, and a full reconcile covers anything older.
 PARTITION_MEMORY = timedelta(days=2)
-
-
-def partition_of(key: str) -> str:
-    """The partition prefix of a lake key: everything up to and including the last "/" ("" if none)."""
-    return key[: key.rfind("/") + 1]
-
-
-def marker_key(writer: str) -> str:
-    return f"{WRITES_PREFIX}{writer}.json"
 
 
 @dataclass

@@ -12,14 +12,15 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-EXCHANGE = "binance"
+from include.lake.keys import EXCHANGE, hour_of_key, symbol_prefix, trade_key
+from include.timeutil import HOUR_US
+
 PRICE = pa.decimal128(38, 8)
 QUOTE = pa.decimal128(38, 16)
 SOURCES = ("stream", "backfill", "replay")
@@ -37,7 +38,6 @@ TRADE_SCHEMA = pa.schema(
         pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
-HOUR_US = 3_600_000_000
 
 
 def decimal_array(units: np.ndarray, dtype: pa.Decimal128Type) -> pa.Array:
@@ -107,14 +107,6 @@ def to_table(columns: TradeColumns, source: str, ingested_at_us: int) -> pa.Tabl
     )
 
 
-def trade_key(symbol: str, hour_start_us: int, source: str, first_id: int, last_id: int) -> str:
-    hour = datetime.fromtimestamp(hour_start_us / 1e6, UTC)
-    return (
-        f"trades/exchange={EXCHANGE}/symbol={symbol}/date={hour:%Y-%m-%d}/hour={hour:%H}/"
-        f"{source}-{first_id}-{last_id}.parquet"
-    )
-
-
 def split_by_hour(columns: TradeColumns) -> list[tuple[int, TradeColumns]]:
     """The trades grouped by the UTC hour of their trade time, each group sorted by trade id."""
     hours = columns.trade_time_us // HOUR_US
@@ -162,17 +154,6 @@ def write_trades(lake: object, columns: TradeColumns, source: str, ingested_at_u
 
 def read_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
     return pq.read_table(io.BytesIO(data), columns=list(columns) if columns else None)
-
-
-def symbol_prefix(symbol: str) -> str:
-    return f"trades/exchange={EXCHANGE}/symbol={symbol}/"
-
-
-def hour_of_key(key: str) -> int:
-    """Start (µs) of the hour a trade file covers, from its ``date=``/``hour=`` partitions."""
-    parts = dict(part.split("=", 1) for part in key.split("/") if "=" in part)
-    moment = datetime.strptime(f"{parts['date']} {parts['hour']}", "%Y-%m-%d %H").replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000
 
 
 def trade_keys(lake: object, symbol: str, start_us: int | None = None, end_us: int | None = None) -> list[str]:

@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from include.lake.keys import ledger_symbol_prefix, report_key
 from include.lake.store import ObjectStore
-from include.lake.trades import EXCHANGE
 
 LEDGER_PREFIX = "status/completeness/"
 
@@ -44,10 +44,6 @@ class WindowReport:
         )
 
 
-def report_key(symbol: str, start: datetime) -> str:
-    return f"{LEDGER_PREFIX}exchange={EXCHANGE}/symbol={symbol}/date={start:%Y-%m-%d}/{start:%Y%m%dT%H%M%SZ}.json"
-
-
 def read_report(lake: ObjectStore, symbol: str, start: datetime) -> WindowReport | None:
     key = report_key(symbol, start)
     if not lake.exists(key):
@@ -64,5 +60,4 @@ def write_report(lake: ObjectStore, report: WindowReport, start: datetime) -> st
 
 def read_reports(lake: ObjectStore, symbol: str) -> list[WindowReport]:
     """Every window on record for a symbol, oldest first."""
-    prefix = f"{LEDGER_PREFIX}exchange={EXCHANGE}/symbol={symbol}/"
-    return [WindowReport(**json.loads(lake.get(info.key))) for info in lake.list(prefix)]
+    return [WindowReport(**json.loads(lake.get(info.key))) for info in lake.list(ledger_symbol_prefix(symbol))]

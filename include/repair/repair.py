@@ -13,13 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from include.binance.client import MAX_LIMIT, BinanceClient
+from include.binance.client import BinanceClient
+from include.binance.protocol import MAX_LIMIT
 from include.decimals import ScaleError, to_units
 from include.lake.markers import mark_written
 from include.lake.store import ObjectStore
 from include.lake.trades import TradeColumns, read_trade_ids, write_trades
 from include.repair.gaps import count, missing_ranges
 from include.repair.ledger import WindowReport, read_report, write_report
+from include.timeutil import to_us
 
 log = logging.getLogger(__name__)
 WINDOW = timedelta(hours=1)
@@ -27,10 +29,6 @@ WINDOW = timedelta(hours=1)
 
 class RepairIncomplete(RuntimeError):
     """After the fill, ids are still missing that REST did not report as holes: retry later."""
-
-
-def to_us(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
 def expected_range(client: BinanceClient, symbol: str, start_us: int, end_us: int) -> tuple[int, int] | None:

@@ -7,7 +7,6 @@ and hands every new trade to the hub, in id order per symbol.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 
 from include.sandbox.config import SandboxConfig
@@ -17,14 +16,11 @@ from include.sandbox.market import ReplayMarket, SyntheticMarket, TradeSource
 from include.sandbox.replay import load_replay
 from include.sandbox.store import Trade
 from include.sandbox.symbols import SymbolSpec, spec_for
-
-
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
+from include.timeutil import now_us
 
 
 class Exchange:
-    def __init__(self, config: SandboxConfig, clock_us: Callable[[], int] = wall_clock_us) -> None:
+    def __init__(self, config: SandboxConfig, clock_us: Callable[[], int] = now_us) -> None:
         self.config = config
         self.clock_us = clock_us
         self.started_us = clock_us()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from include.binance.client import WEIGHTS
+from include.binance.protocol import MAX_LIMIT, WEIGHTS
 from include.decimals import format_plain, format_units
 from include.sandbox import klines as kline_math
 from include.sandbox.exchange import Exchange
@@ -17,7 +17,6 @@ from include.sandbox.store import TradeStore
 
 _SYMBOL_CHARS = re.compile(r"^[A-Z0-9-_.]{1,20}$")
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")
-MAX_LIMIT = 1000
 
 
 class BinanceError(Exception):

@@ -6,12 +6,11 @@ the sandbox can serve whatever a test or a demo asks for.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from include.binance.protocol import SYMBOL_PATTERN
 from include.decimals import SCALE, to_units
 
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
 _QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
 
 

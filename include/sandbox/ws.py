@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from include.binance.protocol import CONNECTION_ATTEMPT_WINDOW_SECONDS, CONNECTION_ATTEMPTS_PER_WINDOW
 from include.decimals import format_units
 from include.sandbox.exchange import Exchange
 from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
@@ -26,7 +27,6 @@ from include.sandbox.store import Trade
 _STREAM_NAME = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_]+$")
 _REQUEST_ID_TEXT = re.compile(r"^[A-Za-z0-9]{0,36}$")
 _MAX_QUEUED_FRAMES = 2_000_000  # a client this far behind is dropped, as Binance drops slow readers
-_CONNECTION_ATTEMPTS_PER_WINDOW, _ATTEMPT_WINDOW_SECONDS = 300, 300.0
 
 
 _FRAMES_PER_WRITE = 2000
@@ -190,10 +190,10 @@ class StreamHub:
     def _admit(self, client: str) -> bool:
         now = time.monotonic()
         attempts = self.attempts.setdefault(client, deque())
-        while attempts and now - attempts[0] > _ATTEMPT_WINDOW_SECONDS:
+        while attempts and now - attempts[0] > CONNECTION_ATTEMPT_WINDOW_SECONDS:
             attempts.popleft()
         attempts.append(now)
-        return len(attempts) <= _CONNECTION_ATTEMPTS_PER_WINDOW
+        return len(attempts) <= CONNECTION_ATTEMPTS_PER_WINDOW
 
     def _count_incoming(self, conn: Connection) -> bool:
         now = time.monotonic()

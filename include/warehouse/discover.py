@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from include.lake.markers import WRITES_PREFIX, read_marker
+from include.lake.keys import WRITES_PREFIX
+from include.lake.markers import read_marker
 from include.lake.store import ObjectInfo, ObjectStore
 
 TRADES_PREFIX = "trades/"

@@ -22,8 +22,6 @@ from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import LoadResult, RefusedFile, contract_table
 
 log = logging.getLogger(__name__)
-# DuckDB allows one writing process per file: in Airflow every writer runs in this one-slot pool.
-AIRFLOW_POOL = "duckdb_writer"
 
 SCHEMA_SQL = """
 create schema if not exists raw;

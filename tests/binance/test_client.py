@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.binance.client import WEIGHTS, BinanceClient, BinanceError, BinanceUnavailable, WeightBudget
+from include.binance.client import BinanceClient, BinanceError, BinanceUnavailable, WeightBudget
+from include.binance.protocol import WEIGHTS
 from include.sandbox.faults import FaultSettings
 from tests.support.net import admin, free_port, http_get, http_post_json
 

@@ -22,8 +22,8 @@ import pytest
 from include.config import load_settings
 from include.lake.store import LocalStore
 from include.lake.trades import read_trade_ids
+from include.pools import WAREHOUSE_WRITER
 from include.up import airflow_env
-from include.warehouse.duckdb_backend import AIRFLOW_POOL as DUCKDB_POOL
 from tests.support.net import free_port
 from tests.support.paths import REPO_ROOT
 
@@ -115,7 +115,7 @@ def test_each_flush_becomes_an_asset_event_and_a_consumer_run_while_the_stream_r
         try:
             wait_for(lambda: get_json(f"{api}/monitor/health"), 180, "the Airflow API", log)
             subprocess.run(
-                [str(Path(sys.executable).with_name("airflow")), "pools", "set", DUCKDB_POOL, "1", "test"],
+                [str(Path(sys.executable).with_name("airflow")), "pools", "set", WAREHOUSE_WRITER.name, "1", "test"],
                 env=env,
                 check=True,
                 capture_output=True,

@@ -21,8 +21,9 @@ import pytest
 
 from include.lake.store import LocalStore
 from include.lake.trades import read_trades, trade_keys
+from include.pools import EXCHANGE_REST
 from include.repair.ledger import read_report
-from include.repair.repair import to_us
+from include.timeutil import to_us
 from tests.support.airflow_env import airflow_subprocess_env, migrate_db
 from tests.support.exchange import rest_history
 from tests.support.net import MICRO
@@ -63,7 +64,7 @@ def assert_lake_is_the_window(lake: LocalStore, truth: dict[str, dict[int, dict[
 def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox, tmp_path):
     migrate_db()
     pools = subprocess.run(
-        [AIRFLOW, "pools", "set", "binance_rest", "2", "Binance REST"],
+        [AIRFLOW, "pools", "set", EXCHANGE_REST.name, "2", "Binance REST"],
         env=airflow_subprocess_env(),
         capture_output=True,
         text=True,

@@ -3,7 +3,8 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from include.lake.markers import MarkerWriter, WriteMarker, mark_written, marker_key, partition_of, read_marker
+from include.lake.keys import marker_key, partition_of
+from include.lake.markers import MarkerWriter, WriteMarker, mark_written, read_marker
 from include.lake.store import LocalStore
 
 P1 = "trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=10/"

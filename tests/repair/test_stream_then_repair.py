@@ -20,8 +20,9 @@ from include.binance.client import BinanceClient
 from include.lake.store import LocalStore
 from include.lake.trades import read_table, read_trades
 from include.repair.ledger import read_report
-from include.repair.repair import hour_windows, repair_window, to_us
+from include.repair.repair import hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
+from include.timeutil import to_us
 from tests.support.exchange import rest_history, stream_for
 from tests.support.net import MICRO, admin
 

@@ -4,9 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.lake.markers import MarkerWriter, WriteMarker, mark_written, marker_key
+from include.lake.keys import marker_key
+from include.lake.markers import MarkerWriter, WriteMarker, mark_written
 from include.lake.store import LocalStore
-from include.lake.trades import HOUR_US, write_trades
+from include.lake.trades import write_trades
+from include.timeutil import HOUR_US
 from include.warehouse.discover import discover, prune_stale_markers
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake

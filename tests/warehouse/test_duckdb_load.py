@@ -13,7 +13,8 @@ import pytest
 
 from include.lake.markers import mark_written
 from include.lake.store import LocalStore, open_lake
-from include.lake.trades import HOUR_US, parquet_bytes, write_trades
+from include.lake.trades import parquet_bytes, write_trades
+from include.timeutil import HOUR_US
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from tests.support.paths import REPO_ROOT

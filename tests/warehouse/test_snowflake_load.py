@@ -9,7 +9,8 @@ import pytest
 from include.cli import main
 from include.lake.markers import mark_written
 from include.lake.store import LocalStore
-from include.lake.trades import HOUR_US, parquet_bytes, write_trades
+from include.lake.trades import parquet_bytes, write_trades
+from include.timeutil import HOUR_US
 from include.warehouse.load import load_lake
 from include.warehouse.snowflake_backend import (
     LOADER_ROLE,

@@ -1,0 +1,51 @@
+"""Binance spot's protocol facts, in one place: the client, the stream and the sandbox all use these.
+
+Sources: Binance's spot API documentation and changelog (see docs/architecture.md, "Binance facts").
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- REST -------------------------------------------------------------------------------------
+
+# Request weight per endpoint (GET /api/v3/<endpoint>), counted per IP per clock minute.
+WEIGHTS: dict[str, int] = {
+    "ping": 1,
+    "time": 1,
+    "exchangeInfo": 20,
+    "trades": 25,
+    "historicalTrades": 25,
+    "aggTrades": 4,
+    "klines": 2,
+}
+WEIGHT_LIMIT_PER_MINUTE = 6000
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+TIME_UNIT_HEADER = "X-MBX-TIME-UNIT"
+MAX_LIMIT = 1000  # rows per page of trades, historicalTrades, aggTrades and klines
+
+# Binance's error codes, as the body {"code": ..., "msg": ...} carries them.
+ERROR_UNKNOWN = -1001  # internal error; try again
+ERROR_TOO_MANY_REQUESTS = -1003
+ERROR_START_AFTER_END = -1023
+ERROR_ILLEGAL_CHARS = -1100
+ERROR_MANDATORY_PARAM = -1102
+ERROR_UNREAD_PARAMS = -1104
+ERROR_INVALID_INTERVAL = -1120
+ERROR_INVALID_SYMBOL = -1121
+ERROR_PARAM_COMBINATION = -1128
+ERROR_INVALID_PARAM = -1130
+
+# --- WebSocket --------------------------------------------------------------------------------
+
+MAX_STREAMS_PER_CONNECTION = 1024
+MAX_INCOMING_MESSAGES_PER_SECOND = 5  # pings, pongs and JSON control messages count
+CONNECTION_ATTEMPTS_PER_WINDOW = 300
+CONNECTION_ATTEMPT_WINDOW_SECONDS = 300.0
+CONNECTION_LIFETIME_SECONDS = 24 * 3600.0
+PING_INTERVAL_SECONDS = 20.0
+PONG_TIMEOUT_SECONDS = 60.0
+
+# --- Symbols ----------------------------------------------------------------------------------
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")

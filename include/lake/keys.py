@@ -1,0 +1,78 @@
+"""Every key layout of the lake, in one place (docs/architecture.md, "Lake keys").
+
+Keys are deterministic: writing the same data twice writes the same object. Partitions are Hive
+style (``name=value``) so that a listing of one symbol, day or hour is a listing of one prefix.
+
+    trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=13/<source>-<first_id>-<last_id>.parquet
+    quarantine/exchange=binance/date=2026-11-24/hour=13/<writer>-<received_us>-<count>.jsonl
+    status/stream/exchange=binance/symbol=BTCUSDT.json           a stream heartbeat per symbol
+    status/completeness/exchange=binance/symbol=BTCUSDT/date=2026-11-24/20261124T130000Z.json
+    status/writes/<writer>.json                                  a write marker per writer
+    status/watchers/<name>.json                                  what an asset watcher last announced
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from include.timeutil import from_us, to_us
+
+EXCHANGE = "binance"
+TRADES_PREFIX = "trades/"
+QUARANTINE_PREFIX = "quarantine/"
+HEARTBEAT_PREFIX = "status/stream/"
+LEDGER_PREFIX = "status/completeness/"
+WRITES_PREFIX = "status/writes/"
+WATCHERS_PREFIX = "status/watchers/"
+
+
+def symbol_prefix(symbol: str) -> str:
+    """Every trade file of a symbol lies below this prefix."""
+    return f"{TRADES_PREFIX}exchange={EXCHANGE}/symbol={symbol}/"
+
+
+def trade_key(symbol: str, hour_start_us: int, source: str, first_id: int, last_id: int) -> str:
+    """The key of a trade file: one symbol, one UTC hour, the ids it holds."""
+    hour = from_us(hour_start_us)
+    return f"{symbol_prefix(symbol)}date={hour:%Y-%m-%d}/hour={hour:%H}/{source}-{first_id}-{last_id}.parquet"
+
+
+def hour_of_key(key: str) -> int:
+    """Start (µs) of the hour a trade file covers, from its ``date=``/``hour=`` partitions."""
+    parts = dict(part.split("=", 1) for part in key.split("/") if "=" in part)
+    moment = datetime.strptime(f"{parts['date']} {parts['hour']}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return to_us(moment)
+
+
+def partition_of(key: str) -> str:
+    """The partition prefix of a lake key: everything up to and including the last "/" ("" if none)."""
+    return key[: key.rfind("/") + 1]
+
+
+def quarantine_key(writer: str, received_us: int, count: int) -> str:
+    moment = from_us(received_us)
+    return (
+        f"{QUARANTINE_PREFIX}exchange={EXCHANGE}/date={moment:%Y-%m-%d}/hour={moment:%H}/"
+        f"{writer}-{received_us}-{count}.jsonl"
+    )
+
+
+def heartbeat_key(symbol: str) -> str:
+    return f"{HEARTBEAT_PREFIX}exchange={EXCHANGE}/symbol={symbol}.json"
+
+
+def ledger_symbol_prefix(symbol: str) -> str:
+    return f"{LEDGER_PREFIX}exchange={EXCHANGE}/symbol={symbol}/"
+
+
+def report_key(symbol: str, start: datetime) -> str:
+    """The completeness ledger's record of one symbol's window."""
+    return f"{ledger_symbol_prefix(symbol)}date={start:%Y-%m-%d}/{start:%Y%m%dT%H%M%SZ}.json"
+
+
+def marker_key(writer: str) -> str:
+    return f"{WRITES_PREFIX}{writer}.json"
+
+
+def watcher_key(name: str) -> str:
+    return f"{WATCHERS_PREFIX}{name}.json"
