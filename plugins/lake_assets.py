@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class LakeWritesTrigger(BaseEventTrigger):
-    def __init__(self, lake_url: str, name: str = "lake_trades", poll_seconds: float = 2.0) -> None:
+    def __init__(self, lake_url: str | None = None, name: str = "lake_trades", poll_seconds: float = 2.0) -> None:
         super().__init__()
-        self.lake_url = lake_url
+        self.lake_url = lake_url  # None: LAKE_URL, read when the trigger runs, never at DAG parse
         self.name = name
         self.poll_seconds = poll_seconds
 
@@ -45,7 +45,7 @@ class LakeWritesTrigger(BaseEventTrigger):
 
     def _check(self) -> str | None:
         """The new fingerprint when the lake changed since the last announcement, else None."""
-        lake = open_lake(self.lake_url)
+        lake = open_lake(self.lake_url or load_settings().lake_url)
         cursor_key = watcher_key(self.name)
         current = writes_fingerprint(lake)
         announced = json.loads(lake.get(cursor_key))["fingerprint"] if lake.exists(cursor_key) else None
@@ -68,12 +68,13 @@ class LakeWritesTrigger(BaseEventTrigger):
 
 
 def lake_trades_asset() -> Asset:
-    lake_url = load_settings().lake_url
+    # No setting is read here: this runs when every DAG file is parsed, and a bad LAKE_URL must fail
+    # the tasks that use it, not the parse of every DAG. The watcher reads LAKE_URL when it runs.
     return Asset(
         name="lake_trades",
-        uri=f"{lake_url}/trades",
+        uri="cryptoflow://lake/trades",
         group="lake",
-        watchers=[AssetWatcher(name="lake_trades_writes", trigger=LakeWritesTrigger(lake_url))],
+        watchers=[AssetWatcher(name="lake_trades_writes", trigger=LakeWritesTrigger())],
     )
 
 
