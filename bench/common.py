@@ -12,22 +12,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SANDBOX_CORE, CLIENT_CORE = 0, 1
+SERVER_CORE, CLIENT_CORE = 0, 1  # the exchange (sandbox or sender) and the client under test
 DUMP_START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z, a date whose dumps carry microseconds
 
 
-def write_dump(path: Path, count: int) -> None:
-    """A data.binance.vision-style BTCUSDT dump: ids 1..count, one trade per 100 µs from 2026-01-01."""
+def write_dump(path: Path, count: int, first_id: int) -> None:
+    """A data.binance.vision-style BTCUSDT dump: ids from ``first_id``, one trade per 100 µs from 2026-01-01."""
+    end = first_id + count
     with path.open("w") as out:
-        for first in range(1, count + 1, 100_000):
+        for first in range(first_id, end, 100_000):
             rows = []
-            for trade_id in range(first, min(first + 100_000, count + 1)):
-                cents = 6_000_000 + trade_id % 1000
-                qty = 1 + trade_id % 977
+            for trade_id in range(first, min(first + 100_000, end)):
+                n = trade_id - first_id
+                cents = 6_000_000 + n % 1000
+                qty = 1 + n % 977
                 rows.append(
                     f"{trade_id},{cents // 100}.{cents % 100:02d}000000,0.{qty:05d}000,"
                     f"{cents * qty // 100_000}.{(cents * qty) % 100_000:05d}000,"
-                    f"{DUMP_START_US + trade_id * 100},{'True' if trade_id % 3 else 'False'},True\n"
+                    f"{DUMP_START_US + (n + 1) * 100},{'True' if n % 3 else 'False'},True\n"
                 )
             out.write("".join(rows))
 
@@ -50,7 +52,7 @@ def start_sandbox(port: int, arguments: Sequence[str]) -> subprocess.Popen[bytes
         [sys.executable, "-m", "include.cli", "sandbox", "--port", str(port), *arguments],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
-        preexec_fn=pinned(SANDBOX_CORE),
+        preexec_fn=pinned(SERVER_CORE),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -1,150 +1,123 @@
 """Streaming throughput: WebSocket receive -> parse -> validate -> batch -> Parquet in the lake.
 
-The sandbox replays a generated dump of ``--trades`` trades as fast as it can (live replay at an
-enormous speed) on one core, and the client runs on the other: first a bare ``websockets``
-receive loop, then the real ``StreamWorker`` writing to a local lake. Each client runs in its own
-process, so its peak RSS is its own. Targets (issue 3): >= 100,000 trades/s, >= 0.6 of the bare
-loop, peak RSS <= 250 MB; the p99 flush latency is reported.
+A sender process (``bench/sender.py``) replays pre-encoded Binance combined-stream trade frames
+from memory over a real WebSocket on 127.0.0.1, on one core; the client (``bench/stream_client.py``)
+runs on the other: first a bare ``websockets`` receive loop (the same ``recv`` call the worker
+makes, nothing else), then the real ``StreamWorker`` writing to a local lake. Each client runs in
+its own process, so its peak RSS is its own. The sender reports what it managed to send beside
+both clients' rates, and how busy its core was: a sender at 100% would be the limit, not the
+client. Targets (issue 3): >= 100,000 trades/s, >= 0.6 of the bare loop, peak RSS <= 250 MB,
+every id stored exactly once; the p99 flush latency is reported.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-from bench.common import CLIENT_CORE, REPO_ROOT, free_port, pinned, start_sandbox, write_dump
+import numpy as np
+
+from bench.common import CLIENT_CORE, REPO_ROOT, SERVER_CORE, pinned
+from bench.report import Report, Target
+from bench.stream_client import SYMBOL
 from include.lake.store import LocalStore
-from include.lake.trades import read_trade_ids
+from include.lake.trades import read_trades
 
-REPLAY_DELAY_SECONDS = 6.0
+FULL_TRADES, SMOKE_TRADES = 1_500_000, 2_000
+FIRST_ID = 4_200_000_001  # not 1: nothing may assume where a symbol's ids start
 
 
 def run_client(mode: str, port: int, count: int, lake_dir: Path) -> dict[str, float]:
+    command = [sys.executable, "-m", "bench.stream_client", mode, "--port", str(port)]
+    command += ["--trades", str(count), "--lake", str(lake_dir)]
     output = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.stream",
-            "--client",
-            mode,
-            "--port",
-            str(port),
-            "--trades",
-            str(count),
-            "--lake",
-            str(lake_dir),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        preexec_fn=pinned(CLIENT_CORE),
+        command, cwd=REPO_ROOT, capture_output=True, text=True, preexec_fn=pinned(CLIENT_CORE), check=False
     )
+    if output.returncode:
+        raise RuntimeError(f"the {mode} client failed ({output.returncode}):\n{output.stderr}")
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
-# The clients ---------------------------------------------------------------------------------
+class SenderProcess:
+    """``python -m bench.sender`` on its own core; ``port`` once it listens, ``result()`` per connection."""
 
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-async def bare_client(port: int, count: int) -> dict[str, float]:
-    from websockets.asyncio.client import connect
-
-    url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade&timeUnit=MICROSECOND"
-    async with connect(url, compression=None, max_size=1 << 20, max_queue=1024) as ws:
-        received, first = 0, 0.0
-        async for _ in ws:
-            if not received:
-                first = time.perf_counter()
-            received += 1
-            if received == count:
-                break
-        seconds = time.perf_counter() - first
-    return {"trades_per_second": (count - 1) / seconds, "peak_rss_mb": peak_rss_mb()}
-
-
-async def pipeline_client(port: int, count: int, lake_dir: Path) -> dict[str, float]:
-    from include.ingest.stream import StreamSettings
-    from include.ingest.worker import StreamWorker, WorkerSettings
-    from include.lake.store import LocalStore
-
-    if True:
-        lake = LocalStore(lake_dir)
-        worker = StreamWorker(
-            WorkerSettings(symbols=("BTCUSDT",), stream=StreamSettings(ws_url=f"ws://127.0.0.1:{port}")), lake
+    def __init__(self, count: int, connections: int) -> None:
+        command = [sys.executable, "-m", "bench.sender", "--trades", str(count), "--first-id", str(FIRST_ID)]
+        self.process = subprocess.Popen(
+            [*command, "--connections", str(connections)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=pinned(SERVER_CORE),
         )
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop))
-        while worker.batcher.stats.received + len(worker.batcher) == 0:
-            await asyncio.sleep(0.0005)
-        first = time.perf_counter()
-        while worker.batcher.stats.received + len(worker.batcher) < count:
-            await asyncio.sleep(0.005)
-        stop.set()
-        await running  # the last flush has been written when run() returns
-        seconds = time.perf_counter() - first
-        flushes = sorted(worker.batcher.stats.flush_seconds)
-        return {
-            "trades_per_second": worker.batcher.stats.written / seconds,
-            "written": worker.batcher.stats.written,
-            "peak_rss_mb": peak_rss_mb(),
-            "p99_flush_ms": 1000 * flushes[min(len(flushes) - 1, int(0.99 * len(flushes)))],
-            "flushes": len(flushes),
-        }
+        self.port = int(self.result()["port"])
+
+    def result(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # ends when the sender prints or exits
+        if not line:
+            raise RuntimeError(f"the sender exited ({self.process.wait()}) without reporting")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
 
 
-def main(count: int = 1_500_000) -> bool:
-    print(f"\n== stream: WS receive -> parse -> validate -> batch -> Parquet ({count:,} trades) ==", flush=True)
-    with tempfile.TemporaryDirectory() as work:
-        dump = Path(work) / "BTCUSDT-trades-2026-01-01.csv"
-        write_dump(dump, count)
-        results = {}
+# The benchmark -------------------------------------------------------------------------------
+
+
+def stored_once(lake_dir: Path, count: int) -> tuple[bool, str]:
+    """Whether the lake holds exactly the ids sent, each in one row."""
+    ids = np.sort(read_trades(LocalStore(lake_dir), SYMBOL)["trade_id"].to_numpy())
+    expected = np.arange(FIRST_ID, FIRST_ID + count, dtype=np.int64)
+    ok = len(ids) == count and bool(np.array_equal(ids, expected))
+    return ok, f"{len(ids):,} rows, {len(np.unique(ids)):,} distinct ids, {count:,} sent"
+
+
+def measure(count: int, work: Path) -> dict[str, dict[str, Any]]:
+    sender = SenderProcess(count, connections=2)
+    try:
+        results: dict[str, dict[str, Any]] = {}
         for mode in ("bare", "pipeline"):
-            port = free_port()
-            sandbox = start_sandbox(dump, port)
-            try:
-                results[mode] = run_client(mode, port, count, Path(work) / "lake")
-            finally:
-                sandbox.terminate()
-                sandbox.wait(30)
+            results[mode] = run_client(mode, sender.port, count, work / "lake")
+            results[f"{mode} sender"] = sender.result()
+    finally:
+        sender.stop()
+    return results
+
+
+def main(smoke: bool = False, count: int | None = None) -> bool:
+    count = count or (SMOKE_TRADES if smoke else FULL_TRADES)
+    report = Report(f"stream: WS receive -> parse -> validate -> batch -> Parquet ({count:,} trades)")
+    with tempfile.TemporaryDirectory() as work:
+        results = measure(count, Path(work))
         # Checked here, not in the client, so that reading it back does not count in the client's RSS.
-        results["pipeline"]["stored_ids"] = len(read_trade_ids(LocalStore(Path(work) / "lake"), "BTCUSDT"))
+        ids_ok, ids_detail = stored_once(Path(work) / "lake", count)
     bare, pipeline = results["bare"], results["pipeline"]
+    for mode in ("bare", "pipeline"):
+        sent = results[f"{mode} sender"]
+        busy = f"{100 * sent['cpu_seconds'] / sent['seconds']:.0f}% of its core busy"
+        report.figure(f"sender, to the {mode} client", sent["frames"] / sent["seconds"], "frames/s", note=busy)
+    report.figure("bare websockets receive loop", bare["trades_per_second"], "trades/s")
+    report.figure("pipeline (into the lake)", pipeline["trades_per_second"], "trades/s", target=Target(">=", 100_000))
     ratio = pipeline["trades_per_second"] / bare["trades_per_second"]
-    print(f"bare websockets receive loop : {bare['trades_per_second']:>10,.0f} trades/s")
-    print(f"pipeline (into the lake)     : {pipeline['trades_per_second']:>10,.0f} trades/s  (target >= 100,000)")
-    print(f"pipeline / bare              : {ratio:>10.2f}          (target >= 0.60)")
-    print(f"pipeline peak RSS            : {pipeline['peak_rss_mb']:>10.0f} MB      (target <= 250)")
-    print(f"p99 flush latency            : {pipeline['p99_flush_ms']:>10.1f} ms      ({pipeline['flushes']} flushes)")
-    print(f"trades written / ids stored  : {pipeline['written']:,} / {pipeline['stored_ids']:,} of {count:,} sent")
-    return (
-        pipeline["trades_per_second"] >= 100_000
-        and ratio >= 0.6
-        and pipeline["peak_rss_mb"] <= 250
-        and pipeline["stored_ids"] == count
-    )
+    report.figure("pipeline / bare", ratio, digits=2, target=Target(">=", 0.6))
+    report.figure("pipeline peak RSS", pipeline["peak_rss_mb"], "MB", target=Target("<=", 250))
+    report.figure("p99 flush latency", pipeline["p99_flush_ms"], "ms", digits=1, note=f"{pipeline['flushes']} flushes")
+    report.check("every trade sent was written", pipeline["written"] == count, f"{pipeline['written']:,} of {count:,}")
+    report.check("all ids stored exactly once", ids_ok, ids_detail)
+    return report.passed(enforce_targets=not smoke)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--client", choices=("bare", "pipeline"))
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--trades", type=int, default=1_500_000)
-    parser.add_argument("--lake", type=Path)
-    args = parser.parse_args()
-    if args.client == "bare":
-        print(json.dumps(asyncio.run(bare_client(args.port, args.trades))))
-    elif args.client == "pipeline":
-        print(json.dumps(asyncio.run(pipeline_client(args.port, args.trades, args.lake))))
-    else:
-        sys.exit(0 if main(args.trades) else 1)
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_TRADES:,} trades, targets not enforced")
+    parser.add_argument("--trades", type=int, help=f"how many trades (default {FULL_TRADES:,})")
+    arguments = parser.parse_args()
+    sys.exit(0 if main(arguments.smoke, arguments.trades) else 1)

@@ -1,0 +1,118 @@
+"""``make bench`` at a tiny size (``python -m bench --smoke``): every benchmark runs to the end,
+prints each of its figures as a number, and passes the correctness checks it makes (every id stored
+exactly once, no 429). No timing is asserted: at this size the figures mean nothing, and
+performance is ``make bench``'s business. What this catches is a benchmark that no longer runs.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import process_group
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+# Several minutes on a busy 2-core machine would still be healthy; a quiet one takes about 10 s.
+SMOKE_DEADLINE_SECONDS = 600
+
+FIGURES = {
+    "stream": [
+        "sender, to the bare client",
+        "sender, to the pipeline client",
+        "bare websockets receive loop",
+        "pipeline (into the lake)",
+        "pipeline / bare",
+        "pipeline peak RSS",
+        "p99 flush latency",
+    ],
+    "backfill": [
+        "trades imported",
+        "wall-clock rate",
+        "sustained, per full minute",
+        "rate-limit ceiling",
+        "throughput / ceiling",
+        "requests",
+    ],
+    "load": [
+        "load throughput",
+        "10 new files, 10 in the ledger",
+        "10 new files, 50 in the ledger",
+        "cost ratio, large / small ledger",
+    ],
+}
+CHECKS = {
+    "stream": ["every trade sent was written", "all ids stored exactly once"],
+    "backfill": ["no 429 and no 418", "all ids stored exactly once"],
+    "load": ["every file loaded exactly once", "every trade loaded exactly once"],
+}
+
+_HEADER = re.compile(r"^== (?P<name>\w+): ")
+_FIGURE = re.compile(r"^(?P<label>[^:]+?)\s*:\s+(?P<value>-?[0-9][0-9,]*(?:\.[0-9]+)?)(?:\s|$)")
+_CHECK = re.compile(r"^check (?P<label>.+?)\s*: (?P<status>ok|FAILED)\b")
+
+
+@dataclass
+class Section:
+    figures: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SmokeRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    sections: dict[str, Section]
+
+
+def parse_sections(stdout: str) -> dict[str, Section]:
+    """Each ``== name: ...`` section's figure lines (label: number) and check lines (ok/FAILED)."""
+    sections: dict[str, Section] = {}
+    current: Section | None = None
+    for line in stdout.splitlines():
+        if header := _HEADER.match(line):
+            current = sections.setdefault(header["name"], Section())
+        elif current is not None and (check := _CHECK.match(line)):
+            current.checks[check["label"]] = check["status"]
+        elif current is not None and (figure := _FIGURE.match(line)):
+            current.figures[figure["label"]] = float(figure["value"].replace(",", ""))
+    return sections
+
+
+@pytest.fixture(scope="module")
+def smoke() -> SmokeRun:
+    argv = [sys.executable, "-m", "bench", "--smoke"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with process_group(argv, cwd=REPO_ROOT, **pipes) as process:
+        stdout, stderr = process.communicate(timeout=SMOKE_DEADLINE_SECONDS)
+    return SmokeRun(process.returncode, stdout, stderr, parse_sections(stdout))
+
+
+def test_the_smoke_run_passes(smoke: SmokeRun) -> None:
+    assert "Traceback" not in smoke.stderr, smoke.stderr
+    assert smoke.returncode == 0, f"{smoke.stdout}\n{smoke.stderr}"
+    assert set(smoke.sections) == set(FIGURES), smoke.stdout
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_each_benchmark_prints_every_figure_as_a_number(smoke: SmokeRun, name: str) -> None:
+    section = smoke.sections.get(name)
+    assert section is not None, f"no '{name}' section in:\n{smoke.stdout}\n{smoke.stderr}"
+    missing = [label for label in FIGURES[name] if label not in section.figures]
+    assert not missing, f"{name}: figures missing or not numbers: {missing}\n{smoke.stdout}\n{smoke.stderr}"
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_each_benchmark_passes_its_checks(smoke: SmokeRun, name: str) -> None:
+    section = smoke.sections.get(name)
+    assert section is not None, f"no '{name}' section in:\n{smoke.stdout}\n{smoke.stderr}"
+    assert {label: section.checks.get(label) for label in CHECKS[name]} == dict.fromkeys(CHECKS[name], "ok"), (
+        smoke.stdout
+    )
+    assert all(status == "ok" for status in section.checks.values()), smoke.stdout
