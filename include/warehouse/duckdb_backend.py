@@ -1,64 +1,35 @@
 """The embedded warehouse: DuckDB, with the raw trade contract and a load ledger.
 
-Every lake file reaches ``raw.trades`` exactly once. A file's rows and its ledger row (key, size,
-etag, rows, loaded_at) are written in one transaction, so a crash mid-load leaves neither, and a
-re-run loads it then; a file already in the ledger is never loaded again. Objects are read through
-the product's object-store layer, never through DuckDB's httpfs (which cannot load offline).
+Every lake file reaches ``raw.trades`` exactly once. A batch of files commits its rows and its
+ledger rows (key, size, etag, rows, loaded_at) in one transaction, so a crash or a kill mid-load
+leaves neither, and a re-run loads them then; a file already in the ledger is never loaded again.
+Objects are read through the product's object-store layer, never through DuckDB's httpfs (which
+cannot load offline). The schema is the versioned SQL in ``duckdb_setup/``, applied on open.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import LoadResult, RefusedFile, contract_table
+from include.warehouse.migrations import migrate
+from include.warehouse.sql import DUCKDB, LoadBookkeeping, in_transaction
 
 log = logging.getLogger(__name__)
 
-SCHEMA_SQL = """
-create schema if not exists raw;
-create table if not exists raw.trades (
-    exchange varchar not null,
-    symbol varchar not null,
-    trade_id bigint not null,
-    price decimal(38, 8) not null,
-    quantity decimal(38, 8) not null,
-    quote_quantity decimal(38, 16) not null,
-    trade_time timestamptz not null,
-    is_buyer_maker boolean not null,
-    source varchar not null,
-    ingested_at timestamptz not null
-);
-create table if not exists raw.load_ledger (
-    file_key varchar primary key,
-    size bigint not null,
-    etag varchar not null,
-    row_count bigint not null,
-    loaded_at timestamptz not null default now()
-);
-create table if not exists raw.load_refusals (
-    file_key varchar not null,
-    etag varchar not null,
-    reason varchar not null,
-    refused_at timestamptz not null default now(),
-    primary key (file_key, etag)
-);
-create table if not exists raw.load_cursor (
-    markers json not null,
-    saved_at timestamptz not null default now()
-);
-"""
-
-
+SETUP_DIR = Path(__file__).with_name("duckdb_setup")
 READ_THREADS, READ_WINDOW = 8, 64
+# Rows per transaction: one commit per file would cost more than the rows of a small micro-batch.
+BATCH_ROWS = 2_000_000
 
 
 def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile:
@@ -69,12 +40,19 @@ def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile:
 
 
 class DuckDBWarehouse:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, batch_rows: int = BATCH_ROWS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.batch_rows = batch_rows
         self.connection = duckdb.connect(str(path))
-        self.connection.execute("set enable_progress_bar = false")  # it would print into task logs
-        self.connection.execute(SCHEMA_SQL)
+        self.execute("set enable_progress_bar = false")  # it would print into task logs
+        self.books = LoadBookkeeping(self.execute, DUCKDB)
+        for version in migrate(self.execute, DUCKDB, SETUP_DIR):
+            log.info("applied DuckDB setup %s to %s", version, path)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        # Through the attribute on every call, so a test can wrap the connection to inject faults.
+        return self.connection.execute(sql, params).fetchall()
 
     def close(self) -> None:
         self.connection.close()
@@ -85,98 +63,98 @@ class DuckDBWarehouse:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def read_cursor(self) -> dict[str, str] | None:
+        return self.books.read_cursor()
+
+    def save_cursor(self, cursor: dict[str, str]) -> None:
+        self.books.save_cursor(cursor)
+
     def not_loaded(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
         """The objects neither in the ledger (by key) nor refused as they are now (by key and ETag)."""
-        candidates = list(infos)
+        candidates = self.books.not_refused(infos)
         if not candidates:
             return []
-        keys = pa.table({"file_key": [info.key for info in candidates], "etag": [info.etag for info in candidates]})
+        # A semi join against the ledger, not a list of it: its cost follows the candidates.
+        keys = pa.table({"file_key": [info.key for info in candidates]})
         self.connection.register("candidate_keys", keys)
         try:
-            done = {
+            loaded = {
                 row[0]
-                for row in self.connection.execute(
-                    "select file_key from candidate_keys semi join raw.load_ledger using (file_key) "
-                    "union all "
-                    "select file_key from candidate_keys semi join raw.load_refusals using (file_key, etag)"
-                ).fetchall()
+                for row in self.execute(
+                    "select file_key from candidate_keys semi join raw.load_ledger using (file_key)"
+                )
             }
         finally:
             self.connection.unregister("candidate_keys")
-        return [info for info in candidates if info.key not in done]
+        return [info for info in candidates if info.key not in loaded]
 
-    def read_cursor(self) -> dict[str, str] | None:
-        rows = self.connection.execute("select markers from raw.load_cursor").fetchall()
-        return json.loads(rows[0][0]) if rows else None
-
-    def save_cursor(self, cursor: dict[str, str]) -> None:
-        self.connection.execute("begin transaction")
-        self.connection.execute("delete from raw.load_cursor")
-        self.connection.execute("insert into raw.load_cursor (markers) values (?)", [json.dumps(cursor)])
-        self.connection.execute("commit")
-
-    def _refuse(self, info: ObjectInfo, error: RefusedFile, result: LoadResult) -> None:
-        log.error("refused %s", error)
-        result.refused.append(str(error))
-        self.connection.execute(
-            "insert or ignore into raw.load_refusals (file_key, etag, reason) values (?, ?, ?)",
-            [info.key, info.etag, str(error)],
-        )
-
-    def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo], batch_rows: int = 2_000_000) -> LoadResult:
-        """Load the objects the ledger does not hold; rows and ledger rows commit together.
-
-        Files are grouped into transactions of about ``batch_rows`` rows: one commit per file would
-        cost more than the rows themselves for small micro-batch files.
-        """
+    def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
+        """Load the objects the ledger does not hold, in transactions of about ``batch_rows`` rows."""
         candidates = list(infos)
         new = self.not_loaded(candidates)
         result = LoadResult(files_skipped=len(candidates) - len(new))
-        tables: list[pa.Table] = []
-        ledger: list[tuple[str, int, str, int]] = []
-        pending_rows = 0
-        # Reads overlap in threads (an S3 GET is mostly waiting, Parquet decoding releases the GIL);
-        # a window of files at a time keeps memory bounded however long the backlog.
-        with ThreadPoolExecutor(READ_THREADS) as pool:
-            for start in range(0, len(new), READ_WINDOW):
-                window = new[start : start + READ_WINDOW]
-                for info, table in zip(window, pool.map(partial(_read, lake), window), strict=True):
-                    if isinstance(table, RefusedFile):
-                        self._refuse(info, table, result)
-                        continue
-                    tables.append(table)
-                    ledger.append((info.key, info.size, info.etag, len(table)))
-                    pending_rows += len(table)
-                    if pending_rows >= batch_rows:
-                        self._commit(tables, ledger, result)
-                        tables, ledger, pending_rows = [], [], 0
-        if ledger:
-            self._commit(tables, ledger, result)
+        batch = _Batch()
+        for info, table in _read_all(lake, new):
+            if isinstance(table, RefusedFile):
+                self.books.refuse(info, table, result)
+                continue
+            batch.add(info, table)
+            if batch.rows >= self.batch_rows:
+                self._commit(batch, result)
+                batch = _Batch()
+        if batch.files:
+            self._commit(batch, result)
         return result
 
-    def _commit(self, tables: list[pa.Table], ledger: list[tuple[str, int, str, int]], result: LoadResult) -> None:
-        rows = pa.concat_tables(tables)
-        entries = pa.table(
-            {
-                "file_key": [entry[0] for entry in ledger],
-                "size": [entry[1] for entry in ledger],
-                "etag": [entry[2] for entry in ledger],
-                "row_count": [entry[3] for entry in ledger],
-            }
-        )
-        self.connection.register("incoming", rows)
-        self.connection.register("incoming_ledger", entries)
+    def _commit(self, batch: _Batch, result: LoadResult) -> None:
+        """The batch's rows and its ledger rows, in one transaction."""
+        self.connection.register("incoming", pa.concat_tables(batch.tables))
+        self.connection.register("incoming_ledger", batch.ledger())
         try:
-            self.connection.execute("begin transaction")
-            try:
-                self.connection.execute("insert into raw.trades by name select * from incoming")
-                self.connection.execute("insert into raw.load_ledger by name select * from incoming_ledger")
-                self.connection.execute("commit")
-            except BaseException:
-                self.connection.execute("rollback")
-                raise
+
+            def insert() -> None:
+                self.execute("insert into raw.trades by name select * from incoming")
+                self.execute("insert into raw.load_ledger by name select * from incoming_ledger")
+
+            in_transaction(self.execute, DUCKDB, insert)
         finally:
             self.connection.unregister("incoming")
             self.connection.unregister("incoming_ledger")
-        result.files_loaded += len(ledger)
-        result.rows_loaded += len(rows)
+        result.files_loaded += len(batch.files)
+        result.rows_loaded += batch.rows
+
+
+class _Batch:
+    """Files read and not committed yet: their rows and what their ledger rows will say."""
+
+    def __init__(self) -> None:
+        self.files: list[ObjectInfo] = []
+        self.tables: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, info: ObjectInfo, table: pa.Table) -> None:
+        self.files.append(info)
+        self.tables.append(table)
+        self.rows += len(table)
+
+    def ledger(self) -> pa.Table:
+        return pa.table(
+            {
+                "file_key": [info.key for info in self.files],
+                "size": [info.size for info in self.files],
+                "etag": [info.etag for info in self.files],
+                "row_count": [len(table) for table in self.tables],
+            }
+        )
+
+
+def _read_all(lake: ObjectStore, infos: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, pa.Table | RefusedFile]]:
+    """Each object with its rows (or why it is refused), in order.
+
+    Reads overlap in threads (an S3 GET is mostly waiting, Parquet decoding releases the GIL); a
+    window of files at a time keeps memory bounded however long the backlog.
+    """
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for start in range(0, len(infos), READ_WINDOW):
+            window = infos[start : start + READ_WINDOW]
+            yield from zip(window, pool.map(partial(_read, lake), window), strict=True)

@@ -11,7 +11,6 @@ by one, so a corrupt or foreign file is refused by name and every other file sti
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,20 +18,21 @@ from string import Template
 from typing import Any
 from urllib.parse import urlparse
 
-import duckdb
 from snowflake.connector.errors import ProgrammingError
 
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import LoadResult, RefusedFile
+from include.warehouse.migrations import Migration, migrate, statements, versions
+from include.warehouse.sql import SNOWFLAKE, LoadBookkeeping
 
 log = logging.getLogger(__name__)
 
 SETUP_DIR = Path(__file__).with_name("snowflake_setup")
 # Versions that create roles, a warehouse and grants: they need ACCOUNTADMIN or SECURITYADMIN.
 ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003"})
-# Errors about the files themselves. Snowflake raises ProgrammingError; fakesnow (the test double)
-# lets DuckDB's own error through for an unreadable file. A lost connection is neither, and raises.
-FILE_ERRORS: tuple[type[Exception], ...] = (ProgrammingError, duckdb.Error)
+# Errors about the files themselves: Snowflake raises ProgrammingError for a file COPY cannot load.
+# A lost connection (OperationalError, ...) is not one, and raises.
+FILE_ERRORS: tuple[type[Exception], ...] = (ProgrammingError,)
 FILES_PER_COPY = 1000  # Snowflake's limit for an explicit FILES list
 LOADER_ROLE, READER_ROLE, COMPUTE = "cryptoflow_loader", "cryptoflow_reader", "cryptoflow_wh"
 
@@ -53,31 +53,39 @@ def stage_location(lake_url: str, storage_integration: str) -> str:
     return f"url = {_quoted(url)}"
 
 
-def setup_versions() -> list[tuple[str, Path]]:
-    """The versioned setup scripts, in order: ("V001", path), ..."""
-    return sorted((path.name.split("__")[0], path) for path in SETUP_DIR.glob("V*__*.sql"))
+def setup_versions() -> list[Migration]:
+    """The versioned setup scripts, in order."""
+    return versions(SETUP_DIR)
 
 
-def render_setup(path: Path, database: str, lake_url: str, storage_integration: str) -> list[str]:
-    """One script's statements, with every placeholder filled (a missing one raises KeyError)."""
-    text = Template(path.read_text()).substitute(
+def render_script(script: str, database: str, lake_url: str, storage_integration: str) -> str:
+    """A setup script with every placeholder filled (a missing one raises KeyError)."""
+    return Template(script).substitute(
         database=database,
         stage_location=stage_location(lake_url, storage_integration),
         loader_role=LOADER_ROLE,
         reader_role=READER_ROLE,
         compute=COMPUTE,
     )
-    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [statement.strip() for statement in code.split(";") if statement.strip()]
+
+
+def render_setup(path: Path, database: str, lake_url: str, storage_integration: str) -> list[str]:
+    """One script's statements, with every placeholder filled."""
+    return statements(render_script(path.read_text(), database, lake_url, storage_integration))
 
 
 class SnowflakeWarehouse:
-    def __init__(self, conn_id: str = "snowflake_default") -> None:
+    def __init__(
+        self, conn_id: str = "snowflake_default", file_errors: tuple[type[Exception], ...] = FILE_ERRORS
+    ) -> None:
+        """``file_errors``: the exceptions that mean "this file cannot be loaded" (refused, by name)."""
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
         self.hook = SnowflakeHook(snowflake_conn_id=conn_id)
         self.connection = self.hook.get_conn()
         self.connection.autocommit(True)
+        self.file_errors = file_errors
+        self.books = LoadBookkeeping(self.execute, SNOWFLAKE)
 
     def close(self) -> None:
         self.connection.close()
@@ -99,47 +107,34 @@ class SnowflakeWarehouse:
         if not database:
             raise ValueError("the Snowflake connection names no database: set it in the connection's extra")
         self.execute(f"create database if not exists {database}")
-        self.execute(f"create schema if not exists {database}.raw")
-        self.execute(
-            f"create table if not exists {database}.raw.schema_migrations "
-            "(version varchar not null, applied_at timestamp_tz not null default current_timestamp())"
+        applied = migrate(
+            self.execute,
+            SNOWFLAKE,
+            SETUP_DIR,
+            table=f"{database}.raw.schema_migrations",
+            render=lambda script: render_script(script, database, lake_url, storage_integration),
+            skip=() if account_level else ACCOUNT_LEVEL_VERSIONS,
         )
-        done = {row[0] for row in self.execute(f"select version from {database}.raw.schema_migrations")}
-        applied = []
-        for version, path in setup_versions():
-            if version in done or (version in ACCOUNT_LEVEL_VERSIONS and not account_level):
-                continue
-            for statement in render_setup(path, database, lake_url, storage_integration):
-                self.execute(statement)
-            self.execute(f"insert into {database}.raw.schema_migrations (version) values (%s)", [version])
-            applied.append(version)
-            log.info("applied Snowflake setup %s", path.name)
+        for version in applied:
+            log.info("applied Snowflake setup %s", version)
         return applied
 
     def read_cursor(self) -> dict[str, str] | None:
-        rows = self.execute("select markers from raw.load_cursor")
-        return json.loads(rows[0][0]) if rows else None
+        return self.books.read_cursor()
 
     def save_cursor(self, cursor: dict[str, str]) -> None:
-        self.execute("begin")
-        self.execute("delete from raw.load_cursor")
-        self.execute("insert into raw.load_cursor (markers) values (%s)", [json.dumps(cursor)])
-        self.execute("commit")
-
-    def _refused(self) -> set[tuple[str, str]]:
-        return {(key, etag) for key, etag in self.execute("select file_key, etag from raw.load_refusals")}
+        self.books.save_cursor(cursor)
 
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
         """COPY the files in; Snowflake's load history skips every file it loaded before."""
         listed = list(infos)
-        refused_before = self._refused() if listed else set()
-        candidates = [info for info in listed if (info.key, info.etag) not in refused_before]
+        candidates = self.books.not_refused(listed)
         result = LoadResult(files_skipped=len(listed) - len(candidates))
         for start in range(0, len(candidates), FILES_PER_COPY):
             chunk = candidates[start : start + FILES_PER_COPY]
             try:
                 self._copy(chunk, result)
-            except FILE_ERRORS as error:
+            except self.file_errors as error:
                 if len(chunk) == 1:
                     self._refuse(chunk[0], error, result)
                     continue
@@ -147,7 +142,7 @@ class SnowflakeWarehouse:
                 for info in chunk:
                     try:
                         self._copy([info], result)
-                    except FILE_ERRORS as single_error:
+                    except self.file_errors as single_error:
                         self._refuse(info, single_error, result)
         return result
 
@@ -170,10 +165,4 @@ class SnowflakeWarehouse:
                 raise ProgrammingError(msg=f"COPY INTO reported {status} for {row[0]}: {row[6]}")
 
     def _refuse(self, info: ObjectInfo, copy_error: Exception, result: LoadResult) -> None:
-        error = RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})")
-        log.error("refused %s", error)
-        result.refused.append(str(error))
-        self.execute(
-            "insert into raw.load_refusals (file_key, etag, reason) values (%s, %s, %s)",
-            [info.key, info.etag, str(error)],
-        )
+        self.books.refuse(info, RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})"), result)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from include.lake.markers import mark_written
 from include.lake.trades import TradeColumns, read_trades, write_trades
+from include.timeutil import HOUR_US
 
 START_US = 1_795_514_400_000_000  # 2026-11-24T08:00:00Z
 
@@ -45,3 +47,14 @@ def lake_rows(lake) -> set[tuple]:
                 )
             )
     return rows
+
+
+def announce_new_files(lake, writer: str, files: int = 12, per_file: int = 500) -> list[str]:
+    """``files`` more trade files over two symbols and several hours, named by ``writer``'s marker."""
+    keys = []
+    for n in range(files):
+        symbol, first_id = ("BTCUSDT", 100_000) if n % 2 else ("ETHUSDT", 200_000)
+        start_us = START_US + (1 + n % 3) * HOUR_US
+        keys += write_trades(lake, columns(symbol, first_id + n * per_file, per_file, start_us), "stream", START_US)
+    mark_written(lake, writer, keys)
+    return keys

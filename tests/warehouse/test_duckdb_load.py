@@ -4,9 +4,7 @@ import json
 import os
 import subprocess
 import sys
-from decimal import Decimal
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,37 +16,8 @@ from include.timeutil import HOUR_US
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from tests.support.paths import REPO_ROOT
-from tests.support.trades import START_US, columns, fill_lake, lake_rows
-
-
-def warehouse_rows(path) -> list[tuple]:
-    with duckdb.connect(str(path), read_only=True) as connection:
-        return connection.execute(
-            "select symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker, source "
-            "from raw.trades"
-        ).fetchall()
-
-
-def ledger(path) -> dict[str, tuple]:
-    with duckdb.connect(str(path), read_only=True) as connection:
-        return {
-            key: (size, etag, count)
-            for key, size, etag, count in connection.execute(
-                "select file_key, size, etag, row_count from raw.load_ledger"
-            ).fetchall()
-        }
-
-
-def assert_exactly_the_lake(lake, path) -> None:
-    rows = warehouse_rows(path)
-    assert len(rows) == len(set(rows)), "a row was loaded twice"
-    assert set(rows) == lake_rows(lake)
-    assert all(isinstance(row[2], Decimal) for row in rows), "prices must be exact decimals"
-    files = {info.key: info for info in lake.list("trades/")}
-    assert set(ledger(path)) == set(files)
-    for key, (size, etag, count) in ledger(path).items():
-        assert (size, etag) == (files[key].size, files[key].etag)
-        assert count == len(pq.read_table(pa.BufferReader(lake.get(key))))
+from tests.support.trades import START_US, columns, fill_lake
+from tests.support.warehouse import assert_exactly_the_lake, ledger, warehouse_rows
 
 
 @pytest.mark.parametrize("backend", ["file", "s3"])
@@ -72,70 +41,15 @@ def test_every_file_loads_exactly_once_with_exact_values(backend, tmp_path, requ
     assert_exactly_the_lake(lake, path)
 
 
-class FailingConnection:
-    """A DuckDB connection (whose methods cannot be patched) that fails on one statement."""
-
-    def __init__(self, real, fails_on):
-        self.real, self.fails_on = real, fails_on
-
-    def execute(self, sql, *args):
-        if self.fails_on(sql):
-            raise RuntimeError("power cut after the rows were inserted")
-        return self.real.execute(sql, *args)
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-
-def test_a_crash_between_reading_and_committing_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("batch_rows", [1, 499, 500, 1000, 1001, 5999, 6000])
+def test_a_load_spanning_many_batches_loads_each_row_once(tmp_path, batch_rows):
     lake = LocalStore(tmp_path / "lake")
-    fill_lake(lake)
+    fill_lake(lake)  # 12 files of 500 rows
     path = tmp_path / "warehouse.duckdb"
-    with DuckDBWarehouse(path) as warehouse:
-        warehouse.connection = FailingConnection(
-            warehouse.connection,
-            lambda sql: "raw.load_ledger" in sql and sql.lstrip().startswith("insert"),
-        )
-        with pytest.raises(RuntimeError, match="power cut"):
-            load_lake(lake, warehouse)
-    assert warehouse_rows(path) == []
-    assert ledger(path) == {}
-    with DuckDBWarehouse(path) as warehouse:
-        assert load_lake(lake, warehouse).rows_loaded == 6000
-    assert_exactly_the_lake(lake, path)
-
-
-def test_a_killed_load_process_leaves_nothing_half_loaded(tmp_path):
-    lake = LocalStore(tmp_path / "lake")
-    fill_lake(lake)
-    path = tmp_path / "warehouse.duckdb"
-    script = (
-        "import os, sys\n"
-        "from pathlib import Path\n"
-        "from include.lake.store import LocalStore\n"
-        "from include.warehouse.duckdb_backend import DuckDBWarehouse\n"
-        "from include.warehouse.load import load_lake\n"
-        "w = DuckDBWarehouse(Path(sys.argv[2]))\n"
-        "class Dying:\n"
-        "    def __init__(self, real): self.real = real\n"
-        "    def execute(self, sql, *a):\n"
-        "        if sql.strip() == 'commit':\n"
-        "            os._exit(9)  # killed after every insert, before the commit\n"
-        "        return self.real.execute(sql, *a)\n"
-        "    def __getattr__(self, name): return getattr(self.real, name)\n"
-        "w.connection = Dying(w.connection)\n"
-        "load_lake(LocalStore(Path(sys.argv[1])), w)\n"
-    )
-    killed = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "lake"), str(path)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        timeout=120,
-    )
-    assert killed.returncode == 9
-    assert warehouse_rows(path) == []
-    with DuckDBWarehouse(path) as warehouse:
-        assert load_lake(lake, warehouse).rows_loaded == 6000
+    with DuckDBWarehouse(path, batch_rows=batch_rows) as warehouse:
+        result = load_lake(lake, warehouse)
+        assert (result.files_loaded, result.rows_loaded) == (12, 6000)
+        assert load_lake(lake, warehouse, full=True).rows_loaded == 0
     assert_exactly_the_lake(lake, path)
 
 
