@@ -12,16 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk.bases.sensor import BaseSensorOperator
 
 from include.config import load_settings
 from include.ingest.background import BackgroundWorker
-from include.ingest.run import open_stream_lake
+from include.ingest.run import close_stream_lake, open_stream_lake
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import DEFAULT_FLUSH_TRADES, StreamWorker, WorkerSettings
+from include.ingest.writer import airflow_writer_id
+from include.lake.store import ObjectStore
 
 
 class TradeStreamSensor(BaseSensorOperator):
@@ -48,6 +49,7 @@ class TradeStreamSensor(BaseSensorOperator):
         self.silence_seconds = silence_seconds
         self.aws_conn_id = aws_conn_id
         self._worker: BackgroundWorker | None = None
+        self._lake: ObjectStore | None = None
 
     def _symbols(self) -> tuple[str, ...]:
         if isinstance(self.symbols, str):
@@ -58,8 +60,13 @@ class TradeStreamSensor(BaseSensorOperator):
         end = self.window_end
         return datetime.fromisoformat(end) if isinstance(end, str) else end
 
-    def _start_worker(self) -> BackgroundWorker:
+    def _start_worker(self, context: Any) -> BackgroundWorker:
         settings = load_settings()
+        # One writer per task instance: its own spool folder and marker. A retry of the same task
+        # instance makes the same id, so it drains its predecessor's spool and carries on its marker.
+        ti = context["ti"]
+        writer = airflow_writer_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+        self._lake = open_stream_lake(settings, writer, self.aws_conn_id)
         worker = StreamWorker(
             WorkerSettings(
                 symbols=self._symbols(),
@@ -68,14 +75,16 @@ class TradeStreamSensor(BaseSensorOperator):
                 flush_seconds=self.flush_seconds * 3,
                 flush_trades=self.flush_trades,
             ),
-            open_stream_lake(settings.lake_url, Path("data/spool") / self.task_id, self.aws_conn_id),
+            self._lake,
+            writer,
         )
         self.log.info(
-            "streaming %s from %s into %s until %s",
+            "streaming %s from %s into %s until %s as writer %s",
             ",".join(self._symbols()),
             settings.ws_url,
             settings.lake_url,
             self._end().isoformat(),
+            writer,
         )
         background = BackgroundWorker(worker)
         background.start()
@@ -83,7 +92,7 @@ class TradeStreamSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         if self._worker is None:
-            self._worker = self._start_worker()
+            self._worker = self._start_worker(context)
         result = self._worker.flush()
         stats = self._worker.worker.stats
         lags = [
@@ -107,11 +116,16 @@ class TradeStreamSensor(BaseSensorOperator):
         if datetime.now(self._end().tzinfo) < self._end():
             return False
         self.log.info("window ended at %s: closing the stream", self._end().isoformat())
-        self._worker.stop()
-        self._worker = None
+        self._close()  # raises if the stop did not finish: the task fails rather than claim success
         return True
 
+    def _close(self, timeout: float = 60.0) -> None:
+        worker, lake = self._worker, self._lake
+        self._worker = self._lake = None
+        if worker is not None:
+            worker.stop(timeout)  # on a timeout the spool stays held until this process ends
+        if lake is not None:
+            close_stream_lake(lake)
+
     def on_kill(self) -> None:
-        if self._worker is not None:
-            self._worker.stop(timeout=10)
-            self._worker = None
+        self._close(timeout=10)

@@ -8,8 +8,8 @@ the rejects to quarantine, and update the per-symbol heartbeats.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,9 +20,11 @@ import numpy as np
 from include.ingest.parse import Control, Rejected, decode, decode_many, looks_like_trade, validate
 from include.lake.keys import heartbeat_key, quarantine_key
 from include.lake.markers import MarkerWriter
-from include.lake.store import ObjectStore
+from include.lake.store import LakeError, ObjectStore
 from include.lake.trades import TradeColumns, trade_objects
 from include.timeutil import from_us, now_us
+
+log = logging.getLogger(__name__)
 
 RECENT_IDS_KEPT = 200_000  # per symbol: enough to catch every duplicate of a connection handover
 _NO_IDS = np.empty(0, dtype=np.int64)
@@ -87,16 +89,19 @@ class StreamStats:
 
 
 class MicroBatcher:
-    def __init__(self, lake: ObjectStore, symbols: frozenset[str], source: str = "stream") -> None:
+    def __init__(self, lake: ObjectStore, symbols: frozenset[str], writer: str, source: str = "stream") -> None:
+        """``writer`` is this writer's own identity (include/ingest/writer.py): it names its write
+        marker and its quarantine files, so no two writers share either."""
         self.lake = lake
         self.symbols = symbols
         self.source = source
-        # One marker per shard: the sorted symbols name the writer, so a restart reuses it.
-        self.writer = f"{source}-" + hashlib.sha1(",".join(sorted(symbols)).encode()).hexdigest()[:12]
+        self.writer = writer
         self.marker: MarkerWriter | None = None  # read from the lake at the first write, not here
+        self._unmarked: list[str] = []  # keys written while the marker could not be read
         self.stats = StreamStats()
         self.status: dict[str, SymbolStatus] = {symbol: SymbolStatus() for symbol in symbols}
-        self.connection: dict[str, object] = {"state": "starting"}
+        # Each symbol shows the state of the connection that carries it.
+        self.connection_states: dict[str, dict[str, object]] = {symbol: {"state": "starting"} for symbol in symbols}
         self._recent: dict[str, np.ndarray] = {}
         self.frames: list[bytes] = []  # the receive loops append here directly
         # The first use of pyarrow's compute functions compiles them (about half a second): pay
@@ -194,16 +199,30 @@ class MicroBatcher:
             self.lake.put(key, data)
         keys = [key for key, _ in prepared.objects]
         if keys:
-            if self.marker is None:
-                self.marker = MarkerWriter(self.lake, self.writer)
-            self.marker.mark(keys)
+            self._mark(keys)
         seconds = prepared.seconds + time.perf_counter() - started
         self.stats.flush_seconds.append(seconds)
         return FlushResult(keys, prepared.trades_written, prepared.duplicates, prepared.quarantined, seconds)
 
+    def _mark(self, keys: list[str]) -> None:
+        """Announce ``keys`` in this writer's marker, which carries on its predecessor's partitions.
+
+        Reading the predecessor's marker needs the lake: while it cannot be read (an S3 outage; the
+        objects themselves are spooled), the keys wait and are announced with the next write.
+        """
+        self._unmarked += keys
+        if self.marker is None:
+            try:
+                self.marker = MarkerWriter(self.lake, self.writer)
+            except LakeError as error:
+                log.warning("write marker %s not readable yet, announcing later: %s", self.writer, error)
+                return
+        self.marker.mark(self._unmarked)
+        self._unmarked = []
+
     def _quarantine(self, rejected: list[Rejected], received_us: int) -> tuple[str, bytes]:
         moment = from_us(received_us)
-        key = quarantine_key(self.source, received_us, len(rejected))
+        key = quarantine_key(self.writer, received_us, len(rejected))
         lines = [
             json.dumps(
                 {
@@ -233,7 +252,7 @@ class MicroBatcher:
                 else round((now_us() - status.last_trade_time_us) / 1e6, 3),
                 "trades_written": status.trades_written,
                 "counters": self.stats.as_dict(),
-                "connection": self.connection,
+                "connection": self.connection_states.get(symbol),
             }
             self.lake.put(heartbeat_key(symbol), json.dumps(body, indent=2).encode())
 

@@ -9,21 +9,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from pathlib import Path
 
 from include.config import Settings
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import DEFAULT_FLUSH_SECONDS, DEFAULT_FLUSH_TRADES, StreamWorker, WorkerSettings
+from include.ingest.writer import process_writer_id
 from include.lake.spool import SpoolingStore
 from include.lake.store import ObjectStore, open_lake
 
 log = logging.getLogger(__name__)
 
 
-def open_stream_lake(lake_url: str, spool_dir: Path, aws_conn_id: str | None = None) -> ObjectStore:
-    """The lake for a streaming writer: S3 gets a local spool in front, so an outage loses nothing."""
-    lake = open_lake(lake_url, aws_conn_id)
-    return SpoolingStore(lake, spool_dir) if lake_url.startswith("s3://") else lake
+def open_stream_lake(settings: Settings, writer: str, aws_conn_id: str | None = None) -> ObjectStore:
+    """The lake for one streaming writer: S3 gets the writer's own spool folder in front
+    (``Settings.spool_dir(writer)``), so an outage loses nothing and no two writers share a folder."""
+    lake = open_lake(settings.lake_url, aws_conn_id)
+    return SpoolingStore(lake, settings.spool_dir(writer)) if settings.lake_url.startswith("s3://") else lake
+
+
+def close_stream_lake(lake: ObjectStore) -> None:
+    """Give up the writer's spool folder: what is still spooled is drained by the next writer."""
+    if isinstance(lake, SpoolingStore):
+        lake.close()
 
 
 def run_worker(
@@ -33,9 +40,10 @@ def run_worker(
     flush_seconds: float = DEFAULT_FLUSH_SECONDS,
     flush_trades: int = DEFAULT_FLUSH_TRADES,
     silence_seconds: float = 30.0,
-    spool_dir: Path = Path("data/spool"),
 ) -> dict[str, object]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    writer = process_writer_id()
+    lake = open_stream_lake(settings, writer)
     worker = StreamWorker(
         WorkerSettings(
             symbols=symbols,
@@ -43,7 +51,8 @@ def run_worker(
             flush_seconds=flush_seconds,
             flush_trades=flush_trades,
         ),
-        open_stream_lake(settings.lake_url, spool_dir),
+        lake,
+        writer,
     )
 
     async def main() -> None:
@@ -53,8 +62,11 @@ def run_worker(
             loop.add_signal_handler(sig, stop.set)
         if duration is not None:
             loop.call_later(duration, stop.set)
-        log.info("streaming %s from %s into %s", ",".join(symbols), settings.ws_url, settings.lake_url)
+        log.info("streaming %s from %s into %s as %s", ",".join(symbols), settings.ws_url, settings.lake_url, writer)
         await worker.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        close_stream_lake(lake)
     return worker.stats.as_dict()

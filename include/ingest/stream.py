@@ -90,6 +90,27 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(step / 2, step)
 
 
+class Backpressure:
+    """Reading pauses while ``limit`` frames wait in ``frames``; the writer resumes it after a flush.
+
+    Every reader checks the length after each frame it appends, so the buffer never holds more than
+    ``limit`` plus one frame per connection, however fast the frames come.
+    """
+
+    def __init__(self, frames: list[bytes], limit: int) -> None:
+        self.frames = frames
+        self.limit = limit
+        self.room = asyncio.Event()
+        self.room.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self.room.is_set()
+
+    def resume(self) -> None:
+        self.room.set()
+
+
 @dataclass
 class _Reader:
     ws: ClientConnection
@@ -125,7 +146,7 @@ class ShardConnection:
         append: Callable[[bytes], None],
         on_other: Callable[[bytes], Control | None],
         budget: ConnectionBudget,
-        room: asyncio.Event | None = None,
+        backpressure: Backpressure | None = None,
         on_state: Callable[[dict[str, object]], None] | None = None,
     ) -> None:
         self.streams = streams
@@ -134,11 +155,18 @@ class ShardConnection:
         self._append = append
         self._on_other = on_other
         self._budget = budget
-        self._room = room  # cleared by the batcher when it is full: reading pauses (backpressure)
+        self._backpressure = backpressure
         self._on_state = on_state or (lambda state: None)
         self._rng = random.Random()
         self.connects = 0
         self.handovers = 0
+        self.restarts = 0  # counted by whoever restarts this connection after a crash
+        self.state: dict[str, object] = {"state": "starting"}
+
+    def report(self, state: dict[str, object]) -> None:
+        """This connection's state as the heartbeat shows it (each connection has its own)."""
+        self.state = {**state, "streams": len(self.streams), "restarts": self.restarts}
+        self._on_state(self.state)
 
     async def _open(self, stop: asyncio.Event) -> ClientConnection | None:
         attempt = 0
@@ -161,12 +189,12 @@ class ShardConnection:
                 )
                 attempt += 1
                 log.warning("connect to %s failed (%s); retrying in %.1f s", self.url, error, delay)
-                self._on_state({"state": "reconnecting", "error": str(error), "attempt": attempt})
+                self.report({"state": "reconnecting", "error": str(error), "attempt": attempt})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 continue
             self.connects += 1
-            self._on_state({"state": "connected", "since": time.time(), "connects": self.connects})
+            self.report({"state": "connected", "since": time.time(), "connects": self.connects})
             return ws
         return None
 
@@ -177,7 +205,9 @@ class ShardConnection:
         return reader
 
     async def _read(self, reader: _Reader) -> None:
-        append, on_other, recv, room = self._append, self._on_other, reader.ws.recv, self._room
+        append, on_other, recv = self._append, self._on_other, reader.ws.recv
+        pressure = self._backpressure or Backpressure([], 1 << 62)
+        frames, limit, room = pressure.frames, pressure.limit, pressure.room
         try:
             while True:
                 frame = await recv(decode=False)
@@ -189,7 +219,9 @@ class ShardConnection:
                     if control is not None and control.kind == "serverShutdown":
                         log.info("serverShutdown from %s: handing over to a new connection", self.url)
                         reader.shutdown_notice = True
-                if room is not None and not room.is_set():
+                if len(frames) >= limit:
+                    room.clear()  # full: stop reading (the socket holds the rest) until a flush resumes it
+                if not room.is_set():
                     await room.wait()
         except ConnectionClosed as closed:
             log.info("connection closed: %s", closed)
@@ -201,6 +233,8 @@ class ShardConnection:
             return "serverShutdown"
         if now - reader.opened >= self.settings.refresh_after_seconds:
             return "lifetime"
+        if self._backpressure is not None and self._backpressure.paused:
+            reader.last_frame = now  # not reading on purpose: that is not the exchange going silent
         if now - reader.last_frame >= self.settings.silence_seconds:
             return "silence"
         return None
@@ -218,6 +252,7 @@ class ShardConnection:
                 if stop.is_set():
                     break
                 if reader.task.done():
+                    _raise_crash(reader.task)  # a reader that crashed ends this run: its supervisor decides
                     # The connection is gone: nothing to overlap with, so reconnect.
                     ws = await self._open(stop)
                     if ws is None:
@@ -260,8 +295,24 @@ class ShardConnection:
             await self._close(old)
 
     async def _close(self, reader: _Reader) -> None:
+        """Close the connection and let the reader take what arrived before the close.
+
+        The frames received before the close handshake are still queued in the connection: the
+        reader reads them and then ends by itself. One that cannot (paused by backpressure during a
+        handover) is cancelled after a while; its frames are the new connection's duplicates.
+        """
         await reader.ws.close()
-        if reader.task is not None:
+        if reader.task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader.task), self.settings.open_timeout_seconds)
+        if not reader.task.done():
             reader.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader.task
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader.task
+
+
+def _raise_crash(task: asyncio.Task[None]) -> None:
+    """Re-raise what a finished reader task died of; a reader that ended with its connection is fine."""
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]

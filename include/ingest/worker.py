@@ -5,18 +5,34 @@ and on request (the Airflow sensor flushes on every poke). Writes run in a threa
 so the receive loop keeps reading while a batch is written. When writes fall behind and
 ``max_buffered_trades`` are waiting, reading pauses until the flush catches up: memory stays
 bounded and nothing is dropped.
+
+Each connection runs under a supervisor: a connection that crashes is restarted with backoff, one
+that keeps crashing ends the worker with its error. Each connection reports its own state, which
+the heartbeats of its symbols show.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from include.binance.protocol import MAX_STREAMS_PER_CONNECTION
 from include.ingest.batcher import FlushResult, MicroBatcher
-from include.ingest.stream import ConnectionBudget, ShardConnection, StreamSettings, shard, stream_names
+from include.ingest.stream import (
+    Backpressure,
+    ConnectionBudget,
+    ShardConnection,
+    StreamSettings,
+    backoff_delay,
+    shard,
+    stream_names,
+)
+from include.ingest.writer import process_writer_id
 from include.lake.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -35,16 +51,27 @@ class WorkerSettings:
     max_buffered_trades: int = 200_000
     streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
     heartbeat_seconds: float = 5.0
+    restart_limit: int = 5  # crashes of one connection within the window that end the worker
+    restart_window_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ValueError("no symbols to stream")
+        if self.restart_limit < 1 or self.restart_window_seconds <= 0:
+            raise ValueError(
+                f"restart_limit={self.restart_limit} must be >= 1 and "
+                f"restart_window_seconds={self.restart_window_seconds} > 0"
+            )
         if self.flush_seconds <= 0 or self.flush_trades <= 0:
             raise ValueError(f"flush_seconds={self.flush_seconds} and flush_trades={self.flush_trades} must be > 0")
         if self.max_buffered_trades < self.flush_trades:
             raise ValueError(
                 f"max_buffered_trades={self.max_buffered_trades} is below flush_trades={self.flush_trades}"
             )
+
+
+class ConnectionFailed(RuntimeError):
+    """A connection kept crashing: the worker stops with its error, so the task fails and is retried."""
 
 
 @dataclass
@@ -55,12 +82,17 @@ class WorkerState:
 
 
 class StreamWorker:
-    def __init__(self, settings: WorkerSettings, lake: ObjectStore) -> None:
+    def __init__(self, settings: WorkerSettings, lake: ObjectStore, writer: str | None = None) -> None:
+        """``writer`` names this worker's write marker; the caller that spools uses the same id for the
+        spool folder. Without one the worker is a writer of its own, unique in this process."""
         self.settings = settings
         self.lake = lake
-        self.batcher = MicroBatcher(lake, frozenset(settings.symbols))
+        self.writer = writer or process_writer_id()
+        self.batcher = MicroBatcher(lake, frozenset(settings.symbols), self.writer)
         self.state = WorkerState()
+        self.backpressure: Backpressure | None = None
         self._flush_lock: asyncio.Lock | None = None
+        self._rng = random.Random()
         self.ready = asyncio.Event()
 
     @property
@@ -80,6 +112,8 @@ class StreamWorker:
             # The puts run in a thread, so a slow or unreachable S3 never stalls the connections.
             prepared = self.batcher.prepare(batch)
             result = await asyncio.to_thread(self.batcher.store, prepared)
+            if self.backpressure is not None:
+                self.backpressure.resume()  # written: the readers may fill the buffer again
             self.batcher.stats.reconnects = self.reconnects()
             if time.monotonic() - self.state.last_heartbeat >= self.settings.heartbeat_seconds or result.keys:
                 self.state.last_heartbeat = time.monotonic()
@@ -95,43 +129,94 @@ class StreamWorker:
                 )
             return result
 
-    def _set_connection_state(self, state: dict[str, object]) -> None:
-        self.batcher.connection = state
+    def _connection_state(self, symbols: list[str], state: dict[str, object]) -> None:
+        for symbol in symbols:
+            self.batcher.connection_states[symbol] = state
+
+    def _connect(self, streams: list[str], index: int, budget: ConnectionBudget) -> ShardConnection:
+        symbols = [name.split("@", 1)[0].upper() for name in streams]
+        return ShardConnection(
+            streams,
+            self.settings.stream,
+            self.batcher.frames.append,
+            self.batcher.add_other,
+            budget,
+            backpressure=self.backpressure,
+            on_state=lambda state: self._connection_state(symbols, {**state, "connection": index}),
+        )
+
+    async def _supervise(self, connection: ShardConnection, closing: asyncio.Event) -> None:
+        """Run one connection until ``closing``; restart it after a crash, with backoff.
+
+        A connection that crashes ``restart_limit`` times within ``restart_window_seconds`` is not
+        going to get better by itself: its error ends the worker, loudly.
+        """
+        settings, crashes = self.settings, deque[float]()
+        while not closing.is_set():
+            try:
+                await connection.run(closing)
+                continue
+            except Exception as error:  # every crash is restarted, then escalated
+                now = time.monotonic()
+                crashes.append(now)
+                while now - crashes[0] > settings.restart_window_seconds:
+                    crashes.popleft()
+                connection.restarts += 1
+                if len(crashes) >= settings.restart_limit:
+                    connection.report({"state": "failed", "error": repr(error), "at": time.time()})
+                    raise ConnectionFailed(
+                        f"the connection for {','.join(connection.streams[:3])}"
+                        f"{'...' if len(connection.streams) > 3 else ''} crashed {len(crashes)} times within "
+                        f"{settings.restart_window_seconds:g} s; last error: {error!r}"
+                    ) from error
+                stream = settings.stream
+                delay = backoff_delay(
+                    len(crashes) - 1, stream.backoff_base_seconds, stream.backoff_cap_seconds, self._rng
+                )
+                log.error("connection for %s crashed; restarting in %.1f s", connection.url, delay, exc_info=error)
+                connection.report({"state": "restarting", "error": repr(error), "at": time.time()})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), delay)
+
+    async def _step(self) -> None:
+        """Flush when due or when enough trades wait; otherwise look again shortly."""
+        waiting = len(self.batcher)
+        due = time.monotonic() - self.state.last_flush >= self.settings.flush_seconds
+        if due or waiting >= self.settings.flush_trades:
+            await self.flush()
+        else:
+            await asyncio.sleep(0.02)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Stream until ``stop`` is set, then close the connections and flush what is left."""
+        """Stream until ``stop`` is set, then close the connections and flush what is left.
+
+        A connection that keeps crashing ends the run with its error (``ConnectionFailed``), after
+        the other connections closed and what they received was flushed.
+        """
         settings = self.settings
         self._flush_lock = asyncio.Lock()
-        room = asyncio.Event()
-        room.set()
+        self.backpressure = Backpressure(self.batcher.frames, settings.max_buffered_trades)
+        closing = asyncio.Event()
         budget = ConnectionBudget(settings.stream.attempts_per_window, settings.stream.attempt_window_seconds)
         self.state.shards = [
-            ShardConnection(
-                streams,
-                settings.stream,
-                self.batcher.frames.append,
-                self.batcher.add_other,
-                budget,
-                room=room,
-                on_state=self._set_connection_state,
-            )
-            for streams in shard(stream_names(settings.symbols), settings.streams_per_connection)
+            self._connect(streams, index, budget)
+            for index, streams in enumerate(shard(stream_names(settings.symbols), settings.streams_per_connection))
         ]
-        readers = [asyncio.create_task(connection.run(stop)) for connection in self.state.shards]
+        supervisors = [asyncio.create_task(self._supervise(c, closing)) for c in self.state.shards]
         self.state.last_flush = time.monotonic()
         self.ready.set()
+        failure: BaseException | None = None
         try:
-            while not stop.is_set():
-                waiting = len(self.batcher)
-                due = time.monotonic() - self.state.last_flush >= settings.flush_seconds
-                if waiting >= settings.max_buffered_trades:
-                    room.clear()  # backpressure: readers pause until this flush is done
-                if due or waiting >= settings.flush_trades:
-                    await self.flush()
-                    room.set()
-                else:
-                    await asyncio.sleep(0.02)
+            while not stop.is_set() and failure is None:
+                failure = next((t.exception() for t in supervisors if t.done() and not t.cancelled()), None)
+                await self._step()
         finally:
-            await asyncio.gather(*readers, return_exceptions=True)
-            self.batcher.connection = {"state": "stopped", "at": time.time()}
+            closing.set()
+            self.backpressure.resume()  # a reader waiting for room must see the close
+            await asyncio.gather(*supervisors, return_exceptions=True)
+            for connection in self.state.shards:
+                if connection.state.get("state") != "failed":
+                    connection.report({"state": "stopped", "at": time.time()})
             await self.flush()
+        if failure is not None:
+            raise failure

@@ -14,10 +14,11 @@ import pytest
 from include.ingest.batcher import MicroBatcher
 from include.ingest.parse import Control
 from include.lake.markers import writes_fingerprint
-from include.lake.store import LocalStore
+from include.lake.store import LakeError, LocalStore
 from include.lake.trades import read_table, read_trades
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
+WRITER = "stream-test-writer"
 
 
 def us(moment: datetime) -> int:
@@ -70,7 +71,7 @@ def lake(tmp_path):
 
 
 def test_two_symbols_across_an_hour_boundary(lake):
-    batcher = MicroBatcher(lake, SYMBOLS)
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     frames = [
         trade("BTCUSDT", 1001, at(12, 59, 59, 500_000), "60000.10000000", "0.00100000", True),
         trade("ETHUSDT", 501, at(12, 59, 58), "4000.01000000", "1.00000000"),
@@ -106,7 +107,7 @@ def test_two_symbols_across_an_hour_boundary(lake):
 
 
 def test_duplicates_inside_a_batch_are_dropped_and_counted(lake):
-    batcher = MicroBatcher(lake, SYMBOLS)
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     frames = [
         trade("BTCUSDT", 1, at(13, 0, 1), "1.00000000"),
         trade("BTCUSDT", 2, at(13, 0, 2), "2.00000000"),
@@ -127,7 +128,7 @@ def test_duplicates_inside_a_batch_are_dropped_and_counted(lake):
 
 def test_duplicates_across_batches_are_dropped(lake):
     """Two connections overlap during a handover: the second repeats ids the first already wrote."""
-    batcher = MicroBatcher(lake, SYMBOLS)
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     first = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in range(1, 6)])
     assert first.keys == [key("BTCUSDT", 13, 1, 5)]
     second = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in range(4, 9)])
@@ -147,7 +148,7 @@ def test_duplicates_across_batches_are_dropped(lake):
 
 
 def test_malformed_frames_go_to_quarantine_with_raw_text_and_reason(lake):
-    batcher = MicroBatcher(lake, SYMBOLS)
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     missing = json.loads(trade("BTCUSDT", 9, at(13)))
     del missing["data"]["q"]
     bad = {
@@ -168,7 +169,8 @@ def test_malformed_frames_go_to_quarantine_with_raw_text_and_reason(lake):
     assert result.trades_written == 2
     (quarantine_key,) = [k for k in result.keys if k.startswith("quarantine/")]
     match = re.fullmatch(
-        r"quarantine/exchange=binance/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/stream-(\d+)-(\d+)\.jsonl", quarantine_key
+        r"quarantine/exchange=binance/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/stream-test-writer-(\d+)-(\d+)\.jsonl",
+        quarantine_key,
     )
     assert match is not None, quarantine_key
     received_us = int(match.group(3))
@@ -196,7 +198,7 @@ def test_malformed_frames_go_to_quarantine_with_raw_text_and_reason(lake):
 
 
 def test_control_messages_are_handed_back_not_kept(lake):
-    batcher = MicroBatcher(lake, SYMBOLS)
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     shutdown = batcher.add(b'{"e":"serverShutdown","E":1764000000000000}')
     assert isinstance(shutdown, Control)
     assert shutdown.kind == "serverShutdown"
@@ -215,7 +217,7 @@ def test_control_messages_are_handed_back_not_kept(lake):
 
 
 def test_heartbeats_hold_the_last_trade_and_counters(lake):
-    batcher = MicroBatcher(lake, SYMBOLS)
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     flush(
         batcher,
         [
@@ -256,7 +258,7 @@ def test_heartbeats_hold_the_last_trade_and_counters(lake):
 
 
 def test_a_write_marker_follows_every_write_of_files(lake):
-    batcher = MicroBatcher(lake, SYMBOLS)
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     assert list(lake.list("status/writes/")) == []
     print_before = writes_fingerprint(lake)
 
@@ -265,7 +267,8 @@ def test_a_write_marker_follows_every_write_of_files(lake):
     assert body["keys"] == first.keys
     assert len(first.keys) == 2
     assert {k.split("/")[0] for k in body["keys"]} == {"trades", "quarantine"}
-    assert body["writer"].startswith("stream-")
+    assert body["writer"] == WRITER
+    assert [info.key for info in lake.list("status/writes/")] == [f"status/writes/{WRITER}.json"]
     after_first = writes_fingerprint(lake)
     assert after_first != print_before
 
@@ -278,6 +281,50 @@ def test_a_write_marker_follows_every_write_of_files(lake):
     assert sorted(second.keys) == [key("BTCUSDT", 14, 2, 2), key("ETHUSDT", 14, 5, 5)]
     assert sorted(marker(lake)["keys"]) == sorted(second.keys)
     assert writes_fingerprint(lake) != after_first
-    # the same symbols make the same writer name, so a restarted shard reuses its marker
-    assert MicroBatcher(lake, frozenset({"ETHUSDT", "BTCUSDT"})).writer == batcher.writer
-    assert MicroBatcher(lake, frozenset({"BTCUSDT"})).writer != batcher.writer
+
+
+def test_two_writers_of_the_same_symbols_keep_their_own_markers(lake):
+    """Two overlapping DAG runs stream the same shard: each writer announces its own partitions."""
+    early = MicroBatcher(lake, SYMBOLS, "stream-run-1")
+    late = MicroBatcher(lake, SYMBOLS, "stream-run-2")
+    flush(early, [trade("BTCUSDT", 1, at(13))])
+    flush(late, [trade("BTCUSDT", 2, at(14))])
+    markers = {info.key: json.loads(lake.get(info.key)) for info in lake.list("status/writes/")}
+    assert set(markers) == {"status/writes/stream-run-1.json", "status/writes/stream-run-2.json"}
+    assert [p.split("/")[-2] for p in markers["status/writes/stream-run-1.json"]["partitions"]] == ["hour=13"]
+    assert [p.split("/")[-2] for p in markers["status/writes/stream-run-2.json"]["partitions"]] == ["hour=14"]
+
+
+def test_a_marker_that_cannot_be_read_yet_announces_its_keys_with_the_next_write(lake):
+    """During an S3 outage the predecessor's marker cannot be read: the keys wait, none is lost."""
+
+    class Unreadable:
+        def __init__(self, inner):
+            self.inner, self.url, self.down = inner, inner.url, True
+
+        def put(self, key, data):
+            self.inner.put(key, data)  # as a spool takes every put
+
+        def get(self, key):
+            if self.down:
+                raise LakeError("S3 unreachable")
+            return self.inner.get(key)
+
+        def exists(self, key):
+            return self.get(key) is not None if self.down else self.inner.exists(key)
+
+        def list(self, prefix=""):
+            return self.inner.list(prefix)
+
+        def delete(self, key):
+            self.inner.delete(key)
+
+    store = Unreadable(lake)
+    batcher = MicroBatcher(store, SYMBOLS, WRITER)
+    first = flush(batcher, [trade("BTCUSDT", 1, at(13))])
+    assert list(lake.list("status/writes/")) == []
+    store.down = False
+    second = flush(batcher, [trade("BTCUSDT", 2, at(14))])
+    body = marker(lake)
+    assert body["keys"] == first.keys + second.keys
+    assert {p.split("/")[-2] for p in body["partitions"]} == {"hour=13", "hour=14"}

@@ -1,13 +1,20 @@
-"""The spool in front of S3 (a real moto server over HTTP): an outage loses and reorders nothing."""
+"""The spool in front of S3 (a real moto server over HTTP): an outage loses and reorders nothing,
+and no writer's spool is overwritten, drained twice or left behind by another writer."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import threading
 
 import pytest
 
-from include.lake.spool import SpoolingStore
+from include.lake.spool import SpoolBusy, SpoolFolder, SpoolingStore
 from include.lake.store import LakeError, S3Store
+from tests.support.paths import REPO_ROOT
+from tests.support.waiting import wait_until
 
 PREFIX = "lake"
 
@@ -58,19 +65,19 @@ def objects(count: int, tag: str = "") -> list[tuple[str, bytes]]:
 
 
 def spooled_keys(spool: SpoolingStore) -> list[str]:
-    return [spool.spool.get(f"{entry}.key").decode() for entry in spool.spooled()]
+    return [spool.folder.read(entry)[0] for entry in spool.spooled()]
 
 
 def test_outage_spools_in_order_and_drain_uploads_in_order(moto_s3, tmp_path):
     recording = Recording(s3_store(moto_s3))
-    spool = SpoolingStore(recording, tmp_path / "spool")
+    spool = SpoolingStore(recording, tmp_path / "spool" / "writer-a")
     items = objects(6)
     moto_s3.stop()
     for key, data in items:
         spool.put(key, data)  # never raises
     assert recording.stored == []
     assert spooled_keys(spool) == [key for key, _ in items]
-    assert [spool.spool.get(f"{entry}.data") for entry in spool.spooled()] == [data for _, data in items]
+    assert [spool.folder.read(entry)[1] for entry in spool.spooled()] == [data for _, data in items]
     assert spool.drain() is False  # still down: nothing moves
     assert spooled_keys(spool) == [key for key, _ in items]
 
@@ -81,14 +88,14 @@ def test_outage_spools_in_order_and_drain_uploads_in_order(moto_s3, tmp_path):
         assert spool.get(key) == data
         assert spool.exists(key)
     assert spool.spooled() == []
-    assert os.listdir(tmp_path / "spool") == []
+    assert [name for name in os.listdir(spool.spool_dir) if not name.startswith(".")] == []
     assert sorted(moto_s3.keys()) == sorted(f"{PREFIX}/{key}" for key, _ in items)
     assert sorted(info.key for info in spool.list("trades/")) == sorted(key for key, _ in items)
 
 
 def test_without_outage_puts_go_straight_through(moto_s3, tmp_path):
     recording = Recording(s3_store(moto_s3))
-    spool = SpoolingStore(recording, tmp_path / "spool")
+    spool = SpoolingStore(recording, tmp_path / "spool" / "writer-a")
     spool.put("a/b.json", b"1")
     assert recording.stored == ["a/b.json"]
     assert spool.spooled() == []
@@ -99,7 +106,7 @@ def test_without_outage_puts_go_straight_through(moto_s3, tmp_path):
 
 def test_new_puts_queue_behind_the_spool(moto_s3, tmp_path):
     recording = Recording(s3_store(moto_s3))
-    spool = SpoolingStore(recording, tmp_path / "spool")
+    spool = SpoolingStore(recording, tmp_path / "spool" / "writer-a")
     moto_s3.stop()
     spool.put("q/1.json", b"one")
     spool.put("q/2.json", b"two")
@@ -117,7 +124,7 @@ def test_new_puts_queue_behind_the_spool(moto_s3, tmp_path):
 def test_a_new_put_never_overtakes_a_spooled_one_that_failed_again(moto_s3, tmp_path):
     """S3 answers again, but the upload of the oldest spooled object fails once more: the new put waits."""
     recording = Recording(s3_store(moto_s3))
-    spool = SpoolingStore(recording, tmp_path / "spool")
+    spool = SpoolingStore(recording, tmp_path / "spool" / "writer-a")
     moto_s3.stop()
     spool.put("f/1.json", b"one")
     moto_s3.start()
@@ -132,7 +139,7 @@ def test_a_new_put_never_overtakes_a_spooled_one_that_failed_again(moto_s3, tmp_
 
 def test_the_last_write_of_a_key_wins_after_the_outage(moto_s3, tmp_path):
     """A heartbeat rewritten during an outage ends with its newest content, not an older one."""
-    spool = SpoolingStore(s3_store(moto_s3), tmp_path / "spool")
+    spool = SpoolingStore(s3_store(moto_s3), tmp_path / "spool" / "writer-a")
     moto_s3.stop()
     for version in range(5):
         spool.put("status/stream/exchange=binance/symbol=BTCUSDT.json", f"v{version}".encode())
@@ -142,14 +149,14 @@ def test_the_last_write_of_a_key_wins_after_the_outage(moto_s3, tmp_path):
 
 
 def test_a_restarted_worker_drains_what_was_spooled(moto_s3, tmp_path):
-    spool_dir = tmp_path / "spool"
+    spool_dir = tmp_path / "spool" / "writer-a"
     before = objects(4, "before-")
     after = objects(2, "after-")
     moto_s3.stop()
     first = SpoolingStore(s3_store(moto_s3), spool_dir)
     for key, data in before:
         first.put(key, data)
-    del first  # the worker dies
+    first.close()  # the worker ends with S3 still down; a retry of it comes back with the same id
 
     recording = Recording(s3_store(moto_s3))
     second = SpoolingStore(recording, spool_dir)  # the worker starts again, S3 still down
@@ -166,7 +173,7 @@ def test_a_restarted_worker_drains_what_was_spooled(moto_s3, tmp_path):
 
 def test_a_drain_cut_short_keeps_the_rest_in_order(moto_s3, tmp_path):
     recording = Recording(s3_store(moto_s3), fail_after=2)  # S3 goes away again after two uploads
-    spool = SpoolingStore(recording, tmp_path / "spool")
+    spool = SpoolingStore(recording, tmp_path / "spool" / "writer-a")
     moto_s3.stop()
     items = objects(5)
     for key, data in items:
@@ -183,7 +190,7 @@ def test_a_drain_cut_short_keeps_the_rest_in_order(moto_s3, tmp_path):
 
 
 def test_reads_go_to_the_lake_not_the_spool(moto_s3, tmp_path):
-    spool = SpoolingStore(s3_store(moto_s3), tmp_path / "spool")
+    spool = SpoolingStore(s3_store(moto_s3), tmp_path / "spool" / "writer-a")
     moto_s3.stop()
     spool.put("a.json", b"1")
     with pytest.raises(LakeError):
@@ -192,3 +199,137 @@ def test_reads_go_to_the_lake_not_the_spool(moto_s3, tmp_path):
     assert not spool.exists("a.json")  # not uploaded until drained
     assert spool.drain() is True
     assert spool.get("a.json") == b"1"
+
+
+# One folder per writer: never shared, never drained twice, never left behind -----------------------
+
+_ADD_ENTRIES = """
+import sys, time
+from pathlib import Path
+from include.lake.spool import SpoolFolder
+folder, tag, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+spool = SpoolFolder(folder)
+while not go.exists():  # both processes start adding at the same moment
+    time.sleep(0.001)
+for index in range(count):
+    spool.add(f"trades/{tag}/{index}.parquet", f"{tag}:{index}".encode())
+"""
+
+
+def test_two_processes_adding_to_one_folder_lose_no_entry(tmp_path):
+    """Numbers are claimed by an exclusive create: two processes never write the same entry."""
+    folder, go, count = tmp_path / "spool" / "shared", tmp_path / "go", 300
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _ADD_ENTRIES, str(folder), tag, str(count), str(go)], cwd=REPO_ROOT)
+        for tag in ("a", "b")
+    ]
+    try:
+        wait_until(lambda: folder.is_dir(), 60, "the processes to start")
+        go.touch()
+        assert [process.wait(timeout=120) for process in processes] == [0, 0]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    entries = SpoolFolder(folder).entries()
+    read = [SpoolFolder(folder).read(entry) for entry in entries]
+    assert sorted(key for key, _ in read) == sorted(f"trades/{t}/{i}.parquet" for t in "ab" for i in range(count))
+    assert all(data == f"{key.split('/')[1]}:{key.split('/')[2].split('.')[0]}".encode() for key, data in read)
+    for tag in "ab":  # each process's entries sort in the order it wrote them
+        mine = [int(key.split("/")[2].split(".")[0]) for key, _ in read if key.split("/")[1] == tag]
+        assert mine == list(range(count))
+
+
+def test_a_drain_while_another_runs_uploads_each_entry_once(tmp_path):
+    """Two drains of one folder at once (a writer and one adopting its folder): one waits for the other."""
+    folder = SpoolFolder(tmp_path / "spool" / "w")
+    items = objects(5)
+    for key, data in items:
+        folder.add(key, data)
+    uploaded: list[str] = []
+    gate, waiting = threading.Event(), []
+
+    def upload(key, data):
+        waiting.append(key)
+        assert gate.wait(60)
+        uploaded.append(key)
+
+    results: list[bool] = []
+    drains = [threading.Thread(target=lambda: results.append(folder.drain(upload))) for _ in range(2)]
+    for drain in drains:
+        drain.start()
+    wait_until(lambda: waiting, 60, "the first drain to upload")
+    # Without a lock the second drain would now be blocked on the same first entry; give it the chance.
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: len(waiting) > 1, 1.0, "a second upload")
+    gate.set()
+    for drain in drains:
+        drain.join(60)
+    assert results == [True, True]
+    assert uploaded == [key for key, _ in items]
+    assert folder.entries() == []
+
+
+def test_an_entry_gone_by_the_time_it_is_read_is_skipped(tmp_path):
+    """An entry another drain uploaded and removed after this drain listed the folder is not a crash."""
+    folder = SpoolFolder(tmp_path / "spool" / "w")
+    items = objects(3)
+    for key, data in items:
+        folder.add(key, data)
+    _, second, _ = folder.entries()
+    uploaded = []
+
+    def upload(key, data):
+        if not uploaded:  # as if a concurrent drain took the second entry meanwhile
+            (folder.root / f"{second}.key").unlink()
+            (folder.root / f"{second}.data").unlink()
+        uploaded.append(key)
+
+    assert folder.drain(upload) is True
+    assert uploaded == [items[0][0], items[2][0]]
+
+
+def test_one_folder_one_running_writer(moto_s3, tmp_path):
+    spool_dir = tmp_path / "spool" / "writer-a"
+    first = SpoolingStore(s3_store(moto_s3), spool_dir)
+    with pytest.raises(SpoolBusy, match="writer-a"):
+        SpoolingStore(s3_store(moto_s3), spool_dir, owner_wait=0.2)
+    first.close()
+    SpoolingStore(s3_store(moto_s3), spool_dir).close()  # once it ended, a retry with its id may take it
+
+
+def test_a_writer_that_ended_during_the_outage_is_drained_by_the_next_writer(moto_s3, tmp_path):
+    root = tmp_path / "spool"
+    moto_s3.stop()
+    ended = SpoolingStore(s3_store(moto_s3), root / "writer-ended")
+    running = SpoolingStore(s3_store(moto_s3), root / "writer-running")
+    left, held = objects(4, "left-"), objects(2, "held-")
+    for key, data in left:
+        ended.put(key, data)
+    for key, data in held:
+        running.put(key, data)
+    ended.close()  # its window ended with S3 still down: nobody will come back for this folder
+    moto_s3.start()
+
+    recording = Recording(s3_store(moto_s3))
+    SpoolingStore(recording, root / "writer-next").put("status/next.json", b"{}")  # reaches S3: sweeps
+    assert recording.stored == ["status/next.json", *(key for key, _ in left)]
+    for key, data in left:
+        assert recording.get(key) == data
+    assert not (root / "writer-ended").exists()
+    # A writer that is still running keeps its folder: it drains it itself, in its own order.
+    assert spooled_keys(running) == [key for key, _ in held]
+    assert running.drain() is True
+    assert [recording.get(key) for key, _ in held] == [data for _, data in held]
+
+
+def test_a_writer_that_died_mid_add_leaves_nothing_that_blocks_the_next(moto_s3, tmp_path):
+    root = tmp_path / "spool"
+    dead = SpoolFolder(root / "writer-dead")
+    (dead.root / ".owner.lock").touch()
+    dead.add("a.json", b"a")
+    (dead.root / "000000000002.data").write_bytes(b"half")  # its key never came
+    recording = Recording(s3_store(moto_s3))
+    assert SpoolingStore(recording, root / "writer-next").adopt_orphans() == 1
+    assert recording.stored == ["a.json"]
+    assert not dead.root.exists()

@@ -23,7 +23,7 @@ from include.repair.ledger import read_report
 from include.repair.repair import hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
 from include.timeutil import to_us
-from tests.support.exchange import rest_history, stream_for
+from tests.support.exchange import CutRecorder, rest_history, stream_for
 from tests.support.net import MICRO, admin
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -46,6 +46,7 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
     lake = LocalStore(tmp_path / "lake")
     faults = FaultSettings(skip_fraction=0.05, drop_connections_every=2.0)
     with start_sandbox(symbols=SYMBOLS, rate=RATE, faults=faults) as sandbox:
+        cuts = CutRecorder(sandbox)
         stream_for(lake, sandbox.ws_url, STREAM_SECONDS, SYMBOLS, silence_seconds=30)
         record = admin(sandbox)["record"]
         streamed = {symbol: read_trades(lake, symbol) for symbol in SYMBOLS}
@@ -74,7 +75,6 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
         }
 
     assert record["dropped_connections"] >= 3, record
-    lost_in_drops = 0
     for symbol in SYMBOLS:
         truth = {row["id"]: row for row in exchange[symbol] if start_us <= row["time"] < end_us}
         truth_ids = sorted(truth)
@@ -95,13 +95,15 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
             assert to_us(row["trade_time"]) == expected["time"], row
             assert row["is_buyer_maker"] == expected["isBuyerMaker"], row
 
-        # What the repair filled is exactly what the stream missed: the skipped ids and those lost in the cuts.
+        # The stream missed the skipped ids and what the cuts had in flight, nothing else; the repair
+        # filled exactly what it missed.
         streamed_ids = set(in_range(streamed[symbol], start_us, end_us)["trade_id"].to_pylist())
         missed = set(truth_ids) - streamed_ids
         skipped = {i for i in record["skipped_ids"].get(symbol, []) if i in truth}
         assert len(skipped) >= 5, (symbol, record["skipped"])
         assert skipped <= missed
-        lost_in_drops += len(missed - skipped)
+        unexplained = [(a, b) for a, b in cuts.unexplained(symbol, missed) if not set(range(a, b + 1)) <= skipped]
+        assert unexplained == [], (symbol, cuts.cuts)
         print(f"\n{symbol}: {len(truth_ids)} trades, {len(missed)} missed ({len(skipped)} skipped), repaired")
         symbol_reports = reports[symbol]
         files = [key for report in symbol_reports for key in report.files]
@@ -122,5 +124,3 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
             assert (stored.present_before, stored.filled, stored.missing) == (len(in_window), 0, 0)
         for report in again[symbol]:
             assert (report.filled, report.missing, report.files) == (0, 0, [])
-    # Cuts lose what was in flight and what was made while reconnecting; the repair found those too.
-    assert lost_in_drops > 0
