@@ -27,7 +27,6 @@ from typing import Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 from lake_assets import LAKE_TRADES
 
-from include.config import load_settings
 from include.pools import WAREHOUSE_WRITER
 
 
@@ -49,12 +48,16 @@ def warehouse() -> None:
 
         from airflow.sdk.exceptions import AirflowFailException
 
+        from include.config import ConfigError, load_settings
         from include.lake.store import open_lake
         from include.warehouse.load import load_lake, open_warehouse
 
         context = get_current_context()
         full = bool(context["params"]["full"]) or context["dag_run"].run_type == "scheduled"
-        settings = load_settings()
+        try:
+            settings = load_settings()  # here, not at parse: a bad value fails this task, not every DAG
+        except ConfigError as error:
+            raise AirflowFailException(str(error)) from None  # retrying would not fix it
         with closing(open_warehouse(settings)) as target:
             result = load_lake(open_lake(settings.lake_url), target, full=full)
         print(result.summary())
