@@ -11,13 +11,41 @@ import contextlib
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from include.binance.protocol import SYMBOL_PATTERN
 from include.sandbox.faults import FaultSettings
 from include.sandbox.replay import ReplayFileError, symbol_of
+
+if TYPE_CHECKING:  # imported when a command runs, so that --help stays quick
+    from include.binance.client import BinanceClient
+    from include.lake.store import ObjectStore
+
+
+class CommandError(Exception):
+    """A failure the user can act on: ``main`` prints it as one line and exits with ``status``."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def _exchange_errors(rest_url: str) -> Iterator[None]:
+    """The exchange's refusals and silences as one-line errors naming it, never a traceback."""
+    from include.binance.client import BinanceError, BinanceUnavailable, UnlistedSymbols
+
+    try:
+        yield
+    except UnlistedSymbols as error:  # a bad --symbols/SYMBOLS value, found out by asking the exchange
+        raise CommandError(str(error), 2) from None
+    except BinanceUnavailable as error:
+        raise CommandError(f"{rest_url} did not answer: {error.msg}", 1) from None
+    except BinanceError as error:
+        raise CommandError(f"{rest_url} refused: {error}", 1) from None
 
 
 def _number(
@@ -175,16 +203,22 @@ def _add_up(commands: argparse._SubParsersAction) -> None:
         description="Start every service of the product (settings from the environment), print the URLs, "
         "and stop them all cleanly on Ctrl-C.",
     )
-    parser.add_argument("--sandbox-port", type=port_number, default=9100, help="sandbox port (default 9100)")
+    parser.add_argument(
+        "--sandbox-port", type=port_number, default=None, help="sandbox port (default: $SANDBOX_PORT, else 9100)"
+    )
     parser.add_argument("--sandbox-rate", type=positive, default=20.0, help="sandbox trades/s per symbol")
     parser.add_argument("--airflow-port", type=port_number, default=8080, help="Airflow UI/API port (default 8080)")
+    parser.add_argument(
+        "--airflow-home", type=Path, default=None, help="Airflow's database, logs and config (default airflow_home/)"
+    )
     parser.set_defaults(run=_run_up)
 
 
 def _run_up(args: argparse.Namespace) -> int:
     from include.up import run
 
-    return run(int(args.sandbox_port), args.sandbox_rate, int(args.airflow_port))
+    port = None if args.sandbox_port is None else int(args.sandbox_port)
+    return run(port, args.sandbox_rate, int(args.airflow_port), args.airflow_home)
 
 
 def _add_stream(commands: argparse._SubParsersAction) -> None:
@@ -199,17 +233,29 @@ def _add_stream(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--flush-seconds", type=positive, default=5.0, help="flush every N seconds (default 5)")
     parser.add_argument("--flush-trades", type=positive_int, default=50_000, help="or every M trades (default 50000)")
     parser.add_argument("--silence-seconds", type=positive, default=30.0, help="reconnect after this much silence")
+    _add_attempts(parser)
     parser.set_defaults(run=_run_stream)
 
 
+def _add_attempts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--attempts", type=positive_int, default=8, help="tries per REST request on 5xx or network errors (default 8)"
+    )
+
+
 def _run_stream(args: argparse.Namespace) -> int:
+    from include.binance.client import BinanceClient, require_listed
     from include.config import load_settings
     from include.ingest.run import run_worker
 
     settings = load_settings()
+    symbols = args.symbols or settings.symbols
+    # A symbol the exchange does not trade would stream nothing, silently: refuse it up front.
+    with _exchange_errors(settings.rest_url), BinanceClient(settings.rest_url, max_attempts=args.attempts) as client:
+        require_listed(client, symbols, trading=True)
     stats = run_worker(
         settings,
-        symbols=args.symbols or settings.symbols,
+        symbols=symbols,
         duration=args.duration,
         flush_seconds=args.flush_seconds,
         flush_trades=int(args.flush_trades),
@@ -238,57 +284,55 @@ def _add_backfill(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--symbol", type=symbol_list, required=True, help="one symbol or a comma list")
     parser.add_argument("--start", type=utc_time, required=True, help="ISO time, e.g. 2019-10-11T00:00:00Z")
-    parser.add_argument("--end", type=utc_time, required=True, help="ISO time (exclusive)")
-    parser.add_argument(
-        "--attempts", type=positive_int, default=8, help="tries per request on 5xx or network errors (default 8)"
-    )
+    parser.add_argument("--end", type=utc_time, default=None, help="ISO time (exclusive); default: now")
+    _add_attempts(parser)
     parser.set_defaults(run=_run_backfill)
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
     import logging
 
-    from include.binance.client import BinanceClient, BinanceError, BinanceUnavailable
+    from include.binance.client import BinanceClient, require_listed
     from include.config import load_settings
     from include.lake.store import open_lake
-    from include.repair.repair import RepairIncomplete, hour_windows, repair_window
 
-    if args.end <= args.start:
-        print(f"error: --end {args.end.isoformat()} is not after --start {args.start.isoformat()}", file=sys.stderr)
-        return 2
+    end = args.end or datetime.now(UTC)
+    if end <= args.start:
+        named = "--end" if args.end else "--end (now)"
+        raise CommandError(f"{named} {end.isoformat()} is not after --start {args.start.isoformat()}", 2)
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much
-    lake = open_lake(settings.lake_url)
-    totals = {"windows": 0, "expected": 0, "filled": 0, "holes": 0, "incomplete": 0}
-    with BinanceClient(settings.rest_url, max_attempts=args.attempts) as client:
-        for symbol in args.symbol:
-            for start, end in hour_windows(args.start, args.end):
-                try:
-                    report = repair_window(client, lake, symbol, start, end)
-                except RepairIncomplete as error:
-                    print(f"incomplete: {error}", file=sys.stderr)
-                    totals["incomplete"] += 1
-                    continue
-                except BinanceUnavailable as error:
-                    print(f"error: {settings.rest_url} did not answer: {error.msg}", file=sys.stderr)
-                    return 1
-                except BinanceError as error:
-                    if error.code != -1121:  # Binance's "Invalid symbol."
-                        raise
-                    print(
-                        f"error: --symbol {symbol!r} is not a symbol on {settings.rest_url}: {error.msg}",
-                        file=sys.stderr,
-                    )
-                    return 2
-                totals["windows"] += 1
-                totals["expected"] += report.expected
-                totals["filled"] += report.filled
-                totals["holes"] += len(report.holes)
+    with _exchange_errors(settings.rest_url), BinanceClient(settings.rest_url, max_attempts=args.attempts) as client:
+        # History outlives trading: a halted or delisted pair is still listed, and still has its trades.
+        require_listed(client, args.symbol, trading=False)
+        totals = _backfill_range(client, open_lake(settings.lake_url), args.symbol, args.start, end)
         totals["requests"] = client.stats.requests
         totals["rate_limited"] = client.stats.rate_limited
     print(json.dumps(totals))
     return 1 if totals["incomplete"] else 0
+
+
+def _backfill_range(
+    client: BinanceClient, lake: ObjectStore, symbols: Sequence[str], start: datetime, end: datetime
+) -> dict[str, int]:
+    """Check and fill every hour window of the range, per symbol; the totals."""
+    from include.repair.repair import RepairIncomplete, hour_windows, repair_window
+
+    totals = {"windows": 0, "expected": 0, "filled": 0, "holes": 0, "incomplete": 0}
+    for symbol in symbols:
+        for window_start, window_end in hour_windows(start, end):
+            try:
+                report = repair_window(client, lake, symbol, window_start, window_end)
+            except RepairIncomplete as error:
+                print(f"incomplete: {error}", file=sys.stderr)
+                totals["incomplete"] += 1
+                continue
+            totals["windows"] += 1
+            totals["expected"] += report.expected
+            totals["filled"] += report.filled
+            totals["holes"] += len(report.holes)
+    return totals
 
 
 def _add_load(commands: argparse._SubParsersAction) -> None:
@@ -371,9 +415,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return args.run(args) or 0
     except ConfigError as error:  # a bad environment variable: named, like a bad argument
-        print(f"error: {error}", file=sys.stderr)
+        _print_error(str(error))
         return 2
+    except CommandError as error:
+        _print_error(str(error))
+        return error.status
     return 0
+
+
+def _print_error(message: str) -> None:
+    """One line on stderr, whatever the message holds (an exchange's error body may span lines)."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

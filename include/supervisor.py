@@ -31,18 +31,21 @@ class Service:
     urls: dict[str, str] = field(default_factory=dict)  # printed for the user once everything is up
     env: dict[str, str] | None = None
     log_file: Path | None = None  # where its output goes; None: this terminal
-    after_start: list[Sequence[str]] = field(default_factory=list)  # commands run once it is healthy
+    # Commands run to completion, in order, before it starts (e.g. a database migration).
+    before_start: list[Sequence[str]] = field(default_factory=list)
 
 
 class StartupError(RuntimeError):
     pass
 
 
-def _wait_healthy(service: Service, process: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_healthy(
+    service: Service, process: subprocess.Popen[bytes], timeout: float, stop_requested: threading.Event
+) -> None:
     if service.health_url is None:
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop_requested.is_set():
         if process.poll() is not None:
             raise StartupError(f"{service.name} exited with status {process.returncode} while starting")
         try:
@@ -50,6 +53,8 @@ def _wait_healthy(service: Service, process: subprocess.Popen[bytes], timeout: f
                 return
         except (urllib.error.URLError, OSError):
             time.sleep(0.3)
+    if stop_requested.is_set():
+        return
     raise StartupError(f"{service.name} did not answer {service.health_url} within {timeout:.0f} s")
 
 
@@ -84,45 +89,77 @@ def _stop(running: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
             process.wait(5)
 
 
+def _run_before(service: Service, timeout: float) -> None:
+    """The service's preparation commands, each to completion; a failure names the command."""
+    for command in service.before_start:
+        print(f"  {' '.join(command[:4])} ...", flush=True)
+        try:
+            done = subprocess.run(command, env=service.env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StartupError(f"{service.name}: {' '.join(command)} did not finish within {timeout:.0f} s") from None
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise StartupError(f"{service.name}: {' '.join(command)} failed ({done.returncode}): {last[0]}")
+
+
+def _start(service: Service) -> subprocess.Popen[bytes]:
+    """Start the service in its own session (its own process group), its output to its log file."""
+    print(f"starting {service.name} ...", flush=True)
+    output = None
+    if service.log_file is not None:
+        service.log_file.parent.mkdir(parents=True, exist_ok=True)
+        output = service.log_file.open("ab")
+        print(f"  (its output goes to {service.log_file})", flush=True)
+    try:
+        return subprocess.Popen(
+            service.argv, env=service.env, start_new_session=True, stdout=output, stderr=subprocess.STDOUT
+        )
+    finally:
+        if output is not None:
+            output.close()  # the child has its own copy
+
+
+def _print_urls(services: Sequence[Service]) -> None:
+    print("\ncryptoflow is up:", flush=True)
+    for service in services:
+        for label, url in service.urls.items():
+            print(f"  {label:<28} {url}", flush=True)
+    print("\nPress Ctrl-C to stop.\n", flush=True)
+
+
+def _watch(running: list[tuple[Service, subprocess.Popen[bytes]]], stop_requested: threading.Event) -> int:
+    """Until a stop is asked for (0) or a service exits on its own (1)."""
+    while not stop_requested.wait(0.5):
+        for service, process in running:
+            if process.poll() is not None:
+                print(f"{service.name} exited with status {process.returncode}", file=sys.stderr, flush=True)
+                return 1
+    return 0
+
+
 def supervise(services: Sequence[Service], startup_timeout: float = 120.0) -> int:
     """Run the services until Ctrl-C, SIGTERM or one of them exits; 0 when stopped on request."""
     stop_requested = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop_requested.set())
     running: list[tuple[Service, subprocess.Popen[bytes]]] = []
-    status = 0
     try:
         for service in services:
-            print(f"starting {service.name} ...", flush=True)
-            output = None
-            if service.log_file is not None:
-                service.log_file.parent.mkdir(parents=True, exist_ok=True)
-                output = service.log_file.open("ab")
-                print(f"  (its output goes to {service.log_file})", flush=True)
-            process = subprocess.Popen(
-                service.argv, env=service.env, start_new_session=True, stdout=output, stderr=subprocess.STDOUT
-            )
-            running.append((service, process))
-            _wait_healthy(service, process, startup_timeout)
-            for command in service.after_start:
-                subprocess.run(command, env=service.env, check=True, capture_output=True, timeout=120)
+            _run_before(service, startup_timeout)
             if stop_requested.is_set():
                 return 0
-        print("\ncryptoflow is up:", flush=True)
-        for service in services:
-            for label, url in service.urls.items():
-                print(f"  {label:<28} {url}", flush=True)
-        print("\nPress Ctrl-C to stop.\n", flush=True)
-        while not stop_requested.wait(0.5):
-            for service, process in running:
-                if process.poll() is not None:
-                    print(f"{service.name} exited with status {process.returncode}", file=sys.stderr, flush=True)
-                    return 1
-        return 0
+            process = _start(service)
+            running.append((service, process))
+            _wait_healthy(service, process, startup_timeout, stop_requested)
+            if stop_requested.is_set():
+                return 0
+        _print_urls(services)
+        return _watch(running, stop_requested)
     except StartupError as error:
+        if stop_requested.is_set():  # Ctrl-C reached a preparation command too: a stop, not a failure
+            return 0
         print(f"error: {error}", file=sys.stderr, flush=True)
-        status = 1
-        return status
+        return 1
     finally:
         _stop(running)
         print("stopped.", flush=True)

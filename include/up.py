@@ -1,9 +1,17 @@
 """What ``make up`` runs on the embedded defaults: the services of the product, in start order.
 
 1. the sandbox exchange (unless ``EXCHANGE=binance``),
-2. Airflow (``airflow standalone``: api-server, scheduler, dag-processor, triggerer on SQLite with
-   the LocalExecutor), with this repo's ``dags/`` and ``plugins/``, DAGs unpaused, so the stream
-   starts at once and gap repair runs for every closed hour window.
+2. Airflow, one process per component, with this repo's ``dags/`` and ``plugins/`` and the DAGs
+   unpaused, so the stream starts at once and gap repair runs for every closed hour window:
+   first the metadata database is migrated and the pools are created, so that the scheduler never
+   sees a task whose pool does not exist yet; then the API server (UI), scheduler, dag-processor
+   and triggerer (SQLite, LocalExecutor).
+
+Everything listens on 127.0.0.1 only: the UI has no login in this local setup, so it must not be
+reachable from other machines. That is why the components are started one by one rather than with
+``airflow standalone``: its scheduler and triggerer also serve their task logs on every address
+(a port no setting can move to 127.0.0.1); here they run with ``--skip-serve-logs``, and the API
+server reads the task logs from the shared local log folder instead.
 """
 
 from __future__ import annotations
@@ -13,11 +21,13 @@ import socket
 import sys
 from pathlib import Path
 
-from include.config import Settings, load_settings
+from include.config import SANDBOX_PORT, Settings, load_settings
 from include.pools import POOLS
 from include.supervisor import Service, supervise
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCALHOST = "127.0.0.1"  # every service of `make up` listens here and nowhere else
+DEFAULT_AIRFLOW_HOME = REPO_ROOT / "airflow_home"
 
 
 def airflow_env(airflow_home: Path, settings: Settings, api_port: int) -> dict[str, str]:
@@ -25,88 +35,98 @@ def airflow_env(airflow_home: Path, settings: Settings, api_port: int) -> dict[s
     return {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
-        # standalone starts its components as `airflow ...` from PATH: this virtualenv's
+        # Airflow starts its own helpers as `airflow ...` from PATH: this virtualenv's
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # Local development: every user of the UI is an admin, no password to look up.
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Local development on 127.0.0.1 only: every user of the UI is an admin, no password to look up.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__API__HOST": LOCALHOST,
         "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-        # The stream's worker runs in the task process: relative paths (data/, spool) start here.
+        "AIRFLOW__API__BASE_URL": f"http://{LOCALHOST}:{api_port}",
+        # The stream's worker runs in the task process: the same settings as this process's.
+        "DATA_DIR": str(settings.data_dir),
         "LAKE_URL": settings.lake_url,
         "BINANCE_WS_URL": settings.ws_url,
         "BINANCE_REST_URL": settings.rest_url,
         "SYMBOLS": ",".join(settings.symbols),
-        "DUCKDB_PATH": str(settings.duckdb_path.resolve()),
+        "DUCKDB_PATH": str(settings.duckdb_path),
     }
 
 
-def services(settings: Settings, sandbox_port: int, sandbox_rate: float, api_port: int) -> list[Service]:
-    python = sys.executable
-    started: list[Service] = []
-    if settings.exchange == "sandbox":
-        base = f"127.0.0.1:{sandbox_port}"
-        started.append(
-            Service(
-                name="sandbox exchange",
-                argv=[
-                    python,
-                    "-m",
-                    "include.cli",
-                    "sandbox",
-                    "--port",
-                    str(sandbox_port),
-                    "--symbols",
-                    ",".join(settings.symbols),
-                    "--rate",
-                    str(sandbox_rate),
-                    "--history",
-                    "3600",
-                ],
-                health_url=f"http://{base}/api/v3/ping",
-                urls={
-                    "sandbox REST": f"http://{base}/api/v3/klines?symbol={settings.symbols[0]}&interval=1m",
-                    "sandbox WebSocket": f"ws://{base}/stream?streams={settings.symbols[0].lower()}@trade",
-                    "sandbox admin (faults)": f"http://{base}/admin",
-                },
-            )
-        )
-    airflow = str(Path(python).with_name("airflow"))
-    airflow_home = REPO_ROOT / "airflow_home"
-    airflow_home.mkdir(exist_ok=True)
-    started.append(
-        Service(
-            name="airflow",
-            argv=[airflow, "standalone"],
-            env=airflow_env(airflow_home, settings, api_port),
-            log_file=airflow_home / "standalone.log",
-            after_start=[[airflow, "pools", "set", pool.name, str(pool.slots), pool.description] for pool in POOLS],
-            health_url=f"http://127.0.0.1:{api_port}/api/v2/monitor/health",
-            urls={
-                "Airflow UI": f"http://127.0.0.1:{api_port}",
-                "lake": settings.lake_url,
-            },
-        )
+def sandbox_service(settings: Settings, sandbox_port: int, sandbox_rate: float) -> Service:
+    base = f"{LOCALHOST}:{sandbox_port}"
+    symbols = ",".join(settings.symbols)
+    return Service(
+        name="sandbox exchange",
+        argv=[
+            *(sys.executable, "-m", "include.cli", "sandbox", "--host", LOCALHOST, "--port", str(sandbox_port)),
+            *("--symbols", symbols, "--rate", str(sandbox_rate), "--history", "3600"),
+        ],
+        health_url=f"http://{base}/api/v3/ping",
+        urls={
+            "sandbox REST": f"http://{base}/api/v3/klines?symbol={settings.symbols[0]}&interval=1m",
+            "sandbox WebSocket": f"ws://{base}/stream?streams={settings.symbols[0].lower()}@trade",
+            "sandbox admin (faults)": f"http://{base}/admin",
+        },
     )
-    return started
+
+
+def airflow_services(settings: Settings, api_port: int, airflow_home: Path) -> list[Service]:
+    """The database and pools first, then the API server, then the components that run DAGs."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    env = airflow_env(airflow_home, settings, api_port)
+    prepare = [[airflow, "db", "migrate"]] + [
+        [airflow, "pools", "set", pool.name, str(pool.slots), pool.description] for pool in POOLS
+    ]
+
+    def component(name: str, *argv: str) -> Service:
+        return Service(
+            name=f"airflow {name}", argv=[airflow, name, *argv], env=env, log_file=airflow_home / f"{name}.log"
+        )
+
+    api_server = component("api-server", "--host", LOCALHOST, "--port", str(api_port))
+    api_server.before_start = prepare
+    api_server.health_url = f"http://{LOCALHOST}:{api_port}/api/v2/monitor/health"
+    api_server.urls = {"Airflow UI": f"http://{LOCALHOST}:{api_port}", "lake": settings.lake_url}
+    return [
+        api_server,
+        component("scheduler", "--skip-serve-logs"),
+        component("dag-processor"),
+        component("triggerer", "--skip-serve-logs"),
+    ]
+
+
+def services(
+    settings: Settings, sandbox_port: int, sandbox_rate: float, api_port: int, airflow_home: Path
+) -> list[Service]:
+    started = [sandbox_service(settings, sandbox_port, sandbox_rate)] if settings.exchange == "sandbox" else []
+    return started + airflow_services(settings, api_port, airflow_home)
 
 
 def _port_in_use(port: int) -> bool:
     with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        return probe.connect_ex((LOCALHOST, port)) == 0
 
 
-def run(sandbox_port: int, sandbox_rate: float, api_port: int) -> int:
-    settings = load_settings()
+def run(sandbox_port: int | None, sandbox_rate: float, api_port: int, airflow_home: Path | None = None) -> int:
+    settings = load_settings()  # every variable checked, SANDBOX_PORT included, before anything starts
+    if sandbox_port is None:
+        sandbox_port = int(os.environ.get("SANDBOX_PORT", SANDBOX_PORT))
+    else:  # --sandbox-port wins, and the URLs the pipeline uses must point at that port too
+        settings = load_settings({**os.environ, "SANDBOX_PORT": str(sandbox_port)})
     # A service left over from an earlier run would answer our health checks in place of ours.
     busy = [port for port in (sandbox_port, api_port) if _port_in_use(port)]
     if busy:
         print(f"error: port {busy[0]} is already in use (is another `make up` running?)", file=sys.stderr)
         return 2
+    airflow_home = (airflow_home or DEFAULT_AIRFLOW_HOME).resolve()
+    airflow_home.mkdir(parents=True, exist_ok=True)
     os.chdir(REPO_ROOT)
-    return supervise(services(settings, sandbox_port, sandbox_rate, api_port), startup_timeout=180)
+    plan = services(settings, sandbox_port, sandbox_rate, api_port, airflow_home)
+    return supervise(plan, startup_timeout=300)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 import urllib.error
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -20,6 +22,20 @@ from include.cli import build_parser, main
 from include.sandbox.config import SandboxConfig
 from tests.support.net import free_port, http_get
 from tests.support.paths import BTCUSDT_DUMP, REPO_ROOT
+from tests.support.processes import process_group, run_to_end
+from tests.support.rest_proxy import TextServer
+from tests.support.waiting import wait_until
+
+# Variables a developer may have exported that would point a command elsewhere.
+OUTSIDE_SETTINGS = (
+    "EXCHANGE",
+    "SANDBOX_PORT",
+    "BINANCE_REST_URL",
+    "BINANCE_WS_URL",
+    "LAKE_URL",
+    "DUCKDB_PATH",
+    "SYMBOLS",
+)
 
 SANDBOX_FLAGS = (
     "--host",
@@ -239,10 +255,26 @@ def test_an_unknown_command_or_flag_fails(capsys, started, argv, named):
     assert named in err
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "include.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
-    )
+def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command line in a real process, its own group, ended with everything it started.
+
+    Settings a developer may have exported are left out, and ``DATA_DIR`` is ``env``'s or a fresh
+    temporary folder, so that nothing is ever written into the repo's ``data/``.
+    """
+    base = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
+    base["DATA_DIR"] = tempfile.mkdtemp(prefix="cryptoflow-cli-")
+    return run_to_end([sys.executable, "-m", "include.cli", *args], {**base, **(env or {})}, timeout, cwd=REPO_ROOT)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int, *named: str) -> None:
+    """Exit ``status``, nothing on stdout, and one line on stderr that names each of ``named``."""
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for value in named:
+        assert value in lines[0], (value, lines[0])
+    assert result.stdout == ""
 
 
 def test_a_bad_argument_fails_in_a_real_process():
@@ -263,73 +295,52 @@ def test_an_unknown_command_fails_in_a_real_process():
 
 def test_the_sandbox_command_serves_both_symbols_and_stops_cleanly_on_sigint(tmp_path):
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     out, err = (tmp_path / "stdout").open("w+"), (tmp_path / "stderr").open("w+")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "include.cli",
-            "sandbox",
-            "--port",
-            str(port),
-            "--symbols=BTCUSDT,ETHUSDT",
-            "--rate=200",
-        ],
-        cwd=REPO_ROOT,
-        stdout=out,
-        stderr=err,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"the sandbox exited: {(tmp_path / 'stderr').read_text()}"
-            assert time.monotonic() < deadline, "the sandbox did not answer /api/v3/ping within 30 s"
+    argv = [sys.executable, "-m", "include.cli", "sandbox", "--port", str(port), "--symbols=BTCUSDT,ETHUSDT"]
+    with process_group([*argv, "--rate=200"], cwd=REPO_ROOT, stdout=out, stderr=err) as process:
+        _serve_both_symbols_and_stop_on_sigint(process, port, tmp_path)
+    out.close()
+    err.close()
+
+
+def _serve_both_symbols_and_stop_on_sigint(process: subprocess.Popen, port: int, tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        assert process.poll() is None, f"the sandbox exited: {(tmp_path / 'stderr').read_text()}"
+        try:
+            return http_get(f"{base}/api/v3/ping")[::2] == (200, {})
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    wait_until(answering, 60, "the sandbox answering /api/v3/ping")
+
+    # Both symbols trade, over REST and over one combined stream.
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        url = f"{base}/api/v3/trades?symbol={symbol}&limit=20"
+        wait_until(lambda url=url: len(http_get(url)[2]) >= 5, 60, f"five {symbol} trades")
+        trades = http_get(url)[2]
+        assert [t["id"] for t in trades] == sorted(t["id"] for t in trades)
+    status, _, body = http_get(f"{base}/api/v3/trades?symbol=XRPUSDT")
+    assert (status, body["code"]) == (400, -1121)
+    with connect(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/ethusdt@trade", open_timeout=10) as ws:
+        seen: set[str] = set()
+        while seen != {"BTCUSDT", "ETHUSDT"}:
+            seen.add(json.loads(ws.recv(timeout=30))["data"]["s"])
+
+        # Ctrl-C: the client is told, and the process ends with status 0.
+        process.send_signal(signal.SIGINT)
+        events = []
+        while not events or events[-1].get("e") != "serverShutdown":
             try:
-                status, _, body = http_get(f"{base}/api/v3/ping")
-                if (status, body) == (200, {}):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.1)
-
-        # Both symbols trade, over REST and over one combined stream.
-        time.sleep(0.3)
-        for symbol in ("BTCUSDT", "ETHUSDT"):
-            status, _, trades = http_get(f"{base}/api/v3/trades?symbol={symbol}&limit=20")
-            assert status == 200
-            assert len(trades) >= 5, (symbol, trades)
-            assert [t["id"] for t in trades] == sorted(t["id"] for t in trades)
-        status, _, body = http_get(f"{base}/api/v3/trades?symbol=XRPUSDT")
-        assert (status, body["code"]) == (400, -1121)
-        with connect(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/ethusdt@trade", open_timeout=10) as ws:
-            seen: set[str] = set()
-            stream_deadline = time.monotonic() + 5
-            while seen != {"BTCUSDT", "ETHUSDT"} and time.monotonic() < stream_deadline:
-                seen.add(json.loads(ws.recv(timeout=5))["data"]["s"])
-            assert seen == {"BTCUSDT", "ETHUSDT"}
-
-            # Ctrl-C: the client is told, and the process ends with status 0 within a few seconds.
-            stopped_at = time.monotonic()
-            process.send_signal(signal.SIGINT)
-            events = []
-            while not events or events[-1].get("e") != "serverShutdown":
-                try:
-                    events.append(json.loads(ws.recv(timeout=5)))
-                except (TimeoutError, ConnectionClosed):
-                    break
-            assert events, "nothing came after SIGINT"
-            assert events[-1].get("e") == "serverShutdown"
-        assert process.wait(timeout=10) == 0
-        assert time.monotonic() - stopped_at < 5
-        assert f"127.0.0.1:{port}" in (tmp_path / "stdout").read_text()
-        assert "Traceback" not in (tmp_path / "stderr").read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        out.close()
-        err.close()
+                events.append(json.loads(ws.recv(timeout=30)))
+            except (TimeoutError, ConnectionClosed):
+                break
+        assert events, "nothing came after SIGINT"
+        assert events[-1].get("e") == "serverShutdown"
+    assert process.wait(timeout=60) == 0
+    assert f"127.0.0.1:{port}" in (tmp_path / "stdout").read_text()
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
 
 
 def test_the_sandbox_refuses_a_port_in_use_naming_it(capsys):
@@ -342,13 +353,8 @@ def test_the_sandbox_refuses_a_port_in_use_naming_it(capsys):
 
 
 def test_port_0_picks_a_free_port_and_prints_the_real_one():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "include.cli", "sandbox", "--port", "0", "--symbols", "BTCUSDT"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    argv = [sys.executable, "-m", "include.cli", "sandbox", "--port", "0", "--symbols", "BTCUSDT"]
+    with process_group(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) as process:
         line = process.stdout.readline()
         match = re.search(r"REST http://127\.0\.0\.1:(\d+)/api/v3", line)
         assert match, line
@@ -356,6 +362,60 @@ def test_port_0_picks_a_free_port_and_prints_the_real_one():
         assert port != 0
         status, _, body = http_get(f"http://127.0.0.1:{port}/api/v3/ping")
         assert (status, body) == (200, {})
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
+
+
+# Bad settings and symbols: one line naming the value, a non-zero exit, never a traceback -----------------
+
+# Every command that reads the settings, with arguments that are otherwise good.
+COMMANDS_WITH_SETTINGS = {
+    "stream": ["stream", "--symbols", "BTCUSDT", "--duration", "1"],
+    "backfill": ["backfill", "--symbol", "BTCUSDT", "--start", "2019-10-11T00:00:00Z"],
+    "load": ["load"],
+    "warehouse-setup": ["warehouse-setup"],
+    "up": ["up"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS_WITH_SETTINGS))
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SANDBOX_PORT", "abc"), ("SANDBOX_PORT", "0"), ("BINANCE_REST_URL", "http://127.0.0.1:abc")],
+)
+def test_a_bad_setting_stops_every_command_with_one_line_naming_it(tmp_path, command, name, value):
+    result = run_cli(*COMMANDS_WITH_SETTINGS[command], env={name: value, "DATA_DIR": str(tmp_path)})
+    assert_one_line_error(result, 2, f"{name}={value!r}")
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_stream_refuses_symbols_the_exchange_does_not_list_naming_them(start_sandbox, tmp_path):
+    with start_sandbox(symbols=("BTCUSDT", "ETHUSDT"), rate=20.0) as sandbox:
+        env = {"BINANCE_REST_URL": sandbox.rest_url, "BINANCE_WS_URL": sandbox.ws_url, "DATA_DIR": str(tmp_path)}
+        result = run_cli("stream", "--symbols", "BTCUSDT,NOTACOIN,ZZZUSDT", "--duration", "5", env=env)
+        from_settings = run_cli("stream", "--duration", "5", env={**env, "SYMBOLS": "ETHUSDT,NOTACOIN"})
+    assert_one_line_error(result, 2, "'NOTACOIN'", "'ZZZUSDT'", sandbox.rest_url)
+    assert "BTCUSDT" not in result.stderr
+    assert_one_line_error(from_settings, 2, "'NOTACOIN'")
+    assert list(tmp_path.iterdir()) == []  # refused before the first connection: nothing written
+
+
+def test_stream_of_listed_symbols_still_streams(start_sandbox, tmp_path):
+    with start_sandbox(symbols=("BTCUSDT",), rate=50.0) as sandbox:
+        env = {"BINANCE_REST_URL": sandbox.rest_url, "BINANCE_WS_URL": sandbox.ws_url, "DATA_DIR": str(tmp_path)}
+        result = run_cli("stream", "--symbols", "BTCUSDT", "--duration", "3", "--flush-seconds", "1", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["written"] > 0
+    assert list((tmp_path / "lake" / "trades").rglob("stream-*.parquet"))
+
+
+@pytest.mark.parametrize("command", ["stream", "backfill"])
+def test_an_exchange_that_does_not_answer_is_one_line_naming_it(tmp_path, command):
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(*COMMANDS_WITH_SETTINGS[command], "--attempts", "2", env={"BINANCE_REST_URL": unreachable})
+    assert_one_line_error(result, 1, f"{unreachable} did not answer")
+
+
+@pytest.mark.parametrize("command", ["stream", "backfill"])
+def test_a_url_that_is_not_a_binance_api_is_one_line_naming_it(tmp_path, command):
+    with TextServer() as web_page:
+        result = run_cli(*COMMANDS_WITH_SETTINGS[command], env={"BINANCE_REST_URL": web_page.url})
+    assert_one_line_error(result, 1, web_page.url, "not JSON")

@@ -26,8 +26,11 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trades
 from include.repair.ledger import read_report, read_reports
 from include.sandbox import rest
-from tests.support.net import free_port
+from tests.support.exchange import rest_history
+from tests.support.net import MICRO, free_port
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import run_to_end
+from tests.support.rest_proxy import RestProxy
 
 SYMBOL = "XRPETH"
 START = datetime(2019, 10, 11, tzinfo=UTC)
@@ -107,13 +110,18 @@ def write_dump(folder: Path) -> tuple[list[DumpTrade], list[int], list[Path]]:
 
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
-    for name in ("EXCHANGE", "SANDBOX_PORT"):
+    """A real process in its own group (ended with all it started); nothing written outside ``cwd``."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DATA_DIR": str(cwd / "data"), **env}
+    for name in ("EXCHANGE", "SANDBOX_PORT", "SYMBOLS", "BINANCE_WS_URL", "DUCKDB_PATH"):
         if name not in env:
             environment.pop(name, None)
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180
-    )
+    return run_to_end([sys.executable, *args], environment, timeout=600, cwd=cwd)
+
+
+def backfill(*args: str, rest_url: str, lake_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m include.cli backfill ...`` against ``rest_url`` into a lake folder; run in its parent."""
+    env = {"BINANCE_REST_URL": rest_url, "LAKE_URL": f"file://{lake_dir}"}
+    return run_cli("-m", "include.cli", "backfill", *args, env=env, cwd=lake_dir.parent)
 
 
 def trade_objects(lake: LocalStore) -> dict[str, str]:
@@ -251,23 +259,26 @@ def test_bad_arguments_exit_2_naming_the_value(tmp_path, args, env, named):
     assert not lake_dir.exists()  # nothing was written
 
 
-def test_a_symbol_the_exchange_does_not_list_exits_2_naming_it(start_sandbox, tmp_path):
+def test_a_symbol_the_exchange_does_not_list_exits_2_naming_it_before_any_window(
+    start_sandbox, tmp_path, counted_requests
+):
     lake_dir = tmp_path / "lake"
     with start_sandbox(symbols=("BTCUSDT",), rate=2.0) as sandbox:
-        result = run_cli(
-            "-m",
-            "include.cli",
-            "backfill",
+        result = backfill(
             "--symbol",
-            "DOGEETH",
+            "BTCUSDT,DOGEETH",
             *RANGE,
-            env={"BINANCE_REST_URL": sandbox.rest_url, "LAKE_URL": f"file://{lake_dir}"},
-            cwd=tmp_path,
+            rest_url=sandbox.rest_url,
+            lake_dir=lake_dir,
         )
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "'DOGEETH'" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert not (lake_dir / "trades").exists()
+    (line,) = result.stderr.strip().splitlines()
+    assert "'DOGEETH'" in line
+    assert "BTCUSDT" not in line
+    # Refused at the start, after one exchangeInfo: not a window of BTCUSDT was checked.
+    assert counted_requests == Counter({"exchangeInfo": 1}), counted_requests
+    assert not lake_dir.exists()
 
 
 @pytest.mark.slow
@@ -278,18 +289,15 @@ def test_a_range_that_has_not_ended_is_reported_incomplete_not_closed(start_sand
     with start_sandbox(symbols=("BTCUSDT",), rate=20.0, history_seconds=600) as sandbox:
         now = datetime.now(UTC)
         start, end = now - timedelta(minutes=5), now + timedelta(minutes=5)
-        result = run_cli(
-            "-m",
-            "include.cli",
-            "backfill",
+        result = backfill(
             "--symbol",
             "BTCUSDT",
             "--start",
             start.isoformat(),
             "--end",
             end.isoformat(),
-            env={"BINANCE_REST_URL": sandbox.rest_url, "LAKE_URL": f"file://{lake_dir}"},
-            cwd=tmp_path,
+            rest_url=sandbox.rest_url,
+            lake_dir=lake_dir,
         )
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
@@ -307,19 +315,85 @@ def test_a_range_that_has_not_ended_is_reported_incomplete_not_closed(start_sand
 
 def test_an_exchange_that_does_not_answer_is_an_error_naming_it_not_a_traceback(tmp_path):
     unreachable = f"http://127.0.0.1:{free_port()}"
-    result = run_cli(
-        "-m",
-        "include.cli",
-        "backfill",
+    result = backfill(
         "--symbol",
         "XRPETH",
         *RANGE,
         "--attempts",
         "2",
-        env={"BINANCE_REST_URL": unreachable, "LAKE_URL": f"file://{tmp_path / 'lake'}"},
-        cwd=tmp_path,
+        rest_url=unreachable,
+        lake_dir=tmp_path / "lake",
     )
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert f"{unreachable} did not answer" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "lake" / "trades").exists()
+
+
+def test_end_defaults_to_now(start_sandbox, tmp_path):
+    lake_dir = tmp_path / "lake"
+    lake = LocalStore(lake_dir)
+    with start_sandbox(symbols=("BTCUSDT",), rate=5.0, history_seconds=2 * 3600) as sandbox:
+        start = (datetime.now(UTC) - timedelta(minutes=80)).replace(microsecond=0)
+        before = datetime.now(UTC)
+        result = backfill(
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            start.isoformat(),
+            rest_url=sandbox.rest_url,
+            lake_dir=lake_dir,
+        )
+        after = datetime.now(UTC)
+        rest = rest_history(sandbox.rest_url, "BTCUSDT", 0, MICRO, until_us=int(after.timestamp() * 1_000_000))
+    assert result.returncode == 0, result.stderr[-3000:]
+    totals = json.loads(result.stdout.strip().splitlines()[-1])
+    reports = read_reports(lake, "BTCUSDT")
+    assert totals["windows"] == len(reports) >= 2  # 80 minutes span two or three clock hours
+    assert reports[0].start == start.isoformat()
+    end = datetime.fromisoformat(reports[-1].end)
+    assert before <= end <= after  # the range ended when the command ran
+    assert all(report.complete for report in reports)
+    start_us, end_us = (int(moment.timestamp() * 1_000_000) for moment in (start, end))
+    wanted = [row["id"] for row in rest if start_us <= row["time"] < end_us]
+    assert len(wanted) > 1000
+    assert sorted(read_trades(lake, "BTCUSDT")["trade_id"].to_pylist()) == wanted
+
+
+def test_a_rest_value_outside_the_contract_is_refused_naming_it_and_recorded(start_sandbox, tmp_path):
+    lake_dir = tmp_path / "lake"
+    window = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    with start_sandbox(symbols=("BTCUSDT",), rate=2.0, history_seconds=2 * 3600) as sandbox:
+        rows = [
+            row
+            for row in rest_history(sandbox.rest_url, "BTCUSDT", 0, MICRO)
+            if window.timestamp() * 1_000_000 <= row["time"] < (window + timedelta(hours=1)).timestamp() * 1_000_000
+        ]
+        spoiled = rows[len(rows) // 2]["id"]
+
+        def spoil(endpoint: str, params: dict[str, str], body: Any) -> Any:
+            if endpoint != "historicalTrades":
+                return body
+            return [{**row, "price": "123.4567890123"} if row["id"] == spoiled else row for row in body]
+
+        with RestProxy(sandbox.rest_url, spoil) as proxy:
+            result = backfill(
+                "--symbol",
+                "BTCUSDT",
+                "--start",
+                window.isoformat(),
+                "--end",
+                (window + timedelta(hours=1)).isoformat(),
+                rest_url=proxy.url,
+                lake_dir=lake_dir,
+            )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("incomplete:")]
+    assert "123.4567890123" in line
+    assert "price has more than 8 decimals" in line
+    assert json.loads(result.stdout.strip().splitlines()[-1])["incomplete"] == 1
+    report = read_report(LocalStore(lake_dir), "BTCUSDT", window)
+    assert (report.missing, report.filled, [item["id"] for item in report.refused]) == (1, len(rows) - 1, [spoiled])
+    stored = read_trades(LocalStore(lake_dir), "BTCUSDT")["trade_id"].to_pylist()
+    assert sorted(stored) == [row["id"] for row in rows if row["id"] != spoiled]

@@ -1,54 +1,199 @@
-"""``make up`` as a user runs it: everything starts, the URLs are printed, Ctrl-C stops it cleanly."""
+"""``make up`` as a user runs it: everything starts on 127.0.0.1, the URLs are printed, Ctrl-C stops it.
 
+The end-to-end test starts the real thing (sandbox and every Airflow component) with its data and
+Airflow home in a temporary folder, never in the repo's ``data/``; every process it starts is ended
+when it ends, pass or fail (``tests/support/processes.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 
+import psutil
 import pytest
 
+from include.config import load_settings
+from include.pools import POOLS
+from include.up import LOCALHOST, services
 from tests.support.net import free_port, http_get
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import process_group
+from tests.support.waiting import wait_until
+
+# A cold start (database migration, four Airflow components) took about 100 s on these machines;
+# the liveness timeout is several times that, so only a hung start fails.
+STARTUP_LIVENESS_SECONDS = 600
+# Variables a developer may have set that would point the test's pipeline elsewhere.
+OUTSIDE_SETTINGS = ("EXCHANGE", "SANDBOX_PORT", "BINANCE_REST_URL", "BINANCE_WS_URL", "LAKE_URL", "DUCKDB_PATH")
 
 
-def read_until(process: subprocess.Popen, marker: str, timeout: float) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise AssertionError(f"{marker!r} not printed; output so far:\n{seen}")
-        seen += process.stdout.readline()
-    return seen
+class Output:
+    """A process's output, read line by line in a thread, so waiting for a line never blocks past a deadline."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def finished(self, timeout: float) -> str:
+        self._reader.join(timeout)
+        return self.text
+
+
+def other_addresses() -> list[str]:
+    """This machine's addresses that are not loopback (IPv6 link-local left out: it needs a scope)."""
+    found = []
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip = ipaddress.ip_address(address.address.split("%")[0])
+            if not ip.is_loopback and not ip.is_link_local:
+                found.append(str(ip))
+    return found
+
+
+def answers(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.settimeout(5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def listening_addresses(root: psutil.Process) -> dict[tuple[str, int], str]:
+    """Every address a process or its descendants listen on, with the listener's command line."""
+    found = {}
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            sockets, command = process.net_connections(kind="inet"), " ".join(process.cmdline()[:3])
+        except psutil.Error:
+            continue
+        for sock in sockets:
+            if sock.status == psutil.CONN_LISTEN:
+                found[(sock.laddr.ip, sock.laddr.port)] = command
+    return found
+
+
+def all_components_healthy(api_port: int) -> bool:
+    """The API server's health check: scheduler, dag-processor and triggerer heartbeating."""
+    status, _, health = http_get(f"http://127.0.0.1:{api_port}/api/v2/monitor/health")
+    components = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+    return status == 200 and all(health.get(name, {}).get("status") == "healthy" for name in components)
+
+
+# The plan: what `make up` starts, in which order, with which settings ------------------------------
+
+
+def test_the_plan_creates_the_pools_before_any_airflow_component_and_binds_everything_to_localhost(tmp_path):
+    settings = load_settings({"DATA_DIR": str(tmp_path / "data"), "SANDBOX_PORT": "9311"})
+    plan = services(settings, 9311, 20.0, 8311, tmp_path / "airflow")
+
+    sandbox, *airflow = plan
+    assert sandbox.argv[sandbox.argv.index("--host") + 1] == LOCALHOST
+    assert sandbox.argv[sandbox.argv.index("--port") + 1] == "9311"
+    assert [service.argv[1] for service in airflow] == ["api-server", "scheduler", "dag-processor", "triggerer"]
+    # Before the first Airflow component starts: the database, then every pool of include/pools.py.
+    first, *rest = airflow
+    assert [command[1:3] for command in first.before_start] == [["db", "migrate"]] + [["pools", "set"]] * len(POOLS)
+    assert [command[3:5] for command in first.before_start[1:]] == [[p.name, str(p.slots)] for p in POOLS]
+    assert all(not service.before_start for service in rest)
+    # Every listener on 127.0.0.1: the API server by flag and setting, the log servers not started at all.
+    assert first.argv[first.argv.index("--host") + 1] == LOCALHOST
+    assert first.argv[first.argv.index("--port") + 1] == "8311"
+    for service in airflow:
+        assert service.env is not None
+        assert service.env["AIRFLOW__API__HOST"] == LOCALHOST
+        assert service.env["AIRFLOW__API__BASE_URL"] == f"http://{LOCALHOST}:8311"
+        assert service.env["AIRFLOW_HOME"] == str(tmp_path / "airflow")
+        # The tasks write where this process would: the temporary data folder, the sandbox on its port.
+        assert service.env["DATA_DIR"] == str(tmp_path / "data")
+        assert service.env["LAKE_URL"] == f"file://{tmp_path / 'data' / 'lake'}"
+        assert service.env["BINANCE_REST_URL"] == "http://127.0.0.1:9311"
+    for name in ("scheduler", "triggerer"):
+        (service,) = [s for s in airflow if s.argv[1] == name]
+        assert "--skip-serve-logs" in service.argv, name
+    assert "standalone" not in [arg for service in plan for arg in service.argv]
+
+
+def test_the_plan_on_live_binance_starts_no_sandbox(tmp_path):
+    settings = load_settings({"EXCHANGE": "binance", "DATA_DIR": str(tmp_path)})
+    plan = services(settings, 9100, 20.0, 8080, tmp_path / "airflow")
+    assert [service.name for service in plan] == [
+        "airflow api-server",
+        "airflow scheduler",
+        "airflow dag-processor",
+        "airflow triggerer",
+    ]
+
+
+# The real thing ------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_up_starts_the_sandbox_prints_urls_and_stops_on_ctrl_c():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "include.cli", "up", "--sandbox-port", str(port)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SYMBOLS": "BTCUSDT,XRPETH"},
-    )
-    try:
-        output = read_until(process, "Press Ctrl-C to stop.", timeout=60)
-        assert f"http://127.0.0.1:{port}/admin" in output
+@pytest.mark.timeout(3 * STARTUP_LIVENESS_SECONDS)  # past the liveness waits below, so they report first
+def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_path):
+    port, api_port = free_port(), free_port()
+    data_dir, airflow_home = tmp_path / "data", tmp_path / "airflow"
+    env = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
+    env.update(SYMBOLS="BTCUSDT,XRPETH", DATA_DIR=str(data_dir))
+    argv = [sys.executable, "-m", "include.cli", "up", "--sandbox-port", str(port), "--airflow-port", str(api_port)]
+    argv += ["--airflow-home", str(airflow_home)]
+    with process_group(argv, env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as up:
+        output = Output(up)
+        wait_until(
+            lambda: "Press Ctrl-C to stop." in output.text or up.poll() is not None,
+            STARTUP_LIVENESS_SECONDS,
+            "make up printing its URLs",
+        )
+        assert up.poll() is None, output.text
+        assert f"http://127.0.0.1:{port}/admin" in output.text
+        assert f"http://127.0.0.1:{api_port}" in output.text
         status, _, trades = http_get(f"http://127.0.0.1:{port}/api/v3/trades?symbol=XRPETH&limit=5")
         assert status == 200
         assert len(trades) == 5
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, rest
+        wait_until(
+            lambda: all_components_healthy(api_port), STARTUP_LIVENESS_SECONDS, "every Airflow component healthy"
+        )
+
+        # The pools existed before the DAGs were parsed: no component ever saw a DAG use a missing pool.
+        dag_processor_log = airflow_home / "dag-processor.log"
+        wait_until(
+            lambda: dag_processor_log.exists() and "repair_gaps.py" in dag_processor_log.read_text(errors="replace"),
+            STARTUP_LIVENESS_SECONDS,
+            "the dag-processor parsing dags/repair_gaps.py",
+        )
+        for log in airflow_home.glob("*.log"):
+            assert "non-existent pool" not in log.read_text(errors="replace"), log
+
+        # Nothing listens beyond 127.0.0.1: not the UI, not the sandbox, not a log server.
+        listeners = listening_addresses(psutil.Process(up.pid))
+        assert (LOCALHOST, api_port) in listeners
+        assert (LOCALHOST, port) in listeners
+        assert {address for address, _ in listeners} == {LOCALHOST}, listeners
+        for address in other_addresses():  # none on a machine with only loopback: then the check above stands
+            assert not answers(address, api_port), f"the Airflow API answers on {address}"
+            assert not answers(address, port), f"the sandbox answers on {address}"
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(STARTUP_LIVENESS_SECONDS) == 0, output.text
+        rest = output.finished(30)
     assert "stopped." in rest
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
-        pass
+    assert not answers(LOCALHOST, port)
+    assert not answers(LOCALHOST, api_port)
 
 
 def test_up_refuses_a_bad_setting_naming_it():
@@ -64,7 +209,7 @@ def test_up_refuses_a_bad_setting_naming_it():
     assert "WAREHOUSE='oracle'" in result.stderr
 
 
-def test_up_refuses_to_start_over_a_port_in_use_naming_it():
+def test_up_refuses_to_start_over_a_port_in_use_naming_it(tmp_path):
     port = free_port()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
@@ -74,6 +219,7 @@ def test_up_refuses_to_start_over_a_port_in_use_naming_it():
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
+            env={**os.environ, "DATA_DIR": str(tmp_path)},
             timeout=60,
         )
     assert result.returncode == 2

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,16 @@ class BinanceError(RuntimeError):
 
 class BinanceUnavailable(BinanceError):
     """5xx answers or network errors outlasted every retry."""
+
+
+class UnlistedSymbols(ValueError):
+    """Symbols the exchange does not list (or does not trade); the message names them and the exchange."""
+
+    def __init__(self, symbols: list[str], base_url: str, trading: bool) -> None:
+        names = ", ".join(map(repr, symbols))
+        subject = f"symbol {names} is" if len(symbols) == 1 else f"symbols {names} are"
+        super().__init__(f"{subject} not listed{' as trading' if trading else ''} on {base_url}")
+        self.symbols = symbols
 
 
 @dataclass
@@ -146,7 +156,7 @@ class BinanceClient:
                 continue
             self.budget.observe(response.headers.get("X-MBX-USED-WEIGHT-1M"))
             if response.status_code == 200:
-                return response.json()
+                return _json_body(response, endpoint)
             body = _error_body(response)
             if response.status_code == 429:
                 self.stats.rate_limited += 1
@@ -171,6 +181,11 @@ class BinanceClient:
         # serverTime may come in ms despite X-MBX-TIME-UNIT (the sandbox does that); the magnitude
         # tells: ms since 1970 stay below 1e14 until the year 5138, µs have been above 1e15 since 2001.
         return served * 1000 if served < 10**14 else served
+
+    def symbol_statuses(self) -> dict[str, str | None]:
+        """Every symbol the exchange lists, with its status (``TRADING``, ``BREAK``, ...; None if not given)."""
+        info = self.get("exchangeInfo")
+        return {str(item["symbol"]): item.get("status") for item in info.get("symbols", [])}
 
     def historical_trades(self, symbol: str, from_id: int, limit: int = MAX_LIMIT) -> list[dict[str, Any]]:
         return self.get("historicalTrades", {"symbol": symbol, "fromId": from_id, "limit": limit})
@@ -219,6 +234,36 @@ class BinanceClient:
         """
         rows = self.agg_trades(symbol, start_time_us=time_us, limit=1)
         return (int(rows[0]["f"]), int(rows[0]["T"])) if rows else None
+
+
+def unlisted_symbols(client: BinanceClient, symbols: Iterable[str], *, trading: bool = True) -> list[str]:
+    """Which of ``symbols`` the exchange does not list, in the order given (one exchangeInfo request).
+
+    With ``trading`` (what a stream needs) a listed symbol whose status is given and is not
+    ``TRADING`` counts as unlisted too; without it (history of a halted or delisted pair) it does not.
+    """
+    statuses = client.symbol_statuses()
+    return [
+        symbol
+        for symbol in dict.fromkeys(symbols)
+        if symbol not in statuses or (trading and statuses[symbol] not in (None, "TRADING"))
+    ]
+
+
+def require_listed(client: BinanceClient, symbols: Iterable[str], *, trading: bool = True) -> None:
+    """Raise ``UnlistedSymbols`` naming every one of ``symbols`` the exchange does not list."""
+    unlisted = unlisted_symbols(client, symbols, trading=trading)
+    if unlisted:
+        raise UnlistedSymbols(unlisted, client.base_url, trading)
+
+
+def _json_body(response: httpx.Response, endpoint: str) -> Any:
+    """A 200's JSON; a body that is not JSON means the URL is not a Binance API, named as such."""
+    try:
+        return response.json()
+    except ValueError:
+        problem = f"the answer is not JSON (is this a Binance API?): {response.text[:80]!r}"
+        raise BinanceError(200, None, problem, endpoint) from None
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:

@@ -32,6 +32,8 @@ class WindowReport:
     missing: int = 0  # still missing after the fill (0 when complete)
     files: list[str] = field(default_factory=list)
     checked_at: str = ""
+    # REST rows the trade contract refuses (the stream's rules): {"id", "reason", "raw"}; still missing
+    refused: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -41,6 +43,7 @@ class WindowReport:
         return (
             f"{self.symbol} [{self.start}, {self.end}): expected {self.expected}, present {self.present_before}, "
             f"filled {self.filled}, holes {len(self.holes)}, missing {self.missing}"
+            + (f" (refused {len(self.refused)})" if self.refused else "")
         )
 
 

@@ -69,8 +69,14 @@ def client(history_sandbox: Any) -> Any:
 # Each endpoint method returns what the exchange returns -------------------------------------------
 
 
+def oldest(sandbox: Any, endpoint: str = "historicalTrades", key: str = "id") -> int:
+    """The id of the oldest trade (or aggregate) the exchange serves: ids need not start at 1."""
+    return int(direct(sandbox, endpoint, symbol=SYMBOL, fromId=1, limit=1)[0][key])
+
+
 def test_historical_trades_match_a_direct_request(client, history_sandbox):
-    for from_id, limit in ((1, 1000), (1234, 7), (5000, 1)):
+    first = oldest(history_sandbox)
+    for from_id, limit in ((first, 1000), (first + 1233, 7), (first + 4999, 1)):
         got = client.historical_trades(SYMBOL, from_id=from_id, limit=limit)
         assert got == direct(history_sandbox, "historicalTrades", symbol=SYMBOL, fromId=from_id, limit=limit)
         assert [row["id"] for row in got] == list(range(from_id, from_id + limit))
@@ -97,9 +103,10 @@ def test_recent_trades_are_the_latest_history(client, history_sandbox):
 
 
 def test_agg_trades_match_a_direct_request(client, history_sandbox):
-    by_id = client.agg_trades(SYMBOL, from_id=100, limit=50)
-    assert by_id == direct(history_sandbox, "aggTrades", symbol=SYMBOL, fromId=100, limit=50)
-    assert [row["a"] for row in by_id] == list(range(100, 150))
+    from_id = oldest(history_sandbox, "aggTrades", "a") + 99
+    by_id = client.agg_trades(SYMBOL, from_id=from_id, limit=50)
+    assert by_id == direct(history_sandbox, "aggTrades", symbol=SYMBOL, fromId=from_id, limit=50)
+    assert [row["a"] for row in by_id] == list(range(from_id, from_id + 50))
     start, end = by_id[10]["T"], by_id[30]["T"]
     by_time = client.agg_trades(SYMBOL, start_time_us=start, end_time_us=end, limit=1000)
     assert by_time == direct(history_sandbox, "aggTrades", symbol=SYMBOL, startTime=start, endTime=end, limit=1000)
@@ -190,14 +197,15 @@ def test_budget_waits_instead_of_breaking_the_limit(start_sandbox):
     with start_sandbox(
         symbols=(SYMBOL,), rate=2.0, history_seconds=3600, weight_limit=200, weight_window_seconds=window
     ) as sb:
+        first = oldest(sb)
         sleeps = Recorder(real=True)
         with BinanceClient(sb.rest_url, weight_limit=200, sleep=sleeps) as binance:
             binance.budget.window_seconds = window  # the sandbox's short window instead of Binance's minute
-            pages = [binance.historical_trades(SYMBOL, from_id=1 + 100 * i, limit=100) for i in range(12)]
+            pages = [binance.historical_trades(SYMBOL, from_id=first + 100 * i, limit=100) for i in range(12)]
             stats = binance.stats
         counts = admin(sb)["rest"]
     # 12 x 25 = 300 weight, more than the 200 of a window: the budget had to wait.
-    assert [page[0]["id"] for page in pages] == [1 + 100 * i for i in range(12)]
+    assert [page[0]["id"] for page in pages] == [first + 100 * i for i in range(12)]
     assert all(len(page) == 100 for page in pages)
     assert stats.rate_limited == 0
     assert stats.requests == 12

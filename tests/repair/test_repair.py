@@ -31,6 +31,7 @@ from include.sandbox.faults import FaultSettings
 from include.sandbox.server import RunningSandbox, serve_in_thread
 from tests.support.exchange import rest_history, sandbox_config
 from tests.support.net import MICRO, admin
+from tests.support.rest_proxy import RestProxy
 
 SYMBOL = "BTCUSDT"
 HOUR = timedelta(hours=1)
@@ -353,14 +354,15 @@ def test_window_over_with_no_trade_after_it(start_sandbox, tmp_path):
 # Exchange-side holes ----------------------------------------------------------------------------------
 
 
-def test_exchange_side_holes_are_recorded_and_not_asked_for_again(start_sandbox, tmp_path):
-    # Place the holes near the middle of the older of the two last full hours of a 3 h history at 4/s.
-    rate, history = 4.0, 3 * 3600
-    (start, end), _ = last_full_hours(2)
-    hole = int(((start + HOUR / 2).timestamp() - (time.time() - history)) * rate)
+def test_exchange_side_holes_are_recorded_and_not_asked_for_again(market, start_sandbox, tmp_path):
+    # The same market (seed, symbol, rate) has the same ids: place the holes near the middle of the
+    # older window, learnt from the module's sandbox, in a second sandbox of that market.
+    start, end = market.windows[0]
+    window_ids = [row["id"] for row in in_window(market.rest, start, end)]
+    hole = window_ids[len(window_ids) // 2]
     holes = [hole, hole + 1, hole + 500]
     with start_sandbox(
-        symbols=(SYMBOL,), rate=rate, history_seconds=history, holes={SYMBOL: frozenset(holes)}, weight_limit=10**6
+        symbols=(SYMBOL,), rate=4.0, history_seconds=3 * 3600, holes={SYMBOL: frozenset(holes)}, weight_limit=10**6
     ) as sandbox:
         rest = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, wait_out_errors=True)
         rest_ids = {row["id"] for row in rest}
@@ -416,7 +418,7 @@ def test_whole_window_under_a_low_weight_limit_and_server_errors(start_sandbox, 
         faults=faults,
     ) as sandbox:
         # The expectations first (this reader waits out its own 429s), then a fresh window for the client.
-        first = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, to_id=1_000_000, wait_out_errors=True)
+        first = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, until_us=us(end), wait_out_errors=True)
         rows = in_window(first, start, end)
         counts_before = admin(sandbox)["rest"]
         now = time.time()
@@ -435,3 +437,105 @@ def test_whole_window_under_a_low_weight_limit_and_server_errors(start_sandbox, 
     assert counts_after["418"] == 0
     assert counts_after["429"] == counts_before["429"]  # the client itself never broke the limit
     assert stats.rate_limited == 0
+
+
+# REST rows outside the trade contract: refused by the stream's rules, recorded, never cast ---------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("price", "60000.123456789", "price has more than 8 decimals"),
+        ("price", "99999999999.50000000", "price is beyond the scale"),  # 11 whole digits: past int64 units
+        ("qty", "0.00000000", "quantity is zero"),
+        ("price", "-1.00000000", "price is negative"),
+        ("qty", 0.5, "invalid trade row"),  # a JSON number: a float, never a price
+    ],
+    ids=["too-many-decimals", "out-of-range", "zero-quantity", "negative", "a-float"],
+)
+def test_a_rest_row_outside_the_contract_is_refused_recorded_and_fetched_again(market, tmp_path, field, value, reason):
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[0]
+    rows = in_window(market.rest, start, end)
+    bad_id = rows[len(rows) // 2]["id"]
+
+    def spoil(endpoint: str, params: dict[str, str], body: Any) -> Any:
+        if endpoint != "historicalTrades":
+            return body
+        return [{**row, field: value} if row["id"] == bad_id else row for row in body]
+
+    with (
+        RestProxy(market.sandbox.rest_url, spoil) as proxy,
+        CountingClient(proxy.url, weight_limit=10**6) as client,
+        pytest.raises(RepairIncomplete) as caught,
+    ):
+        repair_window(client, lake, SYMBOL, start, end)
+    message = str(caught.value)
+    assert reason in message
+    assert json.dumps(value) in message  # the refused value, named as REST sent it
+    assert "\n" not in message
+
+    # The ledger says what is missing and why; the refused id is not a hole and is not in the lake.
+    report = read_report(lake, SYMBOL, start)
+    assert report is not None
+    assert not report.complete
+    assert (report.missing, report.holes, report.filled) == (1, [], len(rows) - 1)
+    (refused,) = report.refused
+    assert refused["id"] == bad_id
+    assert reason in refused["reason"]
+    assert json.loads(refused["raw"])[field] == value
+    stored = [row["trade_id"] for row in lake_rows(lake, start, end)]
+    assert stored == [row["id"] for row in rows if row["id"] != bad_id]
+
+    # The next run, against an exchange that sends the row well, asks for that one id and completes.
+    with client_for(market.sandbox) as client:
+        again = repair_window(client, lake, SYMBOL, start, end)
+        assert client.from_ids == [bad_id]
+    assert (again.complete, again.filled, again.refused, again.holes) == (True, 1, [], [])
+    assert_lake_is_rest(lake, start, end, market.rest)
+
+
+# A fill REST cannot complete yet: reported by the ledger, completed by the next run ----------------------
+
+
+def test_a_fill_that_rest_cannot_complete_yet_stays_missing_and_the_next_run_completes_it(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[1]
+    rows = in_window(market.rest, start, end)
+    ids = [row["id"] for row in rows]
+    streamed = set(ids[: len(ids) // 4])  # the stream saw the first quarter of the window
+    write_stream(lake, rows, set(ids) - streamed)
+    lag_from = ids[len(ids) * 3 // 4]  # REST's history has not caught up past this id yet
+
+    def lagging(endpoint: str, params: dict[str, str], body: Any) -> Any:
+        return [row for row in body if row["id"] < lag_from] if endpoint == "historicalTrades" else body
+
+    with (
+        RestProxy(market.sandbox.rest_url, lagging) as proxy,
+        CountingClient(proxy.url, weight_limit=10**6) as client,
+        pytest.raises(RepairIncomplete) as caught,
+    ):
+        repair_window(client, lake, SYMBOL, start, end)
+    not_yet = [i for i in ids if i >= lag_from]
+    assert f"missing {len(not_yet)}" in str(caught.value)
+
+    # The ledger: what was filled, what is still missing; the ids REST did not send are not holes.
+    report = read_report(lake, SYMBOL, start)
+    assert report is not None
+    assert not report.complete
+    assert report.expected == len(ids)
+    assert report.present_before == len(streamed)
+    assert report.filled == len(ids) - len(streamed) - len(not_yet)
+    assert report.missing == len(not_yet)
+    assert report.holes == []
+    assert [row["trade_id"] for row in lake_rows(lake, start, end)] == [i for i in ids if i < lag_from]
+
+    # REST has caught up: the next run fetches exactly what is still missing, and the window is complete.
+    with client_for(market.sandbox) as client:
+        done = repair_window(client, lake, SYMBOL, start, end)
+        assert client.from_ids[0] == lag_from
+    assert done.complete
+    assert (done.filled, done.missing, done.holes, done.refused) == (len(not_yet), 0, [], [])
+    assert done.present_before == len(ids) - len(not_yet)
+    assert read_report(lake, SYMBOL, start).complete
+    assert_lake_is_rest(lake, start, end, market.rest)  # every id of the window, once

@@ -1,0 +1,70 @@
+"""Processes a test starts: in their own process group, tagged, and all ended when the test ends.
+
+A process that starts services of its own (``make up`` starts each in its own session) leaves
+process groups a ``killpg`` of its own group does not reach, and orphans that outlive it. So every
+process started here carries a tag in its environment, which its descendants inherit; on the way
+out, pass or fail, every process carrying the tag is killed, by id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+
+TAG = "CRYPTOFLOW_TEST_PROCESS_TAG"
+
+
+def _tagged(tag: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(TAG) == tag:
+                found.append(process)
+    return found
+
+
+def end_tagged(tag: str, grace_seconds: float = 10.0) -> None:
+    """SIGTERM every process carrying ``tag``, then SIGKILL what is left after the grace period."""
+    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10.0)):
+        alive = _tagged(tag)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(sig)
+        psutil.wait_procs(alive, timeout=wait)
+    left = _tagged(tag)
+    assert not left, f"processes of this test outlived SIGKILL: {left}"
+
+
+@contextlib.contextmanager
+def process_group(argv: list[str], env: dict[str, str] | None = None, **popen: Any) -> Iterator[subprocess.Popen]:
+    """``subprocess.Popen`` in a new session; on exit the whole tree it started is ended."""
+    tag = uuid.uuid4().hex
+    process = subprocess.Popen(argv, env={**(env or os.environ), TAG: tag}, start_new_session=True, **popen)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        end_tagged(tag)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+
+
+def run_to_end(argv: list[str], env: dict[str, str] | None = None, timeout: float = 180, **popen: Any) -> Any:
+    """``subprocess.run`` with the discipline above: its own group, and nothing of it outlives the call.
+
+    Returns a ``subprocess.CompletedProcess`` with text stdout and stderr.
+    """
+    with process_group(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{' '.join(argv)} did not end within {timeout:.0f} s") from None
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
