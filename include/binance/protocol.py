@@ -21,8 +21,17 @@ WEIGHTS: dict[str, int] = {
 }
 WEIGHT_LIMIT_PER_MINUTE = 6000
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+WEIGHT_HEADER_LEGACY = "X-MBX-USED-WEIGHT"  # the same count, still sent
 TIME_UNIT_HEADER = "X-MBX-TIME-UNIT"
+TIME_UNITS = ("MILLISECOND", "MICROSECOND")  # REST header and WebSocket ``timeUnit``; milliseconds by default
 MAX_LIMIT = 1000  # rows per page of trades, historicalTrades, aggTrades and klines
+IP_BAN_FIRST_SECONDS = 120.0  # a 418 ban lasts 2 minutes at first and grows for repeat offenders
+# exchangeInfo's other rateLimits (orders are not served here, but clients read the list).
+ORDER_LIMITS = (("SECOND", 10, 100), ("DAY", 1, 200_000))  # (interval, intervalNum, limit)
+RAW_REQUESTS_LIMIT = ("MINUTE", 5, 61_000)
+# Legal ranges of query parameters, as Binance's -1100 messages quote them.
+SYMBOL_PARAM_PATTERN = re.compile(r"^[A-Z0-9-_.]{1,20}$")
+INTEGER_PARAM_PATTERN = re.compile(r"^-?[0-9]{1,20}$")  # Binance's message says '^[0-9]{1,20}$'
 
 # Binance's error codes, as the body {"code": ..., "msg": ...} carries them.
 ERROR_UNKNOWN = -1001  # internal error; try again
@@ -45,6 +54,15 @@ CONNECTION_ATTEMPT_WINDOW_SECONDS = 300.0
 CONNECTION_LIFETIME_SECONDS = 24 * 3600.0
 PING_INTERVAL_SECONDS = 20.0
 PONG_TIMEOUT_SECONDS = 60.0
+STREAM_NAME_PATTERN = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_]+$")  # lower-case symbol, e.g. btcusdt@trade
+# A control message's id: a 64-bit signed integer, an alphanumeric string of at most 36, or null.
+REQUEST_ID_TEXT_PATTERN = re.compile(r"^[A-Za-z0-9]{0,36}$")
+REQUEST_ID_BITS = 64
+# Error codes of the JSON control messages' error objects {"code": ..., "msg": ..., "id": ...}.
+WS_ERROR_UNKNOWN_PROPERTY = 0
+WS_ERROR_INVALID_VALUE_TYPE = 1
+WS_ERROR_INVALID_REQUEST = 2
+WS_ERROR_INVALID_JSON = 3
 
 # --- Symbols ----------------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-STRIKES_BEFORE_BAN = 3
-FIRST_BAN_SECONDS = 120.0
+from include.binance.protocol import IP_BAN_FIRST_SECONDS
+
+STRIKES_BEFORE_BAN = 3  # Binance does not say how many; the sandbox bans at the third
 
 
 @dataclass
@@ -55,7 +56,7 @@ class WeightLimiter:
         if state.limited:
             state.strikes += 1
             if state.strikes >= STRIKES_BEFORE_BAN:
-                state.banned_until = now + FIRST_BAN_SECONDS * 2**state.bans
+                state.banned_until = now + IP_BAN_FIRST_SECONDS * 2**state.bans
                 state.bans += 1
                 self.counts["418"] += 1
                 return Verdict(418, state.used, math.ceil(state.banned_until - now), int(state.banned_until * 1000))

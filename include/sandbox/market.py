@@ -6,19 +6,12 @@ trade that has happened by ``now_us`` and returns them, so the stream and REST s
 
 from __future__ import annotations
 
-import random
+from collections import deque
 from typing import Protocol
 
 from include.sandbox.store import Trade, TradeStore
 from include.sandbox.symbols import SymbolSpec
-
-# The market alternates calm and bursts. Calm spells average 20 s, bursts 2 s at 8x the calm rate;
-# the calm rate is scaled so that the long-run average is exactly the requested rate.
-_CALM_SECONDS, _BURST_SECONDS, _BURST_FACTOR = 20.0, 2.0, 8.0
-_CALM_FACTOR = (_CALM_SECONDS + _BURST_SECONDS) / (_CALM_SECONDS + _BURST_SECONDS * _BURST_FACTOR)
-# A taker order often sweeps several resting orders: extra fills in the same microsecond.
-_SWEEP_PROBABILITY, _MAX_SWEEP = 0.25, 4
-_MEAN_FILLS = 1 + _SWEEP_PROBABILITY * (_MAX_SWEEP - 1) / 2  # so --rate counts trades, not orders
+from include.sandbox.synthetic import Fill, SyntheticModel
 
 
 class TradeSource(Protocol):
@@ -28,10 +21,10 @@ class TradeSource(Protocol):
 
 
 class SyntheticMarket:
-    """A deterministic random walk on the symbol's tick and step sizes.
+    """The seeded synthetic market (``include.sandbox.synthetic``), served from ``start_us`` on.
 
-    The sequence of trades (ids, prices, quantities, sides, gaps between trades) depends only on the
-    seed and the symbol; the wall clock only decides where the sequence starts.
+    Every trade depends only on the seed, the symbol, the rate and its time: the wall clock only
+    decides which part of the one market this sandbox serves, so a restarted sandbox continues it.
     """
 
     def __init__(
@@ -45,58 +38,21 @@ class SyntheticMarket:
     ) -> None:
         self.spec = spec
         self.store = TradeStore(spec.symbol)
-        self._rate = rate
-        self._rng = random.Random(f"{seed}:{spec.symbol}")
-        self._next_id = first_id
-        self._holes = holes
-        self._price_ticks = spec.start_price_units // spec.tick_units
-        self._clock_us = float(start_us)
-        self._burst = False
-        self._regime_ends_us = start_us + self._spell_us()
-        self._pending: list[Trade] = self._next_fills()
-
-    def _spell_us(self) -> float:
-        mean = _BURST_SECONDS if self._burst else _CALM_SECONDS
-        return self._rng.expovariate(1.0 / mean) * 1e6
-
-    def _gap_us(self) -> float:
-        factor = _CALM_FACTOR * (_BURST_FACTOR if self._burst else 1.0)
-        return self._rng.expovariate(self._rate * factor / _MEAN_FILLS) * 1e6
-
-    def _next_fills(self) -> list[Trade]:
-        """One taker order: one fill, or a sweep of a few fills at the same time."""
-        self._clock_us += self._gap_us()
-        while self._clock_us >= self._regime_ends_us:
-            self._burst = not self._burst
-            self._regime_ends_us += self._spell_us()
-        rng = self._rng
-        taker_sells = rng.random() < 0.5
-        self._price_ticks = max(1, self._price_ticks + rng.choice((-2, -1, -1, 0, 0, 0, 1, 1, 2)))
-        fills = 1 + (rng.randrange(_MAX_SWEEP) if rng.random() < _SWEEP_PROBABILITY else 0)
-        time_us = int(self._clock_us)
-        trades = []
-        for fill in range(fills):
-            if fill and rng.random() < 0.5:
-                # Sweeping walks the book: sells fill lower, buys higher.
-                self._price_ticks = max(1, self._price_ticks + (-1 if taker_sells else 1))
-            typical_steps = max(1, self.spec.typical_qty_units // self.spec.step_units)
-            steps = max(1, int(rng.lognormvariate(0.0, 1.2) * typical_steps))
-            price = self._price_ticks * self.spec.tick_units
-            qty = steps * self.spec.step_units
-            while self._next_id in self._holes:
-                self._next_id += 1  # an exchange-side hole: this id never existed
-            trades.append(Trade(self._next_id, time_us, price, qty, price * qty // 10**8, taker_sells))
-            self._next_id += 1
-        return trades
+        self.model = SyntheticModel(spec, rate, seed, first_id, holes)
+        self._segment = self.model.segment_of(start_us)
+        self._pending: deque[Fill] = deque(f for f in self.model.fills(self._segment) if f.trade.time_us >= start_us)
 
     def advance(self, now_us: int) -> list[Trade]:
         made: list[Trade] = []
-        while self._pending[0].time_us <= now_us:
-            for trade in self._pending:
-                self.store.append(trade)
-            made.extend(self._pending)
-            self._pending = self._next_fills()
-        return made
+        while True:
+            while self._pending and self._pending[0].trade.time_us <= now_us:
+                fill = self._pending.popleft()
+                self.store.append(fill.trade, fill.agg_id)
+                made.append(fill.trade)
+            if self._pending or self.model.segment_start_us(self._segment + 1) > now_us:
+                return made
+            self._segment += 1
+            self._pending = deque(self.model.fills(self._segment))
 
 
 class ReplayMarket:

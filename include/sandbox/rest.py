@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from include.binance.protocol import MAX_LIMIT, WEIGHTS
+from include.binance.protocol import (
+    ERROR_ILLEGAL_CHARS,
+    ERROR_INVALID_INTERVAL,
+    ERROR_INVALID_PARAM,
+    ERROR_INVALID_SYMBOL,
+    ERROR_MANDATORY_PARAM,
+    ERROR_PARAM_COMBINATION,
+    ERROR_START_AFTER_END,
+    ERROR_TOO_MANY_REQUESTS,
+    ERROR_UNKNOWN,
+    ERROR_UNREAD_PARAMS,
+    INTEGER_PARAM_PATTERN,
+    MAX_LIMIT,
+    ORDER_LIMITS,
+    RAW_REQUESTS_LIMIT,
+    SYMBOL_PARAM_PATTERN,
+    TIME_UNIT_HEADER,
+    TIME_UNITS,
+    WEIGHT_HEADER,
+    WEIGHT_HEADER_LEGACY,
+    WEIGHTS,
+)
 from include.decimals import format_plain, format_units
 from include.sandbox import klines as kline_math
 from include.sandbox.exchange import Exchange
 from include.sandbox.store import TradeStore
-
-_SYMBOL_CHARS = re.compile(r"^[A-Z0-9-_.]{1,20}$")
-_INTEGER = re.compile(r"^-?[0-9]{1,20}$")
 
 
 class BinanceError(Exception):
@@ -41,7 +58,7 @@ class Query:
         unread = [name for name in self._params if name not in allowed]
         if unread:
             raise BinanceError(
-                -1104,
+                ERROR_UNREAD_PARAMS,
                 f"Not all sent parameters were read; read '{len(self._params) - len(unread)}' "
                 f"parameter(s) but was sent '{len(self._params)}'.",
             )
@@ -53,16 +70,19 @@ class Query:
     def required(self, name: str) -> str:
         value = self.text(name)
         if value is None:
-            raise BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+            raise BinanceError(
+                ERROR_MANDATORY_PARAM, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+            )
         return value
 
     def integer(self, name: str) -> int | None:
         value = self.text(name)
         if value is None:
             return None
-        if not _INTEGER.match(value):
+        if not INTEGER_PARAM_PATTERN.match(value):
             raise BinanceError(
-                -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+                ERROR_ILLEGAL_CHARS,
+                f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
             )
         return int(value)
 
@@ -71,26 +91,26 @@ class Query:
         if limit is None:
             return default
         if limit < 1:
-            raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+            raise BinanceError(ERROR_INVALID_PARAM, "Data sent for parameter 'limit' is not valid.")
         return min(limit, MAX_LIMIT)
 
 
 def _store(exchange: Exchange, query: Query) -> TradeStore:
     symbol = query.required("symbol")
-    if not _SYMBOL_CHARS.match(symbol):
+    if not SYMBOL_PARAM_PATTERN.match(symbol):
         raise BinanceError(
-            -1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."
+            ERROR_ILLEGAL_CHARS, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."
         )
     source = exchange.sources.get(symbol)
     if source is None:
-        raise BinanceError(-1121, "Invalid symbol.")
+        raise BinanceError(ERROR_INVALID_SYMBOL, "Invalid symbol.")
     return source.store
 
 
 def _microseconds(request: web.Request) -> bool:
-    unit = request.headers.get("X-MBX-TIME-UNIT", "MILLISECOND").upper()
-    if unit not in ("MILLISECOND", "MICROSECOND"):
-        raise BinanceError(-1100, "Invalid time unit.")
+    unit = request.headers.get(TIME_UNIT_HEADER, TIME_UNITS[0]).upper()
+    if unit not in TIME_UNITS:
+        raise BinanceError(ERROR_ILLEGAL_CHARS, "Invalid time unit.")
     return unit == "MICROSECOND"
 
 
@@ -120,7 +140,7 @@ def _time_range(query: Query, microseconds: bool) -> tuple[int | None, int | Non
     """
     start, end = query.integer("startTime"), query.integer("endTime")
     if start is not None and end is not None and start > end:
-        raise BinanceError(-1023, "Start time is greater than end time.")
+        raise BinanceError(ERROR_START_AFTER_END, "Start time is greater than end time.")
     scale = 1 if microseconds else 1000
     return (
         None if start is None else start * scale,
@@ -147,23 +167,26 @@ def exchange_info(exchange: Exchange, request: web.Request) -> object:
         try:
             wanted = json.loads(query.required("symbols"))
         except json.JSONDecodeError as error:
-            raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'.") from error
+            raise BinanceError(ERROR_ILLEGAL_CHARS, "Illegal characters found in parameter 'symbols'.") from error
     unknown = [symbol for symbol in wanted if symbol not in exchange.specs]
     if unknown:
-        raise BinanceError(-1121, "Invalid symbol.")
+        raise BinanceError(ERROR_INVALID_SYMBOL, "Invalid symbol.")
     limit = exchange.limiter.limit
     return {
         "timezone": "UTC",
         "serverTime": exchange.now_us() // 1000,
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+            _rate_limit("REQUEST_WEIGHT", "MINUTE", 1, limit),
+            *(_rate_limit("ORDERS", *limit) for limit in ORDER_LIMITS),
+            _rate_limit("RAW_REQUESTS", *RAW_REQUESTS_LIMIT),
         ],
         "exchangeFilters": [],
         "symbols": [_symbol_info(exchange, symbol) for symbol in wanted],
     }
+
+
+def _rate_limit(kind: str, interval: str, interval_num: int, limit: int) -> dict[str, object]:
+    return {"rateLimitType": kind, "interval": interval, "intervalNum": interval_num, "limit": limit}
 
 
 def _symbol_info(exchange: Exchange, symbol: str) -> dict[str, object]:
@@ -233,10 +256,11 @@ def agg_trades(exchange: Exchange, request: web.Request) -> object:
     from_id = query.integer("fromId")
     start_us, end_us = _time_range(query, microseconds)
     if from_id is not None and (start_us is not None or end_us is not None):
-        raise BinanceError(-1128, "Combination of optional parameters invalid.")
+        raise BinanceError(ERROR_PARAM_COMBINATION, "Combination of optional parameters invalid.")
     count = store.agg_count()
     if from_id is not None:
-        first, stop = max(from_id, 0), min(max(from_id, 0) + limit, count)
+        first = store.agg_index_of_id(from_id)
+        stop = min(first + limit, count)
     elif start_us is not None:
         first = store.agg_index_of_time(start_us)
         stop = count if end_us is None else store.agg_index_after_time(end_us)
@@ -247,8 +271,8 @@ def agg_trades(exchange: Exchange, request: web.Request) -> object:
     else:
         first, stop = max(count - limit, 0), count
     rows = []
-    for agg_id in range(first, stop):
-        agg = store.agg(agg_id)
+    for index in range(first, stop):
+        agg = store.agg(index)
         rows.append(
             {
                 "a": agg.agg_id,
@@ -269,9 +293,9 @@ def klines(exchange: Exchange, request: web.Request) -> object:
     store = _store(exchange, query)
     interval = query.required("interval")
     if interval not in kline_math.INTERVALS:
-        raise BinanceError(-1120, "Invalid interval.")
+        raise BinanceError(ERROR_INVALID_INTERVAL, "Invalid interval.")
     if query.text("timeZone") not in (None, "0", "+0", "0:00", "+00:00"):
-        raise BinanceError(-1130, "Data sent for parameter 'timeZone' is not valid.")
+        raise BinanceError(ERROR_INVALID_PARAM, "Data sent for parameter 'timeZone' is not valid.")
     limit = query.limit(500)
     microseconds = _microseconds(request)
     start_us, end_us = _time_range(query, microseconds)
@@ -314,14 +338,14 @@ def make_handler(exchange: Exchange) -> Callable[[web.Request], Awaitable[web.Re
         client = request.remote or "unknown"
         verdict = exchange.limiter.charge(client, endpoint.weight, exchange.now_us() / 1e6)
         used = str(verdict.used)
-        headers = {"X-MBX-USED-WEIGHT": used, "X-MBX-USED-WEIGHT-1M": used}
+        headers = {WEIGHT_HEADER_LEGACY: used, WEIGHT_HEADER: used}
         if verdict.status == 429:
             headers["Retry-After"] = str(verdict.retry_after)
             limit = exchange.limiter.limit
             return _json(
                 429,
                 {
-                    "code": -1003,
+                    "code": ERROR_TOO_MANY_REQUESTS,
                     "msg": f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
                     "Please use WebSocket Streams for live updates to avoid polling the API.",
                 },
@@ -332,7 +356,7 @@ def make_handler(exchange: Exchange) -> Callable[[web.Request], Awaitable[web.Re
             return _json(
                 418,
                 {
-                    "code": -1003,
+                    "code": ERROR_TOO_MANY_REQUESTS,
                     "msg": f"Way too much request weight used; IP banned until {verdict.banned_until_ms}. "
                     "Please use WebSocket Streams for live updates to avoid bans.",
                 },
@@ -343,7 +367,7 @@ def make_handler(exchange: Exchange) -> Callable[[web.Request], Awaitable[web.Re
             status = exchange.rng.choice((500, 502, 503))
             return _json(
                 status,
-                {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+                {"code": ERROR_UNKNOWN, "msg": "Internal error; unable to process your request. Please try again."},
                 headers,
             )
         try:

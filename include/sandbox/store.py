@@ -45,13 +45,17 @@ class TradeStore:
         self.quotes = array("q")
         self.makers = array("b")
         # Aggregate trades: trades at the same time, price and side fold into one, as on Binance.
+        self.agg_ids = array("q")  # the id of each aggregate, contiguous as Binance's
         self.agg_first = array("q")  # index of the first trade of each aggregate
         self.agg_last = array("q")
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def append(self, trade: Trade) -> None:
+    def append(self, trade: Trade, agg_id: int | None = None) -> None:
+        """Add the next trade. A source that numbers its aggregates passes ``agg_id`` (the trade joins
+        the last aggregate when the id is the same); otherwise consecutive trades at the same time,
+        price and side are one aggregate, numbered on from the last."""
         if self.ids and (trade.trade_id <= self.ids[-1] or trade.time_us < self.times[-1]):
             raise ValueError(f"{self.symbol}: trade {trade.trade_id} is out of order")
         index = len(self.ids)
@@ -61,18 +65,29 @@ class TradeStore:
         self.qtys.append(trade.qty)
         self.quotes.append(trade.quote_qty)
         self.makers.append(trade.is_buyer_maker)
-        last = self.agg_last[-1] if self.agg_last else -1
-        if (
-            last >= 0
-            and self.times[last] == trade.time_us
-            and self.prices[last] == trade.price
-            and self.makers[last] == trade.is_buyer_maker
-            and self.ids[last] == trade.trade_id - 1
-        ):
+        if agg_id is None and self._joins_last_aggregate(index):
+            agg_id = self.agg_ids[-1]
+        elif agg_id is None:
+            agg_id = self.agg_ids[-1] + 1 if self.agg_ids else 0
+        if self.agg_ids and agg_id == self.agg_ids[-1]:
             self.agg_last[-1] = index
-        else:
-            self.agg_first.append(index)
-            self.agg_last.append(index)
+            return
+        if self.agg_ids and agg_id < self.agg_ids[-1]:
+            raise ValueError(f"{self.symbol}: aggregate {agg_id} of trade {trade.trade_id} is out of order")
+        self.agg_ids.append(agg_id)
+        self.agg_first.append(index)
+        self.agg_last.append(index)
+
+    def _joins_last_aggregate(self, index: int) -> bool:
+        """Whether the trade just stored at ``index`` continues the last aggregate."""
+        last = self.agg_last[-1] if self.agg_last else -1
+        return (
+            last >= 0
+            and self.times[last] == self.times[index]
+            and self.prices[last] == self.prices[index]
+            and self.makers[last] == self.makers[index]
+            and self.ids[last] == self.ids[index] - 1
+        )
 
     def trade(self, index: int) -> Trade:
         return Trade(
@@ -99,15 +114,19 @@ class TradeStore:
         """Index of the first trade strictly after ``time_us``."""
         return bisect_right(self.times, time_us)
 
-    # Aggregate trades; an aggregate's id is its position, as Binance's are sequential.
+    # Aggregate trades, by position; ``agg_index_of_id`` finds a position from an id.
     def agg_count(self) -> int:
         return len(self.agg_first)
 
-    def agg(self, agg_id: int) -> AggTrade:
-        first, last = self.agg_first[agg_id], self.agg_last[agg_id]
+    def agg_index_of_id(self, agg_id: int) -> int:
+        """Index of the first aggregate whose id is at or after ``agg_id``."""
+        return bisect_left(self.agg_ids, agg_id)
+
+    def agg(self, index: int) -> AggTrade:
+        first, last = self.agg_first[index], self.agg_last[index]
         qty = sum(self.qtys[first : last + 1])
         return AggTrade(
-            agg_id,
+            self.agg_ids[index],
             self.prices[first],
             qty,
             self.ids[first],

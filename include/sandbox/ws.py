@@ -11,26 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from include.binance.protocol import CONNECTION_ATTEMPT_WINDOW_SECONDS, CONNECTION_ATTEMPTS_PER_WINDOW
+from include.binance.protocol import (
+    CONNECTION_ATTEMPT_WINDOW_SECONDS,
+    CONNECTION_ATTEMPTS_PER_WINDOW,
+    STREAM_NAME_PATTERN,
+    TIME_UNITS,
+)
 from include.decimals import format_units
+from include.sandbox.control import control_reply
 from include.sandbox.exchange import Exchange
 from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
 from include.sandbox.store import Trade
 
-_STREAM_NAME = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_]+$")
-_REQUEST_ID_TEXT = re.compile(r"^[A-Za-z0-9]{0,36}$")
 _MAX_QUEUED_FRAMES = 2_000_000  # a client this far behind is dropped, as Binance drops slow readers
-
-
 _FRAMES_PER_WRITE = 2000
 _WRITE_BUFFER_HIGH = 4 << 20
+_HOUSEKEEPING_SECONDS = 0.05
 
 
 def text_frame(text: str) -> bytes:
@@ -55,15 +58,6 @@ def trade_event(trade: Trade, symbol: str, event_time: int, microseconds: bool) 
     )
 
 
-def _valid_request_id(value: object) -> bool:
-    """Binance accepts a 64-bit signed integer, an alphanumeric string of at most 36, or null."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return _REQUEST_ID_TEXT.match(value) is not None
-    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-
-
 class Connection:
     def __init__(
         self, ws: web.WebSocketResponse, request: web.Request, streams: list[str], combined: bool, micro: bool
@@ -84,6 +78,45 @@ class Connection:
 
     def symbols(self) -> set[str]:
         return {name.split("@", 1)[0].upper() for name in self.streams if name.endswith("@trade")}
+
+    def answered(self, payload: bytes) -> None:
+        """A pong arrived. Only one echoing a ping's payload answers it; unsolicited pongs are
+        allowed but, as on Binance, do not prevent disconnection."""
+        if payload in self.ping_payloads:
+            self.awaiting_pong_since = None
+            self.ping_payloads.clear()
+
+    async def ping(self, now: float) -> None:
+        self.last_ping = now
+        if self.awaiting_pong_since is None:
+            self.awaiting_pong_since = now
+        payload = str(int(time.time() * 1000)).encode()
+        self.ping_payloads.add(payload)
+        await self.ws.ping(payload)
+
+
+@dataclass
+class _FaultTimers:
+    """When the timed faults last fired."""
+
+    last_stall: float
+    last_drop: float
+
+
+def requested_streams(path: str, combined_query: str) -> tuple[list[str], bool]:
+    """The streams a connection URL subscribes to, and whether its events are combined.
+
+    ``/stream?streams=a/b`` is combined. ``/ws/<stream>`` (or several, ``/ws/a/b``) is raw. As on
+    Binance, ``/ws`` and ``/ws/<anything that is not a stream>`` (clients put a connection number
+    there) subscribe to nothing: the client sends ``SUBSCRIBE`` next. A tail that names a stream (it
+    has an ``@``) must be a valid one.
+    """
+    if path.startswith("/stream"):
+        return [name for name in combined_query.split("/") if name], True
+    names = [name for name in path[len("/ws") :].split("/") if name]
+    if not any("@" in name for name in names):
+        return [], False
+    return names, False
 
 
 class StreamHub:
@@ -142,50 +175,48 @@ class StreamHub:
     # Connections -----------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        streams, combined = self._requested_streams(request)
-        unit = request.query.get("timeUnit", "MILLISECOND").upper()
-        if unit not in ("MILLISECOND", "MICROSECOND"):
-            raise web.HTTPBadRequest(text=f"Invalid timeUnit {request.query['timeUnit']!r}")
-        if len(streams) > self.config.max_streams:
-            raise web.HTTPBadRequest(text=f"Too many streams: {len(streams)} > {self.config.max_streams}")
-        bad = [name for name in streams if not _STREAM_NAME.match(name)]
-        if bad:
-            raise web.HTTPBadRequest(text=f"Invalid stream name {bad[0]!r}")
-        if not self._admit(request.remote or "unknown"):
-            raise web.HTTPTooManyRequests(text="Too many connection attempts")
+        streams, combined, microseconds = self._admitted(request)
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20, compress=False)
         await ws.prepare(request)
-        conn = Connection(ws, request, streams, combined, unit == "MICROSECOND")
+        conn = Connection(ws, request, streams, combined, microseconds)
         self.connections.add(conn)
         sender = asyncio.create_task(self._send(conn))
         try:
-            async for message in ws:
-                if not self._count_incoming(conn):
-                    await ws.close(code=1008, message=b"Too many requests")
-                    break
-                if message.type == WSMsgType.PING:
-                    await ws.pong(message.data)
-                elif message.type == WSMsgType.PONG and bytes(message.data) in conn.ping_payloads:
-                    # Only a pong echoing a ping's payload answers it; unsolicited pongs are allowed
-                    # but, as on Binance, do not prevent disconnection.
-                    conn.awaiting_pong_since = None
-                    conn.ping_payloads.clear()
-                elif message.type == WSMsgType.TEXT:
-                    reply = self._control(conn, message.data)
-                    if reply is not None:
-                        conn.queue.append(json.dumps(reply, separators=(",", ":")))
-                        conn.wake.set()
+            await self._receive(conn)
         finally:
             self.connections.discard(conn)
             sender.cancel()
         return ws
 
-    def _requested_streams(self, request: web.Request) -> tuple[list[str], bool]:
-        if request.path.startswith("/stream"):
-            raw = request.query.get("streams", "")
-            return [name for name in raw.split("/") if name], True
-        tail = request.path[len("/ws") :].strip("/")
-        return [name for name in tail.split("/") if name], False
+    def _admitted(self, request: web.Request) -> tuple[list[str], bool, bool]:
+        """The streams asked for in the URL, whether combined, whether in microseconds; or a refusal."""
+        streams, combined = requested_streams(request.path, request.query.get("streams", ""))
+        unit = request.query.get("timeUnit", TIME_UNITS[0]).upper()
+        if unit not in TIME_UNITS:
+            raise web.HTTPBadRequest(text=f"Invalid timeUnit {request.query['timeUnit']!r}")
+        if len(streams) > self.config.max_streams:
+            raise web.HTTPBadRequest(text=f"Too many streams: {len(streams)} > {self.config.max_streams}")
+        bad = [name for name in streams if not STREAM_NAME_PATTERN.match(name)]
+        if bad:
+            raise web.HTTPBadRequest(text=f"Invalid stream name {bad[0]!r}")
+        if not self._admit(request.remote or "unknown"):
+            raise web.HTTPTooManyRequests(text="Too many connection attempts")
+        return streams, combined, unit == "MICROSECOND"
+
+    async def _receive(self, conn: Connection) -> None:
+        async for message in conn.ws:
+            if not self._count_incoming(conn):
+                await conn.ws.close(code=1008, message=b"Too many requests")
+                return
+            if message.type == WSMsgType.PING:
+                await conn.ws.pong(message.data)
+            elif message.type == WSMsgType.PONG:
+                conn.answered(bytes(message.data))
+            elif message.type == WSMsgType.TEXT:
+                conn.queue.append(
+                    json.dumps(control_reply(conn, message.data, self.config.max_streams), separators=(",", ":"))
+                )
+                conn.wake.set()
 
     def _admit(self, client: str) -> bool:
         now = time.monotonic()
@@ -201,47 +232,6 @@ class StreamHub:
         while conn.incoming and now - conn.incoming[0] > 1.0:
             conn.incoming.popleft()
         return len(conn.incoming) <= self.config.max_incoming_per_second
-
-    def _control(self, conn: Connection, text: str) -> dict[str, object] | None:
-        """Binance's JSON control messages: SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET/GET_PROPERTY."""
-        try:
-            request = json.loads(text)
-        except json.JSONDecodeError as error:
-            return {"code": 3, "msg": f"Invalid JSON: {error.msg} at line {error.lineno} column {error.colno}"}
-        if not isinstance(request, dict):
-            return {"code": 2, "msg": "Invalid request: expected an object"}
-        request_id = request.get("id")
-        if not _valid_request_id(request_id):
-            return {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer", "id": None}
-        method, params = request.get("method"), request.get("params", [])
-        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            if not isinstance(params, list) or not all(isinstance(p, str) and _STREAM_NAME.match(p) for p in params):
-                return {"code": 2, "msg": "Invalid request: invalid stream name", "id": request_id}
-            if method == "SUBSCRIBE":
-                added = [p for p in params if p not in conn.streams]
-                if len(conn.streams) + len(added) > self.config.max_streams:
-                    return {"code": 2, "msg": "Invalid request: too many streams", "id": request_id}
-                conn.streams = conn.streams + added
-            else:
-                conn.streams = [s for s in conn.streams if s not in params]
-            return {"result": None, "id": request_id}
-        if method == "LIST_SUBSCRIPTIONS":
-            return {"result": list(conn.streams), "id": request_id}
-        if method in ("SET_PROPERTY", "GET_PROPERTY"):
-            if not params or params[0] != "combined":
-                return {"code": 0, "msg": "Unknown property", "id": request_id}
-            if method == "GET_PROPERTY":
-                return {"result": conn.combined, "id": request_id}
-            if len(params) != 2 or not isinstance(params[1], bool):
-                return {"code": 1, "msg": "Invalid value type: expected Boolean", "id": request_id}
-            conn.combined = params[1]
-            return {"result": None, "id": request_id}
-        return {
-            "code": 2,
-            "msg": f"Invalid request: unknown variant {method!r}, expected one of SUBSCRIBE, UNSUBSCRIBE, "
-            "LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY",
-            "id": request_id,
-        }
 
     async def _send(self, conn: Connection) -> None:
         while not conn.ws.closed:
@@ -279,35 +269,39 @@ class StreamHub:
 
     async def maintain(self) -> None:
         """Pings, pong timeouts, lifetimes and the timed faults, checked a few times a second."""
-        config, faults, record = self.config, self.exchange.faults, self.exchange.record
-        last_drop = last_stall = time.monotonic()
+        started = time.monotonic()
+        timers = _FaultTimers(started, started)
         while True:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
             now = time.monotonic()
-            if faults.stall_every and now - last_stall >= faults.stall_every:
-                last_stall = now
-                self.stalled_until = now + faults.stall_seconds
-                record.stalls += 1
-            if faults.drop_connections_every and now - last_drop >= faults.drop_connections_every:
-                last_drop = now
-                for conn in list(self.connections):
-                    record.dropped_connections += 1
-                    self._drop(conn)
+            self._timed_faults(timers, now)
             stalled = now < self.stalled_until
             for conn in list(self.connections):
-                if conn.closing or conn.ws.closed:
-                    continue
-                if now - conn.opened >= config.lifetime_seconds:
-                    self._close(conn, 1000, b"connection lifetime reached")
-                elif conn.awaiting_pong_since is not None and now - conn.awaiting_pong_since > config.pong_timeout:
-                    self._close(conn, 1008, b"pong timeout")
-                elif not stalled and now - conn.last_ping >= config.ping_interval:
-                    conn.last_ping = now
-                    if conn.awaiting_pong_since is None:
-                        conn.awaiting_pong_since = now
-                    payload = str(int(time.time() * 1000)).encode()
-                    conn.ping_payloads.add(payload)
-                    await conn.ws.ping(payload)
+                if not (conn.closing or conn.ws.closed):
+                    await self._keep(conn, now, stalled)
+
+    def _timed_faults(self, timers: _FaultTimers, now: float) -> None:
+        """Start a stall, or drop every connection, when their period has come round."""
+        faults, record = self.exchange.faults, self.exchange.record
+        if faults.stall_every and now - timers.last_stall >= faults.stall_every:
+            timers.last_stall = now
+            self.stalled_until = now + faults.stall_seconds
+            record.stalls += 1
+        if faults.drop_connections_every and now - timers.last_drop >= faults.drop_connections_every:
+            timers.last_drop = now
+            for conn in list(self.connections):
+                record.dropped_connections += 1
+                self._drop(conn)
+
+    async def _keep(self, conn: Connection, now: float, stalled: bool) -> None:
+        """One connection's housekeeping: its lifetime, its pong deadline, its next ping."""
+        config = self.config
+        if now - conn.opened >= config.lifetime_seconds:
+            self._close(conn, 1000, b"connection lifetime reached")
+        elif conn.awaiting_pong_since is not None and now - conn.awaiting_pong_since > config.pong_timeout:
+            self._close(conn, 1008, b"pong timeout")
+        elif not stalled and now - conn.last_ping >= config.ping_interval:
+            await conn.ping(now)
 
     async def shutdown(self) -> None:
         """Tell every client the server is going away, then close: Binance's ``serverShutdown``."""

@@ -58,40 +58,54 @@ def _number_problem(text: str, what: str) -> str | None:
     return None
 
 
+def _unwrap(frame: str, combined: bool) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """``(problem, stream, trade)``: the trade payload and its stream name out of a frame."""
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return "truncated_json", None, None
+    if not combined:
+        return None, None, message
+    if not isinstance(message, dict) or set(message) != {"stream", "data"}:
+        return "bad_envelope", None, None
+    return None, message["stream"], message["data"]
+
+
+def _shape_problem(trade: Any) -> str | None:
+    """A payload that is not an object, lacks a field, or has one of the wrong type."""
+    if not isinstance(trade, dict):
+        return "bad_envelope"
+    if any(name not in trade for name in _FIELDS):
+        return "missing_field"
+    for name, kind in _FIELDS.items():
+        value = trade[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return "wrong_type"
+    return None
+
+
+def _content_problem(trade: dict[str, Any], stream: str | None) -> str | None:
+    """A well-formed payload that is not a trade of ours on its stream, or has a bad number."""
+    if trade["e"] != "trade":
+        return "wrong_event"
+    if trade["s"] not in SYMBOLS:
+        return "unknown_symbol"
+    if stream is not None and stream != f"{trade['s'].lower()}@trade":
+        return "stream_mismatch"
+    return _number_problem(trade["p"], "price") or _number_problem(trade["q"], "quantity")
+
+
 def classify(frame: str, combined: bool = True) -> tuple[str, dict[str, Any] | None]:
     """``("valid", trade)`` for a good Binance trade event, else ``(problem, None)``.
 
     Problems are named as a client would name them: unparsable JSON, a missing field, a field of
     the wrong type, a negative price, a zero quantity, more than 8 decimals, an unknown symbol.
     """
-    try:
-        message = json.loads(frame)
-    except ValueError:
-        return "truncated_json", None
-    if combined:
-        if not isinstance(message, dict) or set(message) != {"stream", "data"}:
-            return "bad_envelope", None
-        stream, trade = message["stream"], message["data"]
-    else:
-        stream, trade = None, message
-    if not isinstance(trade, dict):
-        return "bad_envelope", None
-    if any(name not in trade for name in _FIELDS):
-        return "missing_field", None
-    for name, kind in _FIELDS.items():
-        value = trade[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return "wrong_type", None
-    if trade["e"] != "trade":
-        return "wrong_event", None
-    if trade["s"] not in SYMBOLS:
-        return "unknown_symbol", None
-    if stream is not None and stream != f"{trade['s'].lower()}@trade":
-        return "stream_mismatch", None
-    for name, what in (("p", "price"), ("q", "quantity")):
-        problem = _number_problem(trade[name], what)
-        if problem:
-            return problem, None
+    problem, stream, trade = _unwrap(frame, combined)
+    problem = problem or _shape_problem(trade)
+    problem = problem or _content_problem(trade, stream)
+    if problem:
+        return problem, None
     return "valid", trade
 
 

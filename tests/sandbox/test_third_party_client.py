@@ -1,13 +1,18 @@
-"""A Binance client library no one here wrote (python-binance), pointed at the sandbox, works unmodified.
+"""Binance client libraries no one here wrote, pointed at the sandbox, work unmodified.
 
-Only its base URL changes; every call it makes is its own. What it returns is checked against the
-sandbox's answers read directly over HTTP.
+python-binance drives REST; ccxt's ``ccxt.pro.binance`` streams trades over WebSocket the way it
+does against Binance (a connection to ``/ws/<connection number>``, then ``SUBSCRIBE``). Only their
+URLs change; every call they make is their own. What they return is checked against the sandbox's
+answers read directly over HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
 from urllib.parse import urlencode
 
+import ccxt.pro
 import pytest
 from binance.client import Client
 from binance.exceptions import BinanceAPIException
@@ -84,9 +89,10 @@ def test_historical_trades(client, history_sandbox, first_trade):
 
 
 def test_aggregate_trades(client, history_sandbox, first_trade):
-    by_id = client.get_aggregate_trades(symbol=SYMBOL, fromId=100, limit=200)
-    assert by_id == direct(history_sandbox, "aggTrades", symbol=SYMBOL, fromId=100, limit=200)
-    assert [a["a"] for a in by_id] == list(range(100, 300))
+    from_id = direct(history_sandbox, "aggTrades", symbol=SYMBOL, fromId=0, limit=1)[0]["a"] + 100
+    by_id = client.get_aggregate_trades(symbol=SYMBOL, fromId=from_id, limit=200)
+    assert by_id == direct(history_sandbox, "aggTrades", symbol=SYMBOL, fromId=from_id, limit=200)
+    assert [a["a"] for a in by_id] == list(range(from_id, from_id + 200))
     start = first_trade["time"] + 30 * MINUTE
     end = start + 5 * MINUTE
     by_time = client.get_aggregate_trades(symbol=SYMBOL, startTime=start, endTime=end, limit=1000)
@@ -168,3 +174,67 @@ def test_get_historical_klines_pages_like_our_reads(client, history_sandbox, fir
         limit=1000,
     )
     assert seconds == ours
+
+
+# ccxt: a WebSocket client that subscribes after connecting ------------------------------------
+
+
+def ccxt_binance(sandbox) -> ccxt.pro.binance:
+    """ccxt's Binance, on the sandbox: its spot REST and WebSocket URLs, and spot markets only (the
+    futures exchangeInfo it would also load is not Binance spot). Nothing else is changed."""
+    exchange = ccxt.pro.binance({"options": {"fetchMarkets": {"types": ["spot"]}}})
+    exchange.urls["api"]["public"] = f"{sandbox.rest_url}/api/v3"
+    exchange.urls["api"]["ws"]["spot"] = f"{sandbox.ws_url}/ws"
+    return exchange
+
+
+async def watch_until(exchange: ccxt.pro.binance, symbols: list[str], count: int) -> list[dict[str, Any]]:
+    """Trades from ``watch_trades_for_symbols`` until ``count`` have arrived (generous deadline)."""
+    seen: list[dict[str, Any]] = []
+    while len(seen) < count:
+        seen += await asyncio.wait_for(exchange.watch_trades_for_symbols(symbols), 60)
+    return seen
+
+
+def test_ccxt_streams_trades_over_a_numbered_connection_with_subscribe(start_sandbox):
+    with start_sandbox(symbols=("BTCUSDT", "ETHUSDT"), rate=50) as sb:
+
+        async def main() -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+            exchange = ccxt_binance(sb)
+            try:
+                markets = await exchange.load_markets()  # ccxt's own call: GET /api/v3/exchangeInfo
+                btc = await watch_until(exchange, ["BTC/USDT"], 200)
+                # Both symbols in one SUBSCRIBE (ccxt opens its next numbered connection for it).
+                both = await watch_until(exchange, ["BTC/USDT", "ETH/USDT"], 200)
+                # UNSUBSCRIBE: ccxt waits for the reply that carries its request id.
+                await asyncio.wait_for(exchange.un_watch_trades("BTC/USDT"), 60)
+                urls = [client.url for client in exchange.clients.values()]
+                return sorted(markets), btc, both, urls
+            finally:
+                await exchange.close()
+
+        markets, btc, both, urls = asyncio.run(main())
+        streams = {
+            symbol: rest_trades(sb, symbol, [t for t in btc + both if t["info"]["s"] == symbol])
+            for symbol in ("BTCUSDT", "ETHUSDT")
+        }
+    assert markets == ["BTC/USDT", "ETH/USDT"]
+    assert urls
+    for url in urls:
+        assert url.startswith(f"{sb.ws_url}/ws/")
+        assert url.removeprefix(f"{sb.ws_url}/ws/").isdigit()  # a connection number, not a stream
+    assert {trade["symbol"] for trade in both} >= {"ETH/USDT"}
+    for symbol, (streamed, rest) in streams.items():
+        assert streamed, symbol
+        assert streamed == rest, symbol  # every trade ccxt saw is the exchange's trade, as REST has it
+
+
+def rest_trades(sandbox, symbol: str, streamed: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """The streamed trades of ``symbol`` (raw payload fields, deduplicated) and REST's same ids."""
+    by_id = {t["info"]["t"]: t["info"] for t in streamed}
+    ids = sorted(by_id)
+    rows = direct(sandbox, "historicalTrades", symbol=symbol, fromId=ids[0], limit=1000)
+    rest = {row["id"]: row for row in rows}
+    mine = [(i, by_id[i]["p"], by_id[i]["q"], by_id[i]["T"], by_id[i]["m"]) for i in ids]
+    theirs = [(i, rest[i]["price"], rest[i]["qty"], rest[i]["time"], rest[i]["isBuyerMaker"]) for i in ids if i in rest]
+    return mine, theirs

@@ -15,6 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -22,8 +25,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from include.binance.protocol import MAX_INCOMING_MESSAGES_PER_SECOND
 from tests.support.net import free_port, http_get, ws_client
 from tests.support.paths import REPO_ROOT
+from tests.support.waiting import wait_until
 
 TRADE_FIELDS = {"e", "E", "s", "t", "p", "q", "T", "m", "M"}
 DECIMAL_8 = re.compile(r"^[0-9]+\.[0-9]{1,8}$")
@@ -65,9 +70,34 @@ def is_reply(message: Any) -> bool:
     return isinstance(message, dict) and ("result" in message or "code" in message)
 
 
+# When each connection's messages were sent: the server counts them in a sliding second.
+_SENT: weakref.WeakKeyDictionary[ClientConnection, deque[float]] = weakref.WeakKeyDictionary()
+_WINDOW_SECONDS = 1.1  # the server's one-second window, with room for the trip there
+
+
+def counted(ws: ClientConnection, send: Callable[[], Any]) -> Any:
+    """Send a message (text or ping) and note when, as the server counts it."""
+    _SENT.setdefault(ws, deque()).append(time.monotonic())
+    return send()
+
+
+def sent_within_window(ws: ClientConnection) -> int:
+    sent = _SENT.setdefault(ws, deque())
+    while sent and time.monotonic() - sent[0] > _WINDOW_SECONDS:
+        sent.popleft()
+    return len(sent)
+
+
+def wait_for_room(ws: ClientConnection, messages: int = 1) -> None:
+    """Wait until ``messages`` more fit in Binance's limit of incoming messages per second."""
+    room = lambda: sent_within_window(ws) + messages <= MAX_INCOMING_MESSAGES_PER_SECOND  # noqa: E731
+    wait_until(room, 10, f"room for {messages} messages within the incoming limit", interval=0.02)
+
+
 def control(ws: ClientConnection, request: dict[str, Any] | str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Send a control message; its reply and the data events that arrived before the reply."""
-    ws.send(request if isinstance(request, str) else json.dumps(request))
+    """Send a control message (within the incoming limit); its reply and the data events before it."""
+    wait_for_room(ws)
+    counted(ws, lambda: ws.send(request if isinstance(request, str) else json.dumps(request)))
     before: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -146,6 +176,25 @@ def test_combined_stream_wraps_events_with_lower_case_stream_names(start_sandbox
         assert envelope["stream"] == envelope["stream"].lower()
     for symbol in ("BTCUSDT", "ETHUSDT"):
         assert_contiguous([p["t"] for p in trades_of(envelopes, symbol)])
+
+
+@pytest.mark.parametrize("tail", ["", "/", "/0", "/17", "/my-connection"])
+def test_a_connection_path_that_names_no_stream_then_subscribes(start_sandbox, tail):
+    """As on Binance, ``/ws`` and ``/ws/<connection number or label>`` open a connection with no
+    stream; the client subscribes next (ccxt connects to ``/ws/<n>``)."""
+    with start_sandbox(symbols=("BTCUSDT",), rate=50) as sb, ws_client(f"{sb.ws_url}/ws{tail}") as ws:
+        reply, _ = control(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
+        assert reply == {"result": [], "id": 1}
+        reply, before = control(ws, {"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 2})
+        assert reply == {"result": None, "id": 2}
+        assert before == []  # nothing streamed before the subscription
+        reply, events = control(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 3})
+        assert reply == {"result": ["btcusdt@trade"], "id": 3}
+        events += [json.loads(frame) for frame in read_for(ws, 1.0)]
+        assert all(set(event) == TRADE_FIELDS for event in events)  # raw payloads
+        assert_contiguous([p["t"] for p in trades_of(events, "BTCUSDT")])
+        reply, _ = control(ws, {"method": "UNSUBSCRIBE", "params": ["btcusdt@trade"], "id": 4})
+        assert reply == {"result": None, "id": 4}
 
 
 def test_upper_case_stream_names_are_not_streams(start_sandbox):
@@ -284,16 +333,15 @@ def test_server_shutdown_event_is_sent_before_close_on_sigterm():
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> bool:
             assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
             try:
-                if http_get(f"http://127.0.0.1:{port}/api/v3/ping")[0] == 200:
-                    break
+                return http_get(f"http://127.0.0.1:{port}/api/v3/ping")[0] == 200
             except OSError:
-                pass
-            assert time.monotonic() < deadline, "the sandbox did not come up"
-            time.sleep(0.2)
+                return False
+
+        wait_until(answers, 60, "the sandbox to come up")
         with ws_client(f"ws://127.0.0.1:{port}/ws/btcusdt@trade") as ws:
             assert read_for(ws, 0.5), "no trades before the shutdown"
             sent_ms = time.time_ns() // 1_000_000
@@ -345,13 +393,11 @@ def test_subscribing_beyond_1024_streams_is_refused(start_sandbox):
         assert reply["id"] == 1
         reply, _ = control(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 2})
         assert reply == {"result": [], "id": 2}
-        time.sleep(0.5)
         reply, _ = control(ws, {"method": "SUBSCRIBE", "params": names[:1000], "id": 3})
         assert reply == {"result": None, "id": 3}
         reply, _ = control(ws, {"method": "SUBSCRIBE", "params": names[1000:], "id": 4})  # 1000 + 25
         assert reply["code"] == 2
         assert reply["id"] == 4
-        time.sleep(0.5)
         reply, _ = control(ws, {"method": "SUBSCRIBE", "params": names[1000:1024], "id": 5})  # 1024 exactly
         assert reply == {"result": None, "id": 5}
         reply, _ = control(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 6})
@@ -362,25 +408,25 @@ def test_subscribing_beyond_1024_streams_is_refused(start_sandbox):
 def test_more_than_5_incoming_messages_per_second_closes_the_connection(start_sandbox, kind):
     with start_sandbox(symbols=("BTCUSDT",), rate=20) as sb, ws_client(f"{sb.ws_url}/ws") as ws:
 
-        def send(n: int) -> None:
+        def send(n: int) -> Any:
             if kind == "json":
-                ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": n}))
-            else:
-                ws.ping(str(n).encode())
+                return counted(ws, lambda: ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": n})))
+            return counted(ws, lambda: ws.ping(str(n).encode()))
 
-        for n in range(5):  # five in a burst is within the limit
-            send(n)
-        if kind == "json":
-            replies = [json.loads(frame) for frame in read_for(ws, 1.2)]
-            assert [r["id"] for r in replies] == [0, 1, 2, 3, 4]
-        else:
-            time.sleep(1.2)
-        for n in range(5, 10):  # a second later, five more are fine too
-            send(n)
-        time.sleep(1.2)
-        ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 99}))  # still open: answered
-        assert any(json.loads(frame).get("id") == 99 for frame in read_for(ws, 1.0))
-        time.sleep(1.2)
+        def burst(numbers: range) -> None:
+            """Send them at once; each is answered (a reply, or a pong), so the connection is open."""
+            answers = [send(n) for n in numbers]
+            if kind == "json":
+                assert [json.loads(ws.recv(timeout=10))["id"] for _ in numbers] == list(numbers)
+            else:
+                assert all(pong.wait(10) for pong in answers)
+
+        burst(range(5))  # five in a burst is within the limit
+        wait_for_room(ws, 5)
+        burst(range(5, 10))  # once the second has passed, five more are fine too
+        reply, _ = control(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 99})  # still open: answered
+        assert reply["id"] == 99
+        wait_for_room(ws, 5)
         for n in range(10, 16):  # six within a second: one too many
             send(n)
         _, closed, _ = read_until_closed(ws, 10)
@@ -446,16 +492,13 @@ def test_invalid_control_messages_get_error_objects(start_sandbox):
             ({"method": "LIST_SUBSCRIPTIONS", "id": -5}, {"result": [], "id": -5}),
             ({"method": "LIST_SUBSCRIPTIONS", "id": None}, {"result": [], "id": None}),
         ]
-        for n, (request, expected) in enumerate(steps):
-            if n and n % 4 == 0:
-                time.sleep(1.1)  # stay within 5 incoming messages per second
-            reply, _ = control(ws, request)
+        for request, expected in steps:
+            reply, _ = control(ws, request)  # paced: within 5 incoming messages per second
             assert {key: reply.get(key) for key in expected} == expected, (request, reply)
             if "code" in expected:
                 assert isinstance(reply.get("msg"), str), reply
                 assert reply["msg"], reply
                 assert "result" not in reply
-        time.sleep(1.1)
         # The connection survived every error and still works.
         reply, _ = control(ws, {"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 20})
         assert reply == {"result": None, "id": 20}
