@@ -10,7 +10,10 @@ with one mapped task per symbol. Each task:
 3. fetches exactly the missing ids from `historicalTrades`, within the REST weight budget, and
    writes them as `backfill-<first>-<last>.parquet`;
 4. records the result per symbol and window in the lake (`status/completeness/...`): expected,
-   present, filled, and exchange-side holes (ids REST does not have: recorded, never retried).
+   present, filled, exchange-side holes (ids REST skips over: recorded, never asked for again),
+   and what is still missing. Ids REST has not served yet (its history lags) and rows the trade
+   contract refuses (checked by the stream's own rules; listed in the report with the reason)
+   stay missing: the task fails and its retry, or the next run, fetches them again.
 
 The summary is the task's log line and its return value (XCom).
 

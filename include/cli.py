@@ -351,12 +351,18 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
 def _run_load(args: argparse.Namespace) -> int:
     from contextlib import closing
 
+    import duckdb
+
     from include.config import load_settings
     from include.lake.store import open_lake
     from include.warehouse.load import load_lake, open_warehouse
 
     settings = load_settings()
-    with closing(open_warehouse(settings)) as warehouse:
+    try:
+        warehouse = open_warehouse(settings)
+    except duckdb.Error as error:  # e.g. a DUCKDB_PATH that is a folder: duckdb's errors are not OSErrors
+        raise CommandError(f"DUCKDB_PATH={str(settings.duckdb_path)!r}: {error}", 2) from None
+    with closing(warehouse):
         result = load_lake(open_lake(settings.lake_url), warehouse, full=args.full)
     print(json.dumps(result.as_dict()))
     return 1 if result.refused else 0
@@ -420,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         _print_error(str(error))
         return error.status
+    except OSError as error:  # a path from the settings that cannot be used (DATA_DIR, LAKE_URL, ...)
+        where = f": {error.filename!r}" if error.filename else ""
+        _print_error(f"{error.strerror or error}{where}")
+        return 1
     return 0
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -419,3 +420,26 @@ def test_a_url_that_is_not_a_binance_api_is_one_line_naming_it(tmp_path, command
     with TextServer() as web_page:
         result = run_cli(*COMMANDS_WITH_SETTINGS[command], env={"BINANCE_REST_URL": web_page.url})
     assert_one_line_error(result, 1, web_page.url, "not JSON")
+
+
+@pytest.mark.parametrize("command", ["stream", "backfill", "load"])
+def test_a_data_dir_that_cannot_be_a_folder_is_one_line_naming_it(start_sandbox, tmp_path, command):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    data_dir = a_file / "data"
+    args = COMMANDS_WITH_SETTINGS[command]
+    if command == "backfill":  # a closed window, so that the first write comes at once
+        args = [*args[:3], "--start", f"{datetime.now(UTC) - timedelta(minutes=90):%Y-%m-%dT%H:00:00Z}"]
+    with start_sandbox(symbols=("BTCUSDT",), rate=20.0, history_seconds=2 * 3600) as sandbox:
+        env = {"BINANCE_REST_URL": sandbox.rest_url, "BINANCE_WS_URL": sandbox.ws_url, "DATA_DIR": str(data_dir)}
+        result = run_cli(*args, env=env)
+    assert result.returncode != 0, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), result.stderr
+    assert str(data_dir) in last
+
+
+def test_a_duckdb_path_that_is_a_folder_is_one_line_naming_it(tmp_path):
+    result = run_cli("load", env={"DATA_DIR": str(tmp_path / "data"), "DUCKDB_PATH": str(tmp_path)})
+    assert_one_line_error(result, 2, f"DUCKDB_PATH={str(tmp_path)!r}")

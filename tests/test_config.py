@@ -76,3 +76,14 @@ def test_relative_paths_are_taken_from_the_repo_not_the_working_directory(tmp_pa
     assert settings.lake_url == f"file://{repo / 'elsewhere' / 'lake'}"
     absolute = load_settings({"DATA_DIR": str(tmp_path)})
     assert absolute.spool_dir("w") == tmp_path / "spool" / "w"
+
+
+def test_data_dir_moves_every_local_default_and_explicit_settings_still_win(tmp_path):
+    moved = load_settings({"DATA_DIR": str(tmp_path)})
+    assert moved.lake_url == f"file://{tmp_path / 'lake'}"
+    assert moved.duckdb_path == tmp_path / "warehouse.duckdb"
+    assert moved.spool_dir("repair") == tmp_path / "spool" / "repair"
+    explicit = load_settings(
+        {"DATA_DIR": str(tmp_path), "LAKE_URL": "s3://bucket/lake", "DUCKDB_PATH": "/srv/w.duckdb"}
+    )
+    assert (explicit.lake_url, explicit.duckdb_path) == ("s3://bucket/lake", Path("/srv/w.duckdb"))

@@ -23,7 +23,7 @@ from include.pools import POOLS
 from include.up import LOCALHOST, services
 from tests.support.net import free_port, http_get
 from tests.support.paths import REPO_ROOT
-from tests.support.processes import process_group
+from tests.support.processes import process_group, tagged
 from tests.support.waiting import wait_until
 
 # A cold start (database migration, four Airflow components) took about 100 s on these machines;
@@ -138,6 +138,36 @@ def test_the_plan_on_live_binance_starts_no_sandbox(tmp_path):
         "airflow dag-processor",
         "airflow triggerer",
     ]
+
+
+# The supervisor --------------------------------------------------------------------------------------
+
+SUPERVISED = """
+import sys
+from include.supervisor import Service, supervise
+
+forever = [sys.executable, "-c", "import signal; signal.pause()"]  # a service that runs until stopped
+failing_step = [sys.executable, "-c", "import sys; sys.exit('no database here')"]
+first = Service(name="first", argv=forever)
+second = Service(name="second", argv=forever, before_start=[failing_step])
+sys.exit(supervise([first, second], startup_timeout=60))
+"""
+
+
+def test_a_failing_preparation_step_stops_what_was_started_and_names_the_command():
+    argv = [sys.executable, "-c", SUPERVISED]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with process_group(argv, env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        out, err = run.communicate(timeout=STARTUP_LIVENESS_SECONDS)
+        left = tagged(run.tag)  # before the test's own clean-up: what the supervisor left running
+    assert run.returncode == 1, (out, err)
+    assert "starting first" in out
+    assert "starting second" not in out  # its preparation failed, so it never started
+    assert "stopping first" in out
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: second: ")
+    assert "failed (1): no database here" in line
+    assert left == []
 
 
 # The real thing ------------------------------------------------------------------------------------

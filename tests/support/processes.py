@@ -21,7 +21,8 @@ import psutil
 TAG = "CRYPTOFLOW_TEST_PROCESS_TAG"
 
 
-def _tagged(tag: str) -> list[psutil.Process]:
+def tagged(tag: str) -> list[psutil.Process]:
+    """The live processes carrying ``tag`` (a ``process_group`` process's ``.tag``)."""
     found = []
     for process in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
@@ -33,12 +34,12 @@ def _tagged(tag: str) -> list[psutil.Process]:
 def end_tagged(tag: str, grace_seconds: float = 10.0) -> None:
     """SIGTERM every process carrying ``tag``, then SIGKILL what is left after the grace period."""
     for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10.0)):
-        alive = _tagged(tag)
+        alive = tagged(tag)
         for process in alive:
             with contextlib.suppress(psutil.Error):
                 process.send_signal(sig)
         psutil.wait_procs(alive, timeout=wait)
-    left = _tagged(tag)
+    left = tagged(tag)
     assert not left, f"processes of this test outlived SIGKILL: {left}"
 
 
@@ -47,6 +48,7 @@ def process_group(argv: list[str], env: dict[str, str] | None = None, **popen: A
     """``subprocess.Popen`` in a new session; on exit the whole tree it started is ended."""
     tag = uuid.uuid4().hex
     process = subprocess.Popen(argv, env={**(env or os.environ), TAG: tag}, start_new_session=True, **popen)
+    process.tag = tag  # type: ignore[attr-defined]
     try:
         yield process
     finally:
