@@ -1,4 +1,5 @@
-"""Binance spot WebSocket market streams: raw ``/ws/<stream>`` and combined ``/stream?streams=``.
+"""Binance spot WebSocket market streams: raw ``/ws/<stream>``, combined ``/stream?streams=``, and
+``/ws`` or ``/ws/<connection number>`` followed by ``SUBSCRIBE`` (``include.sandbox.control``).
 
 Payloads are byte-for-byte Binance's trade events. The server pings every ``ping_interval`` and
 drops a connection whose pong is ``pong_timeout`` late, ends connections at their lifetime, limits

@@ -113,3 +113,16 @@ def test_streaming_across_a_restart_stores_each_id_once_as_the_exchange_has_it(t
     assert not wrong, (
         f"{len(wrong)} of {len(stored)} trades in the lake are not the exchange's: {list(wrong.items())[:3]}"
     )
+
+
+def test_a_hole_is_an_id_that_never_exists_and_changes_no_other_trade(start_sandbox):
+    with start_sandbox(**SETTINGS) as plain:
+        trades = rest_history(plain.rest_url, SYMBOL, 0, MICRO)
+        port = plain.port
+    middle = trades[len(trades) // 2]["id"]
+    holes = {middle, middle + 1, middle + 7}
+    with start_sandbox(**SETTINGS, port=port, holes={SYMBOL: frozenset(holes)}) as holed:
+        with_holes = rest_history(holed.rest_url, SYMBOL, 0, MICRO, until_us=trades[-1]["time"] + 1)
+    start = with_holes[0]["time"]
+    assert [t for t in trades if t["time"] >= start and t["id"] not in holes] == with_holes
+    assert {t["id"] for t in trades} >= holes
