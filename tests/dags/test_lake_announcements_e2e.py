@@ -25,7 +25,8 @@ from include.pools import WAREHOUSE_WRITER
 from include.up import airflow_env
 from tests.support.net import free_port, http_post_json
 from tests.support.paths import REPO_ROOT
-from tests.support.processes import process_group, run_to_end, wait_for
+from tests.support.processes import process_group, run_to_end
+from tests.support.waiting import wait_until
 
 CONSUMER_DAG = """
 from datetime import datetime
@@ -64,7 +65,7 @@ def loaded_ids(path: Path) -> list[int] | None:
 
 
 def explained(condition):
-    """``condition`` for ``wait_for``: an API or file not answering yet counts as not yet."""
+    """``condition`` for ``wait_until``: an API or file not answering yet counts as not yet."""
 
     def check():
         try:
@@ -90,7 +91,7 @@ class Airflow:
 
     def wait(self, condition, timeout: float, what: str):
         try:
-            return wait_for(explained(condition), timeout, what, interval=1.0)
+            return wait_until(explained(condition), timeout, what, interval=1.0)
         except AssertionError as error:
             raise AssertionError(f"{error}; Airflow log tail:\n{airflow_log_tail(self.log)}") from None
 
