@@ -25,9 +25,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from include.config import load_settings
 from include.ingest.background import BackgroundWorker
+from include.ingest.run import close_stream_lake, open_stream_lake
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import StreamWorker, WorkerSettings
+from include.ingest.writer import airflow_writer_id
 from include.lake.spool import SpoolFolder
 from include.lake.store import LocalStore, ObjectStore, S3Store
 from include.lake.trades import read_trades
@@ -354,13 +357,27 @@ def pause_market(sandbox: RunningSandbox) -> int:
     return last_id
 
 
+def spooled_in(folder: Path) -> list[tuple[str, bytes]]:
+    """``(key, data)`` of every object waiting in one writer's spool folder, oldest first."""
+    if not folder.exists():
+        return []
+    spool = SpoolFolder(folder)
+    return [spool.read(entry) for entry in spool.entries()]
+
+
+def spooled_trade_keys_in(folder: Path) -> list[str]:
+    return [key for key, _ in spooled_in(folder) if key.startswith("trades/")]
+
+
 def spooled(spool_root: Path) -> list[tuple[str, bytes]]:
-    """``(key, data)`` of every object waiting in the spool folders under ``spool_root``, oldest first."""
-    waiting = []
-    for folder in sorted(spool_root.iterdir()) if spool_root.exists() else []:
-        spool = SpoolFolder(folder)
-        waiting += [spool.read(entry) for entry in spool.entries()]
-    return waiting
+    """What waits in every spool folder under ``spool_root``."""
+    folders = sorted(spool_root.iterdir()) if spool_root.exists() else []
+    return [item for folder in folders for item in spooled_in(folder)]
+
+
+def last_id_of(key: str) -> int:
+    """The last trade id a trade file holds, from its key (``...-<first>-<last>.parquet``)."""
+    return int(key.rsplit("-", 1)[1].split(".")[0])
 
 
 def spooled_trade_keys(spool_root: Path) -> list[str]:
@@ -490,3 +507,72 @@ def test_an_s3_outage_is_spooled_and_uploaded_in_order_when_s3_returns(start_san
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["written"] == stats["received"] - stats["quarantined"] - stats["duplicates"]
     assert not writer_folder.exists()  # emptied, and removed when the writer ended
+
+
+@pytest.mark.slow
+def test_two_stream_shards_spool_into_their_own_folders_during_an_s3_outage(start_sandbox, moto_s3, tmp_path):
+    """Two mapped shards of one DAG run, each its own writer: during the outage each spools into its
+    own folder, and after it every trade of both, from the spool on, is in the lake once."""
+    shards = {0: "BTCUSDT", 1: "ETHUSDT"}
+    s3 = S3Store(moto_s3.bucket, "lake", moto_s3.client())
+    with start_sandbox(symbols=tuple(shards.values()), rate=RATE) as sandbox:
+        env = {**exchange_env(sandbox, moto_s3.url("lake")), "DATA_DIR": str(tmp_path / "data")}
+        settings = load_settings(env)
+        writers = {
+            index: airflow_writer_id("stream_trades", "stream", "manual__2026-11-24T13:00:00+00:00", index)
+            for index in shards
+        }
+        lakes = {index: open_stream_lake(settings, writer) for index, writer in writers.items()}
+        workers = {
+            index: BackgroundWorker(
+                StreamWorker(
+                    WorkerSettings(symbols=(symbol,), stream=StreamSettings(ws_url=sandbox.ws_url), flush_seconds=0.5),
+                    lakes[index],
+                    writers[index],
+                )
+            )
+            for index, symbol in shards.items()
+        }
+        folders = {index: settings.spool_dir(writer) for index, writer in writers.items()}
+        try:
+            for worker in workers.values():
+                worker.start()
+            wait_until(
+                lambda: {k.split("/")[2] for k in trade_files(s3)} >= {f"symbol={s}" for s in shards.values()},
+                60,
+                "both shards in S3",
+            )
+
+            moto_s3.stop()
+            wait_until(lambda: all(len(spooled_trade_keys_in(f)) >= 2 for f in folders.values()), 60, "both spools")
+            snapshot = {index: spooled_in(folder) for index, folder in folders.items()}
+            for index, symbol in shards.items():  # each shard's folder holds its own trades only
+                assert {key.split("/")[2] for key, _ in snapshot[index] if key.startswith("trades/")} == {
+                    f"symbol={symbol}"
+                }
+
+            moto_s3.start()
+            wait_until(lambda: not any(spooled_in(f) for f in folders.values()), 90, "both spools to drain")
+            for index, symbol in shards.items():
+                spooled_last = max(last_id_of(key) for key, _ in snapshot[index] if key.startswith("trades/"))
+                wait_until(
+                    lambda last=spooled_last, s=symbol: any(last_id_of(k) > last for k in trade_files(s3) if s in k),
+                    60,
+                    "a later flush",
+                )
+        finally:
+            for worker in workers.values():
+                worker.stop()
+            for lake in lakes.values():
+                close_stream_lake(lake)
+        for index, symbol in shards.items():
+            ids = set(assert_lake_is_the_exchange_history(s3, sandbox.rest_url, symbol).tolist())
+            spooled_ids = set()
+            for key, data in snapshot[index]:
+                if key.startswith("trades/"):
+                    spooled_ids |= set(pq.read_table(pa.BufferReader(data))["trade_id"].to_pylist())
+            assert spooled_ids <= ids
+            assert min(ids) <= min(spooled_ids)
+    # Each writer announced its own partitions in its own marker.
+    assert {info.key for info in s3.list("status/writes/")} == {f"status/writes/{w}.json" for w in writers.values()}
+    assert not any(folder.exists() for folder in folders.values())  # drained, and removed as each writer ended
