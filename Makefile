@@ -36,9 +36,10 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-
+# Every benchmark at full size (a few minutes); BENCH picks some or shrinks them:
+# `make bench BENCH=stream`, `make bench BENCH=--smoke` (tiny, checks only, no targets).
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 up: $(STAMP)
 	@$(BIN)/python -m include.cli up --sandbox-port $(SANDBOX_PORT)

@@ -6,8 +6,10 @@ runs on the other: first a bare ``websockets`` receive loop (the same ``recv`` c
 makes, nothing else), then the real ``StreamWorker`` writing to a local lake. Each client runs in
 its own process, so its peak RSS is its own. The sender reports what it managed to send beside
 both clients' rates, and how busy its core was: a sender at 100% would be the limit, not the
-client. Targets (issue 3): >= 100,000 trades/s, >= 0.6 of the bare loop, peak RSS <= 250 MB,
-every id stored exactly once; the p99 flush latency is reported.
+client. The clients' CPU time gives their rate per CPU-second too, which other processes sharing
+the core (tests running beside the benchmark) do not lower. Targets (issue 3): >= 100,000
+trades/s, >= 0.6 of the bare loop, peak RSS <= 250 MB, every id stored exactly once; the p99 flush
+latency is reported.
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def stored_once(lake_dir: Path, count: int) -> tuple[bool, str]:
     return ok, f"{len(ids):,} rows, {len(np.unique(ids)):,} distinct ids, {count:,} sent"
 
 
+def busy(figures: dict[str, Any]) -> str:
+    """How much of its core a process used while it was timed: well below 100% for a client means
+    other processes shared its core, and its wall-clock rate understates it."""
+    return f"{100 * figures['cpu_seconds'] / figures['seconds']:.0f}% of its core busy"
+
+
 def measure(count: int, work: Path) -> dict[str, dict[str, Any]]:
     sender = SenderProcess(count, connections=2)
     try:
@@ -102,15 +110,19 @@ def main(smoke: bool = False, count: int | None = None) -> bool:
     bare, pipeline = results["bare"], results["pipeline"]
     for mode in ("bare", "pipeline"):
         sent = results[f"{mode} sender"]
-        busy = f"{100 * sent['cpu_seconds'] / sent['seconds']:.0f}% of its core busy"
-        report.figure(f"sender, to the {mode} client", sent["frames"] / sent["seconds"], "frames/s", note=busy)
-    report.figure("bare websockets receive loop", bare["trades_per_second"], "trades/s")
-    report.figure("pipeline (into the lake)", pipeline["trades_per_second"], "trades/s", target=Target(">=", 100_000))
-    ratio = pipeline["trades_per_second"] / bare["trades_per_second"]
-    report.figure("pipeline / bare", ratio, digits=2, target=Target(">=", 0.6))
+        report.figure(f"sender, to the {mode} client", sent["frames"] / sent["seconds"], "frames/s", note=busy(sent))
+    bare_rate, pipeline_rate = bare["trades"] / bare["seconds"], pipeline["trades"] / pipeline["seconds"]
+    report.figure("bare websockets receive loop", bare_rate, "trades/s", note=busy(bare))
+    pipeline_target = Target(">=", 100_000)
+    report.figure("pipeline (into the lake)", pipeline_rate, "trades/s", target=pipeline_target, note=busy(pipeline))
+    report.figure("pipeline / bare", pipeline_rate / bare_rate, digits=2, target=Target(">=", 0.6))
+    unshared = "not lowered by other processes on its core"
+    report.figure("bare loop, per CPU-second", bare["trades"] / bare["cpu_seconds"], "trades/s", note=unshared)
+    report.figure("pipeline, per CPU-second", pipeline["trades"] / pipeline["cpu_seconds"], "trades/s", note=unshared)
     report.figure("pipeline peak RSS", pipeline["peak_rss_mb"], "MB", target=Target("<=", 250))
     report.figure("p99 flush latency", pipeline["p99_flush_ms"], "ms", digits=1, note=f"{pipeline['flushes']} flushes")
-    report.check("every trade sent was written", pipeline["written"] == count, f"{pipeline['written']:,} of {count:,}")
+    written = f"{pipeline['trades']:,} of {count:,}"
+    report.check("every trade sent was written", pipeline["trades"] == count, written)
     report.check("all ids stored exactly once", ids_ok, ids_detail)
     return report.passed(enforce_targets=not smoke)
 

@@ -28,6 +28,8 @@ FIGURES = {
         "bare websockets receive loop",
         "pipeline (into the lake)",
         "pipeline / bare",
+        "bare loop, per CPU-second",
+        "pipeline, per CPU-second",
         "pipeline peak RSS",
         "p99 flush latency",
     ],
