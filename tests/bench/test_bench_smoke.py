@@ -7,14 +7,13 @@ performance is ``make bench``'s business. What this catches is a benchmark that 
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 
 import pytest
 
 from tests.support.paths import REPO_ROOT
-from tests.support.processes import process_group
+from tests.support.processes import run_to_end
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -89,11 +88,8 @@ def parse_sections(stdout: str) -> dict[str, Section]:
 
 @pytest.fixture(scope="module")
 def smoke() -> SmokeRun:
-    argv = [sys.executable, "-m", "bench", "--smoke"]
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    with process_group(argv, cwd=REPO_ROOT, **pipes) as process:
-        stdout, stderr = process.communicate(timeout=SMOKE_DEADLINE_SECONDS)
-    return SmokeRun(process.returncode, stdout, stderr, parse_sections(stdout))
+    done = run_to_end([sys.executable, "-m", "bench", "--smoke"], cwd=REPO_ROOT, timeout=SMOKE_DEADLINE_SECONDS)
+    return SmokeRun(done.returncode, done.stdout, done.stderr, parse_sections(done.stdout))
 
 
 def test_the_smoke_run_passes(smoke: SmokeRun) -> None:
