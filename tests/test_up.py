@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -23,7 +24,7 @@ from include.pools import POOLS
 from include.up import LOCALHOST, services
 from tests.support.net import free_port, http_get
 from tests.support.paths import REPO_ROOT
-from tests.support.processes import process_group, tagged
+from tests.support.processes import process_group, run_to_end, tagged
 from tests.support.waiting import wait_until
 
 # A cold start (database migration, four Airflow components) took about 100 s on these machines;
@@ -226,17 +227,18 @@ def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_p
     assert not answers(LOCALHOST, api_port)
 
 
-def test_up_refuses_a_bad_setting_naming_it():
-    result = subprocess.run(
-        [sys.executable, "-m", "include.cli", "up"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "WAREHOUSE": "oracle"},
-        timeout=60,
-    )
+def run_up(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``up`` expected to refuse at once; were it to start, everything it started is ended all the same."""
+    argv = [sys.executable, "-m", "include.cli", "up", "--airflow-home", str(tmp_path / "airflow"), *args]
+    outside = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
+    return run_to_end(argv, {**outside, "DATA_DIR": str(tmp_path / "data"), **env}, timeout=120, cwd=REPO_ROOT)
+
+
+def test_up_refuses_a_bad_setting_naming_it(tmp_path):
+    result = run_up(tmp_path, WAREHOUSE="oracle")
     assert result.returncode == 2
     assert "WAREHOUSE='oracle'" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
 
 
 def test_up_refuses_to_start_over_a_port_in_use_naming_it(tmp_path):
@@ -244,13 +246,6 @@ def test_up_refuses_to_start_over_a_port_in_use_naming_it(tmp_path):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = subprocess.run(
-            [sys.executable, "-m", "include.cli", "up", "--sandbox-port", str(port)],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "DATA_DIR": str(tmp_path)},
-            timeout=60,
-        )
+        result = run_up(tmp_path, "--sandbox-port", str(port))
     assert result.returncode == 2
     assert f"port {port} is already in use" in result.stderr

@@ -9,9 +9,7 @@ report of the run is keyed by 09:00, which the test checks.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,9 @@ from include.repair.ledger import read_report
 from include.timeutil import to_us
 from tests.support.airflow_env import airflow_subprocess_env, migrate_db
 from tests.support.exchange import rest_history
-from tests.support.net import MICRO
+from tests.support.net import MICRO, http_get
+from tests.support.processes import run_to_end
+from tests.support.waiting import wait_until
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -61,23 +61,18 @@ def assert_lake_is_the_window(lake: LocalStore, truth: dict[str, dict[int, dict[
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two `airflow dags test` runs, each with a 600 s liveness timeout
 def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox, tmp_path):
     migrate_db()
-    pools = subprocess.run(
-        [AIRFLOW, "pools", "set", EXCHANGE_REST.name, "2", "Binance REST"],
-        env=airflow_subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    pools = run_to_end([AIRFLOW, "pools", "set", EXCHANGE_REST.name, "2", "Binance REST"], airflow_subprocess_env())
     assert pools.returncode == 0, pools.stdout + pools.stderr
     lake_dir = tmp_path / "lake"
     lake = LocalStore(lake_dir)
     with start_sandbox(history_seconds=2 * 3600 + 600, rate=2.0, symbols=SYMBOLS) as sandbox:
-        now = datetime.now(UTC)
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        if now - hour < timedelta(seconds=30):
-            time.sleep((hour + timedelta(seconds=30) - now).total_seconds())  # so a trade exists after the hour
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        for symbol in SYMBOLS:  # the window closes once the exchange has a trade after it
+            after = f"{sandbox.rest_url}/api/v3/aggTrades?symbol={symbol}&startTime={to_us(hour)}&limit=1"
+            wait_until(lambda url=after: http_get(url, MICRO)[2], 600, f"a {symbol} trade after {hour:%H:%M}")
         window_start, window_end = hour - timedelta(hours=1), hour  # wholly inside the sandbox's history
         env = airflow_subprocess_env(
             LAKE_URL=f"file://{lake_dir}",
@@ -87,13 +82,11 @@ def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox
         )
 
         def dags_test() -> str:
-            result = subprocess.run(
+            result = run_to_end(
                 [AIRFLOW, "dags", "test", "repair_gaps", window_end.isoformat(), "-c", '{"grace_minutes": 0}'],
+                env,
+                timeout=600,
                 cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=240,
             )
             log = result.stdout + result.stderr
             assert result.returncode == 0, log[-4000:]
