@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -30,7 +31,7 @@ from include.ingest.background import BackgroundWorker
 from include.ingest.run import close_stream_lake, open_stream_lake
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import StreamWorker, WorkerSettings
-from include.ingest.writer import airflow_writer_id
+from include.ingest.writer import airflow_writer_id, writer_id
 from include.lake.spool import SpoolFolder
 from include.lake.store import LocalStore, ObjectStore, S3Store
 from include.lake.trades import read_trades
@@ -466,7 +467,9 @@ def test_an_s3_outage_is_spooled_and_uploaded_in_order_when_s3_returns(start_san
             moto_s3.stop()
             wait_until(lambda: len(spooled_trade_keys(spool)) >= 3, 60, "trade batches in the spool", interval=0.2)
             assert process.poll() is None, log.read_text()
-            (writer_folder,) = spool.iterdir()  # the command line is one writer: one folder of its own
+            # The command line is one writer, named by host and process: one folder of its own.
+            (writer_folder,) = spool.iterdir()
+            assert writer_folder.name == writer_id("stream", socket.gethostname(), process.pid, 1)
             snapshot = spooled(spool)
 
             moto_s3.start()  # empty, like any S3 after such an outage here: moto keeps nothing

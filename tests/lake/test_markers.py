@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+from include.ingest.writer import airflow_writer_id
 from include.lake.keys import marker_key, partition_of
 from include.lake.markers import MarkerWriter, WriteMarker, mark_written, read_marker
 from include.lake.store import LocalStore
@@ -50,3 +51,16 @@ def test_a_marker_without_partitions_names_its_keys_partitions(tmp_path):
     lake.put(marker_key("old"), json.dumps({"writer": "old", "at": at, "keys": [P1 + "a.parquet"]}).encode())
     assert read_marker(lake, marker_key("old")).partitions == {P1: at}
     assert read_marker(lake, marker_key("missing")) is None
+
+
+def test_a_retried_task_carries_on_its_marker_and_another_shard_keeps_its_own(tmp_path):
+    """A retry of the same task instance makes the same writer id, so it names what its predecessor wrote."""
+    lake = LocalStore(tmp_path)
+    run = "scheduled__2026-11-24T13:00:00+00:00"
+    MarkerWriter(lake, airflow_writer_id("stream_trades", "stream", run, 0)).mark([P1 + "stream-1-2.parquet"])
+    MarkerWriter(lake, airflow_writer_id("stream_trades", "stream", run, 1)).mark([P3 + "stream-5-6.parquet"])
+    retry = airflow_writer_id("stream_trades", "stream", run, 0)
+    MarkerWriter(lake, retry).mark([P2 + "stream-3-4.parquet"])
+    assert set(read_marker(lake, marker_key(retry)).partitions) == {P1, P2}
+    other = airflow_writer_id("stream_trades", "stream", run, 1)
+    assert set(read_marker(lake, marker_key(other)).partitions) == {P3}
