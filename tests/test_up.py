@@ -7,7 +7,6 @@ when it ends, pass or fail (``tests/support/processes.py``).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import socket
@@ -53,19 +52,6 @@ class Output:
     def finished(self, timeout: float) -> str:
         self._reader.join(timeout)
         return self.text
-
-
-def other_addresses() -> list[str]:
-    """This machine's addresses that are not loopback (IPv6 link-local left out: it needs a scope)."""
-    found = []
-    for addresses in psutil.net_if_addrs().values():
-        for address in addresses:
-            if address.family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            ip = ipaddress.ip_address(address.address.split("%")[0])
-            if not ip.is_loopback and not ip.is_link_local:
-                found.append(str(ip))
-    return found
 
 
 def answers(host: str, port: int) -> bool:
@@ -214,10 +200,8 @@ def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_p
         listeners = listening_addresses(psutil.Process(up.pid))
         assert (LOCALHOST, api_port) in listeners
         assert (LOCALHOST, port) in listeners
+        # Read from the kernel's socket table, so the test sends nothing beyond loopback.
         assert {address for address, _ in listeners} == {LOCALHOST}, listeners
-        for address in other_addresses():  # none on a machine with only loopback: then the check above stands
-            assert not answers(address, api_port), f"the Airflow API answers on {address}"
-            assert not answers(address, port), f"the sandbox answers on {address}"
 
         up.send_signal(signal.SIGINT)
         assert up.wait(STARTUP_LIVENESS_SECONDS) == 0, output.text
