@@ -3,8 +3,8 @@
 The layout is fixed so that people can read it and the smoke test (tests/bench/) can parse it::
 
     == stream: ... ==
-    pipeline (into the lake)          :      228,104 trades/s   target >= 100,000: met
-    check all ids stored exactly once : ok
+    pipeline (into the lake)              :      228,104 trades/s   target >= 100,000: met
+    check all ids stored exactly once     : ok
 
 A figure line is ``label : number unit``; a check line starts with ``check`` and ends in ``ok`` or
 ``FAILED``. Targets are reported on every run but only enforced at full size: a smoke run is too
@@ -17,7 +17,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-LABEL_WIDTH = 34
+LABEL_WIDTH = 38
 _COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 
 
