@@ -298,8 +298,8 @@ class ShardConnection:
         """Close the connection and let the reader take what arrived before the close.
 
         The frames received before the close handshake are still queued in the connection: the
-        reader reads them and then ends by itself. One that cannot (paused by backpressure during a
-        handover) is cancelled after a while; its frames are the new connection's duplicates.
+        reader reads them and then ends by itself, so a graceful stop keeps everything received.
+        A reader that does not end in time (one paused by backpressure) is cancelled.
         """
         await reader.ws.close()
         if reader.task is None:
