@@ -14,6 +14,13 @@ import pytest
 from include.sandbox.server import RunningSandbox, serve_in_thread
 from tests.support.exchange import sandbox_config
 from tests.support.moto import MOTO_BUCKET, MotoS3, MotoServer
+from tests.support.processes import become_subreaper
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _orphans_come_back_to_the_test_process() -> None:
+    """Whatever a test's processes leave behind is re-parented here, where process_group ends it."""
+    become_subreaper()
 
 
 @pytest.fixture

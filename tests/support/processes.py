@@ -4,11 +4,17 @@ A process that starts services of its own (``make up`` starts each in its own se
 process groups a ``killpg`` of its own group does not reach, and orphans that outlive it. So every
 process started here carries a tag in its environment, which its descendants inherit; on the way
 out, pass or fail, every process carrying the tag is killed, by id.
+
+A tag alone is not enough: Airflow's components rename themselves with setproctitle, which
+overwrites the memory ``/proc/<pid>/environ`` shows, so their tag can no longer be read. The test
+process is therefore a child subreaper (``become_subreaper``): an orphan is re-parented to it, not
+to init, and every descendant that appeared while a group ran is ended with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -19,6 +25,21 @@ from typing import Any
 import psutil
 
 TAG = "CRYPTOFLOW_TEST_PROCESS_TAG"
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def become_subreaper() -> None:
+    """Orphans of this process's descendants become its children, so none escapes ``process_group``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def descendants() -> set[psutil.Process]:
+    """Every live process below this one (orphans included, once this is a subreaper)."""
+    with contextlib.suppress(psutil.Error):
+        return set(psutil.Process().children(recursive=True))
+    return set()
 
 
 def tagged(tag: str) -> list[psutil.Process]:
@@ -31,15 +52,23 @@ def tagged(tag: str) -> list[psutil.Process]:
     return found
 
 
-def end_tagged(tag: str, grace_seconds: float = 10.0) -> None:
-    """SIGTERM every process carrying ``tag``, then SIGKILL what is left after the grace period."""
+def end_tagged(tag: str, grace_seconds: float = 10.0, existing: set[psutil.Process] | None = None) -> None:
+    """SIGTERM every process carrying ``tag`` (and, given ``existing``, every descendant not in it),
+    then SIGKILL what is left after the grace period."""
+
+    def alive() -> list[psutil.Process]:
+        found = set(tagged(tag))
+        if existing is not None:
+            found |= descendants() - existing
+        return list(found)
+
     for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10.0)):
-        alive = tagged(tag)
-        for process in alive:
+        processes = alive()
+        for process in processes:
             with contextlib.suppress(psutil.Error):
                 process.send_signal(sig)
-        psutil.wait_procs(alive, timeout=wait)
-    left = tagged(tag)
+        psutil.wait_procs(processes, timeout=wait)
+    left = alive()
     assert not left, f"processes of this test outlived SIGKILL: {left}"
 
 
@@ -47,6 +76,7 @@ def end_tagged(tag: str, grace_seconds: float = 10.0) -> None:
 def process_group(argv: list[str], env: dict[str, str] | None = None, **popen: Any) -> Iterator[subprocess.Popen]:
     """``subprocess.Popen`` in a new session; on exit the whole tree it started is ended."""
     tag = uuid.uuid4().hex
+    existing = descendants()
     process = subprocess.Popen(argv, env={**(env or os.environ), TAG: tag}, start_new_session=True, **popen)
     process.tag = tag  # type: ignore[attr-defined]
     try:
@@ -54,7 +84,7 @@ def process_group(argv: list[str], env: dict[str, str] | None = None, **popen: A
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        end_tagged(tag)
+        end_tagged(tag, existing=existing)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
 
