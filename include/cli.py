@@ -247,20 +247,25 @@ def _run_stream(args: argparse.Namespace) -> int:
     from include.binance.client import BinanceClient, require_listed
     from include.config import load_settings
     from include.ingest.run import run_worker
+    from include.ingest.worker import ConnectionFailed
+    from include.lake.spool import SpoolBusy
 
     settings = load_settings()
     symbols = args.symbols or settings.symbols
     # A symbol the exchange does not trade would stream nothing, silently: refuse it up front.
     with _exchange_errors(settings.rest_url), BinanceClient(settings.rest_url, max_attempts=args.attempts) as client:
         require_listed(client, symbols, trading=True)
-    stats = run_worker(
-        settings,
-        symbols=symbols,
-        duration=args.duration,
-        flush_seconds=args.flush_seconds,
-        flush_trades=int(args.flush_trades),
-        silence_seconds=args.silence_seconds,
-    )
+    try:
+        stats = run_worker(
+            settings,
+            symbols=symbols,
+            duration=args.duration,
+            flush_seconds=args.flush_seconds,
+            flush_trades=int(args.flush_trades),
+            silence_seconds=args.silence_seconds,
+        )
+    except (ConnectionFailed, SpoolBusy) as error:  # the stream gave up, or its spool is another's
+        raise CommandError(str(error), 1) from None
     print(json.dumps(stats))
     return 0
 

@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk.bases.sensor import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException
 
-from include.config import load_settings
+from include.binance.client import BinanceClient, UnlistedSymbols, require_listed
+from include.config import ConfigError, load_settings
 from include.ingest.background import BackgroundWorker
 from include.ingest.run import close_stream_lake, open_stream_lake
 from include.ingest.stream import StreamSettings
@@ -61,7 +63,13 @@ class TradeStreamSensor(BaseSensorOperator):
         return datetime.fromisoformat(end) if isinstance(end, str) else end
 
     def _start_worker(self, context: Any) -> BackgroundWorker:
-        settings = load_settings()
+        try:
+            settings = load_settings()
+            # A symbol the exchange does not trade would stream nothing, silently: refuse it up front.
+            with BinanceClient(settings.rest_url) as client:
+                require_listed(client, self._symbols(), trading=True)
+        except (ConfigError, UnlistedSymbols) as error:
+            raise AirflowFailException(str(error)) from None  # a retry would not fix it
         # One writer per task instance: its own spool folder and marker. A retry of the same task
         # instance makes the same id, so it drains its predecessor's spool and carries on its marker.
         ti = context["ti"]

@@ -443,3 +443,22 @@ def test_a_data_dir_that_cannot_be_a_folder_is_one_line_naming_it(start_sandbox,
 def test_a_duckdb_path_that_is_a_folder_is_one_line_naming_it(tmp_path):
     result = run_cli("load", env={"DATA_DIR": str(tmp_path / "data"), "DUCKDB_PATH": str(tmp_path)})
     assert_one_line_error(result, 2, f"DUCKDB_PATH={str(tmp_path)!r}")
+
+
+def test_a_stream_that_gives_up_is_one_line_and_a_failure(start_sandbox, tmp_path, monkeypatch, capsys):
+    """A worker whose connection keeps crashing (ConnectionFailed) ends the command with exit 1 and
+    one line; the crash itself is injected, as no sandbox fault makes a reader raise."""
+    import include.ingest.run
+    from include.ingest.worker import ConnectionFailed
+
+    def crashing_worker(*args, **kwargs):
+        raise ConnectionFailed("connection btcusdt@trade crashed 5 times in 300 s: boom")
+
+    monkeypatch.setattr(include.ingest.run, "run_worker", crashing_worker)
+    with start_sandbox(symbols=("BTCUSDT",)) as sandbox:
+        monkeypatch.setenv("BINANCE_REST_URL", sandbox.rest_url)
+        monkeypatch.setenv("DATA_DIR", str(tmp_path))
+        status = main(["stream", "--symbols", "BTCUSDT", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.strip().splitlines() == ["error: connection btcusdt@trade crashed 5 times in 300 s: boom"]
