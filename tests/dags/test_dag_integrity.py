@@ -1,9 +1,14 @@
 """Every DAG imports cleanly and follows the house rules: docs, tags, owner, retries."""
 
+import json
+import os
+import sys
+
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from tests.support.airflow_env import REPO_ROOT
+from tests.support.processes import run_to_end
 
 
 @pytest.fixture(scope="module")
@@ -16,13 +21,27 @@ def test_no_import_errors(dagbag):
     assert dagbag.dags, "no DAGs found"
 
 
-def test_a_bad_setting_breaks_no_dag_parse(monkeypatch):
-    """Settings are read when tasks run: a bad value fails those tasks, not the parse of every DAG."""
-    for name, value in {"SYMBOLS": "not a symbol", "LAKE_URL": "gs://x", "STREAM_SHARD_SIZE": "0"}.items():
-        monkeypatch.setenv(name, value)
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
-    assert bag.import_errors == {}
-    assert {"stream_trades", "repair_gaps", "warehouse"} <= set(bag.dags)
+PARSE = """
+import json
+import tests.support.airflow_env
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=str(tests.support.airflow_env.REPO_ROOT / "dags"))
+print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": sorted(bag.dags)}))
+"""
+
+
+def test_a_bad_setting_breaks_no_dag_parse():
+    """Settings are read when tasks run: a bad value fails those tasks, not the parse of every DAG.
+
+    Parsed in a fresh process, so no module (the plugins above all) was imported with good settings.
+    """
+    bad = {"SYMBOLS": "not a symbol", "LAKE_URL": "gs://x", "STREAM_SHARD_SIZE": "0", "SANDBOX_PORT": "abc"}
+    env = {**os.environ, **bad, "PYTHONPATH": str(REPO_ROOT)}
+    result = run_to_end([sys.executable, "-c", PARSE], env, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert {"stream_trades", "repair_gaps", "warehouse"} <= set(parsed["dags"])
 
 
 def test_every_dag_has_docs_tags_and_an_owner(dagbag):
