@@ -28,7 +28,9 @@ def snowflake_type(arrow: pa.DataType) -> str:
     if pa.types.is_decimal(arrow):
         return f"number({arrow.precision},{arrow.scale})"
     if arrow == pa.timestamp("us", tz="UTC"):
-        return "timestamp_tz(6)"  # µs, as in the lake (Snowflake's default would be ns)
+        # Snowflake's default precision is 9 (ns), which holds every µs instant exactly. V002 was
+        # applied as it stands, and a precision cannot be altered, so it stays (a new table would be V00x).
+        return "timestamp_tz"
     return {pa.string(): "varchar", pa.int64(): "number(19,0)", pa.bool_(): "boolean"}[arrow]
 
 

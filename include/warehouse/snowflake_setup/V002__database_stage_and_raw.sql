@@ -13,10 +13,10 @@ create table if not exists ${database}.raw.trades (
     price number(38, 8) not null,
     quantity number(38, 8) not null,
     quote_quantity number(38, 16) not null,
-    trade_time timestamp_tz(6) not null,
+    trade_time timestamp_tz not null,
     is_buyer_maker boolean not null,
     source varchar not null,
-    ingested_at timestamp_tz(6) not null
+    ingested_at timestamp_tz not null
 );
 create table if not exists ${database}.raw.load_refusals (
     file_key varchar not null,
