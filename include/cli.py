@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from include.binance.protocol import SYMBOL_PATTERN
+from include.binance.protocol import (
+    CONNECTION_LIFETIME_SECONDS,
+    PING_INTERVAL_SECONDS,
+    PONG_TIMEOUT_SECONDS,
+    SYMBOL_PATTERN,
+    WEIGHT_LIMIT_PER_MINUTE,
+)
 from include.sandbox.faults import FaultSettings
 from include.sandbox.replay import ReplayFileError, symbol_of
 
@@ -70,6 +76,8 @@ def _number(
 
 
 positive = _number(float, 0, None, inclusive_low=False)
+# The synthetic market makes at most one trade per microsecond on average; far below, for a laptop.
+trade_rate = _number(float, 0, 100_000, inclusive_low=False)
 non_negative = _number(float, 0, None, inclusive_low=True)
 fraction = _number(float, 0, 1, inclusive_low=True)
 port_number = _number(int, 0, 65535, inclusive_low=True)
@@ -119,7 +127,7 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=9100, help="port for HTTP and WebSocket (default 9100)")
     parser.add_argument("--symbols", type=symbol_list, default=("BTCUSDT", "ETHUSDT"), help="synthetic symbols")
-    parser.add_argument("--rate", type=positive, default=20.0, help="average trades per second per symbol")
+    parser.add_argument("--rate", type=trade_rate, default=20.0, help="average trades per second per symbol")
     parser.add_argument("--seed", type=int, default=42, help="seed of the synthetic market (default 42)")
     parser.add_argument(
         "--history", type=history_seconds, default=0.0, metavar="SECONDS", help="synthetic history made up front"
@@ -138,10 +146,14 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--replay-delay", type=non_negative, default=0.0, metavar="SECONDS", help="start a live replay this much later"
     )
-    parser.add_argument("--lifetime", type=positive, default=24 * 3600.0, metavar="SECONDS", help="WS lifetime")
-    parser.add_argument("--ping-interval", type=positive, default=20.0, metavar="SECONDS")
-    parser.add_argument("--pong-timeout", type=positive, default=60.0, metavar="SECONDS")
-    parser.add_argument("--weight-limit", type=positive_int, default=6000, help="REST weight per minute per IP")
+    parser.add_argument(
+        "--lifetime", type=positive, default=CONNECTION_LIFETIME_SECONDS, metavar="SECONDS", help="WS lifetime"
+    )
+    parser.add_argument("--ping-interval", type=positive, default=PING_INTERVAL_SECONDS, metavar="SECONDS")
+    parser.add_argument("--pong-timeout", type=positive, default=PONG_TIMEOUT_SECONDS, metavar="SECONDS")
+    parser.add_argument(
+        "--weight-limit", type=positive_int, default=WEIGHT_LIMIT_PER_MINUTE, help="REST weight per minute per IP"
+    )
     faults = parser.add_argument_group("faults (also settable at runtime: POST /admin)")
     faults.add_argument("--drop-connections-every", type=non_negative, default=0.0, metavar="SECONDS")
     faults.add_argument("--skip-fraction", type=fraction, default=0.0, metavar="F")
@@ -206,7 +218,7 @@ def _add_up(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sandbox-port", type=port_number, default=None, help="sandbox port (default: $SANDBOX_PORT, else 9100)"
     )
-    parser.add_argument("--sandbox-rate", type=positive, default=20.0, help="sandbox trades/s per symbol")
+    parser.add_argument("--sandbox-rate", type=trade_rate, default=20.0, help="sandbox trades/s per symbol")
     parser.add_argument("--airflow-port", type=port_number, default=8080, help="Airflow UI/API port (default 8080)")
     parser.add_argument(
         "--airflow-home", type=Path, default=None, help="Airflow's database, logs and config (default airflow_home/)"

@@ -126,6 +126,7 @@ BAD_ARGUMENTS = [
     (["--rate", "-5"], "--rate", "-5"),
     (["--rate", "abc"], "--rate", "abc"),
     (["--rate", "nan"], "--rate", "nan"),
+    (["--rate", "1000000"], "--rate", "1000000"),
     (["--rate", "inf"], "--rate", "inf"),
     (["--symbols", "btcusdt"], "--symbols", "btcusdt"),
     (["--symbols", ""], "--symbols", ""),

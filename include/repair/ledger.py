@@ -1,7 +1,8 @@
 """The completeness ledger: per symbol and window, what was expected, present, filled and missing.
 
 One small JSON object per symbol and window in the lake, rewritten by every check of that window:
-``status/completeness/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=13.json``. It is where
+``status/completeness/exchange=binance/symbol=BTCUSDT/date=2026-11-24/20261124T130000Z.json``
+(``include/lake/keys.py``). It is where
 exchange-side holes are recorded (ids Binance's REST does not return), so a later run does not
 fetch them again, and what the dashboard and the warehouse load read to know how complete a window is.
 """
@@ -14,8 +15,6 @@ from datetime import UTC, datetime
 
 from include.lake.keys import ledger_symbol_prefix, report_key
 from include.lake.store import ObjectStore
-
-LEDGER_PREFIX = "status/completeness/"
 
 
 @dataclass

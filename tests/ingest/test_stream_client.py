@@ -172,7 +172,11 @@ def test_a_shard_that_cannot_connect_retries_only_within_the_budget_and_stops_on
             on_state=states.append,
         )
         task = asyncio.create_task(connection.run(stop))
-        await asyncio.sleep(3.0)
+        # Wait for the budget to be spent: three failed attempts, then the wait for the window.
+        deadline = asyncio.get_running_loop().time() + 120
+        while sum(state["state"] == "reconnecting" for state in states) < 3:
+            assert asyncio.get_running_loop().time() < deadline, states
+            await asyncio.sleep(0.05)
         assert not task.done()
         stop.set()
         await asyncio.wait_for(task, 30)  # far less than the 600 s window it would otherwise wait out
