@@ -3,6 +3,8 @@
 Every lake file reaches ``raw.trades`` exactly once. A batch of files commits its rows and its
 ledger rows (key, size, etag, rows, loaded_at) in one transaction, so a crash or a kill mid-load
 leaves neither, and a re-run loads them then; a file already in the ledger is never loaded again.
+Every row of a commit carries the same ``loaded_at`` (the commit's transaction time), which dbt's
+staging reads incrementally.
 Objects are read through the product's object-store layer, never through DuckDB's httpfs (which
 cannot load offline). The schema is the versioned SQL in ``duckdb_setup/``, applied on open.
 """
@@ -111,10 +113,10 @@ class DuckDBWarehouse:
         self.connection.register("incoming", pa.concat_tables(batch.tables))
         self.connection.register("incoming_ledger", batch.ledger())
         try:
-
+            # now() is the transaction's start: one loaded_at for every row and ledger row of the commit.
             def insert() -> None:
-                self.execute("insert into raw.trades by name select * from incoming")
-                self.execute("insert into raw.load_ledger by name select * from incoming_ledger")
+                self.execute("insert into raw.trades by name select *, now() as loaded_at from incoming")
+                self.execute("insert into raw.load_ledger by name select *, now() as loaded_at from incoming_ledger")
 
             in_transaction(self.execute, DUCKDB, insert)
         finally:

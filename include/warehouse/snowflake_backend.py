@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SETUP_DIR = Path(__file__).with_name("snowflake_setup")
 # Versions that create roles, a warehouse and grants: they need ACCOUNTADMIN or SECURITYADMIN.
-ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003"})
+ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005"})
 # Errors about the files themselves: Snowflake raises ProgrammingError for a file COPY cannot load.
 # A lost connection (OperationalError, ...) is not one, and raises.
 FILE_ERRORS: tuple[type[Exception], ...] = (ProgrammingError,)
@@ -72,6 +72,18 @@ def render_script(script: str, database: str, lake_url: str, storage_integration
 def render_setup(path: Path, database: str, lake_url: str, storage_integration: str) -> list[str]:
     """One script's statements, with every placeholder filled."""
     return statements(render_script(path.read_text(), database, lake_url, storage_integration))
+
+
+def _tally(row: tuple, result: LoadResult) -> None:
+    """Count one row of COPY INTO's result: a file LOADED or LOAD_SKIPPED; anything else raises."""
+    status, rows_loaded = str(row[1]).upper(), int(row[3] or 0)
+    if status == "LOADED":
+        result.files_loaded += 1
+        result.rows_loaded += rows_loaded
+    elif status == "LOAD_SKIPPED":
+        result.files_skipped += 1
+    else:
+        raise ProgrammingError(msg=f"COPY INTO reported {status} for {row[0]}: {row[6]}")
 
 
 class SnowflakeWarehouse:
@@ -154,15 +166,20 @@ class SnowflakeWarehouse:
             "file_format = (format_name = 'raw.lake_parquet') "
             "match_by_column_name = case_insensitive on_error = abort_statement"
         )
+        self._stamp_loaded_at()
         for row in rows:
-            status, rows_loaded = str(row[1]).upper(), int(row[3] or 0)
-            if status == "LOADED":
-                result.files_loaded += 1
-                result.rows_loaded += rows_loaded
-            elif status == "LOAD_SKIPPED":
-                result.files_skipped += 1
-            else:
-                raise ProgrammingError(msg=f"COPY INTO reported {status} for {row[0]}: {row[6]}")
+            _tally(row, result)
+
+    def _stamp_loaded_at(self) -> None:
+        """Give the rows COPY just committed their ``loaded_at``: one instant for all of them.
+
+        MATCH_BY_COLUMN_NAME fills ``loaded_at`` (no Parquet column) with NULL. Stamping in a
+        statement of its own, not in a transaction with the COPY, keeps Snowflake's load history
+        out of any rollback; a load that dies in between leaves rows without ``loaded_at``, which
+        incremental staging does not see yet, and the next load stamps them.
+        (INCLUDE_METADATA's METADATA$START_SCAN_TIME would differ per file scan; fakesnow lacks it.)
+        """
+        self.execute("update raw.trades set loaded_at = current_timestamp() where loaded_at is null")
 
     def _refuse(self, info: ObjectInfo, copy_error: Exception, result: LoadResult) -> None:
         self.books.refuse(info, RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})"), result)

@@ -69,3 +69,17 @@ class FaultyConnection:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+def loaded_at_of_each_file(lake, execute: Callable[..., list[tuple]]) -> dict[str, set]:
+    """Each lake trade file -> the distinct raw.trades.loaded_at of its rows (``execute`` runs SQL)."""
+    stamps = {}
+    for info in lake.list("trades/"):
+        table = read_table(lake.get(info.key), ["symbol", "trade_id"])
+        symbol, ids = table["symbol"][0].as_py(), table["trade_id"].to_pylist()
+        rows = execute(
+            f"select distinct loaded_at from raw.trades where symbol = '{symbol}' "
+            f"and trade_id between {min(ids)} and {max(ids)}"
+        )
+        stamps[info.key] = {row[0] for row in rows}
+    return stamps

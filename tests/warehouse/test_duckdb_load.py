@@ -17,7 +17,7 @@ from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from tests.support.paths import REPO_ROOT
 from tests.support.trades import START_US, columns, fill_lake
-from tests.support.warehouse import assert_exactly_the_lake, ledger, warehouse_rows
+from tests.support.warehouse import assert_exactly_the_lake, ledger, loaded_at_of_each_file, warehouse_rows
 
 
 @pytest.mark.parametrize("backend", ["file", "s3"])
@@ -116,3 +116,23 @@ def test_the_load_command_reports_files_rows_and_refusals(tmp_path):
     )
     assert wrong.returncode == 2
     assert "WAREHOUSE='oracle'" in wrong.stderr
+
+
+def test_every_row_of_a_commit_carries_the_commits_loaded_at(tmp_path):
+    lake = LocalStore(tmp_path / "lake")
+    fill_lake(lake)  # 12 files of 500 rows: commits of 2 files at batch_rows=1000
+    with DuckDBWarehouse(tmp_path / "w.duckdb", batch_rows=1000) as warehouse:
+        load_lake(lake, warehouse)
+        ledger_stamps = dict(warehouse.execute("select file_key, loaded_at from raw.load_ledger"))
+        stamps = loaded_at_of_each_file(lake, warehouse.execute)
+        # Each file's rows carry exactly its ledger row's loaded_at: the commit's one instant.
+        assert stamps == {key: {stamp} for key, stamp in ledger_stamps.items()}
+        assert len(set(ledger_stamps.values())) == 6
+        assert all(stamp.utcoffset() is not None for stamp in ledger_stamps.values()), "an instant, with its zone"
+        first_max = max(ledger_stamps.values())
+        keys = write_trades(lake, columns("BTCUSDT", 50_000, 10, START_US), "backfill", START_US)
+        mark_written(lake, "repair-test", keys)
+        load_lake(lake, warehouse)
+        # A later load's rows are later: what staging reads incrementally.
+        (later,) = loaded_at_of_each_file(lake, warehouse.execute)[keys[0]]
+        assert later > first_max

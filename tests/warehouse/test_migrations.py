@@ -80,6 +80,10 @@ def test_a_warehouse_made_before_versions_existed_is_migrated_and_keeps_what_it_
     with DuckDBWarehouse(path) as warehouse:
         assert sorted(applied_versions(warehouse.execute)) == ALL_VERSIONS
         assert cursor_type(warehouse.connection) == "VARCHAR"
+        # The rows loaded before loaded_at existed carry the time of the migration that added it.
+        assert warehouse.execute("select distinct loaded_at from raw.trades") == warehouse.execute(
+            "select applied_at from raw.schema_migrations where version = 'V003'"
+        )
         assert warehouse.read_cursor() == {"status/writes/x.json": "e"}
         result = load_lake(lake, warehouse, full=True)
         assert (result.files_loaded, result.files_skipped, result.rows_loaded) == (3, 1, 1500)

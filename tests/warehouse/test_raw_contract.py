@@ -1,8 +1,10 @@
-"""Both warehouses' raw.trades is the lake's Parquet schema: same columns, same order, matching types.
+"""Both warehouses' raw.trades is the lake's Parquet schema plus ``loaded_at``: same columns, same
+order, matching types.
 
 The lake's contract is ``TRADE_SCHEMA`` (include/lake/trades.py). Each Arrow type has exactly one
 column type per warehouse that holds it without loss; a type with no entry here fails the test, so a
-change to the contract cannot go unnoticed by either DDL.
+change to the contract cannot go unnoticed by either DDL. The warehouse adds one column of its own,
+``loaded_at`` (when the row was loaded; dbt's staging is incremental on it).
 """
 
 import re
@@ -34,8 +36,12 @@ def snowflake_type(arrow: pa.DataType) -> str:
     return {pa.string(): "varchar", pa.int64(): "number(19,0)", pa.bool_(): "boolean"}[arrow]
 
 
-def contract(to_type) -> list[tuple[str, str, bool]]:
-    return [(field.name, to_type(field.type), field.nullable) for field in TRADE_SCHEMA]
+LOADED_AT = pa.timestamp("us", tz="UTC")
+
+
+def contract(to_type, loaded_at_nullable: bool) -> list[tuple[str, str, bool]]:
+    lake = [(field.name, to_type(field.type), field.nullable) for field in TRADE_SCHEMA]
+    return [*lake, ("loaded_at", to_type(LOADED_AT), loaded_at_nullable)]
 
 
 def test_duckdb_raw_trades_is_the_parquet_contract(tmp_path):
@@ -44,11 +50,11 @@ def test_duckdb_raw_trades_is_the_parquet_contract(tmp_path):
             "select column_name, data_type, is_nullable = 'YES' from information_schema.columns "
             "where table_schema = 'raw' and table_name = 'trades' order by ordinal_position"
         )
-    assert columns == contract(duckdb_type)
+    assert columns == contract(duckdb_type, loaded_at_nullable=False)
 
 
 def snowflake_trades_columns() -> list[tuple[str, str, bool]]:
-    """raw.trades as the Snowflake setup SQL creates it.
+    """raw.trades as the Snowflake setup SQL creates and alters it.
 
     Read from the DDL, not from fakesnow's information_schema: fakesnow drops a timestamp's precision.
     """
@@ -59,14 +65,22 @@ def snowflake_trades_columns() -> list[tuple[str, str, bool]]:
     ]
     (create,) = [s for s in statements if re.match(r"create table if not exists cryptoflow\.raw\.trades\b", s)]
     body = create[create.index("(") + 1 : create.rindex(")")]
-    columns = []
-    for definition in re.split(r",\s*\n", body):
-        match = re.fullmatch(r"(\w+)\s+(.+?)(\s+not null)?", " ".join(definition.split()))
-        assert match, definition
-        columns.append((match[1], match[2].replace(" ", ""), match[3] is None))
-    assert not any(re.match(r"alter table \S*raw\.trades", s) for s in statements), "read the alteration too"
+    columns = [column(definition) for definition in re.split(r",\s*\n", body)]
+    for statement in statements:
+        if re.match(r"alter table \S*raw\.trades", statement):
+            added = re.fullmatch(r"alter table \S+ add column if not exists (.+)", " ".join(statement.split()))
+            assert added, f"read this alteration too: {statement}"
+            columns.append(column(added[1]))
     return columns
 
 
+def column(definition: str) -> tuple[str, str, bool]:
+    """A column definition's name, type (without spaces) and whether it is nullable."""
+    match = re.fullmatch(r"(\w+)\s+(.+?)(\s+not null)?", " ".join(definition.split()))
+    assert match, definition
+    return match[1], match[2].replace(" ", ""), match[3] is None
+
+
 def test_snowflake_raw_trades_is_the_parquet_contract():
-    assert snowflake_trades_columns() == contract(snowflake_type)
+    # Nullable there: COPY ... MATCH_BY_COLUMN_NAME writes NULL into it, and the load stamps it next.
+    assert snowflake_trades_columns() == contract(snowflake_type, loaded_at_nullable=True)

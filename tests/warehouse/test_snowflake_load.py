@@ -23,7 +23,10 @@ from include.warehouse.snowflake_backend import (
     stage_location,
 )
 from tests.support.trades import START_US, columns, fill_lake, lake_rows
+from tests.support.warehouse import loaded_at_of_each_file
 
+# The setup versions an object owner applies (--objects-only); the others are account level.
+OBJECT_VERSIONS = ["V002", "V004"]
 TRADE_COLUMNS = "symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker, source"
 
 
@@ -50,7 +53,7 @@ FAKESNOW_FILE_ERRORS = (ProgrammingError, duckdb.Error)
 @pytest.fixture
 def warehouse(snowflake, lake):
     with SnowflakeWarehouse(file_errors=FAKESNOW_FILE_ERRORS) as warehouse:
-        assert warehouse.setup(lake.url, "cryptoflow_lake", account_level=False) == ["V002"]
+        assert warehouse.setup(lake.url, "cryptoflow_lake", account_level=False) == OBJECT_VERSIONS
         yield warehouse
 
 
@@ -69,6 +72,29 @@ def test_copy_into_loads_every_file_exactly_and_a_rerun_is_load_skipped(warehous
     again = warehouse.load(lake, lake.list("trades/"))
     assert (again.files_loaded, again.rows_loaded, again.files_skipped) == (0, 0, 12)
     assert warehouse.execute("select count(*) from raw.trades") == [(6000,)]
+
+
+def test_every_copy_stamps_its_rows_with_one_loaded_at_and_a_later_load_later(warehouse, lake):
+    fill_lake(lake)
+    load_lake(lake, warehouse)
+    (first,) = set.union(*loaded_at_of_each_file(lake, warehouse.execute).values())
+    assert first is not None
+    assert first.utcoffset() is not None
+    # A load that died between its COPY and its stamp left rows without loaded_at: the next stamps them.
+    died = write_trades(lake, columns("BTCUSDT", 70_000, 7, START_US + HOUR_US), "backfill", START_US)
+    warehouse.execute(
+        f"copy into raw.trades from @raw.lake files = ('{died[0]}') file_format = (format_name = 'raw.lake_parquet') "
+        "match_by_column_name = case_insensitive on_error = abort_statement"
+    )
+    assert warehouse.execute("select count(*) from raw.trades where loaded_at is null") == [(7,)]
+    later = write_trades(lake, columns("ETHUSDT", 80_000, 5, START_US + HOUR_US), "backfill", START_US)
+    mark_written(lake, "repair-test", later)
+    assert load_lake(lake, warehouse).rows_loaded == 5
+    stamps = loaded_at_of_each_file(lake, warehouse.execute)
+    (second,) = stamps[later[0]]
+    assert stamps[died[0]] == {second}
+    assert second > first
+    assert warehouse.execute("select count(*) from raw.trades where loaded_at is null") == [(0,)]
 
 
 def test_only_announced_files_are_copied_and_a_new_one_loads(warehouse, lake):
@@ -98,7 +124,7 @@ def test_corrupt_and_foreign_files_are_refused_by_name_and_the_rest_load(warehou
 
 def test_setup_is_versioned_and_applies_each_version_once(warehouse, lake):
     assert warehouse.setup(lake.url, "cryptoflow_lake", account_level=False) == []
-    assert warehouse.execute("select version from raw.schema_migrations") == [("V002",)]
+    assert sorted(warehouse.execute("select version from raw.schema_migrations")) == [(v,) for v in OBJECT_VERSIONS]
     schemas = {row[0].lower() for row in warehouse.execute("select schema_name from information_schema.schemata")}
     assert {"raw", "staging", "marts"} <= schemas
 
@@ -108,18 +134,21 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
         migration.version: render_setup(migration.path, "cryptoflow", "s3://lake-bucket", "cryptoflow_lake")
         for migration in setup_versions()
     }
-    assert list(statements) == ["V001", "V002", "V003"]
+    assert list(statements) == ["V001", "V002", "V003", "V004", "V005"]
     text = {version: "\n".join(parts).lower() for version, parts in statements.items()}
     assert not any("${" in body for body in text.values())
     assert f"create role if not exists {LOADER_ROLE}" in text["V001"]
     assert f"create role if not exists {READER_ROLE}" in text["V001"]
     assert "url = 's3://lake-bucket/' storage_integration = cryptoflow_lake" in text["V002"]
-    grants = text["V003"].splitlines()
-    # The loader copies through the stage and its format into raw; the reader only reads marts.
+    grants = (text["V003"] + "\n" + text["V005"]).splitlines()
+    # The loader copies through the stage and its format into raw and stamps loaded_at (an update);
+    # the reader only reads marts.
     for needed in (
         "on stage cryptoflow.raw.lake",
         "on file format cryptoflow.raw.lake_parquet",
         "schema cryptoflow.raw",
+        "grant update on all tables in schema cryptoflow.raw",
+        "grant update on future tables in schema cryptoflow.raw",
     ):
         assert any(needed in line and LOADER_ROLE in line for line in grants), needed
     reader = [line for line in grants if line.endswith(READER_ROLE)]
@@ -137,7 +166,7 @@ def test_the_load_and_setup_commands_run_on_snowflake(snowflake, lake, monkeypat
     monkeypatch.setenv("LAKE_URL", lake.url)
     fill_lake(lake, files=2)
     assert main(["warehouse-setup", "--objects-only"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"applied": ["V002"]}
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"applied": OBJECT_VERSIONS}
     assert main(["load"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"files": 4, "rows": 2000, "refused": []}
     assert main(["load", "--full"]) == 0
