@@ -418,6 +418,33 @@ def _run_warehouse_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_transform(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "transform",
+        help="build the dbt models and run their tests (dbt build) on the configured warehouse",
+        description="Run dbt build of include/dbt on WAREHOUSE (duckdb: the file DUCKDB_PATH): stg_trades, "
+        "then the candle marts, each followed by its tests.",
+    )
+    parser.add_argument("--full-refresh", action="store_true", help="rebuild the incremental models from scratch")
+    parser.add_argument("--select", nargs="+", default=(), metavar="SELECTOR", help="dbt node selection")
+    parser.set_defaults(run=_run_transform)
+
+
+def _run_transform(args: argparse.Namespace) -> int:
+    from include.config import load_settings
+    from include.transform import TransformFailed, transform
+
+    settings = load_settings()
+    if settings.warehouse == "duckdb" and settings.duckdb_path.is_dir():
+        raise CommandError(f"DUCKDB_PATH={str(settings.duckdb_path)!r} is a folder, not a DuckDB file", 2)
+    try:
+        result = transform(settings, full_refresh=args.full_refresh, select=args.select)
+    except TransformFailed as error:
+        raise CommandError(str(error), 1) from None
+    print(json.dumps(result.as_dict()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -427,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backfill(commands)
     _add_load(commands)
     _add_warehouse_setup(commands)
+    _add_transform(commands)
     return parser
 
 

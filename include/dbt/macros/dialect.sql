@@ -1,0 +1,104 @@
+{#-
+    Everything that differs between DuckDB and Snowflake, dispatched per adapter, so the models and
+    tests are the same SQL on both. Times are handled as integer microseconds since the epoch (UTC):
+    exact, and bucketing is integer arithmetic aligned to the epoch, hence to 00:00 UTC for 1d.
+-#}
+
+{#- A timestamp with time zone as microseconds since the epoch (bigint). -#}
+{% macro epoch_us(timestamp) -%}
+    {{ return(adapter.dispatch('epoch_us', 'cryptoflow')(timestamp)) }}
+{%- endmacro %}
+
+{% macro duckdb__epoch_us(timestamp) -%}
+    epoch_us({{ timestamp }})
+{%- endmacro %}
+
+{% macro snowflake__epoch_us(timestamp) -%}
+    date_part(epoch_microsecond, {{ timestamp }})
+{%- endmacro %}
+
+{#- Microseconds since the epoch as a timestamp with time zone (UTC). -#}
+{% macro from_epoch_us(microseconds) -%}
+    {{ return(adapter.dispatch('from_epoch_us', 'cryptoflow')(microseconds)) }}
+{%- endmacro %}
+
+{% macro duckdb__from_epoch_us(microseconds) -%}
+    make_timestamptz(cast({{ microseconds }} as bigint))
+{%- endmacro %}
+
+{% macro snowflake__from_epoch_us(microseconds) -%}
+    convert_timezone('UTC', to_timestamp_tz(cast({{ microseconds }} as number(38, 0)), 6))
+{%- endmacro %}
+
+{#- A timestamp plus a number of microseconds (negative to go back). -#}
+{% macro add_us(timestamp, microseconds) -%}
+    {{ return(adapter.dispatch('add_us', 'cryptoflow')(timestamp, microseconds)) }}
+{%- endmacro %}
+
+{% macro duckdb__add_us(timestamp, microseconds) -%}
+    ({{ timestamp }} + to_microseconds(cast({{ microseconds }} as bigint)))
+{%- endmacro %}
+
+{% macro snowflake__add_us(timestamp, microseconds) -%}
+    dateadd(microsecond, {{ microseconds }}, {{ timestamp }})
+{%- endmacro %}
+
+{#- The open time of the bucket of width interval_us (epoch-aligned, UTC) that holds a timestamp. -#}
+{% macro bucket_start(timestamp, interval_us) -%}
+    {{ return(adapter.dispatch('bucket_start', 'cryptoflow')(timestamp, interval_us)) }}
+{%- endmacro %}
+
+{% macro duckdb__bucket_start(timestamp, interval_us) -%}
+    make_timestamptz(epoch_us({{ timestamp }}) - epoch_us({{ timestamp }}) % {{ interval_us }})
+{%- endmacro %}
+
+{% macro snowflake__bucket_start(timestamp, interval_us) -%}
+    {{ cryptoflow.from_epoch_us(
+        cryptoflow.epoch_us(timestamp) ~ ' - mod(' ~ cryptoflow.epoch_us(timestamp) ~ ', ' ~ interval_us ~ ')'
+    ) }}
+{%- endmacro %}
+
+{#-
+    One row per bucket open time from each span's first_open to its last_open (both included), in
+    steps of interval_us: `select <columns>, open_time from <spans>` expanded. spans is a relation
+    or CTE with the columns named, plus first_open and last_open (timestamps).
+-#}
+{% macro bucket_series(spans, columns, interval_us) -%}
+    {{ return(adapter.dispatch('bucket_series', 'cryptoflow')(spans, columns, interval_us)) }}
+{%- endmacro %}
+
+{% macro duckdb__bucket_series(spans, columns, interval_us) -%}
+    select {{ columns | join(', ') }}, make_timestamptz(open_us) as open_time
+    from (
+        select
+            {{ columns | join(', ') }},
+            unnest(generate_series(epoch_us(first_open), epoch_us(last_open), {{ interval_us }})) as open_us
+        from {{ spans }}
+    )
+{%- endmacro %}
+
+{% macro snowflake__bucket_series(spans, columns, interval_us) -%}
+    select
+        {% for column in columns %}spans.{{ column }}, {% endfor %}
+        {{ cryptoflow.add_us('spans.first_open', 'cast(steps.value as number(38, 0)) * ' ~ interval_us) }} as open_time
+    from {{ spans }} as spans,
+        lateral flatten(input => array_generate_range(
+            0, cast(({{ cryptoflow.epoch_us('spans.last_open') }} - {{ cryptoflow.epoch_us('spans.first_open') }})
+                / {{ interval_us }} as number(38, 0)) + 1
+        )) as steps
+{%- endmacro %}
+
+{#- One row per id of a JSON list of integers held as text: `select <key columns>, id from <relation>`. -#}
+{% macro unnest_json_ids(relation, key_columns, json_column) -%}
+    {{ return(adapter.dispatch('unnest_json_ids', 'cryptoflow')(relation, key_columns, json_column)) }}
+{%- endmacro %}
+
+{% macro duckdb__unnest_json_ids(relation, key_columns, json_column) -%}
+    select {{ key_columns | join(', ') }}, unnest(from_json({{ json_column }}, '["BIGINT"]')) as id
+    from {{ relation }}
+{%- endmacro %}
+
+{% macro snowflake__unnest_json_ids(relation, key_columns, json_column) -%}
+    select {% for column in key_columns %}source_rows.{{ column }}, {% endfor %}cast(ids.value as bigint) as id
+    from {{ relation }} as source_rows, lateral flatten(input => parse_json(source_rows.{{ json_column }})) as ids
+{%- endmacro %}

@@ -1,0 +1,4 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=['symbol', 'open_time']) }}
+
+{#- The strategy and why: macros/candles.sql. -#}
+{{ candles(60000000, 'trades') }}

@@ -1,0 +1,4 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=['symbol', 'open_time']) }}
+
+{#- Rolled up from the non-empty minutes of candles_1m; the strategy and why: macros/candles.sql. -#}
+{{ candles(14400000000, 'minutes') }}

@@ -1,0 +1,32 @@
+{{ config(materialized='view') }}
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'completeness') }}
+
+),
+
+final as (
+
+    select
+        exchange,
+        symbol,
+        window_start,
+        window_end,
+        expected,
+        present_before,
+        filled,
+        holes,
+        hole_count,
+        refused_count,
+        missing,
+        missing = 0 as is_complete,
+        checked_at,
+        loaded_at
+    from source
+
+)
+
+select * from final

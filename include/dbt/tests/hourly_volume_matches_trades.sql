@@ -1,0 +1,43 @@
+{#- Per symbol and hour, the volume of candles_1m is the volume of stg_trades: no trade is lost or
+    counted twice between staging and the marts. -#}
+
+with
+
+trade_hours as (
+
+    select
+        symbol,
+        {{ cryptoflow.bucket_start('trade_time', 3600000000) }} as hour_open,
+        sum(quantity) as volume
+    from {{ ref('stg_trades') }}
+    group by 1, 2
+
+),
+
+candle_hours as (
+
+    select
+        symbol,
+        {{ cryptoflow.bucket_start('open_time', 3600000000) }} as hour_open,
+        sum(volume) as volume
+    from {{ ref('candles_1m') }}
+    group by 1, 2
+
+),
+
+final as (
+
+    select
+        coalesce(trade_hours.symbol, candle_hours.symbol) as symbol,
+        coalesce(trade_hours.hour_open, candle_hours.hour_open) as hour_open,
+        trade_hours.volume as trade_volume,
+        candle_hours.volume as candle_volume
+    from trade_hours
+    full outer join candle_hours
+        on candle_hours.symbol = trade_hours.symbol
+        and candle_hours.hour_open = trade_hours.hour_open
+    where coalesce(trade_hours.volume, 0) <> coalesce(candle_hours.volume, 0)
+
+)
+
+select * from final

@@ -1,0 +1,107 @@
+"""The candle marts against the sandbox's own klines, field by field, at every interval.
+
+- A stream that loses messages and connections, loaded and transformed, then every hour window
+  repaired, loaded and transformed again (incrementally).
+- A slow market imported only from history (a backfill of 49 hours, so every interval up to 1d has
+  closed buckets, and many minutes have no trade: the carried close is checked against the exchange).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from include.binance.client import BinanceClient
+from include.lake.store import open_lake
+from include.lake.trades import trade_keys
+from include.repair.repair import hour_windows, repair_window
+from include.sandbox.faults import FaultSettings
+from include.sandbox.server import serve_in_thread
+from include.timeutil import from_us
+from tests.support.candles import assert_closed_candles_are_klines, build, candles, load, query
+from tests.support.exchange import sandbox_config, stream_for
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+HISTORY_SECONDS = 49 * 3600  # a full UTC day closed, whatever the time of day
+
+
+def _repair_everything(rest_url, lake, seconds):
+    end = datetime.now(UTC)
+    with BinanceClient(rest_url) as client:
+        for symbol in SYMBOLS:
+            for window_start, window_end in hour_windows(end - timedelta(seconds=seconds + 3600), end):
+                repair_window(client, lake, symbol, window_start, window_end)
+
+
+@pytest.fixture(scope="module")
+def streamed_then_repaired(tmp_path_factory):
+    """(REST URL, warehouse, trades streamed per symbol, the build before the repair, the build after)."""
+    folder = tmp_path_factory.mktemp("streamed")
+    lake = open_lake(f"file://{folder / 'lake'}")
+    path, target = folder / "warehouse.duckdb", folder / "dbt"
+    faults = FaultSettings(skip_fraction=0.3, drop_connections_every=3.0)
+    config = sandbox_config(symbols=SYMBOLS, rate=0.5, history_seconds=3 * 3600, faults=faults, weight_limit=10**6)
+    with serve_in_thread(config) as sandbox:
+        stream_for(lake, sandbox.ws_url, 10, symbols=SYMBOLS, before_stop=lambda _: _until_streamed(lake))
+        load(lake, path)
+        before = build(path, target)
+        streamed = dict(query(path, "select symbol, count(*) from staging.stg_trades group by symbol"))
+        # After the stream stopped, so nothing it covered is left unrepaired.
+        _repair_everything(sandbox.rest_url, lake, 3 * 3600)
+        load(lake, path)
+        after = build(path, target)
+        yield sandbox.rest_url, path, streamed, before, after
+
+
+@pytest.fixture(scope="module")
+def imported_history(tmp_path_factory):
+    """(REST URL, warehouse) of a slow market imported only from REST history."""
+    folder = tmp_path_factory.mktemp("history")
+    lake = open_lake(f"file://{folder / 'lake'}")
+    path = folder / "warehouse.duckdb"
+    config = sandbox_config(symbols=SYMBOLS, rate=0.02, history_seconds=HISTORY_SECONDS, weight_limit=10**6)
+    with serve_in_thread(config) as sandbox:
+        _repair_everything(sandbox.rest_url, lake, HISTORY_SECONDS)
+        load(lake, path)
+        build(path, folder / "dbt")
+        yield sandbox.rest_url, path
+
+
+def _until_streamed(lake):
+    wait_until(lambda: all(trade_keys(lake, symbol) for symbol in SYMBOLS), 120, "a streamed file per symbol")
+
+
+def test_streamed_then_repaired_candles_equal_the_exchange_klines(streamed_then_repaired):
+    rest_url, path, streamed, _, _ = streamed_then_repaired
+    assert all(streamed.get(symbol) for symbol in SYMBOLS), f"the stream delivered nothing: {streamed}"
+    compared = assert_closed_candles_are_klines(path, rest_url, SYMBOLS)
+    assert all(compared[interval] > 0 for interval in ("1m", "5m", "15m", "1h")), compared
+
+
+def test_the_contiguity_test_warns_on_stream_gaps_until_repaired(streamed_then_repaired):
+    _, _, _, before, after = streamed_then_repaired
+    assert after.nodes > 100  # the models and their tests ran in the build, and passed
+    assert any("trade_ids_contiguous" in warning for warning in before.warnings), before.warnings
+    assert not any("trade_ids_contiguous" in warning for warning in after.warnings), after.warnings
+
+
+def test_history_candles_equal_the_exchange_klines_empty_minutes_included(imported_history):
+    rest_url, path = imported_history
+    compared = assert_closed_candles_are_klines(path, rest_url, SYMBOLS)
+    assert all(compared[interval] > 0 for interval in compared), compared
+    empty = [row for row in candles(path, "1m").values() if row[-1] and row[11] == 0]
+    assert len(empty) > 100, "too few empty minutes compared: the carried close went untested"
+
+
+def test_every_minute_from_the_first_trade_is_present(imported_history):
+    _, path = imported_history
+    for symbol in SYMBOLS:
+        first_trade = query(path, f"select min(trade_time) from staging.stg_trades where symbol = '{symbol}'")[0][0]
+        opens = sorted(open_us for sym, open_us in candles(path, "1m") if sym == symbol)
+        assert from_us(opens[0]) <= first_trade < from_us(opens[0] + 60_000_000)
+        assert opens == list(range(opens[0], opens[-1] + 1, 60_000_000)), "a minute is missing"
+        forming = [row for (sym, _), row in candles(path, "1m").items() if sym == symbol and not row[-1]]
+        assert len(forming) <= 1
