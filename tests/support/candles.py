@@ -43,7 +43,7 @@ create table if not exists raw.completeness (
 def load(lake: ObjectStore, path: Path) -> None:
     """Load the lake's new files into the DuckDB warehouse at ``path`` (closed again after)."""
     with DuckDBWarehouse(path) as warehouse:
-        load_lake(lake, warehouse)
+        load_lake(lake, warehouse, full=True)  # a reconcile: files written without a marker too
         warehouse.connection.execute(_STATUS_TABLES)
 
 
