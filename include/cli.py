@@ -445,6 +445,52 @@ def _run_transform(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "audit",
+        help="audit the candle marts against the exchange's klines, field by field",
+        description="Compare marts.candles_<interval> (1m 5m 15m 1h 4h 1d) of WAREHOUSE with BINANCE_REST_URL's "
+        "/api/v3/klines for the buckets of [--start, --end) closed since the last audit, and record each in "
+        "marts.candle_audit. Prints a JSON summary; exits 1 on any mismatch, naming the first on stderr.",
+    )
+    parser.add_argument("--symbol", type=symbol_list, required=True, help="symbols, comma separated")
+    parser.add_argument("--start", type=utc_time, required=True, help="ISO time, e.g. 2026-11-24T00:00:00Z")
+    parser.add_argument("--end", type=utc_time, default=None, help="ISO time (default: now)")
+    parser.set_defaults(run=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from contextlib import closing
+
+    import duckdb
+    from snowflake.connector.errors import DatabaseError
+
+    from include.binance.client import BinanceClient
+    from include.config import load_settings
+    from include.timeutil import now_us, to_us
+    from include.warehouse.audit import CandleAuditor
+    from include.warehouse.load import open_warehouse
+
+    settings = load_settings()
+    end_us = now_us() if args.end is None else to_us(args.end)
+    if to_us(args.start) >= end_us:
+        raise CommandError(f"--start {args.start.isoformat()} is not before --end", 2)
+    with (
+        _exchange_errors(settings.rest_url),
+        BinanceClient(settings.rest_url) as client,
+        closing(open_warehouse(settings)) as warehouse,
+    ):
+        auditor = CandleAuditor(warehouse.execute, warehouse.dialect, client)
+        try:
+            result = auditor.audit(args.symbol, to_us(args.start), end_us, now_us=client.server_time_us())
+        except (duckdb.Error, DatabaseError) as error:  # e.g. no marts yet: run the transform first
+            raise CommandError(f"the warehouse refused the audit: {error}", 1) from None
+    print(json.dumps(result.as_dict()))
+    if result.failed:
+        raise CommandError(f"candles differ from the exchange: {result.first_differences()}", 1)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -455,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load(commands)
     _add_warehouse_setup(commands)
     _add_transform(commands)
+    _add_audit(commands)
     return parser
 
 

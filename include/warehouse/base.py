@@ -8,14 +8,18 @@ a refused file by its ETag, so it is reported once, not on every run, until it i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
 from include.lake.store import ObjectInfo, ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
+
+if TYPE_CHECKING:
+    from include.warehouse.sql import Dialect
+    from include.warehouse.status import StatusRefresh
 
 
 class RefusedFile(ValueError):
@@ -30,13 +34,14 @@ class LoadResult:
     refused: list[str] = field(default_factory=list)  # "key: reason", one per newly refused file
     files_listed: int = 0
     partitions_listed: int | None = None  # None: the whole lake was listed
+    status_objects: int = 0  # changed status objects (heartbeats, ledger windows) read into raw
 
     def summary(self) -> str:
         listed = "the whole lake" if self.partitions_listed is None else f"{self.partitions_listed} partitions"
         return (
             f"loaded {self.files_loaded} files, {self.rows_loaded} rows; skipped {self.files_skipped} seen "
             f"before; refused {len(self.refused)}; "
-            f"listed {self.files_listed} files in {listed}"
+            f"listed {self.files_listed} files in {listed}; read {self.status_objects} changed status objects"
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -44,6 +49,10 @@ class LoadResult:
 
 
 class Warehouse(Protocol):
+    dialect: Dialect  # the SQL differences of the backend (include/warehouse/sql.py)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None, /) -> list[tuple]: ...
+
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
         """Load the given lake objects that are not loaded yet; each exactly once."""
         ...
@@ -53,6 +62,10 @@ class Warehouse(Protocol):
         ...
 
     def save_cursor(self, cursor: dict[str, str]) -> None: ...
+
+    def refresh_status(self, lake: ObjectStore) -> StatusRefresh:
+        """Bring raw.stream_status and raw.completeness up to date with the lake's status objects."""
+        ...
 
     def close(self) -> None: ...
 

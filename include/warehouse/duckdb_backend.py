@@ -25,6 +25,7 @@ from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import LoadResult, RefusedFile, contract_table
 from include.warehouse.migrations import migrate
 from include.warehouse.sql import DUCKDB, LoadBookkeeping, in_transaction
+from include.warehouse.status import StatusLoader, StatusRefresh
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile:
 
 
 class DuckDBWarehouse:
+    dialect = DUCKDB
+
     def __init__(self, path: Path, batch_rows: int = BATCH_ROWS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -49,6 +52,7 @@ class DuckDBWarehouse:
         self.connection = duckdb.connect(str(path))
         self.execute("set enable_progress_bar = false")  # it would print into task logs
         self.books = LoadBookkeeping(self.execute, DUCKDB)
+        self.status = StatusLoader(self.execute, DUCKDB)
         for version in migrate(self.execute, DUCKDB, SETUP_DIR):
             log.info("applied DuckDB setup %s to %s", version, path)
 
@@ -70,6 +74,9 @@ class DuckDBWarehouse:
 
     def save_cursor(self, cursor: dict[str, str]) -> None:
         self.books.save_cursor(cursor)
+
+    def refresh_status(self, lake: ObjectStore) -> StatusRefresh:
+        return self.status.refresh(lake)
 
     def not_loaded(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
         """The objects neither in the ledger (by key) nor refused as they are now (by key and ETag)."""

@@ -1,4 +1,4 @@
-"""Load the lake into the configured warehouse: every trade file exactly once."""
+"""Load the lake into the configured warehouse: every trade file exactly once, and the status objects."""
 
 from __future__ import annotations
 
@@ -24,9 +24,13 @@ def open_warehouse(settings: Settings) -> Warehouse:
 
 
 def load_lake(lake: ObjectStore, warehouse: Warehouse, full: bool = False) -> LoadResult:
-    """Load what was written since the last load; ``full`` lists (reconciles) the whole lake."""
+    """Load what was written since the last load, then refresh raw.stream_status and raw.completeness;
+    ``full`` lists (reconciles) the whole lake."""
     found = discover(lake, warehouse.read_cursor(), full=full)
     result = warehouse.load(lake, found.files)
+    status = warehouse.refresh_status(lake)
+    result.status_objects = status.objects_read
+    result.refused += status.refused
     # Saved only after the load: a load that fails part way is listed again by the next one.
     warehouse.save_cursor(found.cursor)
     result.files_listed = len(found.files)

@@ -24,6 +24,7 @@ from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import LoadResult, RefusedFile
 from include.warehouse.migrations import Migration, migrate, statements, versions
 from include.warehouse.sql import SNOWFLAKE, LoadBookkeeping
+from include.warehouse.status import StatusLoader, StatusRefresh
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def _tally(row: tuple, result: LoadResult) -> None:
 
 
 class SnowflakeWarehouse:
+    dialect = SNOWFLAKE
+
     def __init__(
         self, conn_id: str = "snowflake_default", file_errors: tuple[type[Exception], ...] = FILE_ERRORS
     ) -> None:
@@ -98,6 +101,7 @@ class SnowflakeWarehouse:
         self.connection.autocommit(True)
         self.file_errors = file_errors
         self.books = LoadBookkeeping(self.execute, SNOWFLAKE)
+        self.status = StatusLoader(self.execute, SNOWFLAKE)
 
     def close(self) -> None:
         self.connection.close()
@@ -136,6 +140,9 @@ class SnowflakeWarehouse:
 
     def save_cursor(self, cursor: dict[str, str]) -> None:
         self.books.save_cursor(cursor)
+
+    def refresh_status(self, lake: ObjectStore) -> StatusRefresh:
+        return self.status.refresh(lake)
 
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
         """COPY the files in; Snowflake's load history skips every file it loaded before."""

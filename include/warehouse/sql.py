@@ -11,12 +11,13 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from include.lake.store import ObjectInfo
 from include.warehouse.base import LoadResult, RefusedFile
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Execute(Protocol):
@@ -35,6 +36,14 @@ class Dialect:
 DUCKDB = Dialect("duckdb", "?", "begin transaction", "timestamptz", transactional_ddl=True)
 # Snowflake commits every DDL statement at once, whatever transaction is open.
 SNOWFLAKE = Dialect("snowflake", "%s", "begin", "timestamp_tz", transactional_ddl=False)
+
+
+ROWS_PER_STATEMENT = 200  # rows of bound values per insert: well within both connectors' limits
+
+
+def row_chunks(items: Sequence[T], size: int = ROWS_PER_STATEMENT) -> list[Sequence[T]]:
+    """``items`` in slices of at most ``size``: one multi-row statement each."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def in_transaction(execute: Execute, dialect: Dialect, work: Callable[[], None]) -> None:

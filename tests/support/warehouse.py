@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from snowflake.connector.errors import ProgrammingError
 
+from include.ingest.batcher import MicroBatcher, SymbolStatus
 from include.lake.trades import read_table
+from include.repair.ledger import WindowReport, write_report
+from include.timeutil import from_us
+from include.warehouse.audit import INTERVAL_US
 from tests.support.trades import lake_rows
+
+# fakesnow (the test double) lets DuckDB's own error through for a file it cannot read, where
+# Snowflake raises ProgrammingError: that knowledge stays in the tests, not in the product.
+FAKESNOW_FILE_ERRORS = (ProgrammingError, duckdb.Error)
+# The Snowflake setup versions an object owner applies (--objects-only); the others are account level.
+SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006"]
 
 
 def warehouse_rows(path: Path) -> list[tuple]:
@@ -83,3 +95,69 @@ def loaded_at_of_each_file(lake, execute: Callable[..., list[tuple]]) -> dict[st
         )
         stamps[info.key] = {row[0] for row in rows}
     return stamps
+
+
+def write_heartbeats(lake, last_trades: dict[str, tuple[int, int] | None], connection: dict[str, object]) -> None:
+    """The stream's own heartbeats (MicroBatcher.write_heartbeats): symbol -> (last id, last time µs) or None."""
+    batcher = MicroBatcher(lake, frozenset(last_trades), "test-writer")
+    for symbol, last in last_trades.items():
+        if last is not None:
+            batcher.status[symbol] = SymbolStatus(last_trade_id=last[0], last_trade_time_us=last[1], trades_written=1)
+        batcher.connection_states[symbol] = connection
+    batcher.write_heartbeats()
+
+
+def write_window(
+    lake, symbol: str, start: datetime, filled: int = 1, holes: tuple[int, ...] = (), refused: int = 0
+) -> WindowReport:
+    """A completeness record of one hour window of 10 expected ids, written by the ledger's own writer."""
+    refusals: list[dict[str, object]] = [
+        {"id": 90 + n, "reason": "too many decimals", "raw": "{}"} for n in range(refused)
+    ]
+    report = WindowReport(
+        symbol=symbol,
+        start=start.isoformat(),
+        end=(start + timedelta(hours=1)).isoformat(),
+        first_id=100,
+        end_id=110,
+        expected=10,
+        present_before=10 - filled - len(holes) - refused,
+        filled=filled,
+        holes=list(holes),
+        missing=refused,
+        refused=refusals,
+    )
+    write_report(lake, report, start)
+    return report
+
+
+def fill_candles_from_exchange(warehouse, exchange, symbol: str, start_us: int, end_us: int) -> int:
+    """marts.candles_<interval> as the dbt marts shape them, filled with the exchange's own klines of
+    ``[start_us, end_us)``: a warehouse that agrees with the exchange. The number of candles written."""
+    dialect, written = warehouse.dialect, 0
+    p, ts = dialect.placeholder, dialect.timestamp_type
+    warehouse.execute("create schema if not exists marts")
+    for interval, width in INTERVAL_US.items():
+        warehouse.execute(
+            f"create table if not exists marts.candles_{interval} (symbol varchar, open_time {ts}, close_time {ts}, "
+            "open decimal(38, 8), high decimal(38, 8), low decimal(38, 8), close decimal(38, 8), "
+            "volume decimal(38, 8), quote_volume decimal(38, 16), taker_buy_volume decimal(38, 8), "
+            "taker_buy_quote_volume decimal(38, 16), trade_count bigint, is_closed boolean)"
+        )
+        rows = exchange.klines(symbol, interval, start_time_us=start_us, end_time_us=end_us - 1, limit=1000)
+        for row in rows:
+            open_us = int(row[0])
+            warehouse.execute(
+                f"insert into marts.candles_{interval} values ({p}, cast({p} as {ts}), cast({p} as {ts}), "
+                f"{', '.join([p] * 8)}, {p}, {p})",
+                [
+                    symbol,
+                    from_us(open_us).isoformat(),
+                    from_us(open_us + width - 1000).isoformat(),  # Binance's close time: the last ms
+                    *(Decimal(row[index]) for index in (1, 2, 3, 4, 5, 7, 9, 10)),
+                    int(row[8]),
+                    open_us + width <= end_us,
+                ],
+            )
+            written += 1
+    return written

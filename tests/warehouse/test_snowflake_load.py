@@ -2,59 +2,30 @@
 
 import json
 
-import duckdb
-import fakesnow
 import pyarrow as pa
 import pytest
-from snowflake.connector.errors import ProgrammingError
 
 from include.cli import main
 from include.lake.markers import mark_written
-from include.lake.store import LocalStore
 from include.lake.trades import parquet_bytes, write_trades
 from include.timeutil import HOUR_US
 from include.warehouse.load import load_lake
 from include.warehouse.snowflake_backend import (
     LOADER_ROLE,
     READER_ROLE,
-    SnowflakeWarehouse,
     render_setup,
     setup_versions,
     stage_location,
 )
 from tests.support.trades import START_US, columns, fill_lake, lake_rows
-from tests.support.warehouse import loaded_at_of_each_file
+from tests.support.warehouse import SNOWFLAKE_OBJECT_VERSIONS, loaded_at_of_each_file
 
-# The setup versions an object owner applies (--objects-only); the others are account level.
-OBJECT_VERSIONS = ["V002", "V004"]
 TRADE_COLUMNS = "symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker, source"
 
 
 @pytest.fixture
-def snowflake(monkeypatch):
-    """fakesnow in-process behind Airflow's SnowflakeHook (the hook drops fakesnow's http protocol)."""
-    connection = {"conn_type": "snowflake", "login": "loader", "password": "not-a-secret"}
-    connection["extra"] = {"account": "cryptoflow", "database": "cryptoflow", "warehouse": "cryptoflow_wh"}
-    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
-    with fakesnow.patch():
-        yield
-
-
-@pytest.fixture
-def lake(tmp_path):
-    return LocalStore(tmp_path / "lake")
-
-
-# fakesnow (the test double) lets DuckDB's own error through for a file it cannot read, where
-# Snowflake raises ProgrammingError: that knowledge stays here, not in the product.
-FAKESNOW_FILE_ERRORS = (ProgrammingError, duckdb.Error)
-
-
-@pytest.fixture
-def warehouse(snowflake, lake):
-    with SnowflakeWarehouse(file_errors=FAKESNOW_FILE_ERRORS) as warehouse:
-        assert warehouse.setup(lake.url, "cryptoflow_lake", account_level=False) == OBJECT_VERSIONS
-        yield warehouse
+def warehouse(snowflake_warehouse):
+    return snowflake_warehouse
 
 
 def snowflake_rows(warehouse) -> list[tuple]:
@@ -124,7 +95,9 @@ def test_corrupt_and_foreign_files_are_refused_by_name_and_the_rest_load(warehou
 
 def test_setup_is_versioned_and_applies_each_version_once(warehouse, lake):
     assert warehouse.setup(lake.url, "cryptoflow_lake", account_level=False) == []
-    assert sorted(warehouse.execute("select version from raw.schema_migrations")) == [(v,) for v in OBJECT_VERSIONS]
+    assert sorted(warehouse.execute("select version from raw.schema_migrations")) == [
+        (v,) for v in SNOWFLAKE_OBJECT_VERSIONS
+    ]
     schemas = {row[0].lower() for row in warehouse.execute("select schema_name from information_schema.schemata")}
     assert {"raw", "staging", "marts"} <= schemas
 
@@ -134,7 +107,7 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
         migration.version: render_setup(migration.path, "cryptoflow", "s3://lake-bucket", "cryptoflow_lake")
         for migration in setup_versions()
     }
-    assert list(statements) == ["V001", "V002", "V003", "V004", "V005"]
+    assert list(statements) == ["V001", "V002", "V003", "V004", "V005", "V006"]
     text = {version: "\n".join(parts).lower() for version, parts in statements.items()}
     assert not any("${" in body for body in text.values())
     assert f"create role if not exists {LOADER_ROLE}" in text["V001"]
@@ -166,7 +139,7 @@ def test_the_load_and_setup_commands_run_on_snowflake(snowflake, lake, monkeypat
     monkeypatch.setenv("LAKE_URL", lake.url)
     fill_lake(lake, files=2)
     assert main(["warehouse-setup", "--objects-only"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"applied": OBJECT_VERSIONS}
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"applied": SNOWFLAKE_OBJECT_VERSIONS}
     assert main(["load"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"files": 4, "rows": 2000, "refused": []}
     assert main(["load", "--full"]) == 0

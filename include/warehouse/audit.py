@@ -1,0 +1,251 @@
+"""The audit of the candle marts against the exchange: every closed bucket, field by field, exactly.
+
+For each symbol and interval, the buckets that closed since the last audit (its cursor: the latest
+audited ``open_time`` in ``marts.candle_audit``) are fetched from ``/api/v3/klines`` through the
+one REST client (within its weight budget, 1000 buckets per request) and compared with
+``marts.candles_<interval>``: prices and volumes as exact decimals (the exchange's strings parsed
+by include/decimals.py, never a float), the trade count, and the close time. Each bucket is
+recorded in ``marts.candle_audit`` as ``match``, ``mismatch`` (the differing fields named, with both
+values) or ``missing`` (absent from the warehouse). The audit returns its result; a caller raises or
+exits non-zero when it holds a mismatch.
+
+Times are asked for in µs (the client's ``X-MBX-TIME-UNIT``); Binance's close time is then the
+bucket's last µs, where the marts (like Binance's default ms unit) end at its last ms: both are
+compared in ms.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from include.binance.protocol import MAX_LIMIT
+from include.decimals import to_units
+from include.timeutil import from_us, to_us
+from include.warehouse.sql import Dialect, Execute, in_transaction, row_chunks
+
+if TYPE_CHECKING:
+    from include.binance.client import BinanceClient
+
+log = logging.getLogger(__name__)
+
+MINUTE_US = 60_000_000
+INTERVAL_US = {
+    "1m": MINUTE_US,
+    "5m": 5 * MINUTE_US,
+    "15m": 15 * MINUTE_US,
+    "1h": 60 * MINUTE_US,
+    "4h": 240 * MINUTE_US,
+    "1d": 1440 * MINUTE_US,
+}
+INTERVALS = tuple(INTERVAL_US)
+# Exact decimal fields: (column, index in a kline row). Quote sums may carry 16 decimals in the marts.
+DECIMAL_FIELDS = (
+    ("open", 1),
+    ("high", 2),
+    ("low", 3),
+    ("close", 4),
+    ("volume", 5),
+    ("quote_volume", 7),
+    ("taker_buy_volume", 9),
+    ("taker_buy_quote_volume", 10),
+)
+CANDLE_COLUMNS = ("open_time", *(name for name, _ in DECIMAL_FIELDS), "trade_count", "close_time")
+DECIMAL_SCALE = 16  # the finest scale of any candle column: both sides become integers of 1e-16
+MATCH, MISMATCH, MISSING = "match", "mismatch", "missing"
+
+
+@dataclass(frozen=True)
+class BucketAudit:
+    symbol: str
+    interval: str
+    open_time_us: int
+    status: str
+    differences: str = ""
+
+    def describe(self) -> str:
+        where = f"{self.symbol} {self.interval} {from_us(self.open_time_us).isoformat()}"
+        return f"{where}: {self.differences}" if self.differences else f"{where}: {self.status}"
+
+
+@dataclass
+class AuditResult:
+    buckets: list[BucketAudit] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for bucket in self.buckets if bucket.status == status)
+
+    @property
+    def failed(self) -> bool:
+        """A bucket the warehouse holds differently from the exchange fails the audit."""
+        return self.count(MISMATCH) > 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "buckets": len(self.buckets),
+            MATCH: self.count(MATCH),
+            MISMATCH: self.count(MISMATCH),
+            MISSING: self.count(MISSING),
+        }
+
+    def first_differences(self, limit: int = 3) -> str:
+        """The first mismatched buckets, with their differing fields, in one line."""
+        found = [bucket.describe() for bucket in self.buckets if bucket.status == MISMATCH]
+        more = f" (and {len(found) - limit} more)" if len(found) > limit else ""
+        return " | ".join(found[:limit]) + more
+
+
+class CandleAudit(Exception):
+    """Raised by callers (not by the audit) when an audit found mismatches."""
+
+
+def ensure_audit_table(execute: Execute, dialect: Dialect) -> None:
+    """``marts.candle_audit``, created by the audit itself (dbt does not own it)."""
+    execute("create schema if not exists marts")
+    ts = dialect.timestamp_type
+    execute(
+        "create table if not exists marts.candle_audit (symbol varchar not null, interval varchar not null, "
+        f"open_time {ts} not null, status varchar not null, differences varchar not null, audited_at {ts} not null)"
+    )
+
+
+def _units(text: str) -> int:
+    return to_units(text, DECIMAL_SCALE)
+
+
+def _warehouse_text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def compare(kline: Sequence[Any], candle: dict[str, Any]) -> str:
+    """The fields where the warehouse's candle differs from the exchange's kline; "" when equal."""
+    differences = []
+    for name, index in DECIMAL_FIELDS:
+        ours = _warehouse_text(candle[name])
+        if _units(ours) != _units(str(kline[index])):
+            differences.append(f"{name}: warehouse {ours} != exchange {kline[index]}")
+    if int(candle["trade_count"]) != int(kline[8]):
+        differences.append(f"trade_count: warehouse {candle['trade_count']} != exchange {kline[8]}")
+    ours_ms, theirs_ms = candle["close_time"] // 1000, int(kline[6]) // 1000
+    if ours_ms != theirs_ms:
+        differences.append(
+            f"close_time: warehouse {from_us(candle['close_time']).isoformat()} "
+            f"!= exchange {from_us(int(kline[6])).isoformat()}"
+        )
+    return "; ".join(differences)
+
+
+class CandleAuditor:
+    """Audits one warehouse (through its ``execute`` and dialect) against one exchange."""
+
+    def __init__(self, execute: Execute, dialect: Dialect, exchange: BinanceClient) -> None:
+        self.execute = execute
+        self.dialect = dialect
+        self.exchange = exchange
+
+    def audit(
+        self, symbols: Iterable[str], start_us: int, end_us: int, now_us: int, intervals: Sequence[str] = INTERVALS
+    ) -> AuditResult:
+        """Audit the buckets of [start_us, end_us) closed by ``now_us`` and not audited before."""
+        ensure_audit_table(self.execute, self.dialect)
+        result = AuditResult()
+        for symbol in symbols:
+            for interval in intervals:
+                audited = self._audit_series(symbol, interval, start_us, min(end_us, now_us))
+                result.buckets.extend(audited)
+        return result
+
+    def _cursor(self, symbol: str, interval: str) -> int | None:
+        p = self.dialect.placeholder
+        rows = self.execute(
+            f"select max(open_time) from marts.candle_audit where symbol = {p} and interval = {p}", [symbol, interval]
+        )
+        return None if rows[0][0] is None else to_us(rows[0][0])
+
+    def _audit_series(self, symbol: str, interval: str, start_us: int, closed_by_us: int) -> list[BucketAudit]:
+        width = INTERVAL_US[interval]
+        first = -(-start_us // width) * width  # the first bucket opening at or after the start (UTC aligned)
+        cursor = self._cursor(symbol, interval)
+        if cursor is not None:
+            first = max(first, cursor + width)
+        last = (closed_by_us // width) * width - width  # the last bucket whose close is by then
+        if last < first:
+            return []
+        klines = self._klines(symbol, interval, first, last)
+        candles = self._candles(symbol, interval, first, last)
+        audited = []
+        for kline in klines:
+            open_us = int(kline[0])
+            candle = candles.get(open_us)
+            if candle is None:
+                audited.append(BucketAudit(symbol, interval, open_us, MISSING))
+                continue
+            differences = compare(kline, candle)
+            audited.append(BucketAudit(symbol, interval, open_us, MISMATCH if differences else MATCH, differences))
+        self._record(audited)
+        return audited
+
+    def _klines(self, symbol: str, interval: str, first_us: int, last_us: int) -> list[list[Any]]:
+        """The exchange's buckets opening in [first_us, last_us], 1000 per request."""
+        rows: list[list[Any]] = []
+        start = first_us
+        while start <= last_us:
+            page = self.exchange.klines(symbol, interval, start_time_us=start, end_time_us=last_us, limit=MAX_LIMIT)
+            rows.extend(row for row in page if first_us <= int(row[0]) <= last_us)
+            if len(page) < MAX_LIMIT:
+                break
+            start = int(page[-1][0]) + INTERVAL_US[interval]
+        return rows
+
+    def _candles(self, symbol: str, interval: str, first_us: int, last_us: int) -> dict[int, dict[str, Any]]:
+        p, ts = self.dialect.placeholder, self.dialect.timestamp_type
+        rows = self.execute(
+            f"select {', '.join(CANDLE_COLUMNS)} from marts.candles_{interval} where symbol = {p} "
+            f"and open_time between cast({p} as {ts}) and cast({p} as {ts})",
+            [symbol, from_us(first_us).isoformat(), from_us(last_us).isoformat()],
+        )
+        candles = {}
+        for row in rows:
+            candle = dict(zip(CANDLE_COLUMNS, row, strict=True))
+            candle["close_time"] = to_us(candle["close_time"])
+            candles[to_us(candle["open_time"])] = candle
+        return candles
+
+    def _record(self, audited: list[BucketAudit]) -> None:
+        if not audited:
+            return
+        audited_at = _now(self.execute)
+        p, ts = self.dialect.placeholder, self.dialect.timestamp_type
+        values = f"({p}, {p}, cast({p} as {ts}), {p}, {p}, cast({p} as {ts}))"
+
+        def insert() -> None:
+            for chunk in row_chunks(audited):
+                self.execute(
+                    "insert into marts.candle_audit (symbol, interval, open_time, status, differences, audited_at) "
+                    "values " + ", ".join([values] * len(chunk)),
+                    [
+                        value
+                        for bucket in chunk
+                        for value in (
+                            bucket.symbol,
+                            bucket.interval,
+                            from_us(bucket.open_time_us).isoformat(),
+                            bucket.status,
+                            bucket.differences,
+                            audited_at,
+                        )
+                    ],
+                )
+
+        in_transaction(self.execute, self.dialect, insert)
+
+
+def _now(execute: Execute) -> str:
+    """The warehouse's clock, as ISO text (both connectors bind text the same way)."""
+    moment = execute("select current_timestamp")[0][0]
+    assert isinstance(moment, datetime)
+    return moment.isoformat()

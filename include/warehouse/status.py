@@ -1,0 +1,197 @@
+"""The lake's status objects in the warehouse: ``raw.stream_status`` and ``raw.completeness``.
+
+Every load refreshes both from the small JSON objects the product keeps in the lake: the stream
+heartbeats (``status/stream/...``, one per symbol, written by include/ingest/batcher.py) and the
+completeness ledger (``status/completeness/...``, one per symbol and window, include/repair/ledger.py).
+dbt's candles read them to know how far each symbol's coverage reaches.
+
+Only objects whose ETag changed since the last refresh are read: the ETags consumed are kept in
+``raw.status_files``. Each changed object replaces its row (a symbol's, or a window's), in one
+transaction with its cursor entry, so a re-run changes nothing and a rewritten window replaces its
+row. The listing itself still covers the whole ledger (one LIST request per 1000 windows): the
+repair does not name its ledger objects in a write marker, so there is no cheaper way to learn of a
+rewritten window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from include.lake.keys import HEARTBEAT_PREFIX, LEDGER_PREFIX
+from include.lake.store import ObjectInfo, ObjectStore
+from include.warehouse.sql import Dialect, Execute, in_transaction, row_chunks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StatusTable:
+    """One raw status table: where its objects are, its columns, and which of them identify a row."""
+
+    name: str
+    prefix: str
+    columns: tuple[str, ...]
+    key_columns: tuple[str, ...]
+    timestamps: frozenset[str]  # columns bound as ISO text and cast to the dialect's timestamp
+    row: Callable[[str, dict[str, Any]], tuple]  # (object key, parsed body) -> values, without loaded_at
+
+
+def _partitions(key: str) -> dict[str, str]:
+    """The ``name=value`` parts of a lake key; the last one without its ``.json``."""
+    return dict(part.removesuffix(".json").split("=", 1) for part in key.split("/") if "=" in part)
+
+
+def _heartbeat_row(key: str, body: dict[str, Any]) -> tuple:
+    connection = body.get("connection")
+    return (
+        _partitions(key)["exchange"],
+        body["symbol"],
+        body["updated_at"],
+        body["last_trade_id"],
+        body["last_trade_time"],
+        body["lag_seconds"],
+        None if connection is None else json.dumps(connection, sort_keys=True),
+    )
+
+
+def _window_row(key: str, body: dict[str, Any]) -> tuple:
+    holes = [int(hole) for hole in body["holes"]]
+    return (
+        _partitions(key)["exchange"],
+        body["symbol"],
+        body["start"],
+        body["end"],
+        body["expected"],
+        body["present_before"],
+        body["filled"],
+        json.dumps(holes),
+        len(holes),
+        len(body.get("refused", [])),
+        body["missing"],
+        body.get("checked_at") or None,
+    )
+
+
+STREAM_STATUS = StatusTable(
+    "raw.stream_status",
+    HEARTBEAT_PREFIX,
+    ("exchange", "symbol", "updated_at", "last_trade_id", "last_trade_time", "lag_seconds", "connection"),
+    ("exchange", "symbol"),
+    frozenset({"updated_at", "last_trade_time"}),
+    _heartbeat_row,
+)
+COMPLETENESS = StatusTable(
+    "raw.completeness",
+    LEDGER_PREFIX,
+    (
+        "exchange",
+        "symbol",
+        "window_start",
+        "window_end",
+        "expected",
+        "present_before",
+        "filled",
+        "holes",
+        "hole_count",
+        "refused_count",
+        "missing",
+        "checked_at",
+    ),
+    ("exchange", "symbol", "window_start"),
+    frozenset({"window_start", "window_end", "checked_at"}),
+    _window_row,
+)
+STATUS_TABLES = (STREAM_STATUS, COMPLETENESS)
+
+
+@dataclass
+class StatusRefresh:
+    objects_read: int = 0  # changed objects read (refused ones included)
+    rows_written: int = 0
+    refused: list[str] = field(default_factory=list)  # "key: reason", reported once per ETag
+
+
+class StatusLoader:
+    """Refresh the status tables of one warehouse, through its ``execute`` and its dialect."""
+
+    def __init__(self, execute: Execute, dialect: Dialect) -> None:
+        self.execute = execute
+        self.dialect = dialect
+
+    def _value(self, column: str, table: StatusTable) -> str:
+        placeholder = self.dialect.placeholder
+        return f"cast({placeholder} as {self.dialect.timestamp_type})" if column in table.timestamps else placeholder
+
+    def refresh(self, lake: ObjectStore) -> StatusRefresh:
+        """Read the changed status objects and replace their rows, all in one transaction."""
+        consumed = {key: etag for key, etag in self.execute("select file_key, etag from raw.status_files")}
+        result = StatusRefresh()
+        changes: list[tuple[StatusTable, list[tuple], list[ObjectInfo]]] = []
+        for table in STATUS_TABLES:
+            changed = [
+                info
+                for info in lake.list(table.prefix)
+                if info.key.endswith(".json") and consumed.get(info.key) != info.etag
+            ]
+            if changed:
+                changes.append((table, self._rows(lake, table, changed, result), changed))
+                result.objects_read += len(changed)
+        if changes:
+            in_transaction(self.execute, self.dialect, lambda: self._replace_all(changes, result))
+        return result
+
+    def _replace_all(
+        self, changes: list[tuple[StatusTable, list[tuple], list[ObjectInfo]]], result: StatusRefresh
+    ) -> None:
+        # One instant for every row of the refresh, as text: both connectors bind it the same way.
+        loaded_at = self.execute("select current_timestamp")[0][0].isoformat()
+        for table, rows, infos in changes:
+            self._replace(table, rows, infos, loaded_at)
+            result.rows_written += len(rows)
+
+    def _rows(
+        self, lake: ObjectStore, table: StatusTable, infos: list[ObjectInfo], result: StatusRefresh
+    ) -> list[tuple]:
+        """Each object's row. A bad one is refused by name, once: its ETag joins the cursor all the same,
+        so it is read again only when it is rewritten."""
+        rows = []
+        for info in infos:
+            try:
+                rows.append(table.row(info.key, json.loads(lake.get(info.key))))
+            except (ValueError, KeyError, TypeError) as error:
+                message = f"{info.key}: not a status object of {table.name} ({type(error).__name__}: {error})"
+                log.error("refused %s", message)
+                result.refused.append(message)
+        return rows
+
+    def _replace(self, table: StatusTable, rows: list[tuple], infos: list[ObjectInfo], loaded_at: str) -> None:
+        """Each row replaces the row with its key, and the objects' ETags join the cursor."""
+        match = " and ".join(f"{column} = {self._value(column, table)}" for column in table.key_columns)
+        key_index = [table.columns.index(column) for column in table.key_columns]
+        values = "(" + ", ".join([*(self._value(c, table) for c in table.columns), self._loaded_at()]) + ")"
+        for chunk in row_chunks(rows):
+            condition = " or ".join(f"({match})" for _ in chunk)
+            self.execute(f"delete from {table.name} where {condition}", [row[i] for row in chunk for i in key_index])
+            self.execute(
+                f"insert into {table.name} ({', '.join(table.columns)}, loaded_at) values "
+                + ", ".join([values] * len(chunk)),
+                [value for row in chunk for value in (*row, loaded_at)],
+            )
+        placeholder = self.dialect.placeholder
+        for chunk in row_chunks(infos):
+            self.execute(
+                "delete from raw.status_files where file_key in (" + ", ".join([placeholder] * len(chunk)) + ")",
+                [info.key for info in chunk],
+            )
+            self.execute(
+                "insert into raw.status_files (file_key, etag) values "
+                + ", ".join([f"({placeholder}, {placeholder})"] * len(chunk)),
+                [value for info in chunk for value in (info.key, info.etag)],
+            )
+
+    def _loaded_at(self) -> str:
+        return f"cast({self.dialect.placeholder} as {self.dialect.timestamp_type})"

@@ -1,0 +1,138 @@
+"""raw.stream_status and raw.completeness: the lake's status objects, exactly, refreshed by every load."""
+
+import json
+from datetime import UTC, datetime
+
+from include.lake.keys import heartbeat_key, report_key
+from include.timeutil import to_us
+from include.warehouse.load import load_lake
+from tests.support.trades import START_US
+from tests.support.warehouse import write_heartbeats, write_window
+
+HOUR_8 = datetime(2026, 11, 24, 8, tzinfo=UTC)
+HOUR_9 = datetime(2026, 11, 24, 9, tzinfo=UTC)
+CONNECTION = {"state": "open", "connection": 3, "since": "2026-11-24T08:00:00+00:00"}
+STREAM_COLUMNS = "exchange, symbol, updated_at, last_trade_id, last_trade_time, lag_seconds, connection"
+WINDOW_COLUMNS = (
+    "exchange, symbol, window_start, window_end, expected, present_before, filled, holes, hole_count, "
+    "refused_count, missing, checked_at"
+)
+
+
+def instant(value):
+    """A timestamp as µs since the epoch (both backends' instants compare exactly), None as None."""
+    if value is None:
+        return None
+    return to_us(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def stream_rows(warehouse) -> set[tuple]:
+    rows = warehouse.execute(f"select {STREAM_COLUMNS} from raw.stream_status")
+    return {(ex, sym, instant(upd), tid, instant(tt), lag, conn) for ex, sym, upd, tid, tt, lag, conn in rows}
+
+
+def window_rows(warehouse) -> set[tuple]:
+    rows = warehouse.execute(f"select {WINDOW_COLUMNS} from raw.completeness")
+    return {(*row[:2], instant(row[2]), instant(row[3]), *row[4:11], instant(row[11])) for row in rows}
+
+
+def expected_heartbeat(lake, symbol: str) -> tuple:
+    body = json.loads(lake.get(heartbeat_key(symbol)))
+    connection = None if body["connection"] is None else json.dumps(body["connection"], sort_keys=True)
+    return (
+        "binance",
+        symbol,
+        instant(body["updated_at"]),
+        body["last_trade_id"],
+        instant(body["last_trade_time"]),
+        body["lag_seconds"],
+        connection,
+    )
+
+
+def expected_window(lake, symbol: str, start: datetime) -> tuple:
+    body = json.loads(lake.get(report_key(symbol, start)))
+    holes = body["holes"]
+    return (
+        "binance",
+        symbol,
+        to_us(start),
+        instant(body["end"]),
+        *(body[name] for name in ("expected", "present_before", "filled")),
+        json.dumps(holes),
+        len(holes),
+        len(body["refused"]),
+        body["missing"],
+        instant(body["checked_at"]),
+    )
+
+
+def loaded_at(warehouse, table: str, where: str) -> list:
+    return [row[0] for row in warehouse.execute(f"select loaded_at from raw.{table} where {where}")]
+
+
+def test_the_status_objects_arrive_exactly(each_warehouse, lake):
+    write_heartbeats(lake, {"BTCUSDT": (4242, START_US + 123_456), "ETHUSDT": None}, CONNECTION)
+    write_window(lake, "BTCUSDT", HOUR_8, filled=2, holes=(103, 105))
+    write_window(lake, "BTCUSDT", HOUR_9, refused=1)
+    write_window(lake, "ETHUSDT", HOUR_8)
+    result = load_lake(lake, each_warehouse)
+    assert (result.status_objects, result.refused) == (5, [])
+    assert stream_rows(each_warehouse) == {expected_heartbeat(lake, s) for s in ("BTCUSDT", "ETHUSDT")}
+    ethusdt = [row for row in stream_rows(each_warehouse) if row[1] == "ETHUSDT"]
+    assert ethusdt[0][3:6] == (None, None, None), "no trade yet: no id, time or lag"
+    assert window_rows(each_warehouse) == {
+        expected_window(lake, "BTCUSDT", HOUR_8),
+        expected_window(lake, "BTCUSDT", HOUR_9),
+        expected_window(lake, "ETHUSDT", HOUR_8),
+    }
+    checked_at = instant(json.loads(lake.get(report_key("BTCUSDT", HOUR_8)))["checked_at"])
+    hour_8 = ("binance", "BTCUSDT", to_us(HOUR_8), to_us(HOUR_9), 10, 6, 2, "[103, 105]", 2, 0, 0, checked_at)
+    assert hour_8 in window_rows(each_warehouse)
+    # One refresh, one loaded_at, on every row of both tables.
+    stamps = loaded_at(each_warehouse, "stream_status", "true") + loaded_at(each_warehouse, "completeness", "true")
+    assert len(stamps) == 5
+    assert len(set(stamps)) == 1
+
+
+def test_a_rerun_changes_nothing_and_a_rewritten_window_replaces_its_row(each_warehouse, lake):
+    write_heartbeats(lake, {"BTCUSDT": (10, START_US)}, CONNECTION)
+    write_window(lake, "BTCUSDT", HOUR_8, filled=1)
+    write_window(lake, "BTCUSDT", HOUR_9, filled=1)
+    load_lake(lake, each_warehouse)
+    before = (stream_rows(each_warehouse), window_rows(each_warehouse))
+    stamps = {table: loaded_at(each_warehouse, table, "true") for table in ("stream_status", "completeness")}
+
+    again = load_lake(lake, each_warehouse)
+    assert again.status_objects == 0
+    assert (stream_rows(each_warehouse), window_rows(each_warehouse)) == before
+    assert {table: loaded_at(each_warehouse, table, "true") for table in stamps} == stamps
+
+    # The repair checks hour 8 again (two more filled, one hole found) and the stream moves on.
+    write_window(lake, "BTCUSDT", HOUR_8, filled=3, holes=(107,))
+    write_heartbeats(lake, {"BTCUSDT": (20, START_US + 1_000_000)}, CONNECTION)
+    result = load_lake(lake, each_warehouse)
+    assert result.status_objects == 2
+    assert stream_rows(each_warehouse) == {expected_heartbeat(lake, "BTCUSDT")}
+    assert window_rows(each_warehouse) == {
+        expected_window(lake, "BTCUSDT", HOUR_8),
+        expected_window(lake, "BTCUSDT", HOUR_9),
+    }
+    hour_9 = f"window_start = '{HOUR_9.isoformat()}'"
+    assert loaded_at(each_warehouse, "completeness", hour_9) == [stamps["completeness"][0]], "hour 9 untouched"
+    (new_stamp,) = loaded_at(each_warehouse, "completeness", f"window_start = '{HOUR_8.isoformat()}'")
+    assert new_stamp > stamps["completeness"][0]
+
+
+def test_a_status_object_that_is_not_json_is_refused_once_and_read_again_when_rewritten(each_warehouse, lake):
+    write_window(lake, "BTCUSDT", HOUR_8)
+    bad = report_key("BTCUSDT", HOUR_9)
+    lake.put(bad, b"{not json")
+    first = load_lake(lake, each_warehouse)
+    assert len(first.refused) == 1
+    assert first.refused[0].startswith(f"{bad}: not a status object of raw.completeness")
+    assert window_rows(each_warehouse) == {expected_window(lake, "BTCUSDT", HOUR_8)}
+    assert load_lake(lake, each_warehouse).refused == []
+    write_window(lake, "BTCUSDT", HOUR_9)
+    assert load_lake(lake, each_warehouse).refused == []
+    assert len(window_rows(each_warehouse)) == 2
