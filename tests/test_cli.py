@@ -463,3 +463,28 @@ def test_a_stream_that_gives_up_is_one_line_and_a_failure(start_sandbox, tmp_pat
     err = capsys.readouterr().err
     assert status == 1
     assert err.strip().splitlines() == ["error: connection btcusdt@trade crashed 5 times in 300 s: boom"]
+
+
+def test_transform_builds_the_candles_of_what_was_loaded(tmp_path):
+    """load then transform, as a user runs them: candles appear for the loaded trades."""
+    import duckdb
+
+    from include.lake.store import LocalStore
+    from tests.support.trades import fill_lake
+
+    fill_lake(LocalStore(tmp_path / "lake"), files=2, per_file=100)
+    env = {"DATA_DIR": str(tmp_path)}
+    loaded = run_cli("load", "--full", env=env)
+    assert loaded.returncode == 0, loaded.stderr
+    built = run_cli("transform", env=env, timeout=300)
+    assert built.returncode == 0, built.stderr
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        (trades,) = connection.execute("select count(*) from staging.stg_trades").fetchone()
+        (in_candles,) = connection.execute("select sum(trade_count) from marts.candles_1m").fetchone()
+    assert trades == in_candles == 400
+
+
+def test_transform_on_a_warehouse_path_that_is_a_folder_is_one_line_naming_it(tmp_path):
+    (tmp_path / "folder.duckdb").mkdir()
+    result = run_cli("transform", env={"DUCKDB_PATH": str(tmp_path / "folder.duckdb")}, timeout=300)
+    assert_one_line_error(result, 2, "folder.duckdb")
