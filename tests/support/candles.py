@@ -22,29 +22,11 @@ CANDLE_COLUMNS = (
     "taker_buy_volume, taker_buy_quote_volume, trade_count, is_closed"
 )
 
-# TEMPORARY, remove once Engineer B's raw.trades.loaded_at, raw.stream_status and raw.completeness
-# land (issue 11): until then the warehouse gets the column (one instant per load, as the loader will
-# stamp it) and the two tables, empty, so the models can read them. A no-op once they exist.
-_STATUS_TABLES = """
-alter table raw.trades add column if not exists loaded_at timestamptz;
-update raw.trades set loaded_at = now() where loaded_at is null;
-create table if not exists raw.stream_status (
-    exchange varchar, symbol varchar, updated_at timestamptz, last_trade_id bigint,
-    last_trade_time timestamptz, lag_seconds double, connection varchar, loaded_at timestamptz
-);
-create table if not exists raw.completeness (
-    exchange varchar, symbol varchar, window_start timestamptz, window_end timestamptz, expected bigint,
-    present_before bigint, filled bigint, holes varchar, hole_count bigint, refused_count bigint,
-    missing bigint, checked_at timestamptz, loaded_at timestamptz
-);
-"""
-
 
 def load(lake: ObjectStore, path: Path) -> None:
     """Load the lake's new files into the DuckDB warehouse at ``path`` (closed again after)."""
     with DuckDBWarehouse(path) as warehouse:
         load_lake(lake, warehouse, full=True)  # a reconcile: files written without a marker too
-        warehouse.connection.execute(_STATUS_TABLES)
 
 
 def build(path: Path, target_dir: Path, full_refresh: bool = False, select: tuple[str, ...] = ()) -> TransformResult:
