@@ -102,8 +102,11 @@ class StreamWorker:
     def reconnects(self) -> int:
         return sum(max(connection.connects - 1, 0) for connection in self.state.shards)
 
-    async def flush(self) -> FlushResult:
-        """Write whatever is buffered now; safe to call at any time, writes never overlap."""
+    async def flush(self, *, final: bool = False) -> FlushResult:
+        """Write whatever is buffered now; safe to call at any time, writes never overlap.
+
+        The ``final`` flush always writes the heartbeats, so the last state an operator reads
+        ("stopped", "failed") is the connection's real one even when no trade came since."""
         assert self._flush_lock is not None, "flush() is only valid while run() is running"
         async with self._flush_lock:
             batch = self.batcher.take()
@@ -115,7 +118,8 @@ class StreamWorker:
             if self.backpressure is not None:
                 self.backpressure.resume()  # written: the readers may fill the buffer again
             self.batcher.stats.reconnects = self.reconnects()
-            if time.monotonic() - self.state.last_heartbeat >= self.settings.heartbeat_seconds or result.keys:
+            heartbeat_due = time.monotonic() - self.state.last_heartbeat >= self.settings.heartbeat_seconds
+            if final or heartbeat_due or result.keys:
                 self.state.last_heartbeat = time.monotonic()
                 await asyncio.to_thread(self.batcher.write_heartbeats)
             if result.trades_written or result.quarantined:
@@ -217,6 +221,6 @@ class StreamWorker:
             for connection in self.state.shards:
                 if connection.state.get("state") != "failed":
                     connection.report({"state": "stopped", "at": time.time()})
-            await self.flush()
+            await self.flush(final=True)
         if failure is not None:
             raise failure

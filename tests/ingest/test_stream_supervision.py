@@ -24,7 +24,7 @@ from include.lake.store import LocalStore, ObjectStore
 from include.lake.trades import read_trades
 from tests.support.exchange import assert_lake_is_the_exchange_history as exchange_history_check
 from tests.support.exchange import assert_matches_exchange, assert_no_duplicates, history, lake_ids
-from tests.support.net import admin
+from tests.support.net import admin, http_post_json
 from tests.support.waiting import wait_until
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -140,6 +140,31 @@ def test_a_reader_that_always_crashes_fails_the_worker_with_its_error(start_sand
     # What the healthy connection received was flushed on the way out.
     assert heartbeat(lake, "BTCUSDT")["connection"]["state"] == "stopped"
     assert len(read_trades(lake, "BTCUSDT")) > 0
+
+
+@pytest.mark.slow
+def test_the_last_heartbeat_says_stopped_even_when_no_trade_came_since_the_last_one(start_sandbox, tmp_path):
+    """A quiet market at shutdown: the final flush writes nothing, yet the heartbeat must not go
+    on saying "connected" for a worker that has stopped."""
+    lake = LocalStore(tmp_path / "lake")
+    with start_sandbox(symbols=SYMBOLS, rate=RATE) as sandbox:
+        background = worker_for(lake, sandbox.ws_url, heartbeat_seconds=3600.0)
+        background.start()
+        try:
+            wait_until(lambda: heartbeat(lake, "BTCUSDT").get("connection", {}).get("state") == "connected", 60, "hb")
+            status, body = http_post_json(f"{sandbox.rest_url}/admin", {"skip_fraction": 1.0})
+            assert status == 200, body
+            worker, seen = background.worker, [-1]
+
+            def quiet_and_flushed() -> bool:  # nothing received since the last poll, nothing left to write
+                before, seen[0] = seen[0], worker.stats.received
+                return before == seen[0] and not len(worker.batcher) and not worker.batcher.frames
+
+            wait_until(quiet_and_flushed, 60, "the market to go quiet", interval=1.0)  # > flush_seconds
+        finally:
+            background.stop()
+    for symbol in SYMBOLS:
+        assert heartbeat(lake, symbol)["connection"]["state"] == "stopped"
 
 
 class BlockedLake:
