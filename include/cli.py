@@ -28,6 +28,7 @@ from include.sandbox.replay import ReplayFileError, symbol_of
 
 if TYPE_CHECKING:  # imported when a command runs, so that --help stays quick
     from include.binance.client import BinanceClient
+    from include.config import Settings
     from include.lake.store import ObjectStore
 
 
@@ -430,18 +431,50 @@ def _add_transform(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_transform)
 
 
-def _run_transform(args: argparse.Namespace) -> int:
+def _dbt_settings() -> Settings:
+    """The settings dbt runs on; a DuckDB path that is a folder is a bad setting."""
     from include.config import load_settings
-    from include.transform import TransformFailed, transform
 
     settings = load_settings()
     if settings.warehouse == "duckdb" and settings.duckdb_path.is_dir():
         raise CommandError(f"DUCKDB_PATH={str(settings.duckdb_path)!r} is a folder, not a DuckDB file", 2)
+    return settings
+
+
+def _run_transform(args: argparse.Namespace) -> int:
+    from include.transform import TransformFailed, transform
+
+    settings = _dbt_settings()
     try:
         result = transform(settings, full_refresh=args.full_refresh, select=args.select)
     except TransformFailed as error:
         raise CommandError(str(error), 1) from None
     print(json.dumps(result.as_dict()))
+    return 0
+
+
+def _add_freshness(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "freshness",
+        help="check how recently raw.trades was loaded (dbt source freshness) on the configured warehouse",
+        description="Run dbt source freshness of include/dbt on WAREHOUSE (duckdb: the file DUCKDB_PATH): "
+        "raw.trades warns 1 h after its newest loaded_at and is an error after 6 h. Prints each checked "
+        "source's status and newest loaded_at as JSON; exits 1 on an error, naming the stale source.",
+    )
+    parser.set_defaults(run=_run_freshness)
+
+
+def _run_freshness(args: argparse.Namespace) -> int:
+    from include.transform import TransformFailed, source_freshness
+
+    settings = _dbt_settings()
+    if settings.warehouse == "duckdb" and not settings.duckdb_path.exists():  # dbt would create an empty one
+        raise CommandError(f"DUCKDB_PATH={str(settings.duckdb_path)!r} does not exist: nothing was loaded yet", 1)
+    try:
+        sources = source_freshness(settings)
+    except TransformFailed as error:
+        raise CommandError(str(error), 1) from None
+    print(json.dumps({name: source.as_dict() for name, source in sources.items()}))
     return 0
 
 
@@ -501,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load(commands)
     _add_warehouse_setup(commands)
     _add_transform(commands)
+    _add_freshness(commands)
     _add_audit(commands)
     return parser
 

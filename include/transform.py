@@ -3,6 +3,7 @@
 dbt runs in this process through its Python API (``dbtRunner``), on the target ``WAREHOUSE`` names,
 with the DuckDB file ``DUCKDB_PATH`` resolved by ``include.config`` (profiles.yml reads it from the
 environment). Partial parsing stays on: a build after one micro-batch should not re-parse the project.
+``source_freshness`` is ``dbt source freshness`` the same way: how long ago each source was last loaded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from include.config import Settings
 
@@ -73,15 +76,7 @@ def transform(
     target_dir: Path | None = None,
 ) -> TransformResult:
     """``dbt build``: every model, then its tests; raises TransformFailed naming what failed."""
-    from dbt.cli.main import dbtRunner
-
-    args = dbt_args(settings, "build", full_refresh, select, target_dir)
-    with _environment({"DUCKDB_PATH": str(settings.duckdb_path)}):
-        try:
-            outcome = dbtRunner().invoke(args)
-        finally:
-            if settings.warehouse == "duckdb":
-                _release_duckdb()
+    outcome = _invoke(settings, dbt_args(settings, "build", full_refresh, select, target_dir))
     if outcome.exception is not None:
         raise TransformFailed(f"dbt build could not run: {outcome.exception}")
     results = list(outcome.result or [])
@@ -90,6 +85,71 @@ def transform(
         raise TransformFailed(f"dbt build failed: {'; '.join(failed) or 'see the dbt log'}")
     warnings = [f"{result.node.name}: {result.message}" for result in results if str(result.status) == "warn"]
     return TransformResult(nodes=len(results), warnings=warnings)
+
+
+@dataclass(frozen=True)
+class SourceFreshness:
+    """One source's freshness: ``pass`` or ``warn`` (an ``error`` raises), its newest loaded_at and age."""
+
+    status: str
+    max_loaded_at: datetime
+    age_seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "max_loaded_at": self.max_loaded_at.isoformat(),
+            "age_seconds": round(self.age_seconds, 3),
+        }
+
+
+def source_freshness(settings: Settings, target_dir: Path | None = None) -> dict[str, SourceFreshness]:
+    """``dbt source freshness``: each source with a freshness check (``raw.trades``) by name.
+
+    Raises TransformFailed naming every source past its ``error_after``, or whose check could not run
+    (e.g. a warehouse never loaded); a source past ``warn_after`` only is returned with status ``warn``.
+    """
+    outcome = _invoke(settings, ["source", *dbt_args(settings, "freshness", target_dir=target_dir)])
+    if outcome.exception is not None:
+        raise TransformFailed(f"dbt source freshness could not run: {outcome.exception}")
+    results = list(getattr(outcome.result, "results", None) or [])
+    failed = [failure for result in results if (failure := _freshness_failure(result))]
+    if failed or not outcome.success:
+        raise TransformFailed(f"dbt source freshness failed: {'; '.join(failed) or 'see the dbt log'}")
+    return {
+        _source_name(result): SourceFreshness(str(result.status), result.max_loaded_at, result.age)
+        for result in results
+    }
+
+
+def _source_name(result: Any) -> str:
+    return f"{result.node.source_name}.{result.node.name}"
+
+
+def _freshness_failure(result: Any) -> str | None:
+    """What is wrong with one source's freshness result; None if it passes or only warns."""
+    status = str(result.status)
+    if status in ("pass", "warn"):
+        return None
+    if status != "error":  # the check itself failed: no max_loaded_at to judge
+        return f"{_source_name(result)}: {status} ({result.message})"
+    limit = result.node.freshness.error_after
+    return (
+        f"{_source_name(result)} is stale: last loaded at {result.max_loaded_at.isoformat()}, "
+        f"{result.age / 3600:.1f} h ago (error_after: {limit.count} {limit.period})"
+    )
+
+
+def _invoke(settings: Settings, args: list[str]) -> Any:
+    """Run dbt in this process on the configured warehouse; the DuckDB file is released after."""
+    from dbt.cli.main import dbtRunner
+
+    with _environment({"DUCKDB_PATH": str(settings.duckdb_path)}):
+        try:
+            return dbtRunner().invoke(args)
+        finally:
+            if settings.warehouse == "duckdb":
+                _release_duckdb()
 
 
 def _release_duckdb() -> None:

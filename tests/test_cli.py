@@ -488,3 +488,55 @@ def test_transform_on_a_warehouse_path_that_is_a_folder_is_one_line_naming_it(tm
     (tmp_path / "folder.duckdb").mkdir()
     result = run_cli("transform", env={"DUCKDB_PATH": str(tmp_path / "folder.duckdb")}, timeout=300)
     assert_one_line_error(result, 2, "folder.duckdb")
+
+
+def _stale_warehouse(folder: Path, hours: float) -> Path:
+    """A DuckDB warehouse the loader filled from a tiny lake, its loaded_at then moved ``hours`` back."""
+    import duckdb
+
+    from include.lake.store import LocalStore
+    from include.warehouse.duckdb_backend import DuckDBWarehouse
+    from include.warehouse.load import load_lake
+    from tests.support.trades import fill_lake
+
+    lake, path = LocalStore(folder / "lake"), folder / "warehouse.duckdb"
+    fill_lake(lake, files=1, per_file=10)
+    with DuckDBWarehouse(path) as warehouse:
+        load_lake(lake, warehouse, full=True)
+    with duckdb.connect(str(path)) as connection:
+        connection.execute(f"update raw.trades set loaded_at = loaded_at - interval {hours} hour")
+    return path
+
+
+def test_freshness_of_a_stale_warehouse_is_one_line_naming_raw_trades_and_a_failure(monkeypatch, capsys, tmp_path):
+    """A real dbt run, in this process (dbt is imported once per session); its artifacts in tmp_path."""
+    monkeypatch.setenv("DUCKDB_PATH", str(_stale_warehouse(tmp_path, 7)))
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt" / "logs"))
+    assert main(["freshness"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: dbt source freshness failed: raw.trades is stale: last loaded at "), err
+
+
+def test_freshness_prints_each_source_and_a_warning_is_no_failure(monkeypatch, capsys, tmp_path):
+    """The command's own part: the statuses as JSON, exit 0 on a warning (source_freshness is the dbt run)."""
+    import include.transform
+    from include.transform import SourceFreshness
+
+    loaded_at = datetime.now(UTC) - timedelta(hours=2)
+    checked = {"raw.trades": SourceFreshness("warn", loaded_at, 7200.0)}
+    monkeypatch.setattr(include.transform, "source_freshness", lambda settings: checked)
+    monkeypatch.setenv("DUCKDB_PATH", str(_stale_warehouse(tmp_path, 2)))
+    assert main(["freshness"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {"raw.trades": {"status": "warn", "max_loaded_at": loaded_at.isoformat(), "age_seconds": 7200.0}}
+
+
+def test_freshness_of_a_warehouse_never_made_is_one_line_and_makes_none(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "none.duckdb"))
+    assert main(["freshness"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: DUCKDB_PATH={str(tmp_path / 'none.duckdb')!r} does not exist: nothing was loaded yet"
+    ]
+    assert list(tmp_path.iterdir()) == []
