@@ -2,7 +2,21 @@
     Everything that differs between DuckDB and Snowflake, dispatched per adapter, so the models and
     tests are the same SQL on both. Times are handled as integer microseconds since the epoch (UTC):
     exact, and bucketing is integer arithmetic aligned to the epoch, hence to 00:00 UTC for 1d.
+
+    The snowflake__ macros are Snowflake SQL, run in the tests on fakesnow (Snowflake SQL translated
+    to DuckDB); where fakesnow differs from Snowflake, the project uses a form valid on both:
+    - fakesnow sums an uncast NUMBER as FLOAT: sum_decimal casts the argument (a no-op on Snowflake).
+    - fakesnow cannot create a TEMPORARY table or view in a schema (DuckDB keeps them in its "temp"
+      catalog), where dbt-snowflake's incremental models stage their new rows: the incremental models
+      set tmp_relation_type='transient', a transient table dbt drops after the run (Snowflake's own
+      option; its cost: the staged rows are written once, where a view would not be for stg_trades).
 -#}
+
+{#- The exact sum of decimals as decimal(38, scale). The argument is cast as well: fakesnow sums an
+    uncast NUMBER as FLOAT, which would round a volume; Snowflake's SUM(NUMBER(38, s)) is already exact. -#}
+{% macro sum_decimal(expression, scale) -%}
+    cast(sum(cast({{ expression }} as decimal(38, {{ scale }}))) as decimal(38, {{ scale }}))
+{%- endmacro %}
 
 {#- A timestamp with time zone as microseconds since the epoch (bigint). -#}
 {% macro epoch_us(timestamp) -%}
