@@ -194,7 +194,7 @@ select * from final
 {%- endmacro %}
 
 {#- Per bucket, from trades: open and close are the first and last trade by id; the taker bought
-    when the buyer was not the maker. Sums are cast back to the contract's exact decimals. -#}
+    when the buyer was not the maker. Sums are exact, in the contract's decimals. -#}
 {% macro trade_buckets(relation, interval_us) -%}
     select
         symbol,
@@ -203,10 +203,10 @@ select * from final
         max(price) as high,
         min(price) as low,
         max_by(price, trade_id) as close,
-        cast(sum(quantity) as decimal(38, 8)) as volume,
-        cast(sum(quote_quantity) as decimal(38, 16)) as quote_volume,
-        cast(sum(case when is_buyer_maker then 0 else quantity end) as decimal(38, 8)) as taker_buy_volume,
-        cast(sum(case when is_buyer_maker then 0 else quote_quantity end) as decimal(38, 16))
+        {{ cryptoflow.sum_decimal('quantity', 8) }} as volume,
+        {{ cryptoflow.sum_decimal('quote_quantity', 16) }} as quote_volume,
+        {{ cryptoflow.sum_decimal('case when is_buyer_maker then 0 else quantity end', 8) }} as taker_buy_volume,
+        {{ cryptoflow.sum_decimal('case when is_buyer_maker then 0 else quote_quantity end', 16) }}
             as taker_buy_quote_volume,
         count(*) as trade_count,
         max(loaded_at) as last_loaded_at
@@ -223,10 +223,10 @@ select * from final
         max(high) as high,
         min(low) as low,
         max_by(close, open_time) as close,
-        cast(sum(volume) as decimal(38, 8)) as volume,
-        cast(sum(quote_volume) as decimal(38, 16)) as quote_volume,
-        cast(sum(taker_buy_volume) as decimal(38, 8)) as taker_buy_volume,
-        cast(sum(taker_buy_quote_volume) as decimal(38, 16)) as taker_buy_quote_volume,
+        {{ cryptoflow.sum_decimal('volume', 8) }} as volume,
+        {{ cryptoflow.sum_decimal('quote_volume', 16) }} as quote_volume,
+        {{ cryptoflow.sum_decimal('taker_buy_volume', 8) }} as taker_buy_volume,
+        {{ cryptoflow.sum_decimal('taker_buy_quote_volume', 16) }} as taker_buy_quote_volume,
         sum(trade_count) as trade_count,
         max(last_loaded_at) as last_loaded_at
     from {{ relation }}
