@@ -8,7 +8,7 @@ trade_hours as (
     select
         symbol,
         {{ cryptoflow.bucket_start('trade_time', 3600000000) }} as hour_open,
-        sum(quantity) as volume
+        {{ cryptoflow.sum_decimal('quantity', 8) }} as volume
     from {{ ref('stg_trades') }}
     group by 1, 2
 
@@ -19,7 +19,7 @@ candle_hours as (
     select
         symbol,
         {{ cryptoflow.bucket_start('open_time', 3600000000) }} as hour_open,
-        sum(volume) as volume
+        {{ cryptoflow.sum_decimal('volume', 8) }} as volume
     from {{ ref('candles_1m') }}
     group by 1, 2
 
