@@ -1,4 +1,7 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=['symbol', 'open_time']) }}
+{{ config(
+    materialized='incremental', incremental_strategy='delete+insert', unique_key=['symbol', 'open_time'],
+    tmp_relation_type='transient'
+) }}
 
 {#- Rolled up from the non-empty minutes of candles_1m; the strategy and why: macros/candles.sql. -#}
 {{ candles(14400000000, 'minutes') }}

@@ -5,7 +5,7 @@
     again (overlapping stream windows, a stream and its backfill) is dropped: within the new rows
     by keeping the first loaded, and against earlier runs by the anti-join on the key.
 -#}
-{{ config(materialized='incremental', incremental_strategy='append') }}
+{{ config(materialized='incremental', incremental_strategy='append', tmp_relation_type='transient') }}
 
 with
 
