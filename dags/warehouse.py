@@ -17,6 +17,26 @@ makes a re-run a no-op. The `warehouse_writer` pool has one slot: DuckDB allows 
 Each run returns the files and rows it loaded. A file that is not a trade file of the contract is
 refused by name and the run fails without retrying, after the other files loaded; the refusal is
 remembered, so the next run is green unless another file is refused.
+
+#### Transform: the candles, rendered by Cosmos
+
+After the load, the `transform` task group is the dbt project (`include/dbt`): `stg_trades`, then
+`candles_1m` and the larger intervals rolled up from it. One producer task (`dbt_producer_watcher`,
+in the writer pool) runs one incremental `dbt build`; each model's task follows it and runs green
+when the model and its tests passed, and emits the model's Asset. A failed test fails its model's
+task and names the test. To rebuild the marts from scratch, run `python -m include.cli transform
+--full-refresh` (or clear the task group after a full refresh). `include/dbt/cosmos.py` says why
+the watcher mode: DuckDB allows one writing process.
+
+#### Audit: the candles against the exchange
+
+`audit` fetches the exchange's klines for every bucket the marts hold as closed and that no audit
+compared yet, for every symbol and interval, and records each in `marts.candle_audit`. A candle that
+differs fails the task naming the bucket and the fields, and it is **not retried**: the difference is
+a fact to investigate (a trade missing from the lake, a bug), not a glitch. Look at
+`select * from marts.candle_audit where status = 'mismatch'`, repair the interval
+(`repair_gaps`, or clear its task), and re-run the audit for the range with
+`python -m include.cli audit --symbol S --start T0 --end T1`.
 """
 
 from __future__ import annotations
@@ -25,8 +45,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+from cosmos import DbtTaskGroup
 from lake_assets import LAKE_TRADES
 
+from include.dbt.cosmos import duckdb_path, transform_group_arguments, wire_producer
 from include.pools import WAREHOUSE_WRITER
 
 
@@ -39,6 +61,7 @@ from include.pools import WAREHOUSE_WRITER
     params={"full": Param(False, type="boolean", description="list the whole lake (a reconcile)")},
     tags=["cryptoflow", "warehouse", "load"],
     default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow"},
+    user_defined_macros={"duckdb_path": duckdb_path},
 )
 def warehouse() -> None:
     @task(pool=WAREHOUSE_WRITER.name)
@@ -65,7 +88,32 @@ def warehouse() -> None:
             raise AirflowFailException(f"refused files (the rest loaded): {result.refused}")
         return result.as_dict()
 
-    load()
+    # The producer's one `dbt build` must not be retried by Airflow (Cosmos skips a second attempt);
+    # a failed build is seen on its model's task, and the next load's run builds again.
+    transform = DbtTaskGroup(group_id="transform", default_args={"retries": 0}, **transform_group_arguments())
+    wire_producer(transform, WAREHOUSE_WRITER.name)
+
+    @task(pool=WAREHOUSE_WRITER.name, retries=0)
+    def audit() -> dict[str, int]:
+        """Compare every newly closed candle with the exchange's kline; a difference fails, unretried."""
+        from contextlib import closing
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.binance.client import BinanceClient
+        from include.config import load_settings
+        from include.warehouse.audit import audit_closed_candles
+        from include.warehouse.load import open_warehouse
+
+        settings = load_settings()
+        with BinanceClient(settings.rest_url) as client, closing(open_warehouse(settings)) as warehouse:
+            result = audit_closed_candles(warehouse.execute, warehouse.dialect, client)
+        print(result.as_dict())
+        if result.failed:
+            raise AirflowFailException(f"candles differ from the exchange: {result.first_differences()}")
+        return result.as_dict()
+
+    load() >> transform >> audit()
 
 
 warehouse()

@@ -46,6 +46,10 @@ def airflow_env(airflow_home: Path, settings: Settings, api_port: int) -> dict[s
         # Local development on 127.0.0.1 only: every user of the UI is an admin, no password to look up.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # These machines are offline, and nothing about a user's runs leaves them anyway.
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        "AIRFLOW__COSMOS__CACHE_DIR": str(airflow_home / "cosmos"),
         "AIRFLOW__API__HOST": LOCALHOST,
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://{LOCALHOST}:{api_port}",

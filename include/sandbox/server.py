@@ -27,8 +27,13 @@ HUB_KEY = web.AppKey("hub", StreamHub)
 
 
 async def _admin(request: web.Request) -> web.Response:
-    """GET: settings, fault record and last trade per symbol. POST: change fault settings."""
+    """GET: settings, fault record and last trade per symbol. POST: change fault settings.
+
+    It ticks first, like the REST handlers: the last ids are those of the exchange's clock now,
+    not of the last background tick (a test that stops the clock reads the final ids here).
+    """
     exchange = request.app[EXCHANGE_KEY]
+    exchange.tick()
     if request.method == "POST":
         try:
             changes = await request.json()

@@ -348,7 +348,7 @@ def pause_market(sandbox: RunningSandbox) -> int:
     receive nothing new, and a graceful stop reads everything up to the close."""
     frozen = sandbox.exchange.now_us()
     sandbox.exchange.clock_us = lambda: frozen
-    last_id = admin(sandbox)["symbols"][SYMBOL]["last_id"]  # a round trip: any tick under way has ended
+    last_id = admin(sandbox)["symbols"][SYMBOL]["last_id"]  # /admin ticks: every trade up to the frozen clock
 
     def all_sent() -> bool:
         connections = list(sandbox.hub.connections)

@@ -22,6 +22,9 @@ AIRFLOW_ENV = {
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+    "AIRFLOW__COSMOS__CACHE_DIR": str(AIRFLOW_HOME / "cosmos"),
 }
 os.environ.update(AIRFLOW_ENV)
 for folder in (REPO_ROOT / "plugins", REPO_ROOT):

@@ -207,3 +207,16 @@ def assert_lake_is_the_exchange_history(lake: ObjectStore, rest_url: str, symbol
     assert_contiguous(ids)
     assert_matches_exchange(table, exchange, symbol)
     return np.sort(ids)
+
+
+def import_history(rest_url: str, lake: ObjectStore, symbols: tuple[str, ...], start_us: int, end_us: int) -> None:
+    """The exchange's trades of [start_us, end_us) into the lake, as the repair imports them: window
+    by clock hour, each checked complete and recorded in the completeness ledger."""
+    from include.binance.client import BinanceClient
+    from include.repair.repair import hour_windows, repair_window
+    from include.timeutil import from_us
+
+    with BinanceClient(rest_url) as client:
+        for symbol in symbols:
+            for window_start, window_end in hour_windows(from_us(start_us), from_us(end_us)):
+                repair_window(client, lake, symbol, window_start, window_end)

@@ -1,17 +1,22 @@
 """The warehouse DAG parses whatever the settings say: they are read when its task runs, not at parse."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from include.config import ConfigError, load_settings
 from include.lake.store import LocalStore
 from include.pools import WAREHOUSE_WRITER
+from include.sandbox.server import serve_in_thread
+from include.timeutil import HOUR_US, now_us
 from tests.support.airflow_env import REPO_ROOT, airflow_subprocess_env, migrate_db
+from tests.support.candles import assert_closed_candles_are_klines, query
+from tests.support.exchange import import_history, sandbox_config
 from tests.support.processes import run_to_end
-from tests.support.trades import fill_lake
 from tests.support.warehouse import assert_exactly_the_lake
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -38,6 +43,10 @@ dag = bag.dags.get("warehouse")
 print(json.dumps({
     "errors": {path: str(error)[-1000:] for path, error in bag.import_errors.items()},
     "pools": sorted({task.pool for task in dag.tasks}) if dag else None,
+    "tasks": {
+        task.task_id: {"pool": task.pool, "retries": task.retries, "upstream": sorted(task.upstream_task_ids)}
+        for task in dag.tasks
+    } if dag else None,
 }))
 """
 
@@ -59,7 +68,7 @@ def test_the_warehouse_dag_parses_with_every_setting_bad_and_writes_through_the_
     assert parsed.returncode == 0, parsed.stderr[-2000:]
     result = json.loads(parsed.stdout.splitlines()[-1])
     assert result["errors"] == {}
-    assert result["pools"] == [WAREHOUSE_WRITER.name]
+    assert result["pools"] == ["default_pool", WAREHOUSE_WRITER.name]  # the models' sensors wait outside it
 
 
 def dags_test_warehouse(tmp_path, **settings: str):
@@ -71,16 +80,72 @@ def dags_test_warehouse(tmp_path, **settings: str):
     return run_to_end([AIRFLOW, "dags", "test", "warehouse"], env, timeout=600, cwd=tmp_path)
 
 
+def airflow_tasks_test(tmp_path, task_id: str, **settings: str):
+    """``airflow tasks test warehouse <task>``: one task of the DAG, run for real, alone."""
+    env = airflow_subprocess_env(**settings)
+    return run_to_end([AIRFLOW, "tasks", "test", "warehouse", task_id], env, timeout=300, cwd=tmp_path)
+
+
 @pytest.mark.slow
-def test_a_run_of_the_dag_loads_the_lake_and_a_bad_setting_fails_it_naming_the_value(tmp_path):
-    lake = LocalStore(tmp_path / "lake")
-    fill_lake(lake, files=2)
-    settings = {"LAKE_URL": f"file://{lake.root}", "DUCKDB_PATH": str(tmp_path / "w.duckdb")}
-    loaded = dags_test_warehouse(tmp_path, **settings)
-    assert "state=success" in loaded.stdout + loaded.stderr, (loaded.stdout + loaded.stderr)[-4000:]
-    assert_exactly_the_lake(lake, tmp_path / "w.duckdb")
+def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_naming_it(tmp_path):
+    """``airflow dags test``: load, the dbt build rendered by Cosmos (each model and its tests), and
+    the audit against the exchange, in one real run; then an altered candle fails the audit task,
+    naming the bucket and the field, and a bad setting fails the run naming the value."""
+    lake, path = LocalStore(tmp_path / "lake"), tmp_path / "w.duckdb"
+    config = sandbox_config(symbols=("BTCUSDT",), rate=0.2, history_seconds=2 * 3600, weight_limit=10**6)
+    with serve_in_thread(config) as sandbox:
+        import_history(sandbox.rest_url, lake, ("BTCUSDT",), now_us() - 3 * HOUR_US, now_us())
+        settings = {"LAKE_URL": f"file://{lake.root}", "DUCKDB_PATH": str(path), "BINANCE_REST_URL": sandbox.rest_url}
+        run = dags_test_warehouse(tmp_path, **settings)
+        log = run.stdout + run.stderr
+        assert "state=success" in log, log[-4000:]
+        ended = set(re.findall(r"\[DAG TEST\] end task task_id=(\S+)", log))
+        models = ("stg_trades", "candles_1m", "candles_5m", "candles_15m", "candles_1h", "candles_4h", "candles_1d")
+        expected = {"load", "transform.dbt_producer_watcher", "audit"}
+        assert expected | {f"transform.{m}.{step}" for m in models for step in ("run", "test")} <= ended, ended
+        assert_exactly_the_lake(lake, path)
+        assert_closed_candles_are_klines(path, sandbox.rest_url, ("BTCUSDT",))
+        audited = dict(query(path, "select status, count(*) from marts.candle_audit group by status"))
+        assert set(audited) == {"match"}, audited
+        assert audited["match"] >= 60, audited  # every closed minute, and more
+
+        # An altered candle: the audit fails, naming the bucket and the field, and is not retried.
+        open_time = query(path, "select min(open_time) from marts.candles_1m where trade_count > 0")[0][0]
+        with duckdb.connect(str(path)) as connection:
+            connection.execute("update marts.candles_1m set high = high + 1 where open_time = ?", [open_time])
+            connection.execute("delete from marts.candle_audit where interval = '1m' and open_time >= ?", [open_time])
+        failed = airflow_tasks_test(tmp_path, "audit", **settings)
+    log = failed.stdout + failed.stderr
+    assert "new_state=failed" in log, log[-4000:]  # `airflow tasks test` itself exits 0 either way
+    assert "up_for_retry" not in log, "a mismatch is not fixed by retrying"
+    bucket = re.escape(f"BTCUSDT 1m {open_time.isoformat()}")
+    assert re.search(rf"candles differ from the exchange: {bucket}[^|]*high: warehouse", log), log[-4000:]
+    assert dict(query(path, "select status, count(*) from marts.candle_audit group by status"))["mismatch"] == 1
+
     bad = dags_test_warehouse(tmp_path, **settings, WAREHOUSE="oracle")
     log = bad.stdout + bad.stderr
     assert "state=failed" in log, log[-4000:]
     assert "WAREHOUSE='oracle' is not one of duckdb, snowflake" in log, log[-4000:]
     assert "up_for_retry" not in log, "a bad setting is not fixed by retrying"
+
+
+def test_the_audit_and_the_dbt_build_are_not_retried_and_the_build_is_the_only_writer():
+    """A mismatch or a failed build is a fact to look at, not a glitch; the writers' pool serialises
+    DuckDB's one writing process, and the models' sensors wait outside it."""
+    parsed = run_to_end(
+        [sys.executable, "-c", PARSE, str(REPO_ROOT / "dags" / "warehouse.py")],
+        airflow_subprocess_env(),
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
+    tasks = json.loads(parsed.stdout.splitlines()[-1])["tasks"]
+    assert (tasks["audit"]["pool"], tasks["audit"]["retries"]) == (WAREHOUSE_WRITER.name, 0)
+    assert tasks["transform.dbt_producer_watcher"]["pool"] == WAREHOUSE_WRITER.name
+    assert tasks["transform.dbt_producer_watcher"]["retries"] == 0
+    assert tasks["transform.dbt_producer_watcher"]["upstream"] == ["load"]
+    sensors = {task: info for task, info in tasks.items() if task.endswith((".run", ".test"))}
+    assert len(sensors) == 2 * 9, sorted(sensors)  # every model, run and test: the manifest was rendered
+    assert {info["pool"] for info in sensors.values()} == {"default_pool"}
+    assert tasks["transform.stg_trades.run"]["upstream"] == ["transform.dbt_producer_watcher"]
+    assert "transform.candles_1d.test" in tasks["audit"]["upstream"]
