@@ -30,8 +30,10 @@ the watcher mode: DuckDB allows one writing process.
 
 #### Audit: the candles against the exchange
 
-`audit` fetches the exchange's klines for every bucket the marts hold as closed and that no audit
-compared yet, for every symbol and interval, and records each in `marts.candle_audit`. A candle that
+`audit` fetches the exchange's klines for every bucket that is closed in the marts, confirmed whole
+by the repair (inside a complete window of `raw.completeness`: the stream alone cannot tell a
+skipped message) and not compared yet, for every symbol and interval, and records each in
+`marts.candle_audit`. So a stream's buckets are audited once their hour is repaired. A candle that
 differs fails the task naming the bucket and the fields, and it is **not retried**: the difference is
 a fact to investigate (a trade missing from the lake, a bug), not a glitch. Look at
 `select * from marts.candle_audit where status = 'mismatch'`, repair the interval
@@ -95,7 +97,7 @@ def warehouse() -> None:
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)
     def audit() -> dict[str, int]:
-        """Compare every newly closed candle with the exchange's kline; a difference fails, unretried."""
+        """Compare each newly closed and repaired candle with the exchange's kline; a difference fails, unretried."""
         from contextlib import closing
 
         from airflow.sdk.exceptions import AirflowFailException

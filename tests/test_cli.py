@@ -265,6 +265,8 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) 
     """
     base = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
     base["DATA_DIR"] = tempfile.mkdtemp(prefix="cryptoflow-cli-")
+    # dbt's artifacts too: include/dbt/target holds the manifest the DAG tests render from.
+    base["DBT_TARGET_PATH"] = str(Path(base["DATA_DIR"]) / "dbt-target")
     return run_to_end([sys.executable, "-m", "include.cli", *args], {**base, **(env or {})}, timeout, cwd=REPO_ROOT)
 
 

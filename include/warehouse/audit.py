@@ -252,21 +252,30 @@ def _now(execute: Execute) -> str:
 
 
 def audit_closed_candles(execute: Execute, dialect: Dialect, exchange: BinanceClient) -> AuditResult:
-    """The scheduled audit: every symbol in the marts, every bucket the marts hold as closed.
+    """The scheduled audit: every symbol in the marts, every bucket that is closed and confirmed whole.
 
-    Per symbol, from its first minute to the end of its last closed minute, so a bucket still forming
-    in the warehouse (its trades may be in flight) is left for a later audit. The cursor in
-    ``marts.candle_audit`` makes each run compare only what closed since the last one.
+    Per symbol, from its first minute to the earliest of: the end of its last closed minute, the
+    start of its first repair window still missing trades, and the end of its last complete repair
+    window (raw.completeness). A stream alone cannot confirm a bucket whole (a skipped message, or
+    the time before the stream started, is repaired only once its hour closes), so a bucket is
+    audited once the repair has checked it, not before: a mismatch is then a real difference.
+    The cursor in ``marts.candle_audit`` makes each run compare only what was not compared before.
     """
     spans = execute(
-        "select symbol, min(open_time), max(case when is_closed then open_time end) "
-        "from marts.candles_1m group by symbol order by symbol"
+        "with minutes as (select symbol, min(open_time) as first_open, "
+        "max(case when is_closed then open_time end) as last_closed from marts.candles_1m group by symbol), "
+        "windows as (select symbol, min(case when missing > 0 then window_start end) as first_gap, "
+        "max(case when missing = 0 then window_end end) as complete_end from raw.completeness group by symbol) "
+        "select minutes.symbol, minutes.first_open, minutes.last_closed, windows.first_gap, windows.complete_end "
+        "from minutes inner join windows on windows.symbol = minutes.symbol order by minutes.symbol"
     )
     auditor = CandleAuditor(execute, dialect, exchange)
     now_us = exchange.server_time_us()
     result = AuditResult()
-    for symbol, first_open, last_closed_open in spans:
-        if last_closed_open is not None:
-            closed_until_us = to_us(last_closed_open) + MINUTE_US
-            result.buckets.extend(auditor.audit([symbol], to_us(first_open), closed_until_us, now_us).buckets)
+    for symbol, first_open, last_closed, first_gap, complete_end in spans:
+        ends = [to_us(moment) for moment in (first_gap, complete_end) if moment is not None]
+        if last_closed is None or complete_end is None:
+            continue
+        audited_until_us = min([to_us(last_closed) + MINUTE_US, *ends])
+        result.buckets.extend(auditor.audit([symbol], to_us(first_open), audited_until_us, now_us).buckets)
     return result

@@ -13,8 +13,10 @@ import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-AIRFLOW_HOME = Path(os.environ.get("CRYPTOFLOW_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="cryptoflow-airflow-"))
-os.environ["CRYPTOFLOW_TEST_AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+# One Airflow home per pytest-xdist worker: each its own SQLite database, none shared between workers.
+_HOME_VARIABLE = f"CRYPTOFLOW_TEST_AIRFLOW_HOME_{os.environ.get('PYTEST_XDIST_WORKER', 'main').upper()}"
+AIRFLOW_HOME = Path(os.environ.get(_HOME_VARIABLE) or tempfile.mkdtemp(prefix="cryptoflow-airflow-"))
+os.environ[_HOME_VARIABLE] = str(AIRFLOW_HOME)
 
 AIRFLOW_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),

@@ -10,11 +10,19 @@ import pytest
 from include.binance.client import BinanceClient
 from include.cli import main
 from include.timeutil import from_us, to_us
-from include.warehouse.audit import INTERVAL_US, INTERVALS, MATCH, MISMATCH, MISSING, CandleAuditor
+from include.warehouse.audit import (
+    INTERVAL_US,
+    INTERVALS,
+    MATCH,
+    MISMATCH,
+    MISSING,
+    CandleAuditor,
+    audit_closed_candles,
+)
 from tests.support.warehouse import fill_candles_from_exchange
 
 SYMBOL = "BTCUSDT"
-HISTORY_SECONDS = 2 * 3600
+HISTORY_SECONDS = 3 * 3600  # so the last whole clock hour and the half hour before it are always inside
 
 
 def closed_buckets(start_us: int, closed_by_us: int) -> set[tuple[str, int]]:
@@ -145,3 +153,31 @@ def test_the_audit_command_prints_a_summary_and_exits_1_naming_the_first_differe
     assert len(captured.err.strip().splitlines()) == 1
     assert "high: warehouse" in captured.err
     assert "!= exchange" in captured.err
+
+
+def _record_window(warehouse, start_us: int, end_us: int, missing: int) -> None:
+    p, ts = warehouse.dialect.placeholder, warehouse.dialect.timestamp_type
+    warehouse.execute(
+        "insert into raw.completeness (exchange, symbol, window_start, window_end, expected, present_before, "
+        "filled, holes, hole_count, refused_count, missing, checked_at, loaded_at) values "
+        f"('binance', {p}, cast({p} as {ts}), cast({p} as {ts}), 10, 10, 0, '[]', 0, 0, {p}, null, current_timestamp)",
+        [SYMBOL, from_us(start_us).isoformat(), from_us(end_us).isoformat(), missing],
+    )
+
+
+def test_the_scheduled_audit_compares_only_buckets_closed_and_confirmed_whole_by_the_repair(each_warehouse, exchange):
+    """The stream alone cannot confirm a bucket whole: what the repair has not yet checked, or found
+    still missing trades, waits; a symbol never repaired is not audited at all."""
+    _, client = exchange
+    now = client.server_time_us()
+    hour = 3_600_000_000
+    first_hour = now // hour * hour - hour  # the last whole clock hour, inside the sandbox's history
+    start = first_hour - 30 * 60_000_000
+    fill_candles_from_exchange(each_warehouse, client, SYMBOL, start, now)
+    assert audit_closed_candles(each_warehouse.execute, each_warehouse.dialect, client).buckets == []
+
+    _record_window(each_warehouse, start, first_hour, missing=0)  # checked whole
+    _record_window(each_warehouse, first_hour, first_hour + hour, missing=3)  # still missing trades
+    result = audit_closed_candles(each_warehouse.execute, each_warehouse.dialect, client)
+    assert {(b.interval, b.open_time_us) for b in result.buckets} == closed_buckets(start, first_hour)
+    assert result.as_dict()[MATCH] == len(result.buckets) > 30
