@@ -12,19 +12,16 @@ subscribed, after the last one stopped) is repaired from REST afterwards.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
 
-from include.binance.client import BinanceClient
 from include.lake.keys import WRITES_PREFIX
 from include.lake.store import ObjectStore, open_lake
-from include.repair.repair import hour_windows, repair_window
 from include.sandbox.exchange import Exchange
 from include.sandbox.server import RunningSandbox, serve_in_thread
-from include.timeutil import MICROS_PER_SECOND, from_us
+from include.timeutil import MICROS_PER_SECOND
 from tests.support.candles import assert_closed_candles_are_klines, build, load, query
-from tests.support.exchange import sandbox_config, stream_for
+from tests.support.exchange import import_history, sandbox_config, stream_for
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -89,15 +86,6 @@ def _overlapping_streams(lake: ObjectStore, sandbox: RunningSandbox) -> tuple[li
         return [stream.result(120).writer for stream in streams], minute.boundary_us
 
 
-def _repair_everything(sandbox: RunningSandbox, lake: ObjectStore, end_us: int) -> None:
-    """Fill from REST whatever the streams missed, from the market's first trade to ``end_us``."""
-    start, end = from_us(sandbox.exchange.started_us) - timedelta(seconds=1), from_us(end_us)
-    with BinanceClient(sandbox.rest_url) as client:
-        for symbol in SYMBOLS:
-            for window_start, window_end in hour_windows(start, end):
-                repair_window(client, lake, symbol, window_start, window_end)
-
-
 @pytest.fixture(scope="module")
 def overlapped(tmp_path_factory):
     """(REST URL, warehouse, the streams' writers) while the sandbox still serves its klines."""
@@ -107,7 +95,9 @@ def overlapped(tmp_path_factory):
     with serve_in_thread(sandbox_config(symbols=SYMBOLS, rate=50.0, weight_limit=10**6)) as sandbox:
         writers, boundary_us = _overlapping_streams(lake, sandbox)
         # Past the boundary, so that its minute is closed, and before the last stream stopped (over).
-        _repair_everything(sandbox, lake, boundary_us + MICROS_PER_SECOND // 2)
+        # From the market's first trade: whatever the streams missed is filled from REST.
+        first_us = sandbox.exchange.started_us - MICROS_PER_SECOND
+        import_history(sandbox.rest_url, lake, SYMBOLS, first_us, boundary_us + MICROS_PER_SECOND // 2)
         load(lake, path)
         build(path, folder / "dbt")
         yield sandbox.rest_url, path, writers
