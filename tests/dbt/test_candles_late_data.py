@@ -111,13 +111,18 @@ def test_the_incremental_result_equals_a_full_refresh(late):
         assert query(copy, every_column.format(interval)) == query(path, every_column.format(interval))
 
 
-def test_a_corrupted_candle_fails_the_invariant_test(late):
+@pytest.mark.parametrize(
+    ("corruption", "failing_test"),
+    [("low = open + 1", "expression_is_true_candles_1m_low"), ("volume = null", "not_null_columns_candles_1m")],
+    ids=["low-above-open", "null-volume"],
+)
+def test_a_corrupted_candle_fails_the_invariant_test(late, corruption, failing_test):
     folder, path, _, _ = late
-    copy = folder / "corrupted.duckdb"
+    copy = folder / f"corrupted-{failing_test}.duckdb"
     shutil.copyfile(path, copy)
     import duckdb
 
     with duckdb.connect(str(copy)) as connection:  # minute 0 is before the recomputed tail: it stays as it is
-        connection.execute(f"update marts.candles_1m set low = open + 1 where open_time = make_timestamptz({START_US})")
-    with pytest.raises(TransformFailed, match=r"expression_is_true_candles_1m_low"):
+        connection.execute(f"update marts.candles_1m set {corruption} where open_time = make_timestamptz({START_US})")
+    with pytest.raises(TransformFailed, match=failing_test):
         build(copy, folder / "dbt-corrupted", select=("candles_1m",))
