@@ -90,9 +90,11 @@ source_rows as (
 
     select source_model.*
     from {{ source_model }} as source_model
+    {% if is_incremental() %}
     inner join recompute_from
         on recompute_from.symbol = source_model.symbol
         and source_model.{{ time_column }} >= recompute_from.first_open
+    {% endif %}
     {% if grain != 'trades' %}
     where source_model.trade_count > 0
     {% endif %}
@@ -112,7 +114,7 @@ buckets as (
 coverage as (
 
     {% if grain == 'trades' %}
-    {{ cryptoflow.trade_coverage(interval_us) }}
+    {{ cryptoflow.trade_coverage('buckets', interval_us) }}
     {% else %}
     {{ cryptoflow.minute_coverage(interval_us) }}
     {% endif %}
@@ -209,7 +211,8 @@ select * from final
         {{ cryptoflow.sum_decimal('case when is_buyer_maker then 0 else quote_quantity end', 16) }}
             as taker_buy_quote_volume,
         count(*) as trade_count,
-        max(loaded_at) as last_loaded_at
+        max(loaded_at) as last_loaded_at,
+        max(trade_time) as last_trade_time
     from {{ relation }}
     group by 1, 2
 {%- endmacro %}
@@ -233,14 +236,17 @@ select * from final
     group by 1, 2
 {%- endmacro %}
 
-{#- Per symbol: the last bucket to build, and the first instant (µs) not covered by the data. -#}
-{% macro trade_coverage(interval_us) -%}
+{#- Per symbol: the last bucket to build, and the first instant (µs) not covered by the data. The
+    last trade comes from the buckets being recomputed, so no incremental run scans all of stg_trades:
+    a symbol without a trade in its range has its last trade before the range, and were that its
+    coverage end, the range would be empty either way. -#}
+{% macro trade_coverage(buckets, interval_us) -%}
     select
         symbol,
         {{ cryptoflow.bucket_start('max(covered_to)', interval_us) }} as last_open,
         {{ cryptoflow.epoch_us('max(covered_to)') }} + 1 as closed_until_us
     from (
-        select symbol, max(trade_time) as covered_to from {{ ref('stg_trades') }} group by symbol
+        select symbol, max(last_trade_time) as covered_to from {{ buckets }} group by symbol
         union all
         select symbol, max(updated_at) as covered_to from {{ ref('stg_stream_status') }} group by symbol
         union all

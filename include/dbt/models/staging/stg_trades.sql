@@ -18,13 +18,51 @@ source as (
 
 ),
 
+repeated_keys as (
+
+    -- the keys delivered more than once: only their rows are ranked, the rest pass as they are
+    -- (ranking every row costs as much again as writing them, at ten million rows)
+    select exchange, symbol, trade_id
+    from source
+    group by exchange, symbol, trade_id
+    having count(*) > 1
+
+),
+
+delivered_once as (
+
+    select source.*
+    from source
+    where not exists (
+        select 1
+        from repeated_keys
+        where repeated_keys.exchange = source.exchange
+            and repeated_keys.symbol = source.symbol
+            and repeated_keys.trade_id = source.trade_id
+    )
+
+),
+
+first_of_repeated as (
+
+    select source.*
+    from source
+    inner join repeated_keys
+        on repeated_keys.exchange = source.exchange
+        and repeated_keys.symbol = source.symbol
+        and repeated_keys.trade_id = source.trade_id
+    qualify row_number() over (
+        partition by source.exchange, source.symbol, source.trade_id
+        order by source.loaded_at, source.source, source.ingested_at
+    ) = 1
+
+),
+
 first_delivery as (
 
-    select *
-    from source
-    qualify row_number() over (
-        partition by exchange, symbol, trade_id order by loaded_at, source, ingested_at
-    ) = 1
+    select * from delivered_once
+    union all
+    select * from first_of_repeated
 
 ),
 
