@@ -13,8 +13,10 @@ import socket
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import psutil
 import pytest
 
@@ -73,6 +75,19 @@ def listening_addresses(root: psutil.Process) -> dict[tuple[str, int], str]:
             if sock.status == psutil.CONN_LISTEN:
                 found[(sock.laddr.ip, sock.laddr.port)] = command
     return found
+
+
+def streamed_candles(path: Path, since: datetime) -> int:
+    """The 1m candles holding trades loaded after ``since``; 0 while the warehouse is being written."""
+    if not path.exists():
+        return 0
+    try:
+        with duckdb.connect(str(path), read_only=True) as connection:
+            return connection.execute(
+                "select count(*) from marts.candles_1m where trade_count > 0 and last_loaded_at > ?", [since]
+            ).fetchone()[0]
+    except duckdb.Error:  # locked by a load or a build, or no marts yet
+        return 0
 
 
 def all_components_healthy(api_port: int) -> bool:
@@ -195,6 +210,15 @@ def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_p
         )
         for log in airflow_home.glob("*.log"):
             assert "non-existent pool" not in log.read_text(errors="replace"), log
+
+        # The marts follow the stream: streamed trades are loaded, built into candles and audited by
+        # the warehouse DAG while everything runs (the warehouse read between its writes).
+        started = datetime.now(UTC)
+        wait_until(
+            lambda: streamed_candles(data_dir / "warehouse.duckdb", started),
+            STARTUP_LIVENESS_SECONDS,
+            "candles of streamed trades in marts.candles_1m",
+        )
 
         # Nothing listens beyond 127.0.0.1: not the UI, not the sandbox, not a log server.
         listeners = listening_addresses(psutil.Process(up.pid))
