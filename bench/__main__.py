@@ -13,12 +13,13 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bench import backfill, load, stream
+from bench import backfill, load, stream, transform
 
 BENCHMARKS: dict[str, Callable[[bool], bool]] = {
     "stream": lambda smoke: stream.main(smoke),
     "backfill": lambda smoke: backfill.main(smoke),
     "load": lambda smoke: load.main(smoke),
+    "transform": lambda smoke: transform.main(smoke),
 }
 
 

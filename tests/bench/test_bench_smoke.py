@@ -1,7 +1,8 @@
 """``make bench`` at a tiny size (``python -m bench --smoke``): every benchmark runs to the end,
 prints each of its figures as a number, and passes the correctness checks it makes (every id stored
-exactly once, no 429). No timing is asserted: at this size the figures mean nothing, and
-performance is ``make bench``'s business. What this catches is a benchmark that no longer runs.
+exactly once, no 429, candles equal to a hand GROUP BY and to a full refresh). No timing is
+asserted: at this size the figures mean nothing, and performance is ``make bench``'s business.
+What this catches is a benchmark that no longer runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from tests.support.processes import run_to_end
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-# Several minutes on a busy 2-core machine would still be healthy; a quiet one takes about 10 s.
+# Several minutes on a busy 2-core machine would still be healthy; a quiet one takes about a minute,
+# most of it the transform's seven dbt runs (each a few seconds, however tiny the data).
 SMOKE_DEADLINE_SECONDS = 600
 
 FIGURES = {
@@ -46,11 +48,33 @@ FIGURES = {
         "10 new files, 50 in the ledger",
         "cost ratio, large / small ledger",
     ],
+    "transform": [
+        "hand GROUP BY, 1m candles",
+        "full build (dbt build)",
+        "full build, models",
+        "full build, tests",
+        "full build / hand GROUP BY",
+        "incremental, small history",
+        "incremental, large history",
+        "incremental, large / small",
+        "incremental models, large / small",
+        "freshness, CLI transform wall time",
+        "freshness, process start and exit",
+        "freshness, models",
+        "freshness, tests",
+        "freshness, models only (no tests)",
+        "full refresh (dbt build)",
+    ],
 }
 CHECKS = {
     "stream": ["every trade sent was written", "all ids stored exactly once"],
     "backfill": ["no 429 and no 418", "all ids stored exactly once"],
     "load": ["every file loaded exactly once", "every trade loaded exactly once"],
+    "transform": [
+        "1m candles equal the hand GROUP BY",
+        "every trade counted once in 1m candles",
+        "incremental marts equal a full refresh",
+    ],
 }
 
 _HEADER = re.compile(r"^== (?P<name>\w+): ")
