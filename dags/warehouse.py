@@ -28,6 +28,11 @@ task and names the test. To rebuild the marts from scratch, run `python -m inclu
 --full-refresh` (or clear the task group after a full refresh). `include/dbt/cosmos.py` says why
 the watcher mode: DuckDB allows one writing process.
 
+The tests that read every trade (the keys of `stg_trades`, trade-id contiguity, the hourly volume
+check, the raw source's columns; tagged `nightly`) cost more as the history grows, so the build
+after each micro-batch leaves them out and `nightly_tests` runs them on the nightly reconcile (and
+on a run triggered with `{"full": true}`). A failure there fails that task, naming the test.
+
 #### Audit: the candles against the exchange
 
 `audit` fetches the exchange's klines for every bucket that is closed in the marts, confirmed whole
@@ -54,6 +59,11 @@ from include.dbt.cosmos import duckdb_path, transform_group_arguments, wire_prod
 from include.pools import WAREHOUSE_WRITER
 
 
+def is_reconcile(context: Any) -> bool:
+    """The nightly run, or one triggered with {"full": true}."""
+    return bool(context["params"]["full"]) or context["dag_run"].run_type == "scheduled"
+
+
 @dag(
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("30 0 * * *", timezone="UTC"), assets=[LAKE_TRADES]),
     start_date=datetime(2026, 1, 1),
@@ -78,7 +88,7 @@ def warehouse() -> None:
         from include.warehouse.load import load_lake, open_warehouse
 
         context = get_current_context()
-        full = bool(context["params"]["full"]) or context["dag_run"].run_type == "scheduled"
+        full = is_reconcile(context)
         try:
             settings = load_settings()  # here, not at parse: a bad value fails this task, not every DAG
         except ConfigError as error:
@@ -115,7 +125,24 @@ def warehouse() -> None:
             raise AirflowFailException(f"candles differ from the exchange: {result.first_differences()}")
         return result.as_dict()
 
-    load() >> transform >> audit()
+    @task(pool=WAREHOUSE_WRITER.name, retries=0)
+    def nightly_tests() -> dict[str, object]:
+        """On the reconcile only: the dbt tests that read every trade (tagged nightly)."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from include.config import load_settings
+        from include.transform import NIGHTLY_TAG, TransformFailed, transform
+
+        if not is_reconcile(get_current_context()):
+            raise AirflowSkipException("the tests that read every trade run on the nightly reconcile")
+        try:
+            result = transform(load_settings(), select=[f"tag:{NIGHTLY_TAG}"], command="test")
+        except TransformFailed as error:
+            raise AirflowFailException(str(error)) from None
+        print(result.as_dict())
+        return result.as_dict()
+
+    load() >> transform >> [audit(), nightly_tests()]
 
 
 warehouse()

@@ -428,6 +428,12 @@ def _add_transform(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--full-refresh", action="store_true", help="rebuild the incremental models from scratch")
     parser.add_argument("--select", nargs="+", default=(), metavar="SELECTOR", help="dbt node selection")
+    parser.add_argument(
+        "--per-batch",
+        action="store_true",
+        help="what the warehouse DAG builds after each micro-batch: without the tests tagged nightly, "
+        "which read every trade",
+    )
     parser.set_defaults(run=_run_transform)
 
 
@@ -442,11 +448,12 @@ def _dbt_settings() -> Settings:
 
 
 def _run_transform(args: argparse.Namespace) -> int:
-    from include.transform import TransformFailed, transform
+    from include.transform import PER_BATCH_EXCLUDE, TransformFailed, transform
 
     settings = _dbt_settings()
+    exclude = PER_BATCH_EXCLUDE if args.per_batch else ()
     try:
-        result = transform(settings, full_refresh=args.full_refresh, select=args.select)
+        result = transform(settings, full_refresh=args.full_refresh, select=args.select, exclude=exclude)
     except TransformFailed as error:
         raise CommandError(str(error), 1) from None
     print(json.dumps(result.as_dict()))

@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder: a real sandbox on a real socket, and a real moto S3.
 
-Helpers (plain functions and classes) live in ``tests/support/``; this file only declares fixtures.
+Helpers (plain functions and classes) live in ``tests/support/``; this file declares fixtures, and the
+order in which `make test` hands the test files to its workers.
 """
 
 from __future__ import annotations
@@ -73,3 +74,29 @@ def moto_s3(moto_server: MotoServer, aws_test_env: None, monkeypatch: pytest.Mon
     s3.create_bucket()
     yield s3
     moto_server.start()
+
+
+# The files whose tests run longest (whole Airflow deployments, dbt builds, the benchmarks' smoke),
+# longest first. `make test` hands whole files to two xdist workers in collection order: starting
+# these first lets the short files fill in behind them, so the two workers finish together.
+LONGEST_FIRST = (
+    "tests/test_up.py",
+    "tests/dags/test_repair_gaps_dag.py",
+    "tests/dags/test_lake_announcements_e2e.py",
+    "tests/warehouse/test_warehouse_dag.py",
+    "tests/warehouse/test_duckdb_faults.py",
+    "tests/dbt/",
+    "tests/bench/",
+    "tests/dags/",
+    "tests/test_cli.py",
+    "tests/ingest/test_stream_resilience.py",
+)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return next((rank for rank, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_start_rank)  # stable: within a rank, files and tests keep their order

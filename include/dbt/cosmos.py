@@ -5,7 +5,8 @@
 - **ExecutionMode.WATCHER**: one producer task runs one ``dbt build`` (one DuckDB writer, in the
   ``warehouse_writer`` pool), and a deferrable sensor per model follows it, with each model's tests
   right after it (TestBehavior.AFTER_EACH). LOCAL mode would start a dbt process per model, and DuckDB
-  allows one writing process per file.
+  allows one writing process per file. The tests tagged ``nightly`` (they read every trade, so their
+  cost grows with the history) are left out here and run by the nightly reconcile.
 - **Profiles**: DuckDB reads ``profiles.yml`` (no secret: the file path comes from DUCKDB_PATH,
   resolved by include.config when the task runs); Snowflake's credentials come from the Airflow
   connection (SNOWFLAKE_CONN_ID, default ``snowflake_default``) through Cosmos' profile mapping.
@@ -19,7 +20,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from include.transform import DBT_PROJECT_DIR
+from include.transform import DBT_PROJECT_DIR, PER_BATCH_EXCLUDE
 
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 PROFILE_NAME = "cryptoflow"
@@ -67,7 +68,10 @@ def transform_group_arguments() -> dict[str, object]:
         "execution_config": ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER
         ),
-        "render_config": RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),
+        # The tests that read every trade are the nightly reconcile's (the `nightly_tests` task).
+        "render_config": RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH, exclude=list(PER_BATCH_EXCLUDE)
+        ),
         "operator_args": {
             "env": {"DUCKDB_PATH": "{{ duckdb_path() }}"},
             "poke_interval": POKE_SECONDS,

@@ -50,6 +50,8 @@ FIGURES = {
     ],
     "transform": [
         "hand GROUP BY, 1m candles",
+        "full build of the candle marts",
+        "candle marts / hand GROUP BY",
         "full build (dbt build)",
         "full build, models",
         "full build, tests",

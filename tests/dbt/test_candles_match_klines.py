@@ -37,7 +37,9 @@ def streamed_then_repaired(tmp_path_factory):
     lake = open_lake(f"file://{folder / 'lake'}")
     path, target = folder / "warehouse.duckdb", folder / "dbt"
     faults = FaultSettings(skip_fraction=0.3, drop_connections_every=3.0)
-    config = sandbox_config(symbols=SYMBOLS, rate=0.5, history_seconds=3 * 3600, faults=faults, weight_limit=10**6)
+    # 2 trades/s: the stream receives about 20 per symbol, so skipping 30% leaves a gap between them
+    # (all but certainly), which the contiguity test must warn about before the repair.
+    config = sandbox_config(symbols=SYMBOLS, rate=2.0, history_seconds=3 * 3600, faults=faults, weight_limit=10**6)
     with serve_in_thread(config) as sandbox:
         stream_for(lake, sandbox.ws_url, 10, symbols=SYMBOLS, before_stop=lambda _: _until_streamed(lake))
         load(lake, path)

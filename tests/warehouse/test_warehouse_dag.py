@@ -80,10 +80,10 @@ def dags_test_warehouse(tmp_path, **settings: str):
     return run_to_end([AIRFLOW, "dags", "test", "warehouse"], env, timeout=600, cwd=tmp_path)
 
 
-def airflow_tasks_test(tmp_path, task_id: str, **settings: str):
+def airflow_tasks_test(tmp_path, task_id: str, *options: str, **settings: str):
     """``airflow tasks test warehouse <task>``: one task of the DAG, run for real, alone."""
     env = airflow_subprocess_env(**settings)
-    return run_to_end([AIRFLOW, "tasks", "test", "warehouse", task_id], env, timeout=300, cwd=tmp_path)
+    return run_to_end([AIRFLOW, "tasks", "test", "warehouse", task_id, *options], env, timeout=300, cwd=tmp_path)
 
 
 @pytest.mark.slow
@@ -115,6 +115,14 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
             connection.execute("update marts.candles_1m set high = high + 1 where open_time = ?", [open_time])
             connection.execute("delete from marts.candle_audit where interval = '1m' and open_time >= ?", [open_time])
         failed = airflow_tasks_test(tmp_path, "audit", **settings)
+        # The tests that read every trade: skipped after a micro-batch, run on a reconcile.
+        skipped = airflow_tasks_test(tmp_path, "nightly_tests", **settings)
+        nightly = airflow_tasks_test(tmp_path, "nightly_tests", "--task-params", '{"full": true}', **settings)
+    assert "new_state=skipped" in skipped.stdout + skipped.stderr, (skipped.stdout + skipped.stderr)[-4000:]
+    log = nightly.stdout + nightly.stderr
+    assert "new_state=success" in log, log[-4000:]
+    assert re.search(r"'nodes': ([5-9]|\d\d)", log), log[-4000:]  # the nightly tests ran, and passed
+    assert "unique_combination_of_columns_stg_trades" in log, log[-4000:]
     log = failed.stdout + failed.stderr
     assert "new_state=failed" in log, log[-4000:]  # `airflow tasks test` itself exits 0 either way
     assert "up_for_retry" not in log, "a mismatch is not fixed by retrying"

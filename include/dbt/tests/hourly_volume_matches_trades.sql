@@ -1,5 +1,6 @@
 {#- Per symbol and hour, the volume of candles_1m is the volume of stg_trades: no trade is lost or
-    counted twice between staging and the marts. -#}
+    counted twice between staging and the marts. It reads every trade: nightly (include/transform.py). -#}
+{{ config(tags=['nightly']) }}
 
 with
 
