@@ -42,11 +42,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Two pytest workers (pytest-xdist), a test file each at a time: most end-to-end tests wait on
+# Two pytest workers (pytest-xdist), a test file each at a time, in the order tests/conftest.py gives
+# (the longest first, not xdist's most-tests-first): most end-to-end tests wait on
 # sockets and processes, so two share this 2-core machine well. TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
 test: lint $(MANIFEST)
-	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # Every benchmark at full size (a few minutes); BENCH picks some or shrinks them:
 # `make bench BENCH=stream`, `make bench BENCH=--smoke` (tiny, checks only, no targets).

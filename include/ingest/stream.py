@@ -111,6 +111,9 @@ class Backpressure:
         self.room.set()
 
 
+WATCH_SECONDS = 0.5  # how often a connection's watchdog looks at its reader
+
+
 @dataclass
 class _Reader:
     ws: ClientConnection
@@ -121,6 +124,7 @@ class _Reader:
     first_frame: float | None = None
     frames: int = 0  # counted by the read loop; cheaper per frame than reading the clock
     frames_seen: int = 0
+    last_check: float | None = None  # when the watchdog last looked
 
     def observe(self) -> None:
         """Turn the frame counter into times; called a few times a second, not per frame."""
@@ -233,8 +237,14 @@ class ShardConnection:
             return "serverShutdown"
         if now - reader.opened >= self.settings.refresh_after_seconds:
             return "lifetime"
-        if self._backpressure is not None and self._backpressure.paused:
-            reader.last_frame = now  # not reading on purpose: that is not the exchange going silent
+        # Silence is judged only over time this connection was reading and being watched: while reading
+        # is paused on purpose, or while this loop was held up (a busy machine), the exchange was not
+        # seen going silent.
+        paused = self._backpressure is not None and self._backpressure.paused
+        held_up = reader.last_check is not None and now - reader.last_check > 2 * WATCH_SECONDS
+        reader.last_check = now
+        if paused or held_up:
+            reader.last_frame = now
         if now - reader.last_frame >= self.settings.silence_seconds:
             return "silence"
         return None
@@ -248,7 +258,7 @@ class ShardConnection:
         try:
             while not stop.is_set():
                 assert reader.task is not None
-                await asyncio.wait([reader.task, stopped], timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([reader.task, stopped], timeout=WATCH_SECONDS, return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
                     break
                 if reader.task.done():

@@ -27,7 +27,7 @@ def test_dags_test_streams_every_trade_into_the_lake(start_sandbox, tmp_path):
                 "test",
                 "stream_trades",
                 "-c",
-                '{"window_minutes": 0.25, "overlap_minutes": 0}',
+                '{"window_minutes": 0.5, "overlap_minutes": 0}',  # time for the thin XRPETH on a busy machine
             ],
             cwd=tmp_path,
             env=airflow_subprocess_env(

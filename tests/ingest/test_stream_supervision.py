@@ -222,7 +222,7 @@ def test_a_slow_lake_pauses_reading_and_every_trade_reaches_the_lake_once(start_
     with start_sandbox(symbols=("BTCUSDT",), rate=1000.0) as sandbox:
         settings = WorkerSettings(
             symbols=("BTCUSDT",),
-            stream=StreamSettings(ws_url=sandbox.ws_url, silence_seconds=1.0),
+            stream=StreamSettings(ws_url=sandbox.ws_url, silence_seconds=3.0),  # far shorter than the pause
             flush_seconds=0.2,
             flush_trades=100,
             max_buffered_trades=limit,
