@@ -207,7 +207,8 @@ def test_a_stop_that_does_not_finish_in_time_raises(start_sandbox, tmp_path):
             lake.gate.set()
         background.stop()  # the write goes through: now the stop finishes, cleanly
     assert not background.alive
-    assert len(read_trades(lake.inner, "BTCUSDT")) > 0
+    # What it held was written (whichever symbol's trades came first).
+    assert sum(len(read_trades(lake.inner, symbol)) for symbol in SYMBOLS) > 0
 
 
 @pytest.mark.slow
