@@ -181,7 +181,7 @@ class SyntheticMarket:
 
 @dataclass
 class Build:
-    """One dbt run's timings: wall clock, and dbt's own sums per kind of node (run_results.json)."""
+    """One dbt run's timings: wall clock, and dbt's own sums per kind of node."""
 
     seconds: float = 0.0
     models: float = 0.0
@@ -189,13 +189,9 @@ class Build:
     dbt_elapsed: float = 0.0
 
     @classmethod
-    def measured(cls, seconds: float, target_dir: Path) -> Build:
-        results = json.loads((target_dir / "run_results.json").read_text())
-        sums = {"model": 0.0, "test": 0.0}
-        for node in results["results"]:
-            kind = node["unique_id"].split(".")[0]
-            sums[kind] = sums.get(kind, 0.0) + node["execution_time"]
-        return cls(seconds, sums["model"], sums["test"], results["elapsed_time"])
+    def measured(cls, seconds: float, result: dict) -> Build:
+        """From ``TransformResult.as_dict()``, as ``transform`` returns it and the CLI prints it."""
+        return cls(seconds, result["model_seconds"], result["test_seconds"], result["elapsed_seconds"])
 
 
 @dataclass
@@ -226,8 +222,8 @@ class Warehouse:
         exclude = PER_BATCH_EXCLUDE if per_batch else ()
         began = time.perf_counter()
         with mock.patch.dict(os.environ, QUIET):
-            transform(self.settings, full_refresh, select, self.target_dir, exclude)
-        return Build.measured(time.perf_counter() - began, self.target_dir)
+            result = transform(self.settings, full_refresh, select, self.target_dir, exclude)
+        return Build.measured(time.perf_counter() - began, result.as_dict())
 
     def build_from_cli(self, models_only: bool = False) -> Build:
         """``python -m include.cli transform`` in a fresh process, as a user runs it, timed by its wall clock.
@@ -253,7 +249,7 @@ class Warehouse:
         seconds = time.perf_counter() - began
         if done.returncode:
             raise RuntimeError(f"transform failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        return Build.measured(seconds, self.target_dir)
+        return Build.measured(seconds, json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def median_build(rounds: int, step: Callable[[], Build]) -> Build:

@@ -114,7 +114,7 @@ def build_manifest() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     os.environ["DUCKDB_PATH"] = str(settings.duckdb_path)  # profiles.yml reads it; parse opens no file
-    outcome = dbtRunner().invoke([*dbt_args(settings, "parse"), "--quiet"])
+    outcome = dbtRunner().invoke([*dbt_args(settings, "parse", write_json=True), "--quiet"])
     if not outcome.success:
         print(f"error: dbt parse failed: {outcome.exception or 'see include/dbt/logs/dbt.log'}", file=sys.stderr)
         return 1

@@ -113,8 +113,24 @@ def test_the_incremental_result_equals_a_full_refresh(late):
 
 @pytest.mark.parametrize(
     ("corruption", "failing_test"),
-    [("low = open + 1", "expression_is_true_candles_1m_low"), ("volume = null", "not_null_columns_candles_1m")],
-    ids=["low-above-open", "null-volume"],
+    [
+        ("low = open + 1", "candle_invariants_candles_1m"),
+        ("high = least(open, close) - 1", "candle_invariants_candles_1m"),
+        ("quote_volume = -1", "candle_invariants_candles_1m"),
+        ("taker_buy_volume = volume + 1", "candle_invariants_candles_1m"),
+        ("trade_count = 0", "candle_invariants_candles_1m"),
+        ("volume = null", "not_null_columns_candles_1m"),
+        ("symbol = null", "not_null_columns_candles_1m"),
+    ],
+    ids=[
+        "low-above-open",
+        "high-below-close",
+        "negative-volume",
+        "taker-above-volume",
+        "count-0-volume-not",
+        "null-volume",
+        "null-key",
+    ],
 )
 def test_a_corrupted_candle_fails_the_invariant_test(late, corruption, failing_test):
     folder, path, _, _ = late

@@ -29,7 +29,7 @@ from include.timeutil import HOUR_US, from_us
 from include.transform import TransformResult, transform
 from include.warehouse.load import load_lake
 from include.warehouse.snowflake_backend import SnowflakeWarehouse
-from tests.support.candles import CANDLE_COLUMNS, INTERVALS, build, load, query
+from tests.support.candles import CANDLE_COLUMNS, INTERVALS, build, load, project_nodes, query
 from tests.support.trades import START_US, columns
 from tests.support.warehouse import FAKESNOW_FILE_ERRORS, write_window
 
@@ -122,14 +122,8 @@ def duckdb_marts(builds) -> Marts:
     return {interval: query(path, select.format(CANDLE_COLUMNS, interval)) for interval in INTERVALS}
 
 
-def _nodes(target: Path) -> tuple[int, int]:
-    """The numbers of models and of tests in the project, from the manifest dbt wrote."""
-    kinds = [node["resource_type"] for node in json.loads((target / "manifest.json").read_text())["nodes"].values()]
-    return kinds.count("model"), kinds.count("test")
-
-
 def test_every_model_and_test_runs_on_snowflake(builds):
-    models, tests = _nodes(builds.folder / "dbt")
+    models, tests = project_nodes(builds.folder / "dbt-ls")
     assert builds.first.nodes == models + tests
     assert builds.incremental.nodes == models
     # The one warning: BTCUSDT's gap; ETHUSDT's is explained by the ledger's holes (a JSON list on Snowflake).

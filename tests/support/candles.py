@@ -35,6 +35,26 @@ def build(path: Path, target_dir: Path, full_refresh: bool = False, select: tupl
     return transform(settings, full_refresh=full_refresh, select=select, target_dir=target_dir)
 
 
+def project_nodes(target_dir: Path) -> tuple[int, int]:
+    """The numbers of models and of data tests in the dbt project, as ``dbt ls`` lists them."""
+    from unittest import mock
+
+    from dbt.cli.main import dbtRunner
+
+    from include.transform import dbt_args
+
+    unused = str(target_dir / "unused.duckdb")  # profiles.yml needs a path; ls opens no file
+    settings = load_settings({"DUCKDB_PATH": unused, "WAREHOUSE": "duckdb"})
+    counts = []
+    for kind in ("model", "test"):
+        args = [*dbt_args(settings, "ls", target_dir=target_dir), "--resource-type", kind, "--quiet"]
+        with mock.patch.dict("os.environ", {"DUCKDB_PATH": unused}):
+            outcome = dbtRunner().invoke(args)
+        assert outcome.success, outcome.exception
+        counts.append(len(outcome.result))
+    return counts[0], counts[1]
+
+
 def query(path: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(path), read_only=True) as connection:
         return connection.execute(sql).fetchall()

@@ -74,7 +74,10 @@ new_trades as (
     where not exists (
         select 1
         from {{ this }} as kept
-        where kept.exchange = first_delivery.exchange
+        -- a trade's time never changes, so a copy kept earlier is no older than the oldest new row:
+        -- this bound lets DuckDB skip the row groups of older trades instead of reading every key
+        where kept.trade_time >= (select min(trade_time) from first_delivery)
+            and kept.exchange = first_delivery.exchange
             and kept.symbol = first_delivery.symbol
             and kept.trade_id = first_delivery.trade_id
     )
