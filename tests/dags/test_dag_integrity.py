@@ -86,3 +86,18 @@ def test_stream_trades_is_one_mapped_poke_sensor_per_shard_announcing_the_lake(d
     assert [asset.name for asset in outlets] == ["lake_trades"]
     assert outlets[0].watchers, "the lake asset must be watched so each flush is announced"
     assert dag.timetable.summary == "0 * * * *"
+
+
+def test_the_dbt_producer_writes_alone_and_its_tasks_wait_only_for_the_tests_its_build_runs(dagbag):
+    from include.dbt.cosmos import nightly_tests
+    from include.pools import WAREHOUSE_WRITER
+
+    dag = dagbag.dags["warehouse"]
+    producer, load = dag.get_task("transform.dbt_producer_watcher"), dag.get_task("load")
+    assert producer.pool == load.pool == WAREHOUSE_WRITER.name
+    listed = {test for tests in producer.tests_per_model.values() for test in tests}
+    nightly = nightly_tests()
+    assert nightly, "no test is tagged nightly"
+    assert listed, "the producer reports no model's tests"
+    assert not listed & nightly, f"tests the per-batch build leaves out would be waited for: {listed & nightly}"
+    assert any("candle_invariants" in test for test in producer.tests_per_model["model.cryptoflow.candles_1m"])
