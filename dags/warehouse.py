@@ -1,8 +1,9 @@
 """
-### Warehouse: the lake into `raw.trades`, exactly once, seconds after each flush
+### Warehouse: the lake into `raw.trades` and the candles, exactly once, soon after each flush
 
 Scheduled on the `lake_trades` Asset: the lake's watcher emits an event for every stream flush and
-every repair, so a new micro-batch reaches the warehouse within seconds, not at the end of a
+every repair, so a new micro-batch reaches the warehouse with the next run (one run at a time;
+on a 2-core machine the candles trail the stream by tens of seconds), not at the end of a
 stream window. Each run lists only the lake partitions that the write markers name since the last
 load, so its cost follows what was written, not the size of the lake.
 
