@@ -16,11 +16,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 from include.transform import DBT_PROJECT_DIR, NIGHTLY_TAG, PER_BATCH_EXCLUDE
 
@@ -97,17 +95,14 @@ def wire_producer(group: object, pool: str) -> None:
     assert len(producers) == 1, f"expected one dbt producer task, found {len(producers)}"
     producer = producers[0]
     producer.pool = pool
-    producer.tests_per_model = per_batch_tests(producer.tests_per_model, nightly_tests())
+    # Cosmos' graph keeps the nodes the render config excludes; their tags are already parsed there.
+    nodes = group.dbt_graph.filtered_nodes
+    nightly = {uid for uid, node in nodes.items() if NIGHTLY_TAG in node.config.get("tags", ())}
+    producer.tests_per_model = per_batch_tests(producer.tests_per_model, nightly)
     inside = {task.task_id for task in tasks}
     for task in tasks:
         if task is not producer and not task.upstream_task_ids & inside:
             producer >> task
-
-
-def nightly_tests(manifest_path: Path = MANIFEST_PATH) -> set[str]:
-    """The unique ids of the tests tagged nightly, which the build after each micro-batch leaves out."""
-    nodes = json.loads(manifest_path.read_text())["nodes"]
-    return {uid for uid, node in nodes.items() if node["resource_type"] == "test" and NIGHTLY_TAG in node["tags"]}
 
 
 def per_batch_tests(tests_per_model: dict[str, list[str]], left_out: set[str]) -> dict[str, list[str]]:

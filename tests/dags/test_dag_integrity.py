@@ -89,14 +89,16 @@ def test_stream_trades_is_one_mapped_poke_sensor_per_shard_announcing_the_lake(d
 
 
 def test_the_dbt_producer_writes_alone_and_its_tasks_wait_only_for_the_tests_its_build_runs(dagbag):
-    from include.dbt.cosmos import nightly_tests
+    from include.dbt.cosmos import MANIFEST_PATH
     from include.pools import WAREHOUSE_WRITER
+    from include.transform import NIGHTLY_TAG
 
     dag = dagbag.dags["warehouse"]
     producer, load = dag.get_task("transform.dbt_producer_watcher"), dag.get_task("load")
     assert producer.pool == load.pool == WAREHOUSE_WRITER.name
     listed = {test for tests in producer.tests_per_model.values() for test in tests}
-    nightly = nightly_tests()
+    nodes = json.loads(MANIFEST_PATH.read_text())["nodes"]
+    nightly = {uid for uid, node in nodes.items() if node["resource_type"] == "test" and NIGHTLY_TAG in node["tags"]}
     assert nightly, "no test is tagged nightly"
     assert listed, "the producer reports no model's tests"
     assert not listed & nightly, f"tests the per-batch build leaves out would be waited for: {listed & nightly}"
