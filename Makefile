@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 
 SANDBOX_PORT ?= 9100
 
-.PHONY: help install manifest up test lint format bench lock clean
+.PHONY: help install chromium manifest up test lint format bench lock clean
 
 help:
 	@echo "make up     run the whole pipeline on the embedded defaults (Ctrl-C stops it)"
@@ -24,6 +24,16 @@ $(STAMP): requirements.txt
 	@touch $@
 
 install: $(STAMP)
+
+# Debian's Chromium, for the dashboard's browser tests and benchmark (Playwright drives it; no browser
+# is ever downloaded). Installed from Debian's packages when missing: CI starts on a clean machine.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
+chromium: $(CHROMIUM)
 
 # The dbt manifest the warehouse DAG renders from (Cosmos LoadMode.DBT_MANIFEST), rebuilt when the
 # dbt project changes, so parsing the DAG file never runs dbt.
@@ -46,12 +56,12 @@ format: $(STAMP)
 # (the longest first, not xdist's most-tests-first): most end-to-end tests wait on
 # sockets and processes, so two share this 2-core machine well. TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
-test: lint $(MANIFEST)
+test: lint $(MANIFEST) $(CHROMIUM)
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # Every benchmark at full size (a few minutes); BENCH picks some or shrinks them:
 # `make bench BENCH=stream`, `make bench BENCH=--smoke` (tiny, checks only, no targets).
-bench: $(STAMP)
+bench: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m bench $(BENCH)
 
 up: $(STAMP) $(MANIFEST)
