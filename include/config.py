@@ -38,6 +38,7 @@ class Settings:
     lake_url: str
     warehouse: str
     duckdb_path: Path
+    snapshot_path: Path  # the dashboard's read-only copy of the marts (include/warehouse/snapshot.py)
     symbols: tuple[str, ...]
     snowflake_conn_id: str = "snowflake_default"
     snowflake_storage_integration: str = "cryptoflow_lake"
@@ -108,6 +109,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lake_url=lake_url.rstrip("/"),
         warehouse=_choice("WAREHOUSE", env.get("WAREHOUSE", "duckdb"), WAREHOUSES),
         duckdb_path=_path(env.get("DUCKDB_PATH", "warehouse.duckdb"), data_dir),
+        snapshot_path=_path(env.get("DASHBOARD_SNAPSHOT", "dashboard/marts.duckdb"), data_dir),
         symbols=parse_symbols("SYMBOLS", env.get("SYMBOLS", "BTCUSDT,ETHUSDT")),
         snowflake_conn_id=_identifier("SNOWFLAKE_CONN_ID", env.get("SNOWFLAKE_CONN_ID", "snowflake_default")),
         snowflake_storage_integration=_identifier(

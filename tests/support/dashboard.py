@@ -1,0 +1,250 @@
+"""A small published dashboard snapshot, written directly (no lake, no dbt): for page, browser and bench tests.
+
+``snapshot_with_candles`` writes every snapshot table (include/warehouse/snapshot.py) with exact
+decimals: 1-minute candles per symbol (the last one forming, ``is_closed`` false), the other
+intervals rolled up from them exactly as the marts are, heartbeats, completeness windows (one with
+a gap filled, one with an exchange-side hole), audit rows (matches and one mismatch) and the
+pipeline row. Prices are a deterministic walk, so tests can compute what they expect.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from include.warehouse.snapshot import CANDLE_INTERVALS, create_empty_snapshot_tables, temporary_path
+
+# A minute boundary: 2026-11-24T08:00:00Z (tests/support/trades.py START_US).
+START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+INTERVAL_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
+EIGHT = Decimal("0.00000001")
+SIXTEEN = Decimal("0.0000000000000001")
+BASE_PRICES = {"BTCUSDT": Decimal("60000"), "ETHUSDT": Decimal("3000"), "XRPETH": Decimal("0.0002")}
+
+
+@dataclass(frozen=True)
+class SnapshotFacts:
+    """What was written, for assertions (expected health: see ``_health_rows``)."""
+
+    path: Path
+    symbols: tuple[str, ...]
+    minutes: int
+    start: datetime
+    end: datetime  # the forming candle's open time + 1 minute
+    last_close: dict[str, Decimal]
+    exchange: str
+
+
+def minute_prices(symbol: str, minute: int) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """(open, high, low, close, volume) of ``symbol``'s candle ``minute``: a deterministic exact walk."""
+    base = BASE_PRICES.get(symbol, Decimal("100"))
+    step = base / 10_000  # 0.01 % per step
+    wave = (minute * 7919) % 41 - 20  # -20..20, varied
+    open_ = (base + step * wave).quantize(EIGHT)
+    close = (base + step * ((minute * 7919 + 7919) % 41 - 20)).quantize(EIGHT)
+    high = (max(open_, close) + step * (minute % 5)).quantize(EIGHT)
+    low = (min(open_, close) - step * (minute % 3)).quantize(EIGHT)
+    volume = (Decimal(1 + (minute * 104_729) % 997) / 100).quantize(EIGHT)
+    return open_, high, low, close, volume
+
+
+def _minute_rows(symbol: str, minutes: int, start: datetime, loaded_at: datetime) -> list[dict[str, object]]:
+    rows = []
+    for minute in range(minutes):
+        open_, high, low, close, volume = minute_prices(symbol, minute)
+        open_time = start + timedelta(minutes=minute)
+        quote = (volume * close).quantize(SIXTEEN)
+        rows.append(
+            {
+                "symbol": symbol,
+                "open_time": open_time,
+                "close_time": open_time + timedelta(minutes=1, milliseconds=-1),
+                "open": open_,
+                "high": high,
+                "low": low,
+                "close": close,
+                "volume": volume,
+                "quote_volume": quote,
+                "taker_buy_volume": (volume / 2).quantize(EIGHT),
+                "taker_buy_quote_volume": (quote / 2).quantize(SIXTEEN),
+                "trade_count": 1 + minute % 17,
+                "is_closed": minute < minutes - 1,  # the last minute is still forming
+                "last_loaded_at": loaded_at,
+            }
+        )
+    return rows
+
+
+def _roll_up(minutes: list[dict[str, object]], width: int) -> list[dict[str, object]]:
+    """Buckets of ``width`` minutes from 1m rows, as the marts roll them up (UTC-aligned open times)."""
+    buckets: dict[datetime, list[dict[str, object]]] = {}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for row in minutes:
+        offset = (row["open_time"] - epoch) // timedelta(minutes=1)  # type: ignore[operator]
+        buckets.setdefault(epoch + timedelta(minutes=offset - offset % width), []).append(row)
+    rolled = []
+    for open_time, rows in sorted(buckets.items()):
+        total = {name: sum((row[name] for row in rows), Decimal(0)) for name in _SUMMED}
+        rolled.append(
+            {
+                "symbol": rows[0]["symbol"],
+                "open_time": open_time,
+                "close_time": open_time + timedelta(minutes=width, milliseconds=-1),
+                "open": rows[0]["open"],
+                "high": max(row["high"] for row in rows),  # type: ignore[type-var]
+                "low": min(row["low"] for row in rows),  # type: ignore[type-var]
+                "close": rows[-1]["close"],
+                **total,
+                "trade_count": sum(row["trade_count"] for row in rows),  # type: ignore[misc]
+                "is_closed": all(row["is_closed"] for row in rows) and len(rows) == width,
+                "last_loaded_at": rows[-1]["last_loaded_at"],
+            }
+        )
+    return rolled
+
+
+_SUMMED = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
+
+
+def _insert(connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, object]]) -> None:
+    if not rows:
+        return
+    columns = [row[1] for row in connection.execute(f"pragma table_info('{table}')").fetchall()]
+    schema = connection.sql(f'select * from "{table}" limit 0').to_arrow_table().schema
+    data = pa.table({name: [row[name] for row in rows] for name in columns}, schema=schema)
+    connection.register("incoming_rows", data)
+    try:
+        connection.execute(f'insert into "{table}" by name select * from incoming_rows')
+    finally:
+        connection.unregister("incoming_rows")
+
+
+def _health_rows(
+    symbols: tuple[str, ...], exchange: str, start: datetime, end: datetime, now: datetime
+) -> dict[str, list[dict[str, object]]]:
+    streams, windows, audits = [], [], []
+    for index, symbol in enumerate(symbols):
+        streams.append(
+            {
+                "exchange": exchange,
+                "symbol": symbol,
+                "updated_at": now,
+                "last_trade_id": 1000 + index,
+                "last_trade_time": end - timedelta(seconds=1),
+                "lag_seconds": 0.5 + index,
+                "connection": f"stream-{index % 2}",
+                "loaded_at": now,
+            }
+        )
+        # Each window: expected = present_before + filled + holes + missing (include/repair/repair.py).
+        # One with 10 trades filled, one with an exchange-side hole of 5 ids.
+        windows.append(_window(exchange, symbol, start, (100, 90, 10, 0), [], now))
+        windows.append(_window(exchange, symbol, start + timedelta(hours=1), (50, 45, 0, 0), list(range(7, 12)), now))
+        audits.append(_audit(symbol, "1m", start, "match", "", now))
+        audits.append(_audit(symbol, "5m", start, "match", "", now))
+    if symbols:  # the first symbol also has 3 trades still missing, and one audit mismatch
+        windows.append(_window(exchange, symbols[0], start + timedelta(hours=2), (20, 15, 2, 3), [], now))
+        difference = "close: warehouse 1.00000000 != exchange 1.00000001"
+        audits.append(_audit(symbols[0], "1m", start + timedelta(minutes=1), "mismatch", difference, now))
+    return {"stream_status": streams, "completeness": windows, "candle_audit": audits}
+
+
+def _window(
+    exchange: str, symbol: str, start: datetime, counts: tuple[int, int, int, int], holes: list[int], now: datetime
+) -> dict[str, object]:
+    expected, present_before, filled, missing = counts
+    assert expected == present_before + filled + len(holes) + missing
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "window_start": start,
+        "window_end": start + timedelta(hours=1),
+        "expected": expected,
+        "present_before": present_before,
+        "filled": filled,
+        "holes": json.dumps(holes),
+        "hole_count": len(holes),
+        "refused_count": 0,
+        "missing": missing,
+        "checked_at": now,
+        "loaded_at": now,
+    }
+
+
+def _audit(symbol: str, interval: str, open_time: datetime, status: str, differences: str, now: datetime) -> dict:
+    return {
+        "symbol": symbol,
+        "interval": interval,
+        "open_time": open_time,
+        "status": status,
+        "differences": differences,
+        "audited_at": now,
+    }
+
+
+def snapshot_with_candles(
+    path: Path,
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
+    minutes: int = 120,
+    start: datetime = START,
+    exchange: str = "sandbox",
+    health: bool = True,
+    now: datetime | None = None,
+) -> SnapshotFacts:
+    """Write a published snapshot at ``path`` (replacing it atomically): ``minutes`` 1m candles per symbol.
+
+    ``minutes=10_000`` gives 10,000 1m candles per symbol (about a second to write). ``health=False``
+    leaves the stream, completeness and audit tables empty. ``now`` (default: the last candle's
+    close) stamps the heartbeats, the audit and the pipeline row.
+    """
+    end = start + timedelta(minutes=minutes)
+    now = end if now is None else now
+    loaded_at = now - timedelta(seconds=2)
+    last_close: dict[str, Decimal] = {}
+
+    def fill(connection: duckdb.DuckDBPyConnection) -> None:
+        for symbol in symbols:
+            rows = _minute_rows(symbol, minutes, start, loaded_at)
+            last_close[symbol] = rows[-1]["close"]  # type: ignore[assignment]
+            for interval in CANDLE_INTERVALS:
+                width = INTERVAL_MINUTES[interval]
+                _insert(connection, f"candles_{interval}", rows if width == 1 else _roll_up(rows, width))
+        if health:
+            for table, rows in _health_rows(symbols, exchange, start, end, now).items():
+                _insert(connection, table, rows)
+        connection.execute(
+            "insert into pipeline values (?, ?, ?, (select max(last_loaded_at) from candles_1m))",
+            [exchange, now, loaded_at],
+        )
+
+    _publish(path, fill)
+    return SnapshotFacts(path, tuple(symbols), minutes, start, end, last_close, exchange)  # type: ignore[arg-type]
+
+
+def empty_snapshot(path: Path, exchange: str = "sandbox") -> Path:
+    """A published snapshot of a fresh warehouse: every table empty, one pipeline row without loads."""
+    _publish(
+        path, lambda connection: connection.execute("insert into pipeline values (?, now(), null, null)", [exchange])
+    )
+    return path
+
+
+def _publish(path: Path, fill: Callable[[duckdb.DuckDBPyConnection], object]) -> None:
+    """The snapshot's tables written into a private file by ``fill``, then moved onto ``path`` at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_path(path)
+    try:
+        with duckdb.connect(str(temporary)) as connection:
+            create_empty_snapshot_tables(connection)
+            fill(connection)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
