@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import DUMP_START_US, free_port, start_sandbox, write_dump
+from bench.common import DUMP_START_US, free_port, ids_stored_once, start_sandbox, write_dump
 from bench.report import Report, Target
 from include.binance.client import BinanceClient, RequestStats
 from include.binance.protocol import WEIGHTS
@@ -115,9 +115,7 @@ def main(smoke: bool = False, count: int | None = None) -> bool:
     refused = f"client saw {run.stats.rate_limited}, server counted 429: {run.server['429']}, 418: {run.server['418']}"
     no_refusals = run.stats.rate_limited == 0 and run.server["429"] == 0 and run.server["418"] == 0
     report.check("no 429 and no 418", no_refusals, refused)
-    expected = np.arange(FIRST_ID, FIRST_ID + count, dtype=np.int64)
-    once = len(run.stored_ids) == count and bool(np.array_equal(np.sort(run.stored_ids), expected))
-    detail = f"{len(run.stored_ids):,} rows, {len(np.unique(run.stored_ids)):,} distinct ids, {count:,} in the dump"
+    once, detail = ids_stored_once(run.stored_ids, FIRST_ID, count)
     report.check("all ids stored exactly once", once, detail)
     return report.passed(enforce_targets=not smoke)
 

@@ -11,6 +11,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVER_CORE, CLIENT_CORE = 0, 1  # the exchange (sandbox or sender) and the client under test
 DUMP_START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z, a date whose dumps carry microseconds
@@ -32,6 +34,13 @@ def write_dump(path: Path, count: int, first_id: int) -> None:
                     f"{DUMP_START_US + (n + 1) * 100},{'True' if n % 3 else 'False'},True\n"
                 )
             out.write("".join(rows))
+
+
+def ids_stored_once(ids: np.ndarray, first_id: int, count: int) -> tuple[bool, str]:
+    """Whether ``ids`` are exactly ``first_id .. first_id + count - 1``, each once, and a line saying so."""
+    expected = np.arange(first_id, first_id + count, dtype=np.int64)
+    ok = len(ids) == count and bool(np.array_equal(np.sort(ids), expected))
+    return ok, f"{len(ids):,} rows, {len(np.unique(ids)):,} distinct ids, {count:,} expected"
 
 
 def free_port() -> int:

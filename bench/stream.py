@@ -22,9 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.common import CLIENT_CORE, REPO_ROOT, SERVER_CORE, pinned
+from bench.common import CLIENT_CORE, REPO_ROOT, SERVER_CORE, ids_stored_once, pinned
 from bench.report import Report, Target
 from bench.stream_client import SYMBOL
 from include.lake.store import LocalStore
@@ -76,10 +74,7 @@ class SenderProcess:
 
 def stored_once(lake_dir: Path, count: int) -> tuple[bool, str]:
     """Whether the lake holds exactly the ids sent, each in one row."""
-    ids = np.sort(read_trades(LocalStore(lake_dir), SYMBOL)["trade_id"].to_numpy())
-    expected = np.arange(FIRST_ID, FIRST_ID + count, dtype=np.int64)
-    ok = len(ids) == count and bool(np.array_equal(ids, expected))
-    return ok, f"{len(ids):,} rows, {len(np.unique(ids)):,} distinct ids, {count:,} sent"
+    return ids_stored_once(read_trades(LocalStore(lake_dir), SYMBOL)["trade_id"].to_numpy(), FIRST_ID, count)
 
 
 def busy(figures: dict[str, Any]) -> str:

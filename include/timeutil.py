@@ -28,5 +28,12 @@ def from_us(time_us: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
 
 
+def us_from_ms_or_us(epoch_time: int) -> int:
+    """A Binance time in ms or µs as µs: the magnitude tells. Milliseconds since 1970 stay below 1e14
+    until the year 5138; microseconds have been above 1e15 since 2001 (Binance's dumps switched from
+    ms to µs in 2025, and serverTime may come in ms despite X-MBX-TIME-UNIT)."""
+    return epoch_time if epoch_time >= 10**14 else epoch_time * 1000
+
+
 def hour_start_us(time_us: int) -> int:
     return time_us - time_us % HOUR_US

@@ -28,6 +28,7 @@ import httpx
 
 from include.binance.protocol import MAX_LIMIT, WEIGHTS
 from include.binance.protocol import WEIGHT_LIMIT_PER_MINUTE as DEFAULT_WEIGHT_LIMIT
+from include.timeutil import us_from_ms_or_us
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,8 @@ class BinanceClient:
     # Endpoints the product uses ---------------------------------------------------------------
 
     def server_time_us(self) -> int:
-        served = int(self.get("time")["serverTime"])
-        # serverTime may come in ms despite X-MBX-TIME-UNIT (the sandbox does that); the magnitude
-        # tells: ms since 1970 stay below 1e14 until the year 5138, µs have been above 1e15 since 2001.
-        return served * 1000 if served < 10**14 else served
+        # serverTime may come in ms despite X-MBX-TIME-UNIT (the sandbox does that)
+        return us_from_ms_or_us(int(self.get("time")["serverTime"]))
 
     def symbol_statuses(self) -> dict[str, str | None]:
         """Every symbol the exchange lists, with its status (``TRADING``, ``BREAK``, ...; None if not given)."""

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from include.lake.keys import WRITES_PREFIX
+from include.lake.keys import TRADES_PREFIX, WRITES_PREFIX
 from include.lake.markers import read_marker
 from include.lake.store import ObjectInfo, ObjectStore
 
-TRADES_PREFIX = "trades/"
 # A reconcile deletes markers whose writer has been silent this long and that were consumed.
 STALE_MARKER_AGE = timedelta(days=7)
 

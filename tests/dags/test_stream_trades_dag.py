@@ -1,7 +1,6 @@
 """The stream DAG under ``airflow dags test``: the sensor streams the sandbox into the lake."""
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trades
 from tests.support.airflow_env import airflow_subprocess_env, migrate_db
 from tests.support.exchange import assert_lake_is_the_exchange_history
+from tests.support.processes import run_to_end
 
 SYMBOLS = ("BTCUSDT", "XRPETH")
 
@@ -20,7 +20,7 @@ SYMBOLS = ("BTCUSDT", "XRPETH")
 def test_dags_test_streams_every_trade_into_the_lake(start_sandbox, tmp_path):
     migrate_db()
     with start_sandbox(symbols=SYMBOLS, rate=50.0) as sandbox:
-        result = subprocess.run(
+        result = run_to_end(
             [
                 str(Path(sys.executable).with_name("airflow")),
                 "dags",
@@ -37,8 +37,6 @@ def test_dags_test_streams_every_trade_into_the_lake(start_sandbox, tmp_path):
                 BINANCE_REST_URL=sandbox.rest_url,
                 SYMBOLS=",".join(SYMBOLS),
             ),
-            capture_output=True,
-            text=True,
             timeout=240,
         )
         log = result.stdout + result.stderr

@@ -12,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
+
 # One Airflow home per pytest-xdist worker: each its own SQLite database, none shared between workers.
 _HOME_VARIABLE = f"CRYPTOFLOW_TEST_AIRFLOW_HOME_{os.environ.get('PYTEST_XDIST_WORKER', 'main').upper()}"
 AIRFLOW_HOME = Path(os.environ.get(_HOME_VARIABLE) or tempfile.mkdtemp(prefix="cryptoflow-airflow-"))
