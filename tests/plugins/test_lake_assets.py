@@ -26,13 +26,18 @@ def lake(tmp_path):
     return LocalStore(tmp_path)
 
 
+# An event that must come may take a while on a busy machine; one that must not come is judged
+# over a short window, which can only let a bug pass, never fail a correct trigger.
+LIVENESS = 60
+
+
 def trigger_for(lake):
     return LakeWritesTrigger(lake_url=lake.url, poll_seconds=0.05)
 
 
 def test_a_write_fires_once_and_a_recreated_trigger_does_not_repeat_it(lake):
     mark_written(lake, "stream-a", ["trades/x.parquet"])
-    event = asyncio.run(first_event(trigger_for(lake), timeout=5))
+    event = asyncio.run(first_event(trigger_for(lake), timeout=LIVENESS))
     assert event is not None
     assert event.payload["lake_url"] == lake.url
     # The triggerer re-creates the trigger after each event: the same write must not fire again.
@@ -41,11 +46,11 @@ def test_a_write_fires_once_and_a_recreated_trigger_does_not_repeat_it(lake):
 
 def test_every_writer_and_every_new_write_fires(lake):
     mark_written(lake, "stream-a", ["k1"])
-    assert asyncio.run(first_event(trigger_for(lake), timeout=5)) is not None
+    assert asyncio.run(first_event(trigger_for(lake), timeout=LIVENESS)) is not None
     mark_written(lake, "repair-b", ["k2"])
-    first = asyncio.run(first_event(trigger_for(lake), timeout=5))
+    first = asyncio.run(first_event(trigger_for(lake), timeout=LIVENESS))
     mark_written(lake, "stream-a", ["k3"])
-    second = asyncio.run(first_event(trigger_for(lake), timeout=5))
+    second = asyncio.run(first_event(trigger_for(lake), timeout=LIVENESS))
     assert first is not None
     assert second is not None
     assert first.payload["fingerprint"] != second.payload["fingerprint"]
@@ -53,10 +58,10 @@ def test_every_writer_and_every_new_write_fires(lake):
 
 def test_a_write_while_the_trigger_waits_fires_it(lake):
     mark_written(lake, "stream-a", ["k1"])
-    asyncio.run(first_event(trigger_for(lake), timeout=5))
+    asyncio.run(first_event(trigger_for(lake), timeout=LIVENESS))
 
     async def write_later_and_wait():
-        waiting = asyncio.create_task(first_event(trigger_for(lake), timeout=5))
+        waiting = asyncio.create_task(first_event(trigger_for(lake), timeout=LIVENESS))
         await asyncio.sleep(0.3)
         assert not waiting.done()
         mark_written(lake, "stream-a", ["k2"])
