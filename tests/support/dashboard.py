@@ -140,7 +140,11 @@ def _health_rows(
                 "last_trade_id": 1000 + index,
                 "last_trade_time": end - timedelta(seconds=1),
                 "lag_seconds": 0.5 + index,
-                "connection": f"stream-{index % 2}",
+                # The connection's state as the stream worker writes it (include/ingest/worker.py).
+                "connection": json.dumps(
+                    {"connection": index % 2, "connects": 1, "restarts": 0, "state": "connected", "streams": 1},
+                    sort_keys=True,
+                ),
                 "loaded_at": now,
             }
         )

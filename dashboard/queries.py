@@ -1,0 +1,452 @@
+"""Every read the dashboard makes, in one module: parametrised SQL over allowlisted symbols and intervals.
+
+No SQL text is ever built from a caller's value. A symbol must look like a symbol and be one of
+the symbols the marts hold; an interval must be a key of ``INTERVALS``; a range must be two aware
+datetimes in order; only then does a query run, with every value bound as a parameter. Table
+names come from the constants below alone. Anything else raises ``QueryRefused`` naming the value.
+
+Two sources, the same answers:
+- DuckDB: the published snapshot (include/warehouse/snapshot.py), never ``warehouse.duckdb``,
+  whose write lock a load holds every few seconds. Each call opens the file read-only and closes
+  it: a call after a publish reads the new file, a call under way keeps reading the old one.
+- Snowflake: ``run(sql, params)`` (the app's ``st.connection("snowflake").query`` with the reader
+  role) over marts.candles_*, raw.stream_status, raw.completeness and marts.candle_audit (grants:
+  Snowflake setup V003, V007).
+
+The SQL is one text per query for both, but for what ``include.warehouse.sql.Dialect`` names (the
+placeholder: "?" for DuckDB, "%s" for Snowflake's connector in its default paramstyle, which
+``st.connection`` uses; the timestamp type), the table names, and one more difference: on
+Snowflake the decimal columns are selected as text (``cast(... as varchar)``), because the
+connector's ``fetch_pandas_all`` turns NUMBER(38, 8) into float64 unless the connection sets
+``arrow_number_to_decimal``; text is exact either way and becomes ``pa.decimal128`` here.
+Results are pyarrow tables (decimals as ``pa.decimal128``, times as ``pa.timestamp("us", "UTC")``)
+or frozen dataclasses of Decimals and aware UTC datetimes; nothing passes through a float but
+the heartbeat's lag in seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from include.binance.protocol import SYMBOL_PATTERN
+from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
+from include.warehouse.sql import DUCKDB, SNOWFLAKE, Dialect
+
+INTERVALS: dict[str, str] = {
+    "1m": "candles_1m",
+    "5m": "candles_5m",
+    "15m": "candles_15m",
+    "1h": "candles_1h",
+    "4h": "candles_4h",
+    "1d": "candles_1d",
+}
+MAX_CANDLES = 100_000  # the most one call returns
+MAX_SYMBOL_LENGTH = 20  # Binance's symbols are far shorter
+MISMATCHES_SHOWN = 50  # the newest audit mismatches listed in full
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+_TS = pa.timestamp("us", tz="UTC")
+_PRICE, _QUOTE = pa.decimal128(38, 8), pa.decimal128(38, 16)
+CANDLE_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("open_time", _TS),
+        ("close_time", _TS),
+        ("open", _PRICE),
+        ("high", _PRICE),
+        ("low", _PRICE),
+        ("close", _PRICE),
+        ("volume", _PRICE),
+        ("quote_volume", _QUOTE),
+        ("taker_buy_volume", _PRICE),
+        ("taker_buy_quote_volume", _QUOTE),
+        ("trade_count", pa.int64()),
+        ("is_closed", pa.bool_()),
+        ("last_loaded_at", _TS),
+    ]
+)
+
+
+class QueryRefused(ValueError):
+    """A value the dashboard does not query with; the message names it."""
+
+
+class NoData(Exception):
+    """Nothing to show yet; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Ticker24h:
+    """The 24 hours of 1m candles up to the newest one (the forming minute included), as Binance's ticker."""
+
+    symbol: str
+    last_price: Decimal  # the newest candle's close
+    open_price: Decimal  # the open of the window's first candle
+    change: Decimal
+    change_percent: Decimal  # 2 places, half-even
+    high: Decimal
+    low: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    as_of: datetime  # the newest candle's close time
+
+
+@dataclass(frozen=True)
+class SymbolFreshness:
+    symbol: str
+    last_closed_close_time: datetime | None  # None: no closed candle yet
+
+
+@dataclass(frozen=True)
+class GapSummary:
+    """Over the completeness ledger's windows: trades found missing, filled, exchange-side holes, still missing."""
+
+    windows: int
+    found: int  # expected - present_before: what the stream had not delivered
+    filled: int
+    holes: int  # ids the exchange itself does not have
+    missing: int  # still missing after the fill: a later repair tries again
+
+
+@dataclass(frozen=True)
+class AuditMismatch:
+    symbol: str
+    interval: str
+    open_time: datetime
+    differences: str
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    checked: int  # buckets compared with the exchange
+    matched: int
+    mismatches: list[AuditMismatch]  # the newest MISMATCHES_SHOWN of them
+    mismatched: int = 0  # all of them
+    missing: int = 0  # buckets the exchange has and the marts lack
+
+
+@dataclass(frozen=True)
+class StreamState:
+    symbol: str
+    connection: str | None  # the stream connection's number, as text
+    updated_at: datetime
+    last_trade_time: datetime | None
+    lag_seconds: float | None
+    state: str | None = None  # connected, restarting, failed, stopped
+    restarts: int | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    exchange: str | None
+    published_at: datetime | None  # the snapshot's; None on Snowflake (read live)
+    last_load_at: datetime | None
+    marts_loaded_at: datetime | None  # the newest load the marts include
+    freshness: list[SymbolFreshness]
+    gaps: GapSummary
+    audit: AuditSummary
+    streams: list[StreamState]
+
+
+# A query: its result's columns and types, and its SQL with {placeholders} for the table names,
+# the parameter ("{p}"), the timestamp type ("{ts}") and each decimal column ("{d:name}").
+Fetch = Callable[[str, Sequence[object], pa.Schema], pa.Table]
+
+
+@dataclass(frozen=True)
+class _Source:
+    dialect: Dialect
+    tables: Mapping[str, str]  # logical name -> the name in SQL
+    decimals_as_text: bool
+    session: Callable[[], contextlib.AbstractContextManager[Fetch]]
+
+    def sql(self, template: str, decimals: Sequence[str] = ()) -> str:
+        columns = {
+            f"d_{name}": f"cast({name} as varchar) as {name}" if self.decimals_as_text else name for name in decimals
+        }
+        return template.format(p=self.dialect.placeholder, ts=self.dialect.timestamp_type, **self.tables, **columns)
+
+
+_DECIMAL_COLUMNS = tuple(field.name for field in CANDLE_SCHEMA if pa.types.is_decimal(field.type))
+_CANDLE_SELECT = ", ".join(
+    f"{{d_{field.name}}}" if field.name in _DECIMAL_COLUMNS else field.name for field in CANDLE_SCHEMA
+)
+_CANDLES_SQL = (
+    f"select * from (select {_CANDLE_SELECT} from {{table}} where symbol = {{p}} "
+    "and open_time >= cast({p} as {ts}) and open_time < cast({p} as {ts}) "
+    "order by open_time desc limit {p}) newest order by open_time"
+)
+_SYMBOLS_SQL = "select distinct symbol from {candles_1m} order by symbol"
+_SYMBOL_SCHEMA = pa.schema([("symbol", pa.string())])
+_FRESHNESS_SQL = (
+    "select symbol, max(case when is_closed then close_time end) as last_closed_close_time "
+    "from {candles_1m} group by symbol order by symbol"
+)
+_FRESHNESS_SCHEMA = pa.schema([("symbol", pa.string()), ("last_closed_close_time", _TS)])
+_GAPS_SQL = (
+    "select count(*) as windows, coalesce(sum(expected - present_before), 0) as found, "
+    "coalesce(sum(filled), 0) as filled, coalesce(sum(hole_count), 0) as holes, "
+    "coalesce(sum(missing), 0) as missing from {completeness} where exchange = {p}"
+)
+_GAPS_SCHEMA = pa.schema([(name, pa.int64()) for name in ("windows", "found", "filled", "holes", "missing")])
+_AUDIT_COUNTS_SQL = (
+    "select count(*) as checked, count(case when status = 'match' then 1 end) as matched, "
+    "count(case when status = 'mismatch' then 1 end) as mismatched, "
+    "count(case when status = 'missing' then 1 end) as missing from {candle_audit}"
+)
+_AUDIT_COUNTS_SCHEMA = pa.schema([(name, pa.int64()) for name in ("checked", "matched", "mismatched", "missing")])
+_MISMATCHES_SQL = (
+    "select symbol, interval, open_time, differences from {candle_audit} where status = 'mismatch' "
+    "order by audited_at desc, open_time desc, symbol, interval limit {p}"
+)
+_MISMATCH_SCHEMA = pa.schema(
+    [("symbol", pa.string()), ("interval", pa.string()), ("open_time", _TS), ("differences", pa.string())]
+)
+_STREAMS_SQL = (
+    "select symbol, connection, updated_at, last_trade_time, lag_seconds from {stream_status} "
+    "where exchange = {p} order by symbol"
+)
+_STREAMS_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("connection", pa.string()),
+        ("updated_at", _TS),
+        ("last_trade_time", _TS),
+        ("lag_seconds", pa.float64()),
+    ]
+)
+_PIPELINE_SQL = "select exchange, published_at, last_load_at, marts_loaded_at from {pipeline}"
+_PIPELINE_SCHEMA = pa.schema(
+    [("exchange", pa.string()), ("published_at", _TS), ("last_load_at", _TS), ("marts_loaded_at", _TS)]
+)
+# Snowflake has no pipeline row: the exchange is the newest heartbeat's, the last load the newest
+# status refresh (every load refreshes the status tables), the marts' load their newest candle's.
+_LIVE_PIPELINE_SQL = (
+    "select (select exchange from {stream_status} order by updated_at desc limit 1) as exchange, "
+    "cast(null as {ts}) as published_at, "
+    "(select max(loaded_at) from (select loaded_at from {stream_status} "
+    "union all select loaded_at from {completeness}) refreshes) as last_load_at, "
+    "(select max(last_loaded_at) from {candles_1m}) as marts_loaded_at"
+)
+
+# Table names: the snapshot's own (attached as "snapshot"), or where the snapshot copies them from.
+_SNAPSHOT_TABLES = {name: f"snapshot.main.{name}" for name in SNAPSHOT_TABLES}
+_SNOWFLAKE_TABLES = {name: f"{schema}.{table}" for name, (schema, table, _) in COPIED_TABLES.items()}
+
+
+def _shown(value: object) -> str:
+    """A refused value as the message names it: its repr, cut short when long."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
+def _duckdb_session(path: Path) -> contextlib.AbstractContextManager[Fetch]:
+    @contextlib.contextmanager
+    def session() -> Iterator[Fetch]:
+        if not path.is_file():
+            raise NoData(
+                f"No dashboard snapshot at {path} yet: the warehouse DAG publishes one after each transform. "
+                "Start the pipeline (make up) and wait for its first load and transform."
+            )
+        # A fresh in-memory database per call: duckdb.connect(path) would share one cached instance
+        # per path in this process, so a reader still open would keep every new call on the old file.
+        connection = duckdb.connect(":memory:", config={"threads": 1})
+        try:
+            connection.execute("set TimeZone = 'UTC'")
+            connection.execute(f"attach '{_quoted(path)}' as snapshot (read_only)")
+
+            def fetch(sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
+                return connection.sql(sql, params=list(params)).to_arrow_table().cast(schema)
+
+            yield fetch
+        finally:
+            connection.close()
+
+    return session()
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
+    """One result column as arrow, exactly: decimals from Decimal objects or their text, never floats."""
+    present = next((value for value in values if value is not None and value == value), None)  # NaN != NaN
+    if pa.types.is_decimal(kind) and isinstance(present, float):
+        raise TypeError(f"a float where an exact {kind} is due: select the column as text")
+    if pa.types.is_decimal(kind) and isinstance(present, str):
+        return pa.array(values, pa.string(), from_pandas=True).cast(kind)
+    return pa.array(values, kind, from_pandas=True)
+
+
+def _arrow(result: Any, schema: pa.Schema) -> pa.Table:
+    """What ``run`` returned (a pandas DataFrame or rows of tuples), by position, as ``schema``."""
+    if hasattr(result, "iloc"):
+        columns = [result.iloc[:, index].tolist() for index in range(len(schema))]
+    else:
+        rows = list(result)
+        columns = [[row[index] for row in rows] for index in range(len(schema))]
+    return pa.table([_column(values, field.type) for values, field in zip(columns, schema, strict=True)], schema=schema)
+
+
+def _snowflake_session(run: Callable[[str, Sequence[object]], Any]) -> contextlib.AbstractContextManager[Fetch]:
+    @contextlib.contextmanager
+    def session() -> Iterator[Fetch]:
+        yield lambda sql, params, schema: _arrow(run(sql, list(params)), schema)
+
+    return session()
+
+
+def _aware(name: str, moment: object) -> datetime:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise QueryRefused(f"{name} {_shown(moment)} is not a date and time with a time zone")
+    return moment.astimezone(UTC)
+
+
+def _range(start: object, end: object) -> tuple[datetime, datetime]:
+    first = _EARLIEST if start is None else _aware("start", start)
+    last = _LATEST if end is None else _aware("end", end)
+    if not first < last:
+        raise QueryRefused(
+            f"the range from {first.isoformat()} to {last.isoformat()} is empty: start must be before end"
+        )
+    return first, last
+
+
+class MarketQueries:
+    """The dashboard's reads, from the published snapshot (DuckDB) or the marts (Snowflake)."""
+
+    def __init__(self, source: _Source) -> None:
+        self._source = source
+
+    @classmethod
+    def duckdb_snapshot(cls, path: Path) -> MarketQueries:
+        return cls(_Source(DUCKDB, _SNAPSHOT_TABLES, False, lambda: _duckdb_session(path)))
+
+    @classmethod
+    def snowflake(cls, run: Callable[[str, Sequence[object]], Any]) -> MarketQueries:
+        """``run(sql, params)``: e.g. ``lambda sql, params: connection.query(sql, params=params, ttl=0)``."""
+        return cls(_Source(SNOWFLAKE, _SNOWFLAKE_TABLES, True, lambda: _snowflake_session(run)))
+
+    @property
+    def backend(self) -> str:
+        return self._source.dialect.name
+
+    def symbols(self) -> list[str]:
+        """Every symbol in the 1m candles, sorted: the symbol allowlist."""
+        with self._source.session() as fetch:
+            return self._symbols(fetch)
+
+    def _symbols(self, fetch: Fetch) -> list[str]:
+        return fetch(self._source.sql(_SYMBOLS_SQL), [], _SYMBOL_SCHEMA).column("symbol").to_pylist()
+
+    def _checked_symbol(self, fetch: Fetch, symbol: object) -> str:
+        if not isinstance(symbol, str) or len(symbol) > MAX_SYMBOL_LENGTH or not SYMBOL_PATTERN.match(symbol):
+            raise QueryRefused(f"symbol {_shown(symbol)} is not a symbol like BTCUSDT")
+        known = self._symbols(fetch)
+        if not known:
+            raise NoData("The warehouse holds no candles yet: they appear after the first load and transform.")
+        if symbol not in known:
+            raise QueryRefused(f"symbol {_shown(symbol)} is not in the marts (they hold {', '.join(known[:10])})")
+        return symbol
+
+    def candles(
+        self,
+        symbol: str,
+        interval: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 10_000,
+    ) -> pa.Table:
+        """The newest ``limit`` candles opening in [start, end), oldest first (``CANDLE_SCHEMA``)."""
+        if not isinstance(interval, str) or interval not in INTERVALS:
+            raise QueryRefused(f"interval {_shown(interval)} is not one of {', '.join(INTERVALS)}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CANDLES:
+            raise QueryRefused(f"limit {_shown(limit)} is not a whole number from 1 to {MAX_CANDLES}")
+        first, last = _range(start, end)
+        with self._source.session() as fetch:
+            checked = self._checked_symbol(fetch, symbol)
+            sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{" + INTERVALS[interval] + "}"), _DECIMAL_COLUMNS)
+            return fetch(sql, [checked, first.isoformat(), last.isoformat(), limit], CANDLE_SCHEMA)
+
+    def ticker_24h(self, symbol: str) -> Ticker24h:
+        """Last price, and the change, high, low and volumes over the 24 h of 1m candles up to it."""
+        with self._source.session() as fetch:
+            checked = self._checked_symbol(fetch, symbol)
+            sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{candles_1m}"), _DECIMAL_COLUMNS)
+            rows = fetch(sql, [checked, _EARLIEST.isoformat(), _LATEST.isoformat(), 1440], CANDLE_SCHEMA).to_pylist()
+        newest = rows[-1]
+        window = [row for row in rows if row["open_time"] > newest["open_time"] - timedelta(days=1)]
+        opened, last = window[0]["open"], newest["close"]
+        change = last - opened
+        percent = (change * 100 / opened).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if opened else Decimal("0.00")
+        return Ticker24h(
+            symbol=checked,
+            last_price=last,
+            open_price=opened,
+            change=change,
+            change_percent=percent,
+            high=max(row["high"] for row in window),
+            low=min(row["low"] for row in window),
+            volume=sum((row["volume"] for row in window), Decimal(0)),
+            quote_volume=sum((row["quote_volume"] for row in window), Decimal(0)),
+            as_of=newest["close_time"],
+        )
+
+    def health(self) -> Health:
+        """The pipeline's facts: loads, freshness per symbol, gaps, the audit and the streams."""
+        source = self._source
+        with source.session() as fetch:
+            live = "pipeline" not in source.tables
+            pipeline = fetch(source.sql(_LIVE_PIPELINE_SQL if live else _PIPELINE_SQL), [], _PIPELINE_SCHEMA)
+            facts = pipeline.to_pylist()[0] if len(pipeline) else dict.fromkeys(_PIPELINE_SCHEMA.names)
+            exchange = facts["exchange"]
+            freshness = fetch(source.sql(_FRESHNESS_SQL), [], _FRESHNESS_SCHEMA).to_pylist()
+            gaps = fetch(source.sql(_GAPS_SQL), [exchange], _GAPS_SCHEMA).to_pylist()[0]
+            counts = fetch(source.sql(_AUDIT_COUNTS_SQL), [], _AUDIT_COUNTS_SCHEMA).to_pylist()[0]
+            mismatches = fetch(source.sql(_MISMATCHES_SQL), [MISMATCHES_SHOWN], _MISMATCH_SCHEMA).to_pylist()
+            streams = fetch(source.sql(_STREAMS_SQL), [exchange], _STREAMS_SCHEMA).to_pylist()
+        return Health(
+            exchange=exchange,
+            published_at=facts["published_at"],
+            last_load_at=facts["last_load_at"],
+            marts_loaded_at=facts["marts_loaded_at"],
+            freshness=[SymbolFreshness(**row) for row in freshness],
+            gaps=GapSummary(**gaps),
+            audit=AuditSummary(
+                checked=counts["checked"],
+                matched=counts["matched"],
+                mismatches=[AuditMismatch(**row) for row in mismatches],
+                mismatched=counts["mismatched"],
+                missing=counts["missing"],
+            ),
+            streams=[_stream_state(row) for row in streams],
+        )
+
+
+def _stream_state(row: dict[str, Any]) -> StreamState:
+    """A heartbeat row; its connection column is the connection's state as JSON (include/ingest/worker.py)."""
+    try:
+        details = json.loads(row["connection"]) if row["connection"] else {}
+    except ValueError:
+        details = {}
+    details = details if isinstance(details, dict) else {}
+    number = details.get("connection")
+    return StreamState(
+        symbol=row["symbol"],
+        connection=None if number is None else str(number),
+        updated_at=row["updated_at"],
+        last_trade_time=row["last_trade_time"],
+        lag_seconds=row["lag_seconds"],
+        state=details.get("state"),
+        restarts=details.get("restarts"),
+    )
