@@ -1,21 +1,25 @@
 """Supervised connections, backpressure and an honest stop: a crash is restarted or fails the
 worker, a slow lake pauses reading, and nothing is hidden or dropped.
 
-Each test streams from a real sandbox over real sockets; the faults are injected into the worker's
-own code (a reader or a watchdog that raises), as a bug would make them, since no frame the
-exchange sends should be able to crash a reader.
+Each test streams from a real sandbox over real sockets (but the backoff one, whose connection
+crashes before it connects); the faults are injected into the worker's own code (a reader or a
+watchdog that raises), as a bug would make them, since no frame the exchange sends should be able
+to crash a reader.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
 
 import include.ingest.stream as stream_module
+import include.ingest.worker as worker_module
 from include.ingest.background import BackgroundWorker, WorkerStopTimeout
 from include.ingest.stream import ShardConnection, StreamSettings
 from include.ingest.worker import ConnectionFailed, StreamWorker, WorkerSettings
@@ -140,6 +144,41 @@ def test_a_reader_that_always_crashes_fails_the_worker_with_its_error(start_sand
     # What the healthy connection received was flushed on the way out.
     assert heartbeat(lake, "BTCUSDT")["connection"]["state"] == "stopped"
     assert len(read_trades(lake, "BTCUSDT")) > 0
+
+
+def test_each_restart_waits_its_backoff_step_first(tmp_path, monkeypatch):
+    """A crashed connection is restarted only after the usual backoff: the n-th crash in a row waits
+    ``backoff_delay(n - 1, base, cap)`` before the next start, never a tight restart loop.
+
+    No exchange is needed: the connection's ``run`` itself raises at once. The check on the gaps
+    is a lower bound only (the wait the code asked for), so a slow machine cannot fail it."""
+    starts: list[float] = []
+    asked: list[tuple[int, float, float, float]] = []
+
+    async def crash_at_once(self: ShardConnection, stop: Any) -> None:
+        starts.append(time.monotonic())
+        raise RuntimeError("injected crash at start")
+
+    def recording_backoff(attempt: int, base: float, cap: float, rng: Any) -> float:
+        delay = stream_module.backoff_delay(attempt, base, cap, rng)
+        asked.append((attempt, base, cap, delay))
+        return delay
+
+    monkeypatch.setattr(ShardConnection, "run", crash_at_once)
+    monkeypatch.setattr(worker_module, "backoff_delay", recording_backoff)
+    stream = StreamSettings(ws_url="ws://127.0.0.1:9", backoff_base_seconds=0.2, backoff_cap_seconds=0.3)
+    worker = StreamWorker(
+        WorkerSettings(symbols=("BTCUSDT",), stream=stream, flush_seconds=0.5, restart_limit=4),
+        LocalStore(tmp_path / "lake"),
+    )
+    with pytest.raises(ConnectionFailed, match=r"crashed 4 times.*injected crash at start"):
+        asyncio.run(worker.run(asyncio.Event()))
+    # Three restarts, each after the step of its attempt (capped), the fourth crash fails the worker.
+    assert [(attempt, base, cap) for attempt, base, cap, _ in asked] == [(0, 0.2, 0.3), (1, 0.2, 0.3), (2, 0.2, 0.3)]
+    assert len(starts) == 4
+    for (_, _, _, delay), before, after in zip(asked, starts[:-1], starts[1:], strict=True):
+        assert after - before >= delay - 0.01, (delay, after - before)
+    assert heartbeat(LocalStore(tmp_path / "lake"), "BTCUSDT")["connection"]["state"] == "failed"
 
 
 @pytest.mark.slow
