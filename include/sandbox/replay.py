@@ -15,9 +15,9 @@ from pathlib import Path
 
 from include.decimals import to_units
 from include.sandbox.store import Trade
+from include.timeutil import us_from_ms_or_us
 
 _FILE_SYMBOL = re.compile(r"^([A-Z0-9]+)-trades-")
-_MICROSECONDS_FROM = 10**14  # 1e14 ms is the year 5138; 1e14 µs is 1973
 
 
 class ReplayFileError(ValueError):
@@ -49,12 +49,10 @@ def read_trades(path: Path) -> list[Trade]:
                 continue
             try:
                 trade_id, price, qty, quote, time, buyer_maker = row[:6]
-                time_value = int(time)
-                time_us = time_value if time_value >= _MICROSECONDS_FROM else time_value * 1000
                 trades.append(
                     Trade(
                         int(trade_id),
-                        time_us,
+                        us_from_ms_or_us(int(time)),
                         to_units(price),
                         to_units(qty),
                         to_units(quote),
