@@ -1,0 +1,273 @@
+"""cryptoflow's dashboard: live candles from the marts, customisable and shareable, honest about data health.
+
+Run it with ``python -m include.cli dashboard`` (``make up`` starts it on http://127.0.0.1:8501).
+
+The URL's query string is the view (dashboard/view.py): the sidebar's controls write it, and each
+run reads it, so a link reproduces what was on screen. The chart is the first thing the page
+computes and sends (the header and the health panel fill their places after it), and one fragment
+re-runs header, chart and health every few seconds (``st.fragment(run_every=...)``), not the whole
+page, so the controls do not flicker and Plotly's ``uirevision`` keeps the user's zoom and pan.
+
+Reads go through dashboard/queries.py alone: on DuckDB the published snapshot (never the warehouse
+file a load holds locked), on Snowflake ``st.connection("snowflake")`` with the reader role of its
+secrets.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
+    sys.path.insert(0, str(REPO_ROOT))
+
+import duckdb  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from dashboard import health as judged  # noqa: E402
+from dashboard.chart import PLOTLY_CONFIG, THEMES, candle_figure, plain  # noqa: E402
+from dashboard.queries import INTERVALS, Health, MarketQueries, NoData, QueryRefused, Ticker24h  # noqa: E402
+from dashboard.view import DEFAULT_COLOURS, RANGES, View, parse_view  # noqa: E402
+from include.config import ConfigError, Settings, load_settings  # noqa: E402
+
+REFRESH_SECONDS = 5
+WHAT_TO_RUN = (
+    "Start the pipeline with `make up` (it loads, transforms and publishes every few seconds), or run "
+    "`python -m include.cli load` then `python -m include.cli transform` (the transform publishes the "
+    "dashboard's snapshot)."
+)
+LEVEL_COLOURS = {judged.OK: "green", judged.WARNING: "orange", judged.FAILING: "red"}
+RANGE_LABELS = {"auto": "Auto", "max": "Max"}
+
+
+def _snowflake_queries() -> MarketQueries:
+    """Snowflake's marts through st.connection("snowflake"): account, user and the reader role from its
+    secrets ([connections.snowflake]). Results are cached for less than a refresh, so every refresh reads."""
+    connection = st.connection("snowflake")
+
+    def run(sql: str, params: list[object]) -> object:
+        return connection.query(sql, params=params, ttl=REFRESH_SECONDS / 2, show_spinner=False)
+
+    return MarketQueries.snowflake(run)
+
+
+def market_queries(settings: Settings) -> MarketQueries:
+    if settings.warehouse == "snowflake":
+        return _snowflake_queries()
+    return MarketQueries.duckdb_snapshot(settings.snapshot_path)
+
+
+# The theme: the chart's colours come with the figure; the page around it follows here.
+def _theme_css(theme: str) -> str:
+    colours = THEMES[theme]
+    panel = "#1e222d" if theme == "dark" else "#f0f3fa"
+    return (
+        "<style>"
+        f".stApp, [data-testid='stHeader'] {{background-color: {colours['background']}; color: {colours['text']};}}"
+        f"[data-testid='stSidebar'] {{background-color: {panel};}}"
+        f".stApp p, .stApp label, .stApp h1, .stApp h2, .stApp h3, .stApp li, .stApp td, .stApp th, "
+        f"[data-testid='stSidebar'] p, [data-testid='stSidebar'] label {{color: {colours['text']};}}"
+        # Small screens: less padding around the page, so the chart keeps the width.
+        "@media (max-width: 640px) {.block-container {padding: 2.5rem 0.5rem 1rem 0.5rem;}}"
+        "</style>"
+    )
+
+
+# The controls: each writes the URL, then the page re-reads it ---------------------------------------
+
+
+def _write_view(view: View) -> None:
+    st.query_params.from_dict(view.query())
+
+
+def _on_control(field: str) -> None:
+    view: View = st.session_state["_view"]
+    value = st.session_state[field]
+    if field in DEFAULT_COLOURS:
+        value = str(value).lstrip("#").lower()
+    if field == "range":  # a range button replaces a date range; unselecting it returns to the default
+        view = replace(view, range=value or "auto", start=None, end=None)
+    elif field == "dates":
+        if len(value) != 2:  # the second day is not picked yet
+            return
+        view = replace(view, start=value[0], end=value[1])
+    else:
+        view = replace(view, **{field: value})
+    _write_view(view)
+
+
+def _preset(view: View) -> None:
+    """The controls show the URL's view (set before they are drawn; the URL is the one source).
+
+    Only what differs is set: a widget state set by code as well as by a default is worth a warning."""
+    st.session_state["_view"] = view
+    wanted: dict[str, object] = {field: getattr(view, field) for field in ("symbol", "interval", "theme")}
+    wanted.update({field: f"#{getattr(view, field)}" for field in DEFAULT_COLOURS})
+    wanted["range"] = None if view.window else view.range
+    wanted["dates"] = (view.start, view.end) if view.window else ()
+    for field, value in wanted.items():
+        current = st.session_state.get(field)
+        if (tuple(current) if isinstance(current, list | tuple) else current) != value:
+            st.session_state[field] = value
+
+
+def controls(view: View, symbols: list[str]) -> None:
+    _preset(view)
+    sidebar = st.sidebar
+    sidebar.selectbox("Symbol", symbols, key="symbol", on_change=_on_control, args=("symbol",))
+    sidebar.segmented_control(
+        "Interval", list(INTERVALS), key="interval", required=True, on_change=_on_control, args=("interval",)
+    )
+    sidebar.segmented_control(
+        "Range",
+        list(RANGES),
+        key="range",
+        format_func=lambda name: RANGE_LABELS.get(name, name),
+        on_change=_on_control,
+        args=("range",),
+        help="How much history to load: Auto is the newest 300 candles, Max the newest 10,000.",
+    )
+    # No value=: _preset put the URL's dates (or none) in its session state, the widget's one source.
+    sidebar.date_input("Dates (UTC)", key="dates", on_change=_on_control, args=("dates",), format="YYYY-MM-DD")
+    bull, bear = sidebar.columns(2)
+    bull.color_picker("Bull fill", key="bull", on_change=_on_control, args=("bull",))
+    bull.color_picker("Bull border/wick", key="bull_line", on_change=_on_control, args=("bull_line",))
+    bear.color_picker("Bear fill", key="bear", on_change=_on_control, args=("bear",))
+    bear.color_picker("Bear border/wick", key="bear_line", on_change=_on_control, args=("bear_line",))
+    sidebar.segmented_control(
+        "Theme", ["dark", "light"], key="theme", required=True, on_change=_on_control, args=("theme",)
+    )
+    sidebar.caption("Every choice is in the address bar: copy the link to share this view.")
+
+
+# The live part: chart first, then the header and the health panel around it ------------------------
+
+
+def _number(value: Decimal) -> str:
+    """An exact decimal with thousands separators and no trailing zeros (``60,012.5``)."""
+    whole, _, fraction = plain(value).partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    grouped = f"{int(whole.lstrip('-') or 0):,}"
+    return f"{sign}{grouped}.{fraction}" if fraction else f"{sign}{grouped}"
+
+
+def header(slot: st.delta_generator.DeltaGenerator, ticker: Ticker24h, view: View) -> None:
+    colour = "green" if ticker.change >= 0 else "red"
+    sign = "+" if ticker.change >= 0 else ""
+    slot.markdown(
+        f"**{ticker.symbol}** · {view.interval} &nbsp; **{_number(ticker.last_price)}** &nbsp; "
+        f":{colour}[{sign}{_number(ticker.change)} ({sign}{ticker.change_percent}%)]"
+    )
+    slot.caption(
+        f"24 h high {_number(ticker.high)} · low {_number(ticker.low)} · volume {_number(ticker.volume)} "
+        f"· as of {ticker.as_of:%Y-%m-%d %H:%M:%S}Z"
+    )
+
+
+def _escape(text: str) -> str:
+    """Text from the warehouse as literal markdown."""
+    return "".join(f"\\{char}" if char in "\\`*_{}[]<>()#+-.!|:~$" else char for char in text)
+
+
+def _badge(level: str) -> str:
+    return f":{LEVEL_COLOURS[level]}[{level}]"
+
+
+def health_panel(facts: Health, now: datetime) -> None:
+    findings = judged.judge(facts, now)
+    st.subheader("Pipeline health")
+    for finding in judged.problems(findings):
+        (st.error if finding.level == judged.FAILING else st.warning)(_escape(finding.why))
+    sections: dict[str, list[judged.Finding]] = {}
+    for finding in findings:
+        sections.setdefault(finding.section, []).append(finding)
+    left, right = st.columns(2)
+    published = "live (Snowflake)" if facts.published_at is None else f"{facts.published_at:%Y-%m-%d %H:%M:%S}Z"
+    left.markdown(
+        "| Pipeline | | |\n|---|---|---|\n"
+        + "".join(f"| {f.subject} | {f.value} | {_badge(f.level)} |\n" for f in sections.get("pipeline", []))
+        + f"| snapshot | {published} | |\n| exchange | {_escape(facts.exchange or '?')} | |\n"
+    )
+    left.markdown(
+        "| Freshness | last closed candle | |\n|---|---|---|\n"
+        + "".join(f"| {f.subject} | {f.value} | {_badge(f.level)} |\n" for f in sections.get("freshness", []))
+    )
+    for finding in sections.get("gaps", []) + sections.get("audit", []):
+        right.markdown(f"**{finding.section.capitalize()}** {_badge(finding.level)}  \n{finding.value}")
+    if facts.audit.mismatches:
+        with right.expander(f"Audit mismatches ({facts.audit.mismatched or len(facts.audit.mismatches)})"):
+            for item in facts.audit.mismatches:
+                st.text(f"{item.symbol} {item.interval} {item.open_time:%Y-%m-%d %H:%M}Z: {item.differences}")
+    streams = sections.get("streams", [])
+    right.markdown(
+        "| Stream | | |\n|---|---|---|\n"
+        + "".join(f"| {_escape(f.subject)} | {f.value} | {_badge(f.level)} |\n" for f in streams)
+        if streams
+        else "**Streams** no heartbeats in the warehouse (the stream has not run, or runs outside Airflow)."
+    )
+
+
+def _load_candles(queries: MarketQueries, view: View):  # noqa: ANN202 (a pyarrow.Table)
+    start, end = view.window or (None, None)
+    return queries.candles(view.symbol, view.interval, start, end, limit=view.candle_limit)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live(queries: MarketQueries, view: View) -> None:
+    banner, top = st.empty(), st.container()
+    try:
+        candles = _load_candles(queries, view)
+        if candles.num_rows == 0:
+            st.info(f"No {view.interval} candles of {view.symbol} in this range: pick another range or dates.")
+        else:
+            st.plotly_chart(candle_figure(candles, view, None), key="chart", config=PLOTLY_CONFIG, theme=None)
+        header(top, queries.ticker_24h(view.symbol), view)
+        facts = queries.health()
+    except NoData as error:
+        st.info(f"{error}\n\n{WHAT_TO_RUN}")
+        return
+    except (QueryRefused, duckdb.Error) as error:  # e.g. a snapshot replaced by something unreadable
+        st.error(f"The dashboard could not read the data: {' '.join(str(error).split())}")
+        return
+    if facts.exchange == "sandbox":
+        banner.info(
+            "Sandbox data: these candles come from the offline sandbox exchange (EXCHANGE=sandbox), not from Binance.",
+            icon=":material/science:",
+        )
+    health_panel(facts, datetime.now(UTC))
+
+
+def main() -> None:
+    st.set_page_config(page_title="cryptoflow", page_icon=":material/candlestick_chart:", layout="wide")
+    try:
+        settings = load_settings()
+        queries = market_queries(settings)
+        symbols = queries.symbols()
+    except ConfigError as error:
+        st.error(f"A setting is wrong: {error}")
+        return
+    except NoData as error:
+        st.info(f"{error}\n\n{WHAT_TO_RUN}")
+        return
+    except duckdb.Error as error:
+        st.error(f"The dashboard could not read the data: {' '.join(str(error).split())}")
+        return
+    if not symbols:
+        st.info(f"The warehouse holds no candles yet: they appear after the first load and transform.\n\n{WHAT_TO_RUN}")
+        return
+    params = st.query_params.to_dict()
+    view, notices = parse_view(params, symbols, settings.symbols[0])
+    if params != view.query():  # the URL shows exactly what is on screen (refused values replaced)
+        _write_view(view)
+    st.html(_theme_css(view.theme))
+    for notice in notices:
+        st.warning(notice, icon=":material/block:")
+    controls(view, symbols)
+    live(queries, view)
+
+
+main()
