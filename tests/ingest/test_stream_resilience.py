@@ -8,6 +8,7 @@ it sent, the connections it dropped). Nothing here trusts the worker's own count
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from tests.support.exchange import (
 from tests.support.exchange import assert_lake_is_the_exchange_history as exchange_history_check
 from tests.support.net import admin, free_port, http_get, http_post_json
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import process_group
 from tests.support.waiting import wait_until
 
 SYMBOL = "BTCUSDT"
@@ -244,26 +247,24 @@ def test_a_stalled_connection_is_handed_over_without_losing_what_it_still_holds(
 # A graceful exchange shutdown (serverShutdown) and a new exchange process on the same port -------
 
 
-def start_sandbox_process(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def sandbox_process(port: int, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``include.cli sandbox`` in its own process group, answering on ``port``; ended with the block."""
     command = [sys.executable, "-m", "include.cli", "sandbox", "--port", str(port), "--symbols", SYMBOL]
-    with log.open("ab") as out:
-        process = subprocess.Popen([*command, "--rate", str(RATE), *extra], cwd=REPO_ROOT, stdout=out, stderr=out)
+    with (
+        log.open("ab") as out,
+        process_group([*command, "--rate", str(RATE), *extra], cwd=REPO_ROOT, stdout=out, stderr=out) as process,
+    ):
 
-    def up() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return http_get(f"http://127.0.0.1:{port}/api/v3/ping")[0] == 200
-        except OSError:
-            return False
+        def up() -> bool:
+            assert process.poll() is None, log.read_text()
+            try:
+                return http_get(f"http://127.0.0.1:{port}/api/v3/ping")[0] == 200
+            except OSError:
+                return False
 
-    wait_until(up, 60, "the sandbox process to answer")
-    return process
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
+        wait_until(up, 60, "the sandbox process to answer")
+        yield process
 
 
 @pytest.mark.slow
@@ -273,53 +274,48 @@ def test_server_shutdown_then_a_new_exchange_on_the_same_port(tmp_path, caplog):
     rest = f"http://127.0.0.1:{port}"
     lake = LocalStore(tmp_path / "lake")
     sandbox_log = tmp_path / "sandbox.log"
-    first = start_sandbox_process(port, sandbox_log)
-    second = None
     settings = WorkerSettings(
         symbols=(SYMBOL,),
         stream=StreamSettings(ws_url=f"ws://127.0.0.1:{port}", backoff_cap_seconds=2.0),
         flush_seconds=1.0,
     )
     background = BackgroundWorker(StreamWorker(settings, lake))
-    try:
-        background.start()
-        wait_until(lambda: len(lake_table(lake)) >= 50, 60, "trades from the first exchange")
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(timeout=30) == 0, sandbox_log.read_text()
-        # The connection has read all the first exchange sent once it tries to reconnect; then
-        # one flush writes it all.
-        (connection,) = background.worker.state.shards
-        wait_until(lambda: connection.state["state"] == "reconnecting", 60, "the worker to notice the exchange left")
-        background.flush()
-        before = lake_ids(lake_table(lake))
-        assert_contiguous(before)
+    with contextlib.ExitStack() as processes:
+        first = processes.enter_context(sandbox_process(port, sandbox_log))
+        try:
+            background.start()
+            wait_until(lambda: len(lake_table(lake)) >= 50, 60, "trades from the first exchange")
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=30) == 0, sandbox_log.read_text()
+            # The connection has read all the first exchange sent once it tries to reconnect; then
+            # one flush writes it all.
+            (connection,) = background.worker.state.shards
+            wait_until(
+                lambda: connection.state["state"] == "reconnecting", 60, "the worker to notice the exchange left"
+            )
+            background.flush()
+            before = lake_ids(lake_table(lake))
+            assert_contiguous(before)
 
-        # The exchange comes back after its maintenance (with 300 s of history); trade ids carry on.
-        second = start_sandbox_process(port, sandbox_log, "--history", "300")
-        boundary = int(before.max())
-        wait_until(lambda: (lake_ids(lake_table(lake)) > boundary).sum() >= 200, 90, "trades after the restart")
-        assert background.alive
-        background.stop()
-        table = lake_table(lake)
-        ids = lake_ids(table)
-        assert_no_duplicates(ids)
-        old, new = ids[ids <= boundary], ids[ids > boundary]
-        # Nothing of the first exchange came after it stopped; the new one's live trades start above.
-        assert sorted(old.tolist()) == sorted(before.tolist())
-        assert new.min() > boundary
-        # After the restart: a new connection to a new process, again every trade as the exchange has it.
-        assert_contiguous(new)
-        after = table.filter(pc.greater(table["trade_id"], boundary))
-        assert_matches_exchange(after, history(rest, SYMBOL, int(new.min()), int(new.max())), SYMBOL)
-    finally:
-        background.stop()
-        stop_process(first)
-        if second is not None:
-            second.send_signal(signal.SIGTERM)
-            try:
-                second.wait(timeout=30)
-            finally:
-                stop_process(second)
+            # The exchange comes back after its maintenance (with 300 s of history); trade ids carry on.
+            processes.enter_context(sandbox_process(port, sandbox_log, "--history", "300"))
+            boundary = int(before.max())
+            wait_until(lambda: (lake_ids(lake_table(lake)) > boundary).sum() >= 200, 90, "trades after the restart")
+            assert background.alive
+            background.stop()
+            table = lake_table(lake)
+            ids = lake_ids(table)
+            assert_no_duplicates(ids)
+            old, new = ids[ids <= boundary], ids[ids > boundary]
+            # Nothing of the first exchange came after it stopped; the new one's live trades start above.
+            assert sorted(old.tolist()) == sorted(before.tolist())
+            assert new.min() > boundary
+            # After the restart: a new connection to a new process, again every trade as the exchange has it.
+            assert_contiguous(new)
+            after = table.filter(pc.greater(table["trade_id"], boundary))
+            assert_matches_exchange(after, history(rest, SYMBOL, int(new.min()), int(new.max())), SYMBOL)
+        finally:
+            background.stop()
     messages = [record.getMessage() for record in caplog.records]
     assert any(message.startswith("serverShutdown from") for message in messages), messages
     assert background.worker.reconnects() >= 1
@@ -329,13 +325,30 @@ def test_server_shutdown_then_a_new_exchange_on_the_same_port(tmp_path, caplog):
 # The stream command as a process: SIGTERM, kill -9, and an S3 lake with an outage ------------------
 
 
-def stream_process(env: dict[str, str], cwd: Path, log: Path, flush_seconds: str = "1") -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def stream_process(
+    env: dict[str, str], cwd: Path, log: Path, flush_seconds: str = "1"
+) -> Iterator[subprocess.Popen[str]]:
+    """``include.cli stream`` in its own process group, killed with the group when the block ends.
+
+    Not ``process_group``: that also ends every process that appeared below the test while the block
+    ran, and the S3 outage test restarts the session's moto server inside the block.
+    """
     command = [sys.executable, "-m", "include.cli", "stream", "--symbols", SYMBOL, "--flush-seconds", flush_seconds]
     # Everything local (the spool) under the test's folder, never the repo's data/.
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "DATA_DIR": str(cwd / "data")}
     environment.update(env)
     environment.pop("SYMBOLS", None)
-    return subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True
+        )
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
 
 
 def exchange_env(sandbox: RunningSandbox, lake_url: str) -> dict[str, str]:
@@ -396,8 +409,7 @@ def test_sigterm_flushes_everything_received_and_exits_0(start_sandbox, tmp_path
     lake = LocalStore(lake_dir)
     log = tmp_path / "stream.log"
     with start_sandbox(symbols=(SYMBOL,), rate=RATE) as sandbox:
-        process = stream_process(exchange_env(sandbox, f"file://{lake_dir}"), tmp_path, log, flush_seconds)
-        try:
+        with stream_process(exchange_env(sandbox, f"file://{lake_dir}"), tmp_path, log, flush_seconds) as process:
             wait_until(lambda: admin(sandbox)["connections"] >= 1, 60, "the worker to connect")
             if flush_seconds == "1":
                 wait_until(lambda: len(trade_files(lake)) >= 3, 60, "a few flushes")
@@ -407,9 +419,7 @@ def test_sigterm_flushes_everything_received_and_exits_0(start_sandbox, tmp_path
                 assert trade_files(lake) == []  # trades were streamed, but nothing is written before the stop
             last_id = pause_market(sandbox)
             process.send_signal(signal.SIGTERM)
-            out, _ = process.communicate(timeout=10)
-        finally:
-            stop_process(process)
+            out, _ = process.communicate(timeout=60)
         assert process.returncode == 0, log.read_text()
         stats = json.loads(out.strip().splitlines()[-1])
         ids = assert_lake_is_the_exchange_history(lake, sandbox.rest_url)
@@ -425,13 +435,10 @@ def test_kill_9_leaves_only_complete_objects_and_contiguous_ids(start_sandbox, t
     lake_dir = tmp_path / "lake"
     lake = LocalStore(lake_dir)
     with start_sandbox(symbols=(SYMBOL,), rate=RATE * 3) as sandbox:
-        process = stream_process(exchange_env(sandbox, f"file://{lake_dir}"), tmp_path, tmp_path / "stream.log")
-        try:
+        with stream_process(exchange_env(sandbox, f"file://{lake_dir}"), tmp_path, tmp_path / "stream.log") as process:
             wait_until(lambda: len(trade_files(lake)) >= 4, 60, "a few flushes")
             process.send_signal(signal.SIGKILL)
-            assert process.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            stop_process(process)
+            assert process.wait(timeout=60) == -signal.SIGKILL
         rest_url = sandbox.rest_url
         listed = [info.key for info in lake.list()]
         # Everything on disk that is not a hidden temporary file is a listed, complete object.
@@ -460,8 +467,7 @@ def test_an_s3_outage_is_spooled_and_uploaded_in_order_when_s3_returns(start_san
     s3 = S3Store(moto_s3.bucket, "lake", moto_s3.client())
     spool = tmp_path / "data" / "spool"
     with start_sandbox(symbols=(SYMBOL,), rate=RATE) as sandbox:
-        process = stream_process(exchange_env(sandbox, moto_s3.url("lake")), tmp_path, log)
-        try:
+        with stream_process(exchange_env(sandbox, moto_s3.url("lake")), tmp_path, log) as process:
             wait_until(lambda: len(trade_files(s3)) >= 2, 60, "a few flushes to S3")
 
             moto_s3.stop()
@@ -481,9 +487,7 @@ def test_an_s3_outage_is_spooled_and_uploaded_in_order_when_s3_returns(start_san
                 "a flush after the spool drained",
             )
             process.send_signal(signal.SIGTERM)
-            out, _ = process.communicate(timeout=30)
-        finally:
-            stop_process(process)
+            out, _ = process.communicate(timeout=60)
         assert process.returncode == 0, log.read_text()
         rest_url = sandbox.rest_url
 
