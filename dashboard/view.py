@@ -96,8 +96,7 @@ def _text(value: object) -> str:
 
 def shown(value: str) -> str:
     """A refused value as it is safe to show on the page: short, and no markup (``?`` for anything else)."""
-    cut = value[:MAX_SHOWN] + ("…" if len(value) > MAX_SHOWN else "")
-    return _SHOWN.sub("?", cut)
+    return _SHOWN.sub("?", value[:MAX_SHOWN]) + ("…" if len(value) > MAX_SHOWN else "")
 
 
 def _one(params: Mapping[str, str | Sequence[str]], key: str) -> str | None:
