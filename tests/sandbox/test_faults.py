@@ -21,6 +21,7 @@ from websockets.sync.client import ClientConnection
 
 from include.sandbox.faults import MALFORMED_KINDS, FaultSettings
 from tests.support.net import admin, http_get, http_post_json, ws_client
+from tests.support.waiting import wait_until
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 COMBINED = "/stream?streams=btcusdt@trade/ethusdt@trade"
@@ -129,7 +130,7 @@ def drain_past(ws: ClientConnection, last: dict[str, int], combined: bool = True
     """
     frames: list[tuple[float, str]] = []
     waiting = set(last)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while waiting:
         left = deadline - time.monotonic()
         assert left > 0, f"no trades past {last} for {waiting}"
@@ -426,8 +427,8 @@ def _gaps(frames: list[tuple[float, str]], longer_than: float) -> list[tuple[int
 def _check_stall(frames: list[tuple[float, str]], stall_seconds: float) -> list[tuple[int, float]]:
     gaps = _gaps(frames, stall_seconds * 0.6)
     assert gaps, "data never stopped"
-    for index, length in gaps:
-        assert length <= stall_seconds + 3.0, f"a stall of {length:.1f} s for stall_seconds={stall_seconds}"
+    # Lower bounds only: a busy machine can lengthen a silence, never shorten what the sandbox held.
+    for index, _ in gaps:
         # What resumes first was traded during the stall and held back, not dropped.
         _, trade = classify(frames[index][1])
         assert trade is not None
@@ -450,24 +451,35 @@ def test_stall_from_config(start_sandbox):
         assert final["record"]["stalls"] >= len(gaps)
 
 
+def read_until_stalled(sb: Any, ws: ClientConnection) -> list[tuple[float, str]]:
+    """Frames read until the sandbox's own record counts a stall."""
+    frames: list[tuple[float, str]] = []
+
+    def stalled() -> bool:
+        frames.extend(read_for(ws, 0.2))
+        return admin(sb)["record"]["stalls"] >= 1
+
+    wait_until(stalled, 60, "the sandbox to record a stall")
+    return frames
+
+
 def test_stall_at_runtime(start_sandbox):
-    with start_sandbox(symbols=SYMBOLS, rate=100) as sb:
-        with ws_client(sb.ws_url + COMBINED) as ws:
-            before = read_for(ws, 1.0)
-            assert not _gaps(before, 0.5), "a stall while the fault is off"
-            set_faults(sb, stall_every=2.0, stall_seconds=1.5)
-            during = read_for(ws, 3.0)
-            final = set_faults(sb, stall_every=0)
-            after = drain_past(ws, last_ids(final))  # waits out a stall still under way
-            tail = read_for(ws, 2.0)
-        assert admin(sb)["record"]["stalls"] >= 1
-        frames = before + during + after + tail
-        _check_stall(frames, 1.5)
-        # The stall came after the change; the earlier stream ran freely.
-        assert all(index >= len(before) for index, _ in _gaps(frames, 0.9))
-        # Once off, data flows steadily again.
-        assert tail
-        assert not _gaps(tail, 0.9)
+    """Judged by the sandbox's record, not the client's clock: no stall while the fault is off, one
+    once it is set, none after it is cleared; and across the stall every trade arrives, once."""
+    with start_sandbox(symbols=SYMBOLS, rate=100) as sb, ws_client(sb.ws_url + COMBINED) as ws:
+        before = drain_past(ws, last_ids(admin(sb)))
+        fault_off = admin(sb)
+        assert fault_off["record"]["stalls"] == 0, "a stall while the fault is off"
+        set_faults(sb, stall_every=2.0, stall_seconds=1.5)
+        during = read_until_stalled(sb, ws)
+        final = set_faults(sb, stall_every=0)
+        after = drain_past(ws, last_ids(final))  # waits out a stall still under way
+        tail = drain_past(ws, last_ids(admin(sb)))
+        assert admin(sb)["record"]["stalls"] == final["record"]["stalls"], "a stall after the fault was off"
+    for symbol, ids in valid_ids(before + during + after + tail).items():
+        # From before the fault was set to after it was cleared, held back during the stall, never dropped.
+        assert ids[0] <= last_ids(fault_off)[symbol] < last_ids(final)[symbol] < ids[-1]
+        assert_contiguous(ids)
 
 
 # rest_error_rate ---------------------------------------------------------------------------------
