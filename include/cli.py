@@ -23,6 +23,8 @@ from include.binance.protocol import (
     SYMBOL_PATTERN,
     WEIGHT_LIMIT_PER_MINUTE,
 )
+from include.dashboard_server import DEFAULT_HOST as DEFAULT_DASHBOARD_HOST
+from include.dashboard_server import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 from include.sandbox.faults import FaultSettings
 from include.sandbox.replay import ReplayFileError, symbol_of
 
@@ -82,6 +84,7 @@ trade_rate = _number(float, 0, 100_000, inclusive_low=False)
 non_negative = _number(float, 0, None, inclusive_low=True)
 fraction = _number(float, 0, 1, inclusive_low=True)
 port_number = _number(int, 0, 65535, inclusive_low=True)
+listen_port = _number(int, 1, 65535, inclusive_low=True)  # a port a user can open in a browser: not 0
 positive_int = _number(int, 0, None, inclusive_low=False)
 # Up to a week: every trade is made up front and kept in memory, so more would only exhaust it.
 history_seconds = _number(float, 0, 7 * 24 * 3600, inclusive_low=True)
@@ -95,6 +98,13 @@ def symbol_list(text: str) -> tuple[str, ...]:
             f"invalid symbol {(bad or [text])[0]!r} in {text!r}: use upper-case symbols like BTCUSDT,ETHUSDT"
         )
     return tuple(dict.fromkeys(symbols))
+
+
+def host_name(text: str) -> str:
+    """A host name or address to listen on; an empty one would mean every address of the machine."""
+    if not text or text != text.strip() or any(character.isspace() for character in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or address")
+    return text
 
 
 def existing_file(text: str) -> Path:
@@ -222,6 +232,9 @@ def _add_up(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--sandbox-rate", type=trade_rate, default=20.0, help="sandbox trades/s per symbol")
     parser.add_argument("--airflow-port", type=port_number, default=8080, help="Airflow UI/API port (default 8080)")
     parser.add_argument(
+        "--dashboard-port", type=listen_port, default=DEFAULT_DASHBOARD_PORT, help="dashboard port (default 8501)"
+    )
+    parser.add_argument(
         "--airflow-home", type=Path, default=None, help="Airflow's database, logs and config (default airflow_home/)"
     )
     parser.set_defaults(run=_run_up)
@@ -231,7 +244,7 @@ def _run_up(args: argparse.Namespace) -> int:
     from include.up import run
 
     port = None if args.sandbox_port is None else int(args.sandbox_port)
-    return run(port, args.sandbox_rate, int(args.airflow_port), args.airflow_home)
+    return run(port, args.sandbox_rate, int(args.airflow_port), args.airflow_home, int(args.dashboard_port))
 
 
 def _add_stream(commands: argparse._SubParsersAction) -> None:
@@ -456,8 +469,76 @@ def _run_transform(args: argparse.Namespace) -> int:
         result = transform(settings, full_refresh=args.full_refresh, select=args.select, exclude=exclude)
     except TransformFailed as error:
         raise CommandError(str(error), 1) from None
-    print(json.dumps(result.as_dict()))
+    # The dashboard reads only its published snapshot: what was just built is shown once published.
+    print(json.dumps({**result.as_dict(), "snapshot": _publish(settings)}))
     return 0
+
+
+def _add_publish(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "publish",
+        help="publish the dashboard's read-only snapshot of the marts now",
+        description="Copy the marts, stream status, completeness and audit of the DuckDB warehouse "
+        "(DUCKDB_PATH) into the dashboard's snapshot (DASHBOARD_SNAPSHOT) and replace it atomically; "
+        "transform and the warehouse DAG do this after each build. Prints the path and each table's rows "
+        "as JSON. On Snowflake there is nothing to publish: the reason is printed and the exit is 0.",
+    )
+    parser.set_defaults(run=_run_publish)
+
+
+def _run_publish(args: argparse.Namespace) -> int:
+    settings = _dbt_settings()
+    if settings.warehouse == "duckdb":
+        _require_warehouse(settings)
+    print(json.dumps(_publish(settings)))
+    return 0
+
+
+def _publish(settings: Settings) -> dict[str, object]:
+    """Publish the dashboard's snapshot; what was published, as printed (the reason when nothing was)."""
+    import duckdb
+
+    from include.warehouse.snapshot import publish_snapshot
+
+    try:
+        info = publish_snapshot(settings)
+    except duckdb.Error as error:  # e.g. a load holding the warehouse's write lock
+        raise CommandError(f"publishing the dashboard snapshot of {str(settings.duckdb_path)!r}: {error}", 1) from None
+    if info.path is None:
+        return {"path": None, "reason": info.reason}
+    published_at = info.published_at.isoformat() if info.published_at else None
+    return {"path": str(info.path), "rows": info.rows, "published_at": published_at}
+
+
+def _require_warehouse(settings: Settings) -> None:
+    """A DuckDB warehouse that was never made is a failure to name, not one to make empty."""
+    if not settings.duckdb_path.exists():
+        raise CommandError(f"DUCKDB_PATH={str(settings.duckdb_path)!r} does not exist: nothing was loaded yet", 1)
+
+
+def _add_dashboard(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "dashboard",
+        help="serve the dashboard (Streamlit) until Ctrl-C",
+        description="Serve dashboard/app.py with Streamlit, headless, on --host:--port, and print its URL. "
+        "It reads the published snapshot (DASHBOARD_SNAPSHOT) on DuckDB, the marts on Snowflake.",
+    )
+    parser.add_argument(
+        "--host", type=host_name, default=DEFAULT_DASHBOARD_HOST, help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=listen_port, default=DEFAULT_DASHBOARD_PORT, help="port (default 8501)")
+    parser.set_defaults(run=_run_dashboard)
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from include.config import load_settings
+    from include.dashboard_server import ServeError, serve
+
+    load_settings()  # a bad setting is named here, not in the page
+    try:
+        return serve(args.host, int(args.port))
+    except ServeError as error:
+        raise CommandError(str(error), 2) from None
 
 
 def _add_freshness(commands: argparse._SubParsersAction) -> None:
@@ -475,8 +556,8 @@ def _run_freshness(args: argparse.Namespace) -> int:
     from include.transform import TransformFailed, source_freshness
 
     settings = _dbt_settings()
-    if settings.warehouse == "duckdb" and not settings.duckdb_path.exists():  # dbt would create an empty one
-        raise CommandError(f"DUCKDB_PATH={str(settings.duckdb_path)!r} does not exist: nothing was loaded yet", 1)
+    if settings.warehouse == "duckdb":  # dbt would create an empty one
+        _require_warehouse(settings)
     try:
         sources = source_freshness(settings)
     except TransformFailed as error:
@@ -541,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load(commands)
     _add_warehouse_setup(commands)
     _add_transform(commands)
+    _add_publish(commands)
+    _add_dashboard(commands)
     _add_freshness(commands)
     _add_audit(commands)
     return parser

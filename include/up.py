@@ -5,7 +5,9 @@
    unpaused, so the stream starts at once and gap repair runs for every closed hour window:
    first the metadata database is migrated and the pools are created, so that the scheduler never
    sees a task whose pool does not exist yet; then the API server (UI), scheduler, dag-processor
-   and triggerer (SQLite, LocalExecutor).
+   and triggerer (SQLite, LocalExecutor);
+3. the dashboard (``python -m include.cli dashboard``), which reads the snapshot the warehouse DAG
+   publishes after each transform.
 
 Everything listens on 127.0.0.1 only: the UI has no login in this local setup, so it must not be
 reachable from other machines. That is why the components are started one by one rather than with
@@ -22,6 +24,8 @@ import sys
 from pathlib import Path
 
 from include.config import SANDBOX_PORT, Settings, load_settings
+from include.dashboard_server import DEFAULT_PORT as DASHBOARD_PORT
+from include.dashboard_server import HEALTH_PATH, dashboard_url
 from include.pools import POOLS
 from include.supervisor import Service, supervise
 
@@ -106,11 +110,27 @@ def airflow_services(settings: Settings, api_port: int, airflow_home: Path) -> l
     ]
 
 
+def dashboard_service(port: int) -> Service:
+    """The dashboard as users start it, on 127.0.0.1; its environment is this process's (the same settings)."""
+    url = dashboard_url(LOCALHOST, port)
+    return Service(
+        name="dashboard",
+        argv=[sys.executable, "-m", "include.cli", "dashboard", "--host", LOCALHOST, "--port", str(port)],
+        health_url=f"{url}{HEALTH_PATH}",
+        urls={"Dashboard": url},
+    )
+
+
 def services(
-    settings: Settings, sandbox_port: int, sandbox_rate: float, api_port: int, airflow_home: Path
+    settings: Settings,
+    sandbox_port: int,
+    sandbox_rate: float,
+    api_port: int,
+    airflow_home: Path,
+    dashboard_port: int = DASHBOARD_PORT,
 ) -> list[Service]:
     started = [sandbox_service(settings, sandbox_port, sandbox_rate)] if settings.exchange == "sandbox" else []
-    return started + airflow_services(settings, api_port, airflow_home)
+    return started + airflow_services(settings, api_port, airflow_home) + [dashboard_service(dashboard_port)]
 
 
 def _port_in_use(port: int) -> bool:
@@ -118,19 +138,25 @@ def _port_in_use(port: int) -> bool:
         return probe.connect_ex((LOCALHOST, port)) == 0
 
 
-def run(sandbox_port: int | None, sandbox_rate: float, api_port: int, airflow_home: Path | None = None) -> int:
+def run(
+    sandbox_port: int | None,
+    sandbox_rate: float,
+    api_port: int,
+    airflow_home: Path | None = None,
+    dashboard_port: int = DASHBOARD_PORT,
+) -> int:
     settings = load_settings()  # every variable checked, SANDBOX_PORT included, before anything starts
     if sandbox_port is None:
         sandbox_port = int(os.environ.get("SANDBOX_PORT", SANDBOX_PORT))
     else:  # --sandbox-port wins, and the URLs the pipeline uses must point at that port too
         settings = load_settings({**os.environ, "SANDBOX_PORT": str(sandbox_port)})
     # A service left over from an earlier run would answer our health checks in place of ours.
-    busy = [port for port in (sandbox_port, api_port) if _port_in_use(port)]
+    busy = [port for port in (sandbox_port, api_port, dashboard_port) if _port_in_use(port)]
     if busy:
         print(f"error: port {busy[0]} is already in use (is another `make up` running?)", file=sys.stderr)
         return 2
     airflow_home = (airflow_home or DEFAULT_AIRFLOW_HOME).resolve()
     airflow_home.mkdir(parents=True, exist_ok=True)
     os.chdir(REPO_ROOT)
-    plan = services(settings, sandbox_port, sandbox_rate, api_port, airflow_home)
+    plan = services(settings, sandbox_port, sandbox_rate, api_port, airflow_home, dashboard_port)
     return supervise(plan, startup_timeout=300)

@@ -377,6 +377,8 @@ COMMANDS_WITH_SETTINGS = {
     "load": ["load"],
     "warehouse-setup": ["warehouse-setup"],
     "up": ["up"],
+    "publish": ["publish"],
+    "dashboard": ["dashboard", "--port", str(free_port())],  # were the settings not read, it would serve
 }
 
 

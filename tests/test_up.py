@@ -102,9 +102,9 @@ def all_components_healthy(api_port: int) -> bool:
 
 def test_the_plan_creates_the_pools_before_any_airflow_component_and_binds_everything_to_localhost(tmp_path):
     settings = load_settings({"DATA_DIR": str(tmp_path / "data"), "SANDBOX_PORT": "9311"})
-    plan = services(settings, 9311, 20.0, 8311, tmp_path / "airflow")
+    plan = services(settings, 9311, 20.0, 8311, tmp_path / "airflow", dashboard_port=8511)
 
-    sandbox, *airflow = plan
+    sandbox, *airflow, dashboard = plan
     assert sandbox.argv[sandbox.argv.index("--host") + 1] == LOCALHOST
     assert sandbox.argv[sandbox.argv.index("--port") + 1] == "9311"
     assert [service.argv[1] for service in airflow] == ["api-server", "scheduler", "dag-processor", "triggerer"]
@@ -129,6 +129,12 @@ def test_the_plan_creates_the_pools_before_any_airflow_component_and_binds_every
         (service,) = [s for s in airflow if s.argv[1] == name]
         assert "--skip-serve-logs" in service.argv, name
     assert "standalone" not in [arg for service in plan for arg in service.argv]
+    # The dashboard last (it reads what the DAGs publish), as users start it, on 127.0.0.1.
+    assert dashboard.argv[1:4] == ["-m", "include.cli", "dashboard"]
+    assert dashboard.argv[dashboard.argv.index("--host") + 1] == LOCALHOST
+    assert dashboard.argv[dashboard.argv.index("--port") + 1] == "8511"
+    assert dashboard.health_url == "http://127.0.0.1:8511/_stcore/health"
+    assert dashboard.urls == {"Dashboard": "http://127.0.0.1:8511"}
 
 
 def test_the_plan_on_live_binance_starts_no_sandbox(tmp_path):
@@ -139,6 +145,7 @@ def test_the_plan_on_live_binance_starts_no_sandbox(tmp_path):
         "airflow scheduler",
         "airflow dag-processor",
         "airflow triggerer",
+        "dashboard",
     ]
 
 
@@ -249,11 +256,12 @@ def test_up_refuses_a_bad_setting_naming_it(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
 
 
-def test_up_refuses_to_start_over_a_port_in_use_naming_it(tmp_path):
+@pytest.mark.parametrize("flag", ["--sandbox-port", "--dashboard-port"])
+def test_up_refuses_to_start_over_a_port_in_use_naming_it(tmp_path, flag):
     port = free_port()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = run_up(tmp_path, "--sandbox-port", str(port))
+        result = run_up(tmp_path, flag, str(port))
     assert result.returncode == 2
     assert f"port {port} is already in use" in result.stderr
