@@ -1,0 +1,420 @@
+"""dashboard/queries.py over a published snapshot written by tests/support/dashboard.py, and over
+Snowflake's marts (fakesnow) holding the same rows: what was written comes back exactly, hostile
+values are refused naming them, and an empty or missing snapshot explains itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import duckdb
+import fakesnow
+import pyarrow as pa
+import pytest
+import snowflake.connector
+
+from dashboard.queries import (
+    CANDLE_SCHEMA,
+    INTERVALS,
+    MAX_CANDLES,
+    Health,
+    MarketQueries,
+    NoData,
+    QueryRefused,
+)
+from include.warehouse.audit import ensure_audit_table
+from include.warehouse.snapshot import COPIED_TABLES, create_table_sql
+from include.warehouse.snowflake_backend import render_setup, setup_versions
+from include.warehouse.sql import SNOWFLAKE, row_chunks
+from tests.support.dashboard import INTERVAL_MINUTES, START, SnapshotFacts, empty_snapshot, snapshot_with_candles
+from tests.support.warehouse import SNOWFLAKE_OBJECT_VERSIONS
+
+MINUTES = 1_500  # more than the ticker's 24 h of 1m candles, so its window drops the oldest hour
+NOW = START + timedelta(minutes=MINUTES, seconds=30)  # the heartbeats', audit's and publish's time
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory) -> SnapshotFacts:
+    return snapshot_with_candles(tmp_path_factory.mktemp("snapshot") / "marts.duckdb", minutes=MINUTES, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def queries(facts) -> MarketQueries:
+    return MarketQueries.duckdb_snapshot(facts.path)
+
+
+def written(path: Path, table: str, where: str = "", params: tuple = ()) -> list[dict]:
+    """A snapshot table's rows as the file holds them (plain DuckDB, no dashboard code), by open_time."""
+    with duckdb.connect(":memory:") as connection:
+        connection.execute("set TimeZone = 'UTC'")
+        connection.execute(f"attach '{path}' as s (read_only)")
+        result = connection.execute(f"select * from s.main.{table} {where}", list(params))
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def candles_written(path: Path, symbol: str, interval: str) -> list[dict]:
+    return written(path, f"candles_{interval}", "where symbol = ? order by open_time", (symbol,))
+
+
+# --- candles and symbols ----------------------------------------------------------------------------
+
+
+def test_symbols_are_every_symbol_written_sorted(queries, facts):
+    assert queries.symbols() == sorted(facts.symbols)
+    assert queries.backend == "duckdb"
+
+
+@pytest.mark.parametrize("interval", list(INTERVALS))
+def test_candles_of_each_interval_are_the_rows_written_exactly(queries, facts, interval):
+    for symbol in facts.symbols:
+        table = queries.candles(symbol, interval, limit=MAX_CANDLES)
+        assert table.schema == CANDLE_SCHEMA
+        assert pa.types.is_decimal128(table.schema.field("close").type)
+        assert table.schema.field("open_time").type == pa.timestamp("us", tz="UTC")
+        expected = candles_written(facts.path, symbol, interval)
+        assert len(expected) == -(-MINUTES // INTERVAL_MINUTES[interval])  # a bucket per interval, none lost
+        assert table.to_pylist() == expected  # Decimals equal as Decimals, at the written scale
+        assert all(row["close"].as_tuple().exponent == -8 for row in table.to_pylist())
+
+
+def test_only_the_forming_candle_is_flagged_not_closed(queries, facts):
+    closed_by = facts.end - timedelta(minutes=1)  # the forming minute's open
+    for interval in INTERVALS:
+        width = timedelta(minutes=INTERVAL_MINUTES[interval])
+        rows = queries.candles("BTCUSDT", interval, limit=MAX_CANDLES).to_pylist()
+        assert rows[-1]["is_closed"] is False, interval  # the newest bucket holds the forming minute
+        # Closed: every bucket whose minutes were all written and closed (the first day began at 08:00).
+        assert [row["is_closed"] for row in rows] == [
+            row["open_time"] >= START and row["open_time"] + width <= closed_by for row in rows
+        ], interval
+    forming = queries.candles("ETHUSDT", "1m", limit=1).to_pylist()
+    assert [row["open_time"] for row in forming] == [facts.end - timedelta(minutes=1)]
+    assert forming[0]["close"] == facts.last_close["ETHUSDT"]
+
+
+def test_start_end_and_limit_choose_the_candles(queries, facts):
+    start, end = START + timedelta(minutes=10), START + timedelta(minutes=30)
+    opened = queries.candles("BTCUSDT", "5m", start, end).column("open_time").to_pylist()
+    assert opened == [START + timedelta(minutes=m) for m in (10, 15, 20, 25)]  # [start, end)
+    # The same instants in another zone choose the same candles.
+    plus_two = timezone(timedelta(hours=2))
+    assert (
+        queries.candles("BTCUSDT", "5m", start.astimezone(plus_two), end.astimezone(plus_two))
+        .column("open_time")
+        .to_pylist()
+        == opened
+    )
+    # A limit keeps the newest candles of the range, oldest first.
+    newest = queries.candles("BTCUSDT", "1m", start, end, limit=3).to_pylist()
+    assert [row["open_time"] for row in newest] == [START + timedelta(minutes=m) for m in (27, 28, 29)]
+    assert newest == candles_written(facts.path, "BTCUSDT", "1m")[27:30]
+    assert queries.candles("BTCUSDT", "1h", start=START + timedelta(hours=1)).num_rows == -(-MINUTES // 60) - 1
+    assert queries.candles("BTCUSDT", "1h", end=START + timedelta(hours=1)).num_rows == 1
+    before = queries.candles("BTCUSDT", "1m", end=START)
+    assert before.num_rows == 0
+    assert before.schema == CANDLE_SCHEMA
+
+
+def test_ten_thousand_candles_come_back(tmp_path):
+    minutes = 10_001
+    path = snapshot_with_candles(tmp_path / "marts.duckdb", symbols=("BTCUSDT",), minutes=minutes).path
+    queries = MarketQueries.duckdb_snapshot(path)
+    table = queries.candles("BTCUSDT", "1m", limit=10_000)
+    assert table.num_rows == 10_000
+    assert table.to_pylist() == candles_written(path, "BTCUSDT", "1m")[1:]  # the newest 10,000
+    assert queries.candles("BTCUSDT", "1m", limit=MAX_CANDLES).num_rows == minutes
+
+
+# --- the 24 h ticker ---------------------------------------------------------------------------------
+
+
+def test_ticker_is_computed_from_the_newest_24_hours_of_1m_candles(queries, facts):
+    for symbol in facts.symbols:
+        minutes = candles_written(facts.path, symbol, "1m")
+        window = minutes[-1440:]  # 24 h of minutes, the forming one included
+        assert window[0]["open_time"] > minutes[0]["open_time"], "the snapshot must hold more than 24 h"
+        ticker = queries.ticker_24h(symbol)
+        change = window[-1]["close"] - window[0]["open"]
+        assert ticker.symbol == symbol
+        assert ticker.last_price == window[-1]["close"] == facts.last_close[symbol]
+        assert ticker.open_price == window[0]["open"]
+        assert ticker.change == change
+        assert ticker.change_percent == (change * 100 / window[0]["open"]).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+        assert ticker.high == max(row["high"] for row in window)
+        assert ticker.low == min(row["low"] for row in window)
+        assert ticker.volume == sum(row["volume"] for row in window)
+        assert ticker.quote_volume == sum(row["quote_volume"] for row in window)
+        assert ticker.as_of == window[-1]["close_time"]
+        # Not the whole history: the oldest hour lies outside the window.
+        assert ticker.volume != sum(row["volume"] for row in minutes)
+
+
+# --- health --------------------------------------------------------------------------------------------
+
+
+def test_health_states_freshness_loads_gaps_audit_and_streams(queries, facts):
+    health = queries.health()
+    (pipeline,) = written(facts.path, "pipeline")
+    assert health.exchange == facts.exchange == "sandbox"
+    assert health.published_at == pipeline["published_at"] == NOW
+    assert health.last_load_at == pipeline["last_load_at"] is not None
+    assert health.marts_loaded_at == max(row["last_loaded_at"] for row in written(facts.path, "candles_1m"))
+    last_closed = facts.end - timedelta(minutes=1, milliseconds=1)  # the minute before the forming one
+    assert [(f.symbol, f.last_closed_close_time) for f in health.freshness] == [
+        (symbol, last_closed) for symbol in sorted(facts.symbols)
+    ]
+    windows = written(facts.path, "completeness")
+    assert (health.gaps.windows, health.gaps.found) == (
+        len(windows),
+        sum(row["expected"] - row["present_before"] for row in windows),
+    )
+    assert health.gaps.filled == sum(row["filled"] for row in windows) > 0
+    assert health.gaps.holes == sum(len(json.loads(row["holes"])) for row in windows) > 0
+    assert health.gaps.missing == sum(row["missing"] for row in windows) > 0
+    audits = written(facts.path, "candle_audit")
+    mismatched = [row for row in audits if row["status"] == "mismatch"]
+    assert mismatched, "the snapshot must hold a mismatch to show"
+    assert health.audit.checked == len(audits)
+    assert health.audit.matched == len(audits) - len(mismatched)
+    assert (health.audit.mismatched, health.audit.missing) == (len(mismatched), 0)
+    assert [(m.symbol, m.interval, m.open_time, m.differences) for m in health.audit.mismatches] == [
+        (row["symbol"], row["interval"], row["open_time"], row["differences"]) for row in mismatched
+    ]
+    beats = sorted(written(facts.path, "stream_status"), key=lambda row: row["symbol"])
+    assert [(s.symbol, s.updated_at, s.last_trade_time, s.lag_seconds) for s in health.streams] == [
+        (row["symbol"], row["updated_at"], row["last_trade_time"], row["lag_seconds"]) for row in beats
+    ]
+    states = [json.loads(row["connection"]) for row in beats]
+    assert [(s.connection, s.state, s.restarts) for s in health.streams] == [
+        (str(state["connection"]), state["state"], state["restarts"]) for state in states
+    ]
+    assert len({s.connection for s in health.streams}) == 2, "two connections, each named"
+
+
+def test_health_of_another_exchange_leaves_out_the_sandboxs_gaps_and_streams(tmp_path):
+    """Gaps and heartbeats are the exchange's the snapshot was published for."""
+    path = snapshot_with_candles(tmp_path / "marts.duckdb", minutes=10).path
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("update pipeline set exchange = 'binance'")
+    health = MarketQueries.duckdb_snapshot(path).health()
+    assert health.exchange == "binance"
+    assert (health.gaps.windows, health.streams) == (0, [])
+    assert health.audit.checked > 0  # the audit is the marts', whichever exchange
+
+
+# --- hostile input -----------------------------------------------------------------------------------
+
+LONG = "A" * 10_000
+HOSTILE_SYMBOLS = [
+    "BTCUSDT'; drop table candles_1m; --",
+    "BTCUSDT' or '1'='1",
+    "' union select * from pipeline --",
+    "DOGEUSDT",  # looks like a symbol; not in the marts
+    "btcusdt",
+    "BTCUSDT\n",
+    "",
+    LONG,
+    None,
+    42,
+]
+HOSTILE_INTERVALS = ["2m", "1M", "1m; drop table candles_1m", "candles_1m", "", "5m ", LONG, None, 5]
+HOSTILE_RANGES = [
+    ("2026-11-24", None),  # text, not a date and time
+    (None, "2026-11-25T00:00:00Z"),
+    (datetime(2026, 11, 24, 8, 0), None),  # no time zone
+    (date(2026, 11, 24), None),
+    (LONG, None),
+    (None, 1_795_514_400),
+]
+HOSTILE_LIMITS = [0, -1, MAX_CANDLES + 1, True, "10", 1.5, None]
+
+
+def refusal(call: Callable[[], object]) -> str:
+    with pytest.raises(QueryRefused) as refused:
+        call()
+    return str(refused.value)
+
+
+def assert_named(message: str, value: object) -> None:
+    """The message names the value: whole, or its beginning and length when it is long."""
+    text = repr(value)
+    assert (text if len(text) <= 60 else text[:50]) in message, message
+    if len(text) > 60:
+        assert f"{len(text)} characters" in message
+        assert len(message) < 300, "a long value is cut short in the message"
+
+
+@pytest.mark.parametrize("symbol", HOSTILE_SYMBOLS, ids=repr)
+def test_a_hostile_symbol_is_refused_naming_it(queries, symbol):
+    assert_named(refusal(lambda: queries.candles(symbol, "1m")), symbol)
+    assert_named(refusal(lambda: queries.ticker_24h(symbol)), symbol)
+
+
+@pytest.mark.parametrize("interval", HOSTILE_INTERVALS, ids=repr)
+def test_a_hostile_interval_is_refused_naming_it(queries, interval):
+    message = refusal(lambda: queries.candles("BTCUSDT", interval))
+    assert_named(message, interval)
+    assert "1m, 5m, 15m, 1h, 4h, 1d" in message
+
+
+@pytest.mark.parametrize(("start", "end"), HOSTILE_RANGES, ids=repr)
+def test_a_bad_date_is_refused_naming_it(queries, start, end):
+    assert_named(refusal(lambda: queries.candles("BTCUSDT", "1m", start, end)), end if start is None else start)
+
+
+@pytest.mark.parametrize("end", [START, START - timedelta(minutes=1)], ids=["empty", "reversed"])
+def test_a_range_that_holds_no_instant_is_refused(queries, end):
+    message = refusal(lambda: queries.candles("BTCUSDT", "1m", START, end))
+    assert START.isoformat() in message
+    assert end.isoformat() in message
+
+
+@pytest.mark.parametrize("limit", HOSTILE_LIMITS, ids=repr)
+def test_a_bad_limit_is_refused_naming_it(queries, limit):
+    assert_named(refusal(lambda: queries.candles("BTCUSDT", "1m", limit=limit)), limit)
+
+
+def test_hostile_values_change_nothing(queries, facts):
+    for symbol in HOSTILE_SYMBOLS:
+        with pytest.raises(QueryRefused):
+            queries.candles(symbol, "1m")
+    assert queries.symbols() == sorted(facts.symbols)
+    assert queries.candles("BTCUSDT", "1m", limit=MAX_CANDLES).num_rows == MINUTES
+
+
+# --- no data -----------------------------------------------------------------------------------------
+
+
+def test_an_empty_snapshot_explains_that_no_candles_are_loaded_yet(tmp_path):
+    queries = MarketQueries.duckdb_snapshot(empty_snapshot(tmp_path / "marts.duckdb"))
+    assert queries.symbols() == []
+    for call in (lambda: queries.candles("BTCUSDT", "1m"), lambda: queries.ticker_24h("BTCUSDT")):
+        with pytest.raises(NoData, match="no candles yet: they appear after the first load and transform"):
+            call()
+    health = queries.health()
+    assert (health.exchange, health.last_load_at, health.marts_loaded_at) == ("sandbox", None, None)
+    assert (health.freshness, health.streams, health.audit.mismatches) == ([], [], [])
+    assert (health.gaps.windows, health.gaps.found, health.audit.checked) == (0, 0, 0)
+
+
+def test_a_missing_snapshot_says_where_it_is_awaited_and_what_to_run(tmp_path):
+    path = tmp_path / "not yet" / "marts.duckdb"
+    queries = MarketQueries.duckdb_snapshot(path)
+    calls = [queries.symbols, queries.health, lambda: queries.candles("BTCUSDT", "1m")]
+    for call in [*calls, lambda: queries.ticker_24h("BTCUSDT")]:
+        with pytest.raises(NoData) as no_data:
+            call()
+        assert str(path) in str(no_data.value)
+        assert "make up" in str(no_data.value)
+    assert not path.exists(), "a reader creates nothing"
+
+
+def test_a_snapshot_published_later_is_read_by_the_next_call(tmp_path):
+    path = tmp_path / "marts.duckdb"
+    queries = MarketQueries.duckdb_snapshot(path)
+    with pytest.raises(NoData):
+        queries.symbols()
+    empty_snapshot(path)
+    assert queries.symbols() == []
+    snapshot_with_candles(path, symbols=("XRPETH",), minutes=3)
+    assert queries.symbols() == ["XRPETH"]
+    assert queries.candles("XRPETH", "1m").num_rows == 3
+
+
+# --- Snowflake: the same rows in fakesnow give the same answers ---------------------------------------
+
+Run = Callable[[str, list], object]
+
+
+def _snowflake_with(facts: SnapshotFacts, cursor) -> None:
+    """The raw tables from the project's own setup SQL (object-level versions), marts.candle_audit as the
+    audit creates it, the candle marts with the snapshot's columns; then every row of the snapshot."""
+    for migration in setup_versions():
+        if migration.version in SNOWFLAKE_OBJECT_VERSIONS:
+            for statement in render_setup(migration.path, "cryptoflow", "file:///nowhere", "unused"):
+                cursor.execute(statement)
+    ensure_audit_table(lambda sql, params=None: cursor.execute(sql, params).fetchall(), SNOWFLAKE)
+    for name, (schema, table, columns) in COPIED_TABLES.items():
+        if name.startswith("candles_"):
+            cursor.execute(create_table_sql(table, columns, schema).replace("timestamptz", "timestamp_tz"))
+        rows = written(facts.path, name)
+        marks = "(" + ", ".join(["%s"] * len(rows[0])) + ")"
+        for chunk in row_chunks(rows):  # one statement per chunk: fakesnow translates each statement
+            cursor.execute(
+                f"insert into {schema}.{table} ({', '.join(rows[0])}) values {', '.join([marks] * len(chunk))}",
+                [value for row in chunk for value in row.values()],
+            )
+
+
+@pytest.fixture(scope="module")
+def snowflake_facts(tmp_path_factory) -> SnapshotFacts:
+    """A smaller snapshot than ``facts``: fakesnow is slow to insert."""
+    return snapshot_with_candles(tmp_path_factory.mktemp("snowflake") / "marts.duckdb", minutes=300, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def snowflake_cursor(snowflake_facts) -> Iterator[object]:
+    with fakesnow.patch(), snowflake.connector.connect(database="cryptoflow", schema="marts") as connection:
+        cursor = connection.cursor()
+        _snowflake_with(snowflake_facts, cursor)
+        yield cursor
+
+
+@pytest.fixture(
+    scope="module",
+    params=["pandas", "rows"],  # st.connection's query gives a DataFrame; a plain cursor gives tuples
+)
+def snowflake_queries(request, snowflake_cursor) -> MarketQueries:
+    def as_pandas(sql: str, params: list) -> object:
+        frame = snowflake_cursor.execute(sql, params).fetch_pandas_all()
+        # The real connector's fetch_pandas_all gives NUMBER(38, s) as float64 (fakesnow keeps Decimals):
+        # what the module must never see for a price, so it is done here as the connector does it.
+        for name in frame.columns:
+            if any(isinstance(value, Decimal) for value in frame[name]):
+                frame[name] = frame[name].astype("float64")
+        return frame
+
+    def as_rows(sql: str, params: list) -> object:
+        return snowflake_cursor.execute(sql, params).fetchall()
+
+    return MarketQueries.snowflake(as_pandas if request.param == "pandas" else as_rows)
+
+
+def test_snowflake_gives_the_snapshots_symbols_and_candles(snowflake_queries, snowflake_facts):
+    facts, queries = snowflake_facts, MarketQueries.duckdb_snapshot(snowflake_facts.path)
+    assert snowflake_queries.backend == "snowflake"
+    assert snowflake_queries.symbols() == queries.symbols() == sorted(facts.symbols)
+    for interval in INTERVALS:
+        for symbol in facts.symbols:
+            expected = queries.candles(symbol, interval, limit=MAX_CANDLES)
+            got = snowflake_queries.candles(symbol, interval, limit=MAX_CANDLES)
+            assert got.schema == CANDLE_SCHEMA
+            assert got.to_pylist() == expected.to_pylist(), (symbol, interval)
+    start, end = START + timedelta(minutes=10), START + timedelta(minutes=30)
+    ranged = snowflake_queries.candles("ETHUSDT", "1m", start, end, limit=4)
+    assert ranged.to_pylist() == queries.candles("ETHUSDT", "1m", start, end, limit=4).to_pylist()
+    assert ranged.num_rows == 4
+
+
+def test_snowflake_gives_the_snapshots_ticker_and_health(snowflake_queries, snowflake_facts):
+    facts, queries = snowflake_facts, MarketQueries.duckdb_snapshot(snowflake_facts.path)
+    for symbol in facts.symbols:
+        assert snowflake_queries.ticker_24h(symbol) == queries.ticker_24h(symbol)
+    live, published = snowflake_queries.health(), queries.health()
+    assert isinstance(live, Health)
+    # Read live: no publish, and the last load is the newest status refresh (every load refreshes them).
+    assert live.published_at is None
+    beats, windows = written(facts.path, "stream_status"), written(facts.path, "completeness")
+    assert live.last_load_at == max(row["loaded_at"] for row in beats + windows)
+    same = ("exchange", "marts_loaded_at", "freshness", "gaps", "audit", "streams")
+    assert {name: getattr(live, name) for name in same} == {name: getattr(published, name) for name in same}
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT' or '1'='1", "DOGEUSDT", LONG], ids=repr)
+def test_snowflake_refuses_the_same_hostile_values(snowflake_queries, symbol):
+    assert_named(refusal(lambda: snowflake_queries.candles(symbol, "1m")), symbol)
+    assert_named(refusal(lambda: snowflake_queries.candles("BTCUSDT", symbol)), symbol)
