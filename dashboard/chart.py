@@ -67,7 +67,9 @@ def _array(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _times(column: pa.ChunkedArray) -> np.ndarray:
     # Plotly's date axis reads "YYYY-MM-DD HH:MM:SS" as given: the chart is in UTC, like the marts.
-    return _array(pc.strftime(column, format="%Y-%m-%d %H:%M:%S"))
+    # Whole seconds first: Arrow's %S of a microsecond timestamp adds ".000000" to every time sent.
+    seconds = pc.cast(column, pa.timestamp("s", tz="UTC"), safe=False)  # candles open on whole minutes
+    return _array(pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S"))
 
 
 def _hover(prices: dict[str, pa.Array]) -> np.ndarray:

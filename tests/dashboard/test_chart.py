@@ -1,0 +1,193 @@
+"""dashboard/chart.py: the Plotly figure of a candle table — exact decimals, forming candle, volume, crosshair."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from dashboard.chart import FORMING, THEMES, candle_figure, plain
+from dashboard.queries import CANDLE_SCHEMA, MarketQueries
+from dashboard.view import View
+from tests.support.dashboard import snapshot_with_candles
+
+VIEW = View(symbol="BTCUSDT", interval="5m", bull="00aa00", bull_line="005500", bear="cc0000", bear_line="660000")
+
+
+@pytest.fixture(scope="module")
+def candles(tmp_path_factory) -> pa.Table:
+    """BTCUSDT's 5m candles of a 2-hour snapshot: 24 closed and one forming (its last 5 minutes not all in)."""
+    path = tmp_path_factory.mktemp("snapshot") / "marts.duckdb"
+    snapshot_with_candles(path, symbols=("BTCUSDT",), minutes=121)
+    return MarketQueries.duckdb_snapshot(path).candles("BTCUSDT", "5m")
+
+
+def traces(figure) -> dict[str, dict]:
+    return {trace["name"]: trace for trace in figure.to_plotly_json()["data"]}
+
+
+def time_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def as_shown(rows: list[dict], column: str) -> list[str]:
+    """The exact decimal text of each row's value, without trailing zeros (computed per row, not by Arrow)."""
+    return [format(row[column].normalize(), "f") for row in rows]
+
+
+def test_candles_are_the_tables_exact_decimals_the_forming_one_apart(candles):
+    rows = candles.to_pylist()
+    assert [row["is_closed"] for row in rows] == [True] * 24 + [False]  # the fixture's shape
+    drawn = traces(candle_figure(candles, VIEW, None))
+    for name, expected in (("BTCUSDT 5m", rows[:-1]), (FORMING, rows[-1:])):
+        trace = drawn[name]
+        assert trace["type"] == "candlestick"
+        assert list(trace["x"]) == [time_text(row["open_time"]) for row in expected]
+        for column in ("open", "high", "low", "close"):
+            assert list(trace[column]) == as_shown(expected, column), (name, column)
+    # The forming candle is marked: fainter, and named in the legend (closed candles need no key).
+    assert drawn[FORMING]["opacity"] < drawn["BTCUSDT 5m"]["opacity"] == 1
+    assert (drawn[FORMING]["showlegend"], drawn["BTCUSDT 5m"]["showlegend"]) == (True, False)
+
+
+def test_no_forming_trace_when_every_candle_is_closed(candles):
+    closed = candles.slice(0, candles.num_rows - 1)
+    assert set(traces(candle_figure(closed, VIEW, None))) == {"BTCUSDT 5m", "volume up", "volume down"}
+
+
+def test_prices_beyond_a_floats_precision_stay_exact():
+    exact = Decimal("12345678901234.12345678")  # 22 significant digits: a float keeps about 16
+    moment = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    row = {name: None for name in CANDLE_SCHEMA.names}
+    row |= {"symbol": "BTCUSDT", "open_time": moment, "close_time": moment + timedelta(minutes=1), "is_closed": True}
+    row |= {"open": exact, "high": exact + 1, "low": exact - Decimal("0.00000001"), "close": exact, "volume": exact}
+    table = pa.Table.from_pylist([row], schema=CANDLE_SCHEMA)
+    figure = candle_figure(table, VIEW, None)
+    candle = traces(figure)["BTCUSDT 5m"]
+    assert (candle["open"][0], candle["high"][0], candle["low"][0]) == (
+        "12345678901234.12345678",
+        "12345678901235.12345678",
+        "12345678901234.12345677",
+    )
+    assert traces(figure)["volume up"]["y"][0] == "12345678901234.12345678"
+    assert figure.to_plotly_json()["layout"]["annotations"][0]["text"] == "12345678901234.12345678"
+
+
+def test_volume_bars_are_coloured_by_their_candles_direction(candles):
+    rows = candles.to_pylist()
+    drawn = traces(candle_figure(candles, VIEW, None))
+    up = [row for row in rows[:-1] if row["close"] >= row["open"]]
+    down = [row for row in rows[:-1] if row["close"] < row["open"]]
+    assert len(up) > 0  # the fixture has both directions
+    assert len(down) > 0
+    for name, expected, colour in (("volume up", up, VIEW.bull), ("volume down", down, VIEW.bear)):
+        bars = drawn[name]
+        assert (bars["type"], bars["yaxis"], bars["marker"]["color"]) == ("bar", "y2", f"#{colour}")
+        assert list(bars["x"]) == [time_text(row["open_time"]) for row in expected]
+        assert list(bars["y"]) == as_shown(expected, "volume")
+    forming = rows[-1]
+    bar = drawn["volume forming"]
+    assert list(bar["x"]) == [time_text(forming["open_time"])]
+    assert list(bar["y"]) == as_shown([forming], "volume")
+    assert bar["marker"]["color"] == f"#{VIEW.bull if forming['close'] >= forming['open'] else VIEW.bear}"
+    assert bar["marker"]["opacity"] < drawn["volume up"]["marker"]["opacity"]
+
+
+def test_the_four_colours_of_the_view_paint_the_candles(candles):
+    drawn = traces(candle_figure(candles, VIEW, None))
+    for name in ("BTCUSDT 5m", FORMING):
+        assert drawn[name]["increasing"]["fillcolor"] == "#00aa00"
+        assert drawn[name]["increasing"]["line"]["color"] == "#005500"
+        assert drawn[name]["decreasing"]["fillcolor"] == "#cc0000"
+        assert drawn[name]["decreasing"]["line"]["color"] == "#660000"
+
+
+def test_hover_shows_each_candles_ohlcv(candles):
+    rows = candles.to_pylist()
+    drawn = traces(candle_figure(candles, VIEW, None))
+    expected = [
+        "<br>".join(f"{label} {text}" for label, text in zip("OHLCV", values, strict=True))
+        for values in zip(
+            *(as_shown(rows, column) for column in ("open", "high", "low", "close", "volume")), strict=True
+        )
+    ]
+    assert list(drawn["BTCUSDT 5m"]["hovertext"]) + list(drawn[FORMING]["hovertext"]) == expected
+    assert drawn["BTCUSDT 5m"]["hoverinfo"] == "x+text"
+
+
+def test_the_last_price_is_marked_on_the_right_price_axis(candles):
+    last_close = format(candles["close"][-1].as_py().normalize(), "f")
+    layout = candle_figure(candles, VIEW, None).to_plotly_json()["layout"]
+    assert layout["yaxis"]["side"] == "right"
+    [line], [label] = layout["shapes"], layout["annotations"]
+    assert (line["yref"], line["y0"], line["y1"], line["xref"], line["x0"], line["x1"]) == (
+        "y",
+        last_close,
+        last_close,
+        "paper",
+        0,
+        1,
+    )
+    assert (label["text"], label["y"], label["yref"], label["xref"], label["x"], label["xanchor"]) == (
+        last_close,
+        last_close,
+        "y",
+        "paper",
+        1,
+        "left",  # just right of the plot: on the price axis
+    )
+    # A last price given (the ticker's) wins over the table's last close.
+    given = candle_figure(candles, VIEW, Decimal("61234.50000000")).to_plotly_json()["layout"]
+    assert given["annotations"][0]["text"] == given["shapes"][0]["y0"] == "61234.5"
+
+
+def test_navigation_crosshair_and_clean_axes(candles):
+    layout = candle_figure(candles, VIEW, None).to_plotly_json()["layout"]
+    buttons = layout["xaxis"]["rangeselector"]["buttons"]
+    assert [button["label"] for button in buttons] == ["1h", "6h", "1d", "1w", "all"]
+    assert layout["dragmode"] == "pan"
+    assert layout["xaxis"]["rangeslider"]["visible"] is False
+    for axis in ("xaxis", "xaxis2", "yaxis"):  # the crosshair: a line across the plot on each axis
+        assert (layout[axis]["showspikes"], layout[axis]["spikemode"]) == (True, "across"), axis
+    for axis in ("xaxis", "xaxis2", "yaxis", "yaxis2"):
+        assert (layout[axis]["showgrid"], layout[axis]["zeroline"]) == (False, False), axis
+    assert layout["xaxis"]["matches"] == "x2"  # candles and volume share one time axis
+    assert layout["yaxis2"]["showticklabels"] is False  # no volume scale: time and price labels only
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_the_theme_colours_the_chart(candles, theme):
+    layout = candle_figure(candles, View(symbol="BTCUSDT", theme=theme), None).to_plotly_json()["layout"]
+    colours = THEMES[theme]
+    assert (layout["paper_bgcolor"], layout["plot_bgcolor"]) == (colours["background"], colours["background"])
+    assert layout["font"]["color"] == colours["text"]
+    assert layout["yaxis"]["spikecolor"] == colours["crosshair"]
+
+
+def test_uirevision_is_kept_across_refreshes_and_changes_with_what_is_shown(candles):
+    def revision(table: pa.Table, view: View) -> str:
+        return candle_figure(table, view, None).to_plotly_json()["layout"]["uirevision"]
+
+    shown = revision(candles, VIEW)
+    refreshed = candles.slice(1)  # a later refresh: other candles, same view
+    assert revision(refreshed, VIEW) == shown
+    assert revision(candles, replace(VIEW, bull="123456", theme="light")) == shown  # restyled only
+    for other in (
+        replace(VIEW, symbol="ETHUSDT"),
+        replace(VIEW, interval="1h"),
+        replace(VIEW, range="1d"),
+    ):
+        assert revision(candles, other) != shown, other
+
+
+def test_plain_drops_trailing_zeros_and_never_uses_an_exponent():
+    assert [plain(Decimal(text)) for text in ("60000.50000000", "60000", "0.00020000", "1E+5", "-0.10")] == [
+        "60000.5",
+        "60000",
+        "0.0002",
+        "100000",
+        "-0.1",
+    ]
