@@ -137,6 +137,12 @@ def _dates(params: Mapping[str, str | Sequence[str]], notices: list[str]) -> dic
     texts = {key: _one(params, key) for key in ("start", "end")}
     if not any(texts.values()):
         return {}
+    if not all(texts.values()):
+        given, missing = ("start", "end") if texts["start"] else ("end", "start")
+        notices.append(
+            f"Ignored {given}={shown(texts[given] or '')!r} without {missing}; showing the range buttons' choice."
+        )
+        return {}
     try:
         days = {key: _date(key, text or "") for key, text in texts.items()}
     except ValueError as error:

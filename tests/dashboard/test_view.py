@@ -135,6 +135,12 @@ def test_a_bad_date_range_is_refused_and_the_range_buttons_decide(start, end):
     assert notices[0].endswith("showing the range buttons' choice.")
 
 
+def test_one_date_alone_is_refused_naming_the_missing_one():
+    assert parse_view({"end": "2026-11-24"}, SYMBOLS)[1] == [
+        "Ignored end='2026-11-24' without start; showing the range buttons' choice."
+    ]
+
+
 def test_a_date_range_of_one_day_and_of_366_days_less_one_is_kept():
     one_day, _ = parse_view({"start": "2026-11-24", "end": "2026-11-24"}, SYMBOLS)
     assert one_day.window == (datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
