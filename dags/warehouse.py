@@ -45,6 +45,21 @@ a fact to investigate (a trade missing from the lake, a bug), not a glitch. Look
 `select * from marts.candle_audit where status = 'mismatch'`, repair the interval
 (`repair_gaps`, or clear its task), and re-run the audit for the range with
 `python -m include.cli audit --symbol S --start T0 --end T1`.
+
+#### Publish: the dashboard's snapshot
+
+`publish` (in the writer pool, after the audit) copies the candle marts, `raw.stream_status`,
+`raw.completeness` and `marts.candle_audit` into a private file and moves it onto the published
+snapshot (`DASHBOARD_SNAPSHOT`, default `data/dashboard/marts.duckdb`) in one rename: the dashboard
+reads that file and never `warehouse.duckdb`, whose write lock a load holds every few seconds.
+It runs whatever happened before it (`all_done`): a failed audit or load still leaves a warehouse
+worth showing, and the dashboard's health panel is where it shows. `audit_failed`, beside it, runs
+only when the audit failed and fails the run, so a successful publish never hides a failed audit.
+On `WAREHOUSE=snowflake` publish is skipped: the dashboard reads the marts there with the reader role.
+If it fails (it retries first): the dashboard keeps showing the previous snapshot, whole. Read the
+task's log (a full disk, or a warehouse file it cannot open), fix that, and clear the task, or wait
+for the next run, which publishes again. Leftover `.marts.duckdb.*.tmp` files of a crashed publish
+are removed by the next one.
 """
 
 from __future__ import annotations
@@ -63,6 +78,39 @@ from include.pools import WAREHOUSE_WRITER
 def is_reconcile(context: Any) -> bool:
     """The nightly run, or one triggered with {"full": true}."""
     return bool(context["params"]["full"]) or context["dag_run"].run_type == "scheduled"
+
+
+# Outside the DAG function, to keep it short. all_done: the snapshot copies what the warehouse
+# holds whatever failed before it (the health panel shows it). After the audit alone: the nightly
+# tests change nothing the dashboard reads, and waiting for them would hold the nightly snapshot
+# back by their length.
+@task(pool=WAREHOUSE_WRITER.name, trigger_rule="all_done", retries=3)
+def publish() -> dict[str, int]:
+    """Publish the dashboard's read-only snapshot of the marts (DuckDB); skipped on Snowflake."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from include.config import ConfigError, load_settings
+    from include.warehouse.snapshot import publish_snapshot
+
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        raise AirflowFailException(str(error)) from None  # retrying would not fix it
+    published = publish_snapshot(settings)
+    if published.path is None:
+        raise AirflowSkipException(published.reason)
+    print(f"published {published.path}: {published.rows}")
+    return published.rows
+
+
+# Airflow judges a run by its last tasks: with `publish` (all_done) after the audit, a failed audit
+# would end in a successful run. This task runs only when the audit failed (one_failed), and fails.
+@task(trigger_rule="one_failed", retries=0)
+def audit_failed() -> None:
+    """Fails the run when the audit failed or could not run (its task names the difference)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException("the audit failed or could not run: see the audit task's log")
 
 
 @dag(
@@ -143,7 +191,9 @@ def warehouse() -> None:
         print(result.as_dict())
         return result.as_dict()
 
-    load() >> transform >> [audit(), nightly_tests()]
+    audited = audit()
+    load() >> transform >> [audited, nightly_tests()]
+    audited >> [publish(), audit_failed()]
 
 
 warehouse()

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from include.warehouse.snapshot import CANDLE_INTERVALS, create_empty_snapshot_tables, temporary_path
+from include.warehouse.snapshot import CANDLE_INTERVALS, COPIED_TABLES, create_empty_snapshot_tables, temporary_path
 
 # A minute boundary: 2026-11-24T08:00:00Z (tests/support/trades.py START_US).
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -252,3 +252,47 @@ def _publish(path: Path, fill: Callable[[duckdb.DuckDBPyConnection], object]) ->
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _table_contents(connection: duckdb.DuckDBPyConnection, table: str) -> tuple[list[tuple], list[tuple]]:
+    """(column names and types, rows sorted) of ``table``."""
+    catalog, schema, name = table.split(".")
+    columns = connection.execute(
+        "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ? "
+        "and table_name = ? order by column_index",
+        [catalog, schema, name],
+    ).fetchall()
+    return columns, sorted(connection.execute(f"select * from {table}").fetchall(), key=repr)
+
+
+def assert_snapshot_equals_warehouse(snapshot: Path, warehouse: Path) -> None:
+    """Every table the snapshot copies equals the warehouse's, column types and rows exactly (Decimals
+    equal as Decimals); a table the warehouse lacks is empty in the snapshot with its columns."""
+    with duckdb.connect(":memory:") as connection:
+        connection.execute(f"attach '{snapshot}' as snap (read_only)")
+        connection.execute(f"attach '{warehouse}' as wh (read_only)")
+        existing = set(
+            connection.execute(
+                "select schema_name, table_name from duckdb_tables() where database_name = 'wh'"
+            ).fetchall()
+        )
+        for name, (schema, table, columns) in COPIED_TABLES.items():
+            copied = _table_contents(connection, f"snap.main.{name}")
+            if (schema, table) in existing:
+                assert copied == _table_contents(connection, f"wh.{schema}.{table}"), name
+            else:
+                assert copied[1] == [], name
+                assert [column for column, _ in copied[0]] == [column for column, _ in columns], name
+        pipeline = connection.execute("select last_load_at, marts_loaded_at from snap.main.pipeline").fetchall()
+        assert len(pipeline) == 1, pipeline
+        assert pipeline[0] == (
+            _newest(connection, existing, "raw", "load_ledger", "loaded_at"),
+            _newest(connection, existing, "marts", "candles_1m", "last_loaded_at"),
+        ), pipeline
+
+
+def _newest(connection: duckdb.DuckDBPyConnection, existing: set[tuple], schema: str, table: str, column: str):
+    """The warehouse's latest ``column`` of ``schema.table``; None when it has no such table."""
+    if (schema, table) not in existing:
+        return None
+    return connection.execute(f"select max({column}) from wh.{schema}.{table}").fetchone()[0]

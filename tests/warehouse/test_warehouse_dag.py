@@ -15,6 +15,7 @@ from include.sandbox.server import serve_in_thread
 from include.timeutil import HOUR_US, now_us
 from tests.support.airflow_env import REPO_ROOT, airflow_subprocess_env, migrate_db
 from tests.support.candles import assert_closed_candles_are_klines, query
+from tests.support.dashboard import assert_snapshot_equals_warehouse
 from tests.support.exchange import import_history, sandbox_config
 from tests.support.processes import run_to_end
 from tests.support.warehouse import assert_exactly_the_lake
@@ -44,7 +45,13 @@ print(json.dumps({
     "errors": {path: str(error)[-1000:] for path, error in bag.import_errors.items()},
     "pools": sorted({task.pool for task in dag.tasks}) if dag else None,
     "tasks": {
-        task.task_id: {"pool": task.pool, "retries": task.retries, "upstream": sorted(task.upstream_task_ids)}
+        task.task_id: {
+            "pool": task.pool,
+            "retries": task.retries,
+            "upstream": sorted(task.upstream_task_ids),
+            "downstream": sorted(task.downstream_task_ids),
+            "trigger_rule": task.trigger_rule,  # a str enum: its value
+        }
         for task in dag.tasks
     } if dag else None,
 }))
@@ -87,6 +94,9 @@ def airflow_tasks_test(tmp_path, task_id: str, *options: str, **settings: str):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(
+    2400
+)  # past the liveness timeouts inside: two `dags test` (600 s each), three `tasks test` (300 s)
 def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_naming_it(tmp_path):
     """``airflow dags test``: load, the dbt build rendered by Cosmos (each model and its tests), and
     the audit against the exchange, in one real run; then an altered candle fails the audit task,
@@ -95,19 +105,24 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
     config = sandbox_config(symbols=("BTCUSDT",), rate=0.2, history_seconds=2 * 3600, weight_limit=10**6)
     with serve_in_thread(config) as sandbox:
         import_history(sandbox.rest_url, lake, ("BTCUSDT",), now_us() - 3 * HOUR_US, now_us())
+        snapshot = tmp_path / "dashboard" / "marts.duckdb"
         settings = {"LAKE_URL": f"file://{lake.root}", "DUCKDB_PATH": str(path), "BINANCE_REST_URL": sandbox.rest_url}
+        settings["DASHBOARD_SNAPSHOT"] = str(snapshot)
         run = dags_test_warehouse(tmp_path, **settings)
         log = run.stdout + run.stderr
         assert "state=success" in log, log[-4000:]
         ended = set(re.findall(r"\[DAG TEST\] end task task_id=(\S+)", log))
         models = ("stg_trades", "candles_1m", "candles_5m", "candles_15m", "candles_1h", "candles_4h", "candles_1d")
-        expected = {"load", "transform.dbt_producer_watcher", "audit"}
+        expected = {"load", "transform.dbt_producer_watcher", "audit", "publish"}
         assert expected | {f"transform.{m}.{step}" for m in models for step in ("run", "test")} <= ended, ended
         assert_exactly_the_lake(lake, path)
         assert_closed_candles_are_klines(path, sandbox.rest_url, ("BTCUSDT",))
         audited = dict(query(path, "select status, count(*) from marts.candle_audit group by status"))
         assert set(audited) == {"match"}, audited
         assert audited["match"] >= 60, audited  # every closed minute, and more
+        # The dashboard's snapshot, published after the audit, is the warehouse's tables exactly.
+        assert_snapshot_equals_warehouse(snapshot, path)
+        assert query(snapshot, "select count(*) from candles_1m")[0][0] > 0
 
         # An altered candle: the audit fails, naming the bucket and the field, and is not retried.
         open_time = query(path, "select min(open_time) from marts.candles_1m where trade_count > 0")[0][0]
@@ -157,3 +172,13 @@ def test_the_audit_and_the_dbt_build_are_not_retried_and_the_build_is_the_only_w
     assert {info["pool"] for info in sensors.values()} == {"default_pool"}
     assert tasks["transform.stg_trades.run"]["upstream"] == ["transform.dbt_producer_watcher"]
     assert "transform.candles_1d.test" in tasks["audit"]["upstream"]
+    # The dashboard's snapshot: written by the one writer, after the audit, whatever the audit's outcome.
+    assert tasks["publish"]["pool"] == WAREHOUSE_WRITER.name
+    assert tasks["publish"]["upstream"] == ["audit"]
+    assert tasks["publish"]["trigger_rule"] == "all_done"
+    assert tasks["publish"]["retries"] >= 1
+    # Airflow judges a run by its last tasks, and publish (all_done) succeeds after a failed audit:
+    # a last task that fails exactly when the audit failed keeps the run failed.
+    assert tasks["publish"]["downstream"] == []
+    failing = tasks["audit_failed"]
+    assert (failing["upstream"], failing["downstream"], failing["trigger_rule"]) == (["audit"], [], "one_failed")
