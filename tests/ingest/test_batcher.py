@@ -16,17 +16,14 @@ from include.ingest.parse import Control
 from include.lake.markers import writes_fingerprint
 from include.lake.store import LakeError, LocalStore
 from include.lake.trades import read_table, read_trades
+from include.timeutil import to_us
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 WRITER = "stream-test-writer"
 
 
-def us(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
 def at(hour: int, minute: int = 0, second: int = 0, micro: int = 0) -> int:
-    return us(datetime(2026, 11, 24, hour, minute, second, micro, tzinfo=UTC))
+    return to_us(datetime(2026, 11, 24, hour, minute, second, micro, tzinfo=UTC))
 
 
 def trade(symbol: str, trade_id: int, time_us: int, price: str = "100.00000000", qty: str = "0.50000000", maker=False):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 import numpy as np
@@ -27,18 +27,14 @@ from include.lake.trades import (
     trade_keys,
     write_trades,
 )
+from include.timeutil import to_us
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
 
-def us(moment: datetime) -> int:
-    """Microseconds since the epoch, computed exactly (no float)."""
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
 def at(hour: int, minute: int = 0, second: int = 0, micro: int = 0) -> int:
-    return us(datetime(2026, 11, 24, hour, minute, second, micro, tzinfo=UTC))
+    return to_us(datetime(2026, 11, 24, hour, minute, second, micro, tzinfo=UTC))
 
 
 def dec(units: int, scale: int = 8) -> Decimal:
@@ -183,7 +179,7 @@ def test_trade_key_layout():
         trade_key("BTCUSDT", at(13), "stream", 4_123_456_789, 4_123_460_000)
         == "trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=13/stream-4123456789-4123460000.parquet"
     )
-    midnight = us(datetime(2027, 1, 1, tzinfo=UTC))
+    midnight = to_us(datetime(2027, 1, 1, tzinfo=UTC))
     assert (
         trade_key("ETHBTC", midnight, "replay", 1, 1)
         == "trades/exchange=binance/symbol=ETHBTC/date=2027-01-01/hour=00/replay-1-1.parquet"
@@ -287,7 +283,7 @@ TIMES = {
     6: at(12, 59, 59, 999_999),
     7: at(13, 0),
     8: at(13, 45),
-    9: us(datetime(2026, 11, 25, 0, 15, tzinfo=UTC)),
+    9: to_us(datetime(2026, 11, 25, 0, 15, tzinfo=UTC)),
 }
 
 

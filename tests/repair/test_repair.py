@@ -29,6 +29,7 @@ from include.repair.ledger import read_report, read_reports
 from include.repair.repair import RepairIncomplete, hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
 from include.sandbox.server import RunningSandbox, serve_in_thread
+from include.timeutil import to_us
 from tests.support.exchange import rest_history, sandbox_config
 from tests.support.net import MICRO, admin
 from tests.support.rest_proxy import RestProxy
@@ -44,16 +45,12 @@ BACKFILL_KEY = re.compile(
 # Reading the exchange ------------------------------------------------------------------------------
 
 
-def us(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
 def in_window(rows: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
-    return [row for row in rows if us(start) <= row["time"] < us(end)]
+    return [row for row in rows if to_us(start) <= row["time"] < to_us(end)]
 
 
 def first_at_or_after(rows: list[dict[str, Any]], moment: datetime) -> dict[str, Any]:
-    return next(row for row in rows if row["time"] >= us(moment))
+    return next(row for row in rows if row["time"] >= to_us(moment))
 
 
 def units(text: str) -> int:
@@ -82,7 +79,7 @@ def write_stream(lake: LocalStore, rows: list[dict[str, Any]], missing: set[int]
 
 
 def lake_rows(lake: LocalStore, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    table = read_trades(lake, SYMBOL, us(start), us(end))
+    table = read_trades(lake, SYMBOL, to_us(start), to_us(end))
     table = table.set_column(
         table.schema.get_field_index("trade_time"), "trade_time", table["trade_time"].cast(pa.int64())
     )
@@ -163,8 +160,8 @@ def market() -> Iterator[Market]:
     with serve_in_thread(config) as sandbox:
         windows = last_full_hours(2)
         rest = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, wait_out_errors=True)
-        assert rest[0]["time"] < us(windows[0][0])  # the history covers both windows
-        assert rest[-1]["time"] >= us(windows[1][1])
+        assert rest[0]["time"] < to_us(windows[0][0])  # the history covers both windows
+        assert rest[-1]["time"] >= to_us(windows[1][1])
         yield Market(sandbox, rest, windows)
 
 
@@ -341,7 +338,7 @@ def test_window_over_with_no_trade_after_it(start_sandbox, tmp_path):
         rest = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, wait_out_errors=True)
         assert len(rest) > 10
         start = datetime.fromtimestamp(rest[0]["time"] // 1_000_000, UTC)
-        end = start + timedelta(microseconds=rest[-1]["time"] + 1 - us(start))  # just after the latest trade
+        end = start + timedelta(microseconds=rest[-1]["time"] + 1 - to_us(start))  # just after the latest trade
         time.sleep(0.01)  # the exchange's clock passes the end
         with client_for(sandbox) as client:
             report = repair_window(client, lake, SYMBOL, start, end)
@@ -418,7 +415,7 @@ def test_whole_window_under_a_low_weight_limit_and_server_errors(start_sandbox, 
         faults=faults,
     ) as sandbox:
         # The expectations first (this reader waits out its own 429s), then a fresh window for the client.
-        first = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, until_us=us(end), wait_out_errors=True)
+        first = rest_history(sandbox.rest_url, SYMBOL, 1, MICRO, until_us=to_us(end), wait_out_errors=True)
         rows = in_window(first, start, end)
         counts_before = admin(sandbox)["rest"]
         now = time.time()

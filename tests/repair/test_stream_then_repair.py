@@ -10,7 +10,6 @@ never against the product's own counters alone.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +21,7 @@ from include.lake.trades import read_table, read_trades
 from include.repair.ledger import read_report
 from include.repair.repair import hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
-from include.timeutil import to_us
+from include.timeutil import from_us, to_us
 from tests.support.exchange import CutRecorder, rest_history, stream_for
 from tests.support.net import MICRO, admin
 
@@ -34,11 +33,6 @@ STREAM_SECONDS = 12.0
 def in_range(table: pa.Table, start_us: int, end_us: int) -> pa.Table:
     times = pc.cast(table["trade_time"], pa.int64())
     return table.filter(pc.and_(pc.greater_equal(times, start_us), pc.less(times, end_us)))
-
-
-def to_datetime(time_us: int) -> datetime:
-    seconds, micros = divmod(time_us, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
 
 
 @pytest.mark.slow
@@ -59,7 +53,7 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
         assert all(len(t) for t in times), "nothing was streamed"
         start_us = int(min(t.min() for t in times))
         end_us = int(max(t.max() for t in times)) + 1
-        windows = hour_windows(to_datetime(start_us), to_datetime(end_us))
+        windows = hour_windows(from_us(start_us), from_us(end_us))
         assert [to_us(windows[0][0]), to_us(windows[-1][1])] == [start_us, end_us]
         assert all(end.minute == 0 and end.second == 0 for _, end in windows[:-1])  # cut at clock hours
 
