@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import threading
 
@@ -14,6 +13,7 @@ import pytest
 from include.lake.spool import SpoolBusy, SpoolFolder, SpoolingStore
 from include.lake.store import LakeError, S3Store
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import process_group
 from tests.support.waiting import wait_until
 
 PREFIX = "lake"
@@ -219,18 +219,18 @@ for index in range(count):
 def test_two_processes_adding_to_one_folder_lose_no_entry(tmp_path):
     """Numbers are claimed by an exclusive create: two processes never write the same entry."""
     folder, go, count = tmp_path / "spool" / "shared", tmp_path / "go", 300
-    processes = [
-        subprocess.Popen([sys.executable, "-c", _ADD_ENTRIES, str(folder), tag, str(count), str(go)], cwd=REPO_ROOT)
-        for tag in ("a", "b")
-    ]
-    try:
+    with contextlib.ExitStack() as started:
+        processes = [
+            started.enter_context(
+                process_group(
+                    [sys.executable, "-c", _ADD_ENTRIES, str(folder), tag, str(count), str(go)], cwd=REPO_ROOT
+                )
+            )
+            for tag in ("a", "b")
+        ]
         wait_until(lambda: folder.is_dir(), 60, "the processes to start")
         go.touch()
         assert [process.wait(timeout=120) for process in processes] == [0, 0]
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
     entries = SpoolFolder(folder).entries()
     read = [SpoolFolder(folder).read(entry) for entry in entries]
     assert sorted(key for key, _ in read) == sorted(f"trades/{t}/{i}.parquet" for t in "ab" for i in range(count))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +14,7 @@ from include.lake import store as store_module
 from include.lake.store import LakeError, LocalStore, S3Store, open_lake
 from tests.support.net import free_port
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import run_to_end
 
 BACKENDS = ["local", "s3"]
 S3_PREFIX = "env/lake"
@@ -224,8 +224,8 @@ def test_local_write_killed_mid_way_is_never_visible(tmp_path):
         lake.put("a/new.json", b"half" * 1000)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, timeout=60)
-    assert result.returncode == 9, result.stderr.decode()
+    result = run_to_end([sys.executable, "-c", script], timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 9, result.stderr
     lake = LocalStore(tmp_path)
     strays = [name for name in _all_files(tmp_path) if name != "a/old.json"]
     assert len(strays) == 1  # the killed write left its temporary file behind ...

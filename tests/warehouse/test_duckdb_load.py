@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import pyarrow as pa
@@ -16,6 +15,7 @@ from include.timeutil import HOUR_US
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import run_to_end
 from tests.support.trades import START_US, columns, fill_lake
 from tests.support.warehouse import assert_exactly_the_lake, ledger, loaded_at_of_each_file, warehouse_rows
 
@@ -106,14 +106,12 @@ def test_the_load_command_reports_files_rows_and_refusals(tmp_path):
         "DUCKDB_PATH": str(tmp_path / "w.duckdb"),
     }
     command = [sys.executable, "-m", "include.cli", "load"]
-    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    first = run_to_end(command, env, timeout=120, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout.splitlines()[-1]) == {"files": 4, "rows": 2000, "refused": []}
-    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    second = run_to_end(command, env, timeout=120, cwd=tmp_path)
     assert json.loads(second.stdout.splitlines()[-1]) == {"files": 0, "rows": 0, "refused": []}
-    wrong = subprocess.run(
-        command, cwd=tmp_path, env={**env, "WAREHOUSE": "oracle"}, capture_output=True, text=True, timeout=120
-    )
+    wrong = run_to_end(command, {**env, "WAREHOUSE": "oracle"}, timeout=120, cwd=tmp_path)
     assert wrong.returncode == 2
     assert "WAREHOUSE='oracle'" in wrong.stderr
 
