@@ -1,0 +1,425 @@
+"""The Streamlit page (dashboard/app.py) under AppTest, over snapshots written by tests/support/dashboard.py.
+
+What the page shows is compared with what the snapshot holds, read here straight from its file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.elements.lib import policies
+from streamlit.testing.v1 import AppTest, local_script_runner
+
+from dashboard.chart import FORMING, THEMES
+from dashboard.view import DEFAULT_COLOURS
+from tests.support.dashboard import empty_snapshot, snapshot_with_candles
+from tests.support.paths import REPO_ROOT
+
+APP = str(REPO_ROOT / "dashboard" / "app.py")
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPETH")
+RUN_TIMEOUT = 120  # seconds: a run on a busy machine, 10,000 candles included
+DEFAULT_QUERY = {"symbol": "BTCUSDT", "interval": "1m", "range": "auto", **DEFAULT_COLOURS, "theme": "dark"}
+
+
+@pytest.fixture
+def snapshot_path(tmp_path, monkeypatch) -> Path:
+    """Where the page reads its snapshot (DASHBOARD_SNAPSHOT); nothing is written there yet."""
+    path = tmp_path / "dashboard" / "marts.duckdb"
+    monkeypatch.setenv("DASHBOARD_SNAPSHOT", str(path))
+    monkeypatch.setenv("WAREHOUSE", "duckdb")
+    monkeypatch.setenv("SYMBOLS", "BTCUSDT,ETHUSDT")
+    return path
+
+
+@pytest.fixture
+def snapshot(snapshot_path):
+    """Two hours of three symbols, the last minute forming."""
+    return snapshot_with_candles(snapshot_path, symbols=SYMBOLS, minutes=120)
+
+
+def page(query: dict[str, str] | None = None) -> AppTest:
+    """The page after one run with ``query`` as its URL's query string."""
+    app = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
+    app.query_params.update(query or {})
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def figure(app: AppTest) -> dict:
+    charts = app.get("plotly_chart")
+    assert len(charts) == 1, "the page shows one chart"
+    return {"spec": json.loads(charts[0].proto.spec), "config": json.loads(charts[0].proto.config)}
+
+
+def traces(app: AppTest) -> dict[str, dict]:
+    return {trace["name"]: trace for trace in figure(app)["spec"]["data"]}
+
+
+def texts(elements) -> list[str]:
+    """Shown texts without the markdown escapes the page adds to text from the warehouse."""
+    return [element.value.replace("\\", "") for element in elements]
+
+
+def snapshot_rows(path: Path, symbol: str, interval: str = "1m") -> list[dict]:
+    """The snapshot's candles of ``symbol``, oldest first, read from its file without the app's code."""
+    with duckdb.connect(str(path), read_only=True) as connection:
+        cursor = connection.execute(
+            f"select open_time, open, high, low, close, volume, is_closed from candles_{interval} "
+            "where symbol = ? order by open_time",
+            [symbol],
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def exact(value: Decimal) -> str:
+    """A price as the chart sends it: every digit, no trailing zeros, no exponent."""
+    return format(value.normalize(), "f")
+
+
+def time_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def drawn_candles(app: AppTest) -> list[tuple[str, str, str, str, str, bool]]:
+    """(time, open, high, low, close, closed) of every candle on the page's chart."""
+    drawn = []
+    for name, trace in traces(app).items():
+        if trace["type"] == "candlestick":
+            columns = (trace["x"], trace["open"], trace["high"], trace["low"], trace["close"])
+            drawn += [(*row, name != FORMING) for row in zip(*columns, strict=True)]
+    return sorted(drawn)
+
+
+def expected_candles(rows: list[dict]) -> list[tuple[str, str, str, str, str, bool]]:
+    return sorted(
+        (
+            time_text(row["open_time"]),
+            *(exact(row[name]) for name in ("open", "high", "low", "close")),
+            row["is_closed"],
+        )
+        for row in rows
+    )
+
+
+# The controls -----------------------------------------------------------------------------------
+
+
+def test_the_symbol_selector_lists_every_symbol_in_the_marts(snapshot, monkeypatch):
+    monkeypatch.setenv("SYMBOLS", "ETHUSDT,BTCUSDT")  # the first configured symbol is shown first
+    app = page()
+    selector = app.selectbox(key="symbol")
+    assert selector.options == list(SYMBOLS)
+    assert selector.value == "ETHUSDT"
+
+
+def test_the_interval_selector_offers_exactly_the_six_intervals(snapshot):
+    assert page().segmented_control(key="interval").options == ["1m", "5m", "15m", "1h", "4h", "1d"]
+
+
+def test_no_widget_policy_warning_from_the_controls(snapshot, monkeypatch):
+    warned: list[tuple] = []
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)  # Streamlit warns once per process
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda *args, **kwargs: warned.append(args))
+    app = page({"start": "2026-11-24", "end": "2026-11-24"})
+    app.color_picker(key="bull").pick("#123456").run()
+    app.date_input(key="dates").set_value((date(2026, 11, 23), date(2026, 11, 24))).run()
+    assert not app.exception
+    assert warned == []
+
+
+# The chart ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "15m", "1h", "4h", "1d"])
+def test_the_charts_candles_are_the_snapshots_exact_decimals(snapshot, interval):
+    app = page({"symbol": "ETHUSDT", "interval": interval})
+    expected = expected_candles(snapshot_rows(snapshot.path, "ETHUSDT", interval))
+    assert drawn_candles(app) == expected
+    assert [closed for *_, closed in expected].count(False) == 1  # the forming one, drawn apart
+
+
+def test_the_chart_marks_volume_forming_candle_last_price_and_navigation(snapshot):
+    app = page({"symbol": "XRPETH"})
+    rows = snapshot_rows(snapshot.path, "XRPETH")
+    drawn, spec, config = traces(app), figure(app)["spec"], figure(app)["config"]
+    # Volume bars by direction, in the view's colours; the forming candle's apart.
+    rising = [time_text(row["open_time"]) for row in rows[:-1] if row["close"] >= row["open"]]
+    falling = [time_text(row["open_time"]) for row in rows[:-1] if row["close"] < row["open"]]
+    assert (drawn["volume up"]["x"], drawn["volume up"]["marker"]["color"]) == (rising, "#26a69a")
+    assert (drawn["volume down"]["x"], drawn["volume down"]["marker"]["color"]) == (falling, "#ef5350")
+    assert drawn["volume forming"]["x"] == [time_text(rows[-1]["open_time"])]
+    assert drawn["volume up"]["y"][0] == exact(next(row for row in rows[:-1] if row["close"] >= row["open"])["volume"])
+    # The forming candle: in its own, fainter trace, named in the legend.
+    assert drawn[FORMING]["x"] == [time_text(rows[-1]["open_time"])]
+    assert drawn[FORMING]["opacity"] < 1
+    assert drawn[FORMING]["showlegend"] is True
+    # Hover: the candle's OHLCV.
+    first = rows[0]
+    assert drawn["XRPETH 1m"]["hovertext"][0] == "<br>".join(
+        f"{label} {exact(first[name])}"
+        for label, name in zip("OHLCV", ("open", "high", "low", "close", "volume"), strict=True)
+    )
+    # The last price on the right-side price axis.
+    layout = spec["layout"]
+    assert layout["yaxis"]["side"] == "right"
+    assert layout["annotations"][0]["text"] == exact(snapshot.last_close["XRPETH"])
+    assert layout["shapes"][0]["y0"] == exact(snapshot.last_close["XRPETH"])
+    # Navigation: range buttons, drag pans, the wheel zooms, double-click resets; a crosshair.
+    assert [button["label"] for button in layout["xaxis"]["rangeselector"]["buttons"]] == [
+        "1h",
+        "6h",
+        "1d",
+        "1w",
+        "all",
+    ]
+    assert layout["dragmode"] == "pan"
+    assert (config["scrollZoom"], config["doubleClick"]) == (True, "reset")
+    assert layout["xaxis"]["showspikes"] is True
+    assert layout["yaxis"]["showspikes"] is True
+
+
+def test_ten_thousand_candles_render(snapshot_path):
+    facts = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=10_000, health=False)
+    app = page({"range": "max"})
+    drawn = drawn_candles(app)
+    assert len(drawn) == 10_000
+    assert drawn == expected_candles(snapshot_rows(facts.path, "BTCUSDT"))
+
+
+# The header --------------------------------------------------------------------------------------
+
+
+def grouped(value: Decimal) -> str:
+    return f"{value.normalize():,f}"
+
+
+def test_the_header_is_the_last_price_and_the_24h_figures_of_the_snapshot(snapshot_path):
+    snapshot_with_candles(snapshot_path, symbols=("BTCUSDT", "ETHUSDT"), minutes=25 * 60)  # more than 24 h
+    rows = snapshot_rows(snapshot_path, "ETHUSDT")
+    window = [row for row in rows if row["open_time"] > rows[-1]["open_time"] - timedelta(days=1)]
+    assert len(window) == 1440
+    last, opened = rows[-1]["close"], window[0]["open"]
+    change = last - opened
+    percent = (change * 100 / opened).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    sign = "+" if change >= 0 else "-"
+    app = page({"symbol": "ETHUSDT"})
+    heading = app.markdown[0].value
+    assert f"**ETHUSDT** · 1m &nbsp; **{grouped(last)}** &nbsp; " in heading
+    assert f"[{sign}{grouped(abs(change))} ({sign}{abs(percent)}%)]" in heading
+    assert (":green[" if change >= 0 else ":red[") in heading
+    high, low = max(row["high"] for row in window), min(row["low"] for row in window)
+    volume = sum(row["volume"] for row in window)
+    assert app.caption[0].value.startswith(
+        f"24 h high {grouped(high)} · low {grouped(low)} · volume {grouped(volume)} · as of "
+    )
+
+
+# The URL -----------------------------------------------------------------------------------------
+
+
+def test_every_choice_goes_into_the_url_and_the_url_reproduces_the_view(snapshot):
+    app = page()
+    assert app.query_params == DEFAULT_QUERY
+    app.selectbox(key="symbol").select("ETHUSDT").run()
+    app.segmented_control(key="interval").set_value("15m").run()
+    app.segmented_control(key="range").set_value("1d").run()
+    for key, colour in (("bull", "#112233"), ("bull_line", "#445566"), ("bear", "#778899"), ("bear_line", "#aabbcc")):
+        app.color_picker(key=key).pick(colour).run()
+    app.segmented_control(key="theme").set_value("light").run()
+    chosen = {"symbol": "ETHUSDT", "interval": "15m", "range": "1d", "bull": "112233", "bull_line": "445566"}
+    chosen |= {"bear": "778899", "bear_line": "aabbcc", "theme": "light"}
+    assert app.query_params == chosen
+
+    shared = page(dict(app.query_params))  # a fresh session opening the link
+    assert shared.query_params == chosen
+    assert shared.selectbox(key="symbol").value == "ETHUSDT"
+    assert shared.segmented_control(key="interval").value == "15m"
+    assert shared.segmented_control(key="range").value == "1d"
+    assert shared.segmented_control(key="theme").value == "light"
+    for key in ("bull", "bull_line", "bear", "bear_line"):
+        assert shared.color_picker(key=key).value == f"#{chosen[key]}"
+    drawn, layout = traces(shared), figure(shared)["spec"]["layout"]
+    assert drawn["ETHUSDT 15m"]["increasing"] == {"fillcolor": "#112233", "line": {"color": "#445566", "width": 1}}
+    assert drawn["ETHUSDT 15m"]["decreasing"] == {"fillcolor": "#778899", "line": {"color": "#aabbcc", "width": 1}}
+    assert layout["paper_bgcolor"] == THEMES["light"]["background"]
+    assert THEMES["light"]["background"] in shared.html[0].value  # the page around the chart too
+    assert len(drawn_candles(shared)) == len(snapshot_rows(snapshot.path, "ETHUSDT", "15m"))  # 1 d: all of them
+
+
+def test_a_date_range_goes_into_the_url_and_shows_those_days(snapshot_path):
+    snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=3 * 1440)  # 24, 25 and 26 November
+    app = page({"interval": "1h"})
+    app.date_input(key="dates").set_value((date(2026, 11, 25), date(2026, 11, 25))).run()
+    dated = {key: value for key, value in DEFAULT_QUERY.items() if key != "range"}  # the dates replace it
+    assert app.query_params == dated | {"interval": "1h", "start": "2026-11-25", "end": "2026-11-25"}
+
+    shared = page(dict(app.query_params))
+    assert shared.date_input(key="dates").value == (date(2026, 11, 25), date(2026, 11, 25))
+    assert shared.segmented_control(key="range").value is None
+    day = [
+        row for row in snapshot_rows(snapshot_path, "BTCUSDT", "1h") if row["open_time"].date() == date(2026, 11, 25)
+    ]
+    assert len(day) == 24
+    assert drawn_candles(shared) == expected_candles(day)
+
+
+HOSTILE = [
+    {"symbol": "BTCUSDT' OR '1'='1"},
+    {"symbol": "BTCUSDT; DROP TABLE candles_1m; --"},
+    {"symbol": "DOGEUSDT"},
+    {"interval": "7m"},
+    {"interval": "1m UNION SELECT * FROM pipeline"},
+    {"range": "forever"},
+    {"theme": "<script>alert(1)</script>"},
+    {"bull": "#26a69a"},
+    {"bear_line": "red"},
+    {"start": "2026-11-31", "end": "2026-12-01"},
+    {"start": "2026-11-24"},
+    {"start": "'; drop table candles_1m; --", "end": "2026-11-24"},
+    {key: "A" * 10_000 for key in ("symbol", "interval", "range", "bull", "bull_line", "bear", "bear_line", "theme")},
+    {"start": "9" * 10_000, "end": "2026-11-24"},
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE, ids=lambda query: ",".join(query)[:40])
+def test_hostile_query_values_are_refused_with_a_notice_and_the_chart_still_renders(snapshot, query):
+    app = page(query)
+    notices = [warning.value for warning in app.warning]
+    for key in {"start" if key == "end" else key for key in query}:  # a date range is refused as one
+        named = ("start", "end") if key == "start" else (key,)
+        assert sum(notice.startswith(tuple(f"Ignored {name}=" for name in named)) for notice in notices) == 1, notices
+    assert all(len(notice) < 200 for notice in notices)
+    assert app.query_params == DEFAULT_QUERY  # the URL now shows what is on screen
+    assert drawn_candles(app) == expected_candles(snapshot_rows(snapshot.path, "BTCUSDT"))
+
+
+# Nothing to show ----------------------------------------------------------------------------------
+
+
+def test_an_empty_snapshot_is_explained(snapshot_path):
+    empty_snapshot(snapshot_path)
+    app = page()
+    assert app.get("plotly_chart") == []
+    assert not app.error
+    assert any("no candles yet" in text and "make up" in text for text in texts(app.info))
+
+
+def test_a_missing_snapshot_is_explained(snapshot_path):
+    app = page()
+    assert not snapshot_path.exists()
+    assert app.get("plotly_chart") == []
+    assert not app.error
+    assert any(f"No dashboard snapshot at {snapshot_path}" in text for text in texts(app.info))
+
+
+# Source and health ------------------------------------------------------------------------------
+
+
+def test_sandbox_data_is_announced(snapshot):
+    assert any(text.startswith("Sandbox data:") for text in texts(page().info))
+
+
+def test_binance_data_has_no_sandbox_banner(snapshot_path):
+    snapshot_with_candles(snapshot_path, exchange="binance")
+    app = page()
+    assert not any("Sandbox" in text for text in texts(app.info))
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_stale_and_failing_facts_are_shown_as_warnings_and_errors(snapshot_path):
+    long_ago = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=30)
+    snapshot_with_candles(snapshot_path, start=long_ago)
+    app = page()
+    errors, warnings = texts(app.error), texts(app.warning)
+    for what in ("BTCUSDT: last closed candle 29 d ago", "last load 29 d ago", "last transform 29 d ago"):
+        assert what in errors, errors
+    assert any(error.startswith("stream 0 BTCUSDT: heartbeat 29 d ago") for error in errors), errors
+    assert any(error.startswith("1 candles differ from the exchange, first BTCUSDT 1m") for error in errors)
+    assert "3 trades missing after repair" in warnings
+    assert "| BTCUSDT | 29 d ago | :red[failing] |" in app.markdown[2].value
+
+
+def test_fresh_facts_are_shown_fine(snapshot_path):
+    now = datetime.now(UTC)
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=119)  # the current minute forming
+    snapshot_with_candles(snapshot_path, start=start, now=now)
+    app = page()
+    problems = texts(app.error) + texts(app.warning)
+    # What the snapshot holds as wrong stays shown; nothing about age or streams is.
+    mismatch = f"1 candles differ from the exchange, first BTCUSDT 1m {start + timedelta(minutes=1):%Y-%m-%d %H:%M}Z"
+    assert sorted(problems) == [mismatch, "3 trades missing after repair"]
+    freshness = app.markdown[2].value
+    assert "| BTCUSDT | " in freshness
+    assert "| ETHUSDT | " in freshness
+    assert freshness.count(":green[ok]") == 2
+    assert app.markdown[1].value.count(":green[ok]") == 2  # last load and last transform
+
+
+# Live ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Runs:
+    """The forward messages of the last run, and a way to rerun one fragment as the browser's timer does."""
+
+    messages: list
+
+
+@contextlib.contextmanager
+def recorded_runs(monkeypatch) -> Iterator[Runs]:
+    runs = Runs([])
+    parse = local_script_runner.parse_tree_from_messages
+
+    def recording(messages):
+        runs.messages = list(messages)
+        return parse(messages)
+
+    monkeypatch.setattr(local_script_runner, "parse_tree_from_messages", recording)
+    yield runs
+
+
+def rerun_fragment(app: AppTest, fragment_id: str, monkeypatch) -> None:
+    """What Streamlit does when a fragment's run_every timer fires: a rerun of that fragment alone."""
+    with monkeypatch.context() as patch:
+        rerun = functools.partial(local_script_runner.RerunData, fragment_id=fragment_id, is_auto_rerun=True)
+        patch.setattr(local_script_runner, "RerunData", rerun)
+        app.run()
+    assert not app.exception, [item.value for item in app.exception]
+
+
+def test_the_chart_refreshes_in_its_fragment_every_few_seconds(snapshot_path, monkeypatch):
+    snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=120)
+    with recorded_runs(monkeypatch) as runs:
+        app = page()
+        timers = [message.auto_rerun for message in runs.messages if message.HasField("auto_rerun")]
+        assert [(timer.interval, bool(timer.fragment_id)) for timer in timers] == [(5.0, True)]
+        fragment = timers[0].fragment_id
+        chart_deltas = [
+            m.delta for m in runs.messages if m.HasField("delta") and m.delta.new_element.HasField("plotly_chart")
+        ]
+        assert [delta.fragment_id for delta in chart_deltas] == [fragment]  # the chart is drawn in the fragment
+        revision = figure(app)["spec"]["layout"]["uirevision"]
+        assert len(drawn_candles(app)) == 120
+
+        later = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=121)  # the next minute published
+        rerun_fragment(app, fragment, monkeypatch)
+
+        assert drawn_candles(app) == expected_candles(snapshot_rows(later.path, "BTCUSDT"))
+        assert len(drawn_candles(app)) == 121
+        assert figure(app)["spec"]["layout"]["uirevision"] == revision  # the user's zoom and pan are kept
+        assert app.markdown[0].value.startswith("**BTCUSDT**")  # the header refreshed with it
+        assert f"**{grouped(later.last_close['BTCUSDT'])}**" in app.markdown[0].value
+        # Only the fragment ran: the controls were not sent again (they do not flicker).
+        assert not app.sidebar.children
+        assert all(m.delta.fragment_id == fragment for m in runs.messages if m.HasField("delta"))
