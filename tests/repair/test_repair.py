@@ -30,7 +30,7 @@ from include.repair.repair import RepairIncomplete, hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
 from include.sandbox.server import RunningSandbox, serve_in_thread
 from include.timeutil import to_us
-from tests.support.exchange import rest_history, sandbox_config
+from tests.support.exchange import STREAMED_OR_BACKFILLED, assert_matches_exchange, rest_history, sandbox_config
 from tests.support.net import MICRO, admin
 from tests.support.rest_proxy import RestProxy
 
@@ -88,20 +88,13 @@ def lake_rows(lake: LocalStore, start: datetime, end: datetime) -> list[dict[str
 
 def assert_lake_is_rest(lake: LocalStore, start: datetime, end: datetime, rest: list[dict[str, Any]]) -> None:
     """The lake holds exactly the exchange's trades of the window, once each, every field equal."""
-    got = lake_rows(lake, start, end)
+    table = read_trades(lake, SYMBOL, to_us(start), to_us(end))
     expected = in_window(rest, start, end)
-    assert len({row["trade_id"] for row in got}) == len(got), "a trade is stored twice"
-    assert [row["trade_id"] for row in got] == [row["id"] for row in expected]
-    for row, want in zip(got, expected, strict=True):
-        price, quantity = Decimal(want["price"]), Decimal(want["qty"])
-        assert row["exchange"] == "binance"
-        assert row["symbol"] == SYMBOL
-        assert row["price"] == price
-        assert row["quantity"] == quantity
-        assert row["quote_quantity"] == price * quantity  # exact: 16 decimals hold the whole product
-        assert row["trade_time"] == want["time"]
-        assert row["is_buyer_maker"] is want["isBuyerMaker"]
-        assert row["source"] in ("stream", "backfill")
+    ids = table["trade_id"].to_pylist()
+    assert len(set(ids)) == len(ids), "a trade is stored twice"
+    assert sorted(ids) == [row["id"] for row in expected]
+    exchange = {row["id"]: row for row in expected}
+    assert_matches_exchange(table, exchange, SYMBOL, STREAMED_OR_BACKFILLED)
 
 
 def listing(lake: LocalStore, prefix: str) -> dict[str, str]:

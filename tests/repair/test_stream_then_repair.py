@@ -22,7 +22,13 @@ from include.repair.ledger import read_report
 from include.repair.repair import hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
 from include.timeutil import from_us, to_us
-from tests.support.exchange import CutRecorder, rest_history, stream_for
+from tests.support.exchange import (
+    STREAMED_OR_BACKFILLED,
+    CutRecorder,
+    assert_matches_exchange,
+    rest_history,
+    stream_for,
+)
 from tests.support.net import MICRO, admin
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -82,12 +88,7 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
         # Over the range, the lake holds exactly the exchange's trades, value for value.
         window = in_range(table, start_us, end_us)
         assert sorted(window["trade_id"].to_pylist()) == truth_ids
-        for row in window.to_pylist():
-            expected = truth[row["trade_id"]]
-            assert f"{row['price']:.8f}" == expected["price"], row
-            assert f"{row['quantity']:.8f}" == expected["qty"], row
-            assert to_us(row["trade_time"]) == expected["time"], row
-            assert row["is_buyer_maker"] == expected["isBuyerMaker"], row
+        assert_matches_exchange(window, truth, symbol, STREAMED_OR_BACKFILLED)
 
         # The stream missed the skipped ids and what the cuts had in flight, nothing else; the repair
         # filled exactly what it missed.

@@ -172,17 +172,27 @@ def assert_contiguous(ids: np.ndarray) -> None:
     assert not missing, f"{len(missing)} ids missing between {ids[0]} and {ids[-1]}: {missing[:20]}"
 
 
-def assert_matches_exchange(table: pa.Table, exchange: dict[int, dict[str, Any]], symbol: str) -> None:
-    """Every row is the exchange's trade with that id, value for value (exact decimals, µs times)."""
+STREAMED = frozenset({"stream"})
+STREAMED_OR_BACKFILLED = frozenset({"stream", "backfill"})
+
+
+def assert_matches_exchange(
+    table: pa.Table, exchange: dict[int, dict[str, Any]], symbol: str, sources: frozenset[str] = STREAMED
+) -> None:
+    """Every row is the exchange's trade with that id, value for value (exact decimals, µs times),
+    written by one of ``sources`` (the lake's ``source`` column: ``stream`` or ``backfill``).
+
+    Which ids must be there, and only once, is the caller's to check (``assert_contiguous``,
+    ``assert_no_duplicates``, or a window's exact id list)."""
     ids = table["trade_id"].to_pylist()
     prices = table["price"].to_pylist()
     quantities = table["quantity"].to_pylist()
     quotes = table["quote_quantity"].to_pylist()
     times = pc.cast(table["trade_time"], pa.int64()).to_pylist()
     makers = table["is_buyer_maker"].to_pylist()
-    assert set(table["symbol"].to_pylist()) == {symbol}
-    assert set(table["exchange"].to_pylist()) == {"binance"}
-    assert set(table["source"].to_pylist()) == {"stream"}
+    assert set(table["symbol"].to_pylist()) <= {symbol}
+    assert set(table["exchange"].to_pylist()) <= {"binance"}
+    assert set(table["source"].to_pylist()) <= sources, set(table["source"].to_pylist())
     for i, trade_id in enumerate(ids):
         truth = exchange.get(trade_id)
         assert truth is not None, f"trade {trade_id} is in the lake but not in the exchange's history"
