@@ -27,7 +27,9 @@ the heartbeat's lag in seconds.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -238,8 +240,9 @@ _LIVE_PIPELINE_SQL = (
     "(select max(last_loaded_at) from {candles_1m}) as marts_loaded_at"
 )
 
-# Table names: the snapshot's own (attached as "snapshot"), or where the snapshot copies them from.
-_SNAPSHOT_TABLES = {name: f"snapshot.main.{name}" for name in SNAPSHOT_TABLES}
+# Table names: the snapshot's own (its attachment is the session's database, USE), or where the
+# snapshot copies them from.
+_SNAPSHOT_TABLES = {name: f"main.{name}" for name in SNAPSHOT_TABLES}
 _SNOWFLAKE_TABLES = {name: f"{schema}.{table}" for name, (schema, table, _) in COPIED_TABLES.items()}
 
 
@@ -247,6 +250,23 @@ def _shown(value: object) -> str:
     """A refused value as the message names it: its repr, cut short when long."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
+# One in-memory DuckDB per process, a cursor per call: a new database costs ~40 ms of CPU to open,
+# a cursor and an ATTACH a few. (duckdb.connect(path) is not used: it shares one cached instance
+# per path in this process, so a reader still open would keep every new call on the old file.)
+_READERS: list[duckdb.DuckDBPyConnection] = []
+_READERS_LOCK = threading.Lock()
+_ATTACHMENTS = itertools.count()
+# Rows per Arrow batch: the default (a million) costs ~30 ms to allocate for a one-row result.
+_ARROW_BATCH_ROWS = 10_000
+
+
+def _reader_cursor() -> duckdb.DuckDBPyConnection:
+    with _READERS_LOCK:
+        if not _READERS:
+            _READERS.append(duckdb.connect(":memory:", config={"threads": 1}))
+        return _READERS[0].cursor()
 
 
 def _duckdb_session(path: Path) -> contextlib.AbstractContextManager[Fetch]:
@@ -257,19 +277,26 @@ def _duckdb_session(path: Path) -> contextlib.AbstractContextManager[Fetch]:
                 f"No dashboard snapshot at {path} yet: the warehouse DAG publishes one after each transform. "
                 "Start the pipeline (make up) and wait for its first load and transform."
             )
-        # A fresh in-memory database per call: duckdb.connect(path) would share one cached instance
-        # per path in this process, so a reader still open would keep every new call on the old file.
-        connection = duckdb.connect(":memory:", config={"threads": 1})
+        cursor = _reader_cursor()
+        alias = f"snapshot_{next(_ATTACHMENTS)}"
         try:
-            connection.execute("set TimeZone = 'UTC'")
-            connection.execute(f"attach '{_quoted(path)}' as snapshot (read_only)")
+            cursor.execute("set TimeZone = 'UTC'")
+            # Attached afresh under a name of its own: this call reads the file published now, whole,
+            # whatever file another call (another alias) still reads.
+            cursor.execute(f"attach '{_quoted(path)}' as {alias} (read_only)")
+            try:
+                cursor.execute(f"use {alias}")
 
-            def fetch(sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
-                return connection.sql(sql, params=list(params)).to_arrow_table().cast(schema)
+                def fetch(sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
+                    relation = cursor.sql(sql, params=list(params))
+                    return relation.to_arrow_table(_ARROW_BATCH_ROWS).cast(schema)
 
-            yield fetch
+                yield fetch
+            finally:
+                cursor.execute("use memory")  # a database in use cannot be detached
+                cursor.execute(f"detach {alias}")
         finally:
-            connection.close()
+            cursor.close()
 
     return session()
 

@@ -5,6 +5,7 @@ values are refused naming them, and an empty or missing snapshot explains itself
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -30,6 +31,7 @@ from include.warehouse.snapshot import COPIED_TABLES, create_table_sql
 from include.warehouse.snowflake_backend import render_setup, setup_versions
 from include.warehouse.sql import SNOWFLAKE, row_chunks
 from tests.support.dashboard import INTERVAL_MINUTES, START, SnapshotFacts, empty_snapshot, snapshot_with_candles
+from tests.support.waiting import wait_until
 from tests.support.warehouse import SNOWFLAKE_OBJECT_VERSIONS
 
 MINUTES = 1_500  # more than the ticker's 24 h of 1m candles, so its window drops the oldest hour
@@ -323,6 +325,46 @@ def test_a_snapshot_published_later_is_read_by_the_next_call(tmp_path):
     snapshot_with_candles(path, symbols=("XRPETH",), minutes=3)
     assert queries.symbols() == ["XRPETH"]
     assert queries.candles("XRPETH", "1m").num_rows == 3
+
+
+def test_threads_reading_while_snapshots_are_replaced_each_read_one_whole_snapshot(tmp_path):
+    """Calls from several threads (Streamlit's sessions) while publishes replace the file: each call
+    reads one snapshot throughout, the one published when it began, and later calls read later ones."""
+    path = tmp_path / "marts.duckdb"
+    snapshot_with_candles(path, symbols=("BTCUSDT",), minutes=10)
+    queries, stop = MarketQueries.duckdb_snapshot(path), threading.Event()
+    seen: list[tuple[int, timedelta]] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                health = queries.health()  # six queries in one call
+                (fresh,) = health.freshness
+                seen.append(
+                    (queries.candles("BTCUSDT", "1m").num_rows, health.published_at - fresh.last_closed_close_time)
+                )
+            except BaseException as error:
+                errors.append(error)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        for minutes in range(11, 16):
+            snapshot_with_candles(path, symbols=("BTCUSDT",), minutes=minutes)
+            count = len(seen)
+            wait_until(lambda count=count: len(seen) > count + 2 or errors, 60, "reads of the new snapshot")
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert errors == []
+    # published_at is the snapshot's last close (+1 ms): one file per call, never two mixed.
+    assert {gap for _, gap in seen} == {timedelta(minutes=1, milliseconds=1)}
+    counts = [rows for rows, _ in seen]
+    assert set(counts) <= set(range(10, 16))
+    assert len(set(counts)) > 3, "the reads followed the publishes"
 
 
 # --- Snowflake: the same rows in fakesnow give the same answers ---------------------------------------
