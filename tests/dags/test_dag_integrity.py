@@ -7,6 +7,7 @@ import sys
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
+from include.config import ConfigError, load_settings
 from tests.support.airflow_env import REPO_ROOT
 from tests.support.processes import run_to_end
 
@@ -30,13 +31,44 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 """
 
 
+BAD_SETTINGS = {
+    "SYMBOLS": "not a symbol",
+    "LAKE_URL": "gs://x",
+    "STREAM_SHARD_SIZE": "0",
+    "SANDBOX_PORT": "abc",
+    "WAREHOUSE": "oracle",
+    "DUCKDB_PATH": "/dev/null/x",
+}
+# include/config.py takes any path: /dev/null/x only fails when the DuckDB file is opened, with an
+# error that does not name the variable. Strict, so this turns red once the load refuses it.
+NOT_REFUSED_AT_LOAD = {"DUCKDB_PATH": "DUCKDB_PATH is not checked when settings load"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_REFUSED_AT_LOAD[name]))
+        if name in NOT_REFUSED_AT_LOAD
+        else name
+        for name in BAD_SETTINGS
+    ],
+)
+def test_each_bad_setting_is_refused_in_one_line_naming_it(name):
+    """The settings the parse test below breaks are really bad: loading any of them is refused."""
+    value = BAD_SETTINGS[name]
+    with pytest.raises(ConfigError) as refused:
+        load_settings({name: value})
+    message = str(refused.value)
+    assert f"{name}={value!r}" in message
+    assert "\n" not in message
+
+
 def test_a_bad_setting_breaks_no_dag_parse():
     """Settings are read when tasks run: a bad value fails those tasks, not the parse of every DAG.
 
     Parsed in a fresh process, so no module (the plugins above all) was imported with good settings.
     """
-    bad = {"SYMBOLS": "not a symbol", "LAKE_URL": "gs://x", "STREAM_SHARD_SIZE": "0", "SANDBOX_PORT": "abc"}
-    env = {**os.environ, **bad, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, **BAD_SETTINGS, "PYTHONPATH": str(REPO_ROOT)}
     result = run_to_end([sys.executable, "-c", PARSE], env, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
