@@ -20,6 +20,7 @@ from include.lake.store import LocalStore
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import run_to_end
 from tests.support.trades import announce_new_files, fill_lake
 from tests.support.warehouse import Crash, FaultyConnection, assert_exactly_the_lake
 
@@ -82,14 +83,8 @@ def kill_at(lake_root: Path, path: Path, n: int) -> subprocess.CompletedProcess:
         "warehouse.connection = FaultyConnection(warehouse.connection, fail_at=n, on_fault=kill)\n"
         "load_lake(lake, warehouse)\n"
     )
-    return subprocess.run(
-        [sys.executable, "-c", script, str(lake_root), str(path), str(n), str(BATCH_ROWS)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    argv = [sys.executable, "-c", script, str(lake_root), str(path), str(n), str(BATCH_ROWS)]
+    return run_to_end(argv, {**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=300, cwd=REPO_ROOT)
 
 
 def kill_points(statements: list[str]) -> list[int]:
@@ -102,6 +97,9 @@ def kill_points(statements: list[str]) -> list[int]:
     return [*range(1, commits[1] + 1), *range(commits[-2], len(statements) + 1)]
 
 
+# A process start and a reload per kill point: 9 minutes on a machine shared with other test runs
+# (load 12 on 2 cores), where the default 300 s timeout cut it off.
+@pytest.mark.timeout(1200)
 def test_a_load_process_killed_at_each_kind_of_statement_is_repaired_by_the_next_load(scenario, tmp_path):
     lake, baseline, statements = scenario
     for n in kill_points(statements):
