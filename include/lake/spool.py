@@ -35,7 +35,10 @@ class SpoolBusy(RuntimeError):
     """A spool folder is held by another running writer: two writers must not share an id."""
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk, so a rename or a new file in it survives a power loss.
+
+    A read-only descriptor is enough for ``fsync`` on Linux, so this flushes a file's path too."""
     handle = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(handle)
@@ -110,7 +113,7 @@ class SpoolFolder:
             out.flush()
             os.fsync(out.fileno())
         os.replace(name, self.root / f"{entry}.key")
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return entry
 
     def read(self, entry: str) -> tuple[str, bytes]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 
 from include.config import Settings
-from include.lake.spool import _fsync_dir
+from include.lake.spool import fsync_dir
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.sql import DUCKDB, Execute, in_transaction
 
@@ -197,13 +197,13 @@ def publish_into(execute: Execute, target: Path, exchange: str) -> SnapshotInfo:
     temporary = temporary_path(target)
     try:
         written = _write(execute, temporary, exchange)
-        _fsync_dir(temporary)  # a plain fsync through a read-only descriptor: files too
+        fsync_dir(temporary)  # a plain fsync through a read-only descriptor: files too
         os.replace(temporary, target)
     except BaseException:
         for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):
             leftover.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)  # the rename itself survives a power loss
+    fsync_dir(target.parent)  # the rename itself survives a power loss
     log.info("published the dashboard snapshot %s: %s", target, written.rows)
     return SnapshotInfo(target, written.rows, written.published_at)
 
