@@ -194,10 +194,13 @@ _FRESHNESS_SQL = (
     "from {candles_1m} group by symbol order by symbol"
 )
 _FRESHNESS_SCHEMA = pa.schema([("symbol", pa.string()), ("last_closed_close_time", _TS)])
+# The status tables' exchange column is the lake's partition (include/lake/keys.py EXCHANGE: always
+# "binance", the sandbox speaking Binance's protocol), not the EXCHANGE setting the pipeline row
+# names: filtering on the setting hid every heartbeat and gap of a sandbox pipeline.
 _GAPS_SQL = (
     "select count(*) as windows, coalesce(sum(expected - present_before), 0) as found, "
     "coalesce(sum(filled), 0) as filled, coalesce(sum(hole_count), 0) as holes, "
-    "coalesce(sum(missing), 0) as missing from {completeness} where exchange = {p}"
+    "coalesce(sum(missing), 0) as missing from {completeness}"
 )
 _GAPS_SCHEMA = pa.schema([(name, pa.int64()) for name in ("windows", "found", "filled", "holes", "missing")])
 _AUDIT_COUNTS_SQL = (
@@ -214,8 +217,7 @@ _MISMATCH_SCHEMA = pa.schema(
     [("symbol", pa.string()), ("interval", pa.string()), ("open_time", _TS), ("differences", pa.string())]
 )
 _STREAMS_SQL = (
-    "select symbol, connection, updated_at, last_trade_time, lag_seconds from {stream_status} "
-    "where exchange = {p} order by symbol"
+    "select symbol, connection, updated_at, last_trade_time, lag_seconds from {stream_status} order by symbol, exchange"
 )
 _STREAMS_SCHEMA = pa.schema(
     [
@@ -438,10 +440,10 @@ class MarketQueries:
             facts = pipeline.to_pylist()[0] if len(pipeline) else dict.fromkeys(_PIPELINE_SCHEMA.names)
             exchange = facts["exchange"]
             freshness = fetch(source.sql(_FRESHNESS_SQL), [], _FRESHNESS_SCHEMA).to_pylist()
-            gaps = fetch(source.sql(_GAPS_SQL), [exchange], _GAPS_SCHEMA).to_pylist()[0]
+            gaps = fetch(source.sql(_GAPS_SQL), [], _GAPS_SCHEMA).to_pylist()[0]
             counts = fetch(source.sql(_AUDIT_COUNTS_SQL), [], _AUDIT_COUNTS_SCHEMA).to_pylist()[0]
             mismatches = fetch(source.sql(_MISMATCHES_SQL), [MISMATCHES_SHOWN], _MISMATCH_SCHEMA).to_pylist()
-            streams = fetch(source.sql(_STREAMS_SQL), [exchange], _STREAMS_SCHEMA).to_pylist()
+            streams = fetch(source.sql(_STREAMS_SQL), [], _STREAMS_SCHEMA).to_pylist()
         return Health(
             exchange=exchange,
             published_at=facts["published_at"],

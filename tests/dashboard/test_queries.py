@@ -26,6 +26,7 @@ from dashboard.queries import (
     NoData,
     QueryRefused,
 )
+from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.audit import ensure_audit_table
 from include.warehouse.snapshot import COPIED_TABLES, create_table_sql
 from include.warehouse.snowflake_backend import render_setup, setup_versions
@@ -197,15 +198,17 @@ def test_health_states_freshness_loads_gaps_audit_and_streams(queries, facts):
     assert len({s.connection for s in health.streams}) == 2, "two connections, each named"
 
 
-def test_health_of_another_exchange_leaves_out_the_sandboxs_gaps_and_streams(tmp_path):
-    """Gaps and heartbeats are the exchange's the snapshot was published for."""
+def test_health_shows_the_lakes_heartbeats_and_gaps_under_a_sandbox_pipeline(tmp_path):
+    """The stream and the repair write status under the lake's exchange partition (always Binance's:
+    the sandbox speaks its protocol), whatever EXCHANGE the pipeline row names."""
     path = snapshot_with_candles(tmp_path / "marts.duckdb", minutes=10).path
     with duckdb.connect(str(path)) as connection:
-        connection.execute("update pipeline set exchange = 'binance'")
+        for table in ("stream_status", "completeness"):
+            connection.execute(f"update {table} set exchange = ?", [LAKE_EXCHANGE])
     health = MarketQueries.duckdb_snapshot(path).health()
-    assert health.exchange == "binance"
-    assert (health.gaps.windows, health.streams) == (0, [])
-    assert health.audit.checked > 0  # the audit is the marts', whichever exchange
+    assert LAKE_EXCHANGE != health.exchange == "sandbox"
+    assert [stream.symbol for stream in health.streams] == ["BTCUSDT", "ETHUSDT"]
+    assert health.gaps.windows == len(written(path, "completeness")) > 0
 
 
 # --- hostile input -----------------------------------------------------------------------------------
