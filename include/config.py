@@ -71,6 +71,18 @@ def _path(value: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _file_path(name: str, value: str, base: Path) -> Path:
+    """A file the code will create: refused now if its nearest existing folder is not a folder
+    (``/dev/null/x``), which would otherwise fail only when the file is opened, naming no setting."""
+    path = _path(value, base)
+    existing = next(parent for parent in path.parents if parent.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{name}={value!r} cannot be a file: {existing} is not a folder")
+    if path.is_dir():
+        raise ConfigError(f"{name}={value!r} is a folder, not a file")
+    return path
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
@@ -108,8 +120,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_url=_url("BINANCE_WS_URL", env.get("BINANCE_WS_URL", default_ws), ("ws", "wss")),
         lake_url=lake_url.rstrip("/"),
         warehouse=_choice("WAREHOUSE", env.get("WAREHOUSE", "duckdb"), WAREHOUSES),
-        duckdb_path=_path(env.get("DUCKDB_PATH", "warehouse.duckdb"), data_dir),
-        snapshot_path=_path(env.get("DASHBOARD_SNAPSHOT", "dashboard/marts.duckdb"), data_dir),
+        duckdb_path=_file_path("DUCKDB_PATH", env.get("DUCKDB_PATH", "warehouse.duckdb"), data_dir),
+        snapshot_path=_file_path(
+            "DASHBOARD_SNAPSHOT", env.get("DASHBOARD_SNAPSHOT", "dashboard/marts.duckdb"), data_dir
+        ),
         symbols=parse_symbols("SYMBOLS", env.get("SYMBOLS", "BTCUSDT,ETHUSDT")),
         snowflake_conn_id=_identifier("SNOWFLAKE_CONN_ID", env.get("SNOWFLAKE_CONN_ID", "snowflake_default")),
         snowflake_storage_integration=_identifier(

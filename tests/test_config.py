@@ -58,6 +58,9 @@ def test_urls_and_symbols_can_be_overridden():
         ("BINANCE_WS_URL", "ws://:9100"),
         ("STREAM_SHARD_SIZE", "0"),
         ("STREAM_SHARD_SIZE", "many"),
+        ("DUCKDB_PATH", "/dev/null/x"),
+        ("DUCKDB_PATH", "/tmp"),
+        ("DASHBOARD_SNAPSHOT", "/dev/null/marts.duckdb"),
     ],
 )
 def test_a_bad_value_fails_fast_naming_variable_and_value(name, value):
