@@ -44,7 +44,7 @@ LEVEL_COLOURS = {judged.OK: "green", judged.WARNING: "orange", judged.FAILING: "
 RANGE_LABELS = {"auto": "Auto", "max": "Max"}
 
 
-def _snowflake_queries() -> MarketQueries:
+def _snowflake_queries(exchange: str) -> MarketQueries:
     """Snowflake's marts through st.connection("snowflake"): account, user and the reader role from its
     secrets ([connections.snowflake]). Results are cached for less than a refresh, so every refresh reads."""
     connection = st.connection("snowflake")
@@ -52,12 +52,12 @@ def _snowflake_queries() -> MarketQueries:
     def run(sql: str, params: list[object]) -> object:
         return connection.query(sql, params=params, ttl=REFRESH_SECONDS / 2, show_spinner=False)
 
-    return MarketQueries.snowflake(run)
+    return MarketQueries.snowflake(run, exchange)
 
 
 def market_queries(settings: Settings) -> MarketQueries:
     if settings.warehouse == "snowflake":
-        return _snowflake_queries()
+        return _snowflake_queries(settings.exchange)
     return MarketQueries.duckdb_snapshot(settings.snapshot_path)
 
 

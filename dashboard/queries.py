@@ -170,6 +170,7 @@ class _Source:
     tables: Mapping[str, str]  # logical name -> the name in SQL
     decimals_as_text: bool
     session: Callable[[], contextlib.AbstractContextManager[Fetch]]
+    exchange: str | None = None  # the EXCHANGE setting, where no pipeline row names it (Snowflake)
 
     def sql(self, template: str, decimals: Sequence[str] = ()) -> str:
         columns = {
@@ -232,10 +233,11 @@ _PIPELINE_SQL = "select exchange, published_at, last_load_at, marts_loaded_at fr
 _PIPELINE_SCHEMA = pa.schema(
     [("exchange", pa.string()), ("published_at", _TS), ("last_load_at", _TS), ("marts_loaded_at", _TS)]
 )
-# Snowflake has no pipeline row: the exchange is the newest heartbeat's, the last load the newest
+# Snowflake has no pipeline row: the exchange is the EXCHANGE setting (the heartbeats' exchange column
+# is the lake's partition, always "binance", so it cannot tell the sandbox), the last load the newest
 # status refresh (every load refreshes the status tables), the marts' load their newest candle's.
 _LIVE_PIPELINE_SQL = (
-    "select (select exchange from {stream_status} order by updated_at desc limit 1) as exchange, "
+    "select cast({p} as varchar) as exchange, "
     "cast(null as {ts}) as published_at, "
     "(select max(loaded_at) from (select loaded_at from {stream_status} "
     "union all select loaded_at from {completeness}) refreshes) as last_load_at, "
@@ -362,9 +364,10 @@ class MarketQueries:
         return cls(_Source(DUCKDB, _SNAPSHOT_TABLES, False, lambda: _duckdb_session(path)))
 
     @classmethod
-    def snowflake(cls, run: Callable[[str, Sequence[object]], Any]) -> MarketQueries:
-        """``run(sql, params)``: e.g. ``lambda sql, params: connection.query(sql, params=params, ttl=0)``."""
-        return cls(_Source(SNOWFLAKE, _SNOWFLAKE_TABLES, True, lambda: _snowflake_session(run)))
+    def snowflake(cls, run: Callable[[str, Sequence[object]], Any], exchange: str) -> MarketQueries:
+        """``run(sql, params)``: e.g. ``lambda sql, params: connection.query(sql, params=params, ttl=0)``;
+        ``exchange``: the EXCHANGE setting, for the sandbox banner."""
+        return cls(_Source(SNOWFLAKE, _SNOWFLAKE_TABLES, True, lambda: _snowflake_session(run), exchange))
 
     @property
     def backend(self) -> str:
@@ -436,7 +439,10 @@ class MarketQueries:
         source = self._source
         with source.session() as fetch:
             live = "pipeline" not in source.tables
-            pipeline = fetch(source.sql(_LIVE_PIPELINE_SQL if live else _PIPELINE_SQL), [], _PIPELINE_SCHEMA)
+            if live:
+                pipeline = fetch(source.sql(_LIVE_PIPELINE_SQL), [source.exchange], _PIPELINE_SCHEMA)
+            else:
+                pipeline = fetch(source.sql(_PIPELINE_SQL), [], _PIPELINE_SCHEMA)
             facts = pipeline.to_pylist()[0] if len(pipeline) else dict.fromkeys(_PIPELINE_SCHEMA.names)
             exchange = facts["exchange"]
             freshness = fetch(source.sql(_FRESHNESS_SQL), [], _FRESHNESS_SCHEMA).to_pylist()

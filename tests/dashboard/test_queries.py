@@ -413,7 +413,7 @@ def snowflake_cursor(snowflake_facts) -> Iterator[object]:
     scope="module",
     params=["pandas", "rows"],  # st.connection's query gives a DataFrame; a plain cursor gives tuples
 )
-def snowflake_queries(request, snowflake_cursor) -> MarketQueries:
+def snowflake_queries(request, snowflake_cursor, snowflake_facts) -> MarketQueries:
     def as_pandas(sql: str, params: list) -> object:
         frame = snowflake_cursor.execute(sql, params).fetch_pandas_all()
         # The real connector's fetch_pandas_all gives NUMBER(38, s) as float64 (fakesnow keeps Decimals):
@@ -426,7 +426,9 @@ def snowflake_queries(request, snowflake_cursor) -> MarketQueries:
     def as_rows(sql: str, params: list) -> object:
         return snowflake_cursor.execute(sql, params).fetchall()
 
-    return MarketQueries.snowflake(as_pandas if request.param == "pandas" else as_rows)
+    # The exchange is the setting's (here the snapshot's, "sandbox"): the heartbeats' exchange column is
+    # the lake's partition, which a sandbox run writes as "binance" too.
+    return MarketQueries.snowflake(as_pandas if request.param == "pandas" else as_rows, snowflake_facts.exchange)
 
 
 def test_snowflake_gives_the_snapshots_symbols_and_candles(snowflake_queries, snowflake_facts):

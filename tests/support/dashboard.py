@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.snapshot import CANDLE_INTERVALS, COPIED_TABLES, create_empty_snapshot_tables, temporary_path
 
 # A minute boundary: 2026-11-24T08:00:00Z (tests/support/trades.py START_US).
@@ -128,8 +129,11 @@ def _insert(connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict[s
 
 
 def _health_rows(
-    symbols: tuple[str, ...], exchange: str, start: datetime, end: datetime, now: datetime
+    symbols: tuple[str, ...], start: datetime, end: datetime, now: datetime
 ) -> dict[str, list[dict[str, object]]]:
+    """Heartbeats and completeness windows under the lake's exchange partition, as the stream and the
+    repair write them (always "binance", the sandbox included), and audit rows."""
+    exchange = LAKE_EXCHANGE
     streams, windows, audits = [], [], []
     for index, symbol in enumerate(symbols):
         streams.append(
@@ -222,7 +226,7 @@ def snapshot_with_candles(
                 width = INTERVAL_MINUTES[interval]
                 _insert(connection, f"candles_{interval}", rows if width == 1 else _roll_up(rows, width))
         if health:
-            for table, rows in _health_rows(symbols, exchange, start, end, now).items():
+            for table, rows in _health_rows(symbols, start, end, now).items():
                 _insert(connection, table, rows)
         connection.execute(
             "insert into pipeline values (?, ?, ?, (select max(last_loaded_at) from candles_1m))",
