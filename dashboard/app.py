@@ -71,6 +71,8 @@ def _theme_css(theme: str) -> str:
         f"[data-testid='stSidebar'] {{background-color: {panel};}}"
         f".stApp p, .stApp label, .stApp h1, .stApp h2, .stApp h3, .stApp li, .stApp td, .stApp th, "
         f"[data-testid='stSidebar'] p, [data-testid='stSidebar'] label {{color: {colours['text']};}}"
+        # Buttons and notices keep Streamlit's own text colour, drawn for their own backgrounds.
+        ".stApp button p, .stApp [data-testid='stAlertContainer'] p {color: inherit;}"
         # Small screens: less padding around the page, so the chart keeps the width.
         "@media (max-width: 640px) {.block-container {padding: 2.5rem 0.5rem 1rem 0.5rem;}}"
         "</style>"

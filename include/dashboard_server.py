@@ -47,6 +47,7 @@ def streamlit_argv(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, script: P
         "--server.fileWatcherType=none",
         "--browser.gatherUsageStats=false",
         "--global.developmentMode=false",
+        "--client.toolbarMode=minimal",  # no Deploy button or developer menu in front of users
     ]
 
 
