@@ -74,7 +74,7 @@ def _theme_css(theme: str) -> str:
         # Buttons and notices keep Streamlit's own text colour, drawn for their own backgrounds.
         ".stApp button p, .stApp [data-testid='stAlertContainer'] p {color: inherit;}"
         # Small screens: less padding around the page, so the chart keeps the width.
-        "@media (max-width: 640px) {.block-container {padding: 2.5rem 0.5rem 1rem 0.5rem;}}"
+        "@media (max-width: 640px) {.block-container {padding: 3.75rem 0.5rem 1rem 0.5rem;}}"
         "</style>"
     )
 
@@ -218,9 +218,20 @@ def _load_candles(queries: MarketQueries, view: View):  # noqa: ANN202 (a pyarro
     return queries.candles(view.symbol, view.interval, start, end, limit=view.candle_limit)
 
 
+def _sandbox_banner(slot: st.delta_generator.DeltaGenerator, exchange: str | None) -> None:
+    if exchange == "sandbox":
+        slot.info(
+            "Sandbox data: these candles come from the offline sandbox exchange (EXCHANGE=sandbox), not from Binance.",
+            icon=":material/science:",
+        )
+
+
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(queries: MarketQueries, view: View) -> None:
     banner, top = st.empty(), st.container()
+    # Drawn first from what the last refresh saw, so a refresh never removes it and moves the chart;
+    # the health facts below confirm or change it.
+    _sandbox_banner(banner, st.session_state.get("_exchange"))
     try:
         candles = _load_candles(queries, view)
         if candles.num_rows == 0:
@@ -235,16 +246,16 @@ def live(queries: MarketQueries, view: View) -> None:
     except (QueryRefused, duckdb.Error) as error:  # e.g. a snapshot replaced by something unreadable
         st.error(f"The dashboard could not read the data: {' '.join(str(error).split())}")
         return
-    if facts.exchange == "sandbox":
-        banner.info(
-            "Sandbox data: these candles come from the offline sandbox exchange (EXCHANGE=sandbox), not from Binance.",
-            icon=":material/science:",
-        )
+    if facts.exchange != st.session_state.get("_exchange"):
+        st.session_state["_exchange"] = facts.exchange
+        banner.empty()
+        _sandbox_banner(banner, facts.exchange)
     health_panel(facts, datetime.now(UTC))
 
 
 def main() -> None:
-    st.set_page_config(page_title="cryptoflow", page_icon=":material/candlestick_chart:", layout="wide")
+    # No page_icon: a Material icon as the favicon is fetched from fonts.gstatic.com, and these machines are offline.
+    st.set_page_config(page_title="cryptoflow", layout="wide")
     try:
         settings = load_settings()
         queries = market_queries(settings)

@@ -166,7 +166,7 @@ def _layout(view: View) -> dict[str, object]:
         "hovermode": "x",
         "spikedistance": -1,  # the crosshair follows the cursor anywhere on the plot, not only near a candle
         "hoverdistance": -1,
-        "margin": {"l": 8, "r": PRICE_AXIS_WIDTH, "t": 32, "b": 24},
+        "margin": {"l": 8, "r": PRICE_AXIS_WIDTH, "t": 32, "b": 40},  # room for two-line date labels
         "height": 560,
         "showlegend": True,
         "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},

@@ -85,11 +85,15 @@ LONGEST_FIRST = (
     "tests/dags/test_lake_announcements_e2e.py",
     "tests/warehouse/test_warehouse_dag.py",
     "tests/warehouse/test_duckdb_faults.py",
+    "tests/dashboard/test_browser.py",
+    "tests/dashboard/test_reads_under_load.py",
     "tests/dbt/",
     "tests/bench/",
     "tests/dags/",
     "tests/test_cli.py",
     "tests/ingest/test_stream_resilience.py",
+    "tests/warehouse/test_snapshot.py",
+    "tests/dashboard/test_app.py",
 )
 
 
