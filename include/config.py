@@ -71,6 +71,15 @@ def _path(value: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _folder_path(name: str, value: str, base: Path) -> Path:
+    """A folder the code will create: refused now if it, or its nearest existing parent, is a file."""
+    path = _path(value, base)
+    existing = next(candidate for candidate in (path, *path.parents) if candidate.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{name}={value!r} cannot be a folder: {existing} is not a folder")
+    return path
+
+
 def _file_path(name: str, value: str, base: Path) -> Path:
     """A file the code will create: refused now if its nearest existing folder is not a folder
     (``/dev/null/x``), which would otherwise fail only when the file is opened, naming no setting."""
@@ -109,7 +118,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sandbox = f"{SANDBOX_HOST}:{_integer('SANDBOX_PORT', env.get('SANDBOX_PORT', str(SANDBOX_PORT)), 1, 65535)}"
     default_rest = BINANCE_REST_URL if exchange == "binance" else f"http://{sandbox}"
     default_ws = BINANCE_WS_URL if exchange == "binance" else f"ws://{sandbox}"
-    data_dir = _path(env.get("DATA_DIR", "data"), REPO_ROOT)
+    data_dir = _folder_path("DATA_DIR", env.get("DATA_DIR", "data"), REPO_ROOT)
     lake_url = env.get("LAKE_URL", f"file://{data_dir / 'lake'}")
     if not re.match(r"^(file|s3)://.+", lake_url):
         raise ConfigError(f"LAKE_URL={lake_url!r} is not a file:// or s3:// URL")

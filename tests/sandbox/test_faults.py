@@ -39,7 +39,11 @@ def set_faults(sb: Any, **changes: float) -> dict[str, Any]:
 
 
 def last_ids(admin_body: dict[str, Any]) -> dict[str, int]:
-    return {symbol: info["last_id"] for symbol, info in admin_body["symbols"].items()}
+    """Each symbol's last trade id so far; -1 for a symbol with no trade yet (any id is past it: a
+    sandbox just started on a busy machine may not have made one)."""
+    return {
+        symbol: -1 if info["last_id"] is None else info["last_id"] for symbol, info in admin_body["symbols"].items()
+    }
 
 
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
