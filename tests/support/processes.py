@@ -62,7 +62,9 @@ def end_tagged(tag: str, grace_seconds: float = 10.0, existing: set[psutil.Proce
             found |= descendants() - existing
         return list(found)
 
-    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10.0)):
+    # SIGKILL in rounds: a process forked while the previous round was being sent (an executor starting
+    # a task's worker) was not in that round's list, and outlived it.
+    for sig, wait in ((signal.SIGTERM, grace_seconds), *[(signal.SIGKILL, 10.0)] * 3):
         processes = alive()
         for process in processes:
             with contextlib.suppress(psutil.Error):
