@@ -372,11 +372,25 @@ def pause_market(sandbox: RunningSandbox) -> int:
 
 
 def spooled_in(folder: Path) -> list[tuple[str, bytes]]:
-    """``(key, data)`` of every object waiting in one writer's spool folder, oldest first."""
+    """``(key, data)`` of every object waiting in one writer's spool folder, oldest first.
+
+    The running writer drains its spool while this reads it: an entry uploaded (or a folder removed)
+    between the listing and the read has left the spool, so it is not waiting.
+    """
     if not folder.exists():
-        return []
+        return []  # not SpoolFolder(folder), which would create it
     spool = SpoolFolder(folder)
-    return [spool.read(entry) for entry in spool.entries()]
+    try:
+        entries = spool.entries()
+    except FileNotFoundError:
+        return []
+    waiting = []
+    for entry in entries:
+        try:
+            waiting.append(spool.read(entry))
+        except FileNotFoundError:
+            continue
+    return waiting
 
 
 def spooled_trade_keys_in(folder: Path) -> list[str]:
