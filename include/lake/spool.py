@@ -119,16 +119,22 @@ class SpoolFolder:
     def read(self, entry: str) -> tuple[str, bytes]:
         return (self.root / f"{entry}.key").read_text(), (self.root / f"{entry}.data").read_bytes()
 
+    def waiting(self) -> Iterator[tuple[str, str, bytes]]:
+        """``(entry, key, data)`` of each complete entry, oldest first, read one at a time. An entry
+        gone by the time it is read was uploaded and removed by a drain meanwhile: it no longer waits."""
+        for entry in self.entries():
+            try:
+                key, data = self.read(entry)
+            except FileNotFoundError:
+                continue
+            yield entry, key, data
+
     def drain(self, upload: Callable[[str, bytes], None]) -> bool:
         """Upload the entries in order; True when none is left. One drain at a time per folder."""
         handle = os.open(self.root / DRAIN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            for entry in self.entries():
-                try:
-                    key, data = self.read(entry)
-                except FileNotFoundError:
-                    continue  # uploaded and removed by a drain that ran before this one
+            for entry, key, data in self.waiting():
                 try:
                     upload(key, data)
                 except LakeError:

@@ -374,23 +374,14 @@ def pause_market(sandbox: RunningSandbox) -> int:
 def spooled_in(folder: Path) -> list[tuple[str, bytes]]:
     """``(key, data)`` of every object waiting in one writer's spool folder, oldest first.
 
-    The running writer drains its spool while this reads it: an entry uploaded (or a folder removed)
-    between the listing and the read has left the spool, so it is not waiting.
+    The running writer drains its spool while this reads it (``waiting`` skips what it uploads meanwhile).
     """
     if not folder.exists():
         return []  # not SpoolFolder(folder), which would create it
-    spool = SpoolFolder(folder)
     try:
-        entries = spool.entries()
+        return [(key, data) for _, key, data in SpoolFolder(folder).waiting()]
     except FileNotFoundError:
-        return []
-    waiting = []
-    for entry in entries:
-        try:
-            waiting.append(spool.read(entry))
-        except FileNotFoundError:
-            continue
-    return waiting
+        return []  # the writer removed its emptied folder meanwhile
 
 
 def spooled_trade_keys_in(folder: Path) -> list[str]:
