@@ -7,6 +7,8 @@ style (``name=value``) so that a listing of one symbol, day or hour is a listing
     quarantine/exchange=binance/date=2026-11-24/hour=13/<writer>-<received_us>-<count>.jsonl
     status/stream/exchange=binance/symbol=BTCUSDT.json           a stream heartbeat per symbol
     status/completeness/exchange=binance/symbol=BTCUSDT/date=2026-11-24/20261124T130000Z.json
+    status/gaps/exchange=binance/symbol=BTCUSDT/date=2026-11-24/<first_id>-<last_id>-<writer>.json
+    status/gap_fills/exchange=binance/symbol=BTCUSDT/date=2026-11-24/<first_id>-<last_id>.json
     status/writes/<writer>.json                                  a write marker per writer
     status/watchers/<name>.json                                  what an asset watcher last announced
 """
@@ -22,6 +24,8 @@ TRADES_PREFIX = "trades/"
 QUARANTINE_PREFIX = "quarantine/"
 HEARTBEAT_PREFIX = "status/stream/"
 LEDGER_PREFIX = "status/completeness/"
+GAPS_PREFIX = "status/gaps/"  # a gap the stream saw, as it happened (one object per gap and writer)
+GAP_FILLS_PREFIX = "status/gap_fills/"  # what the live fill fetched for a gap: filled, holes, missing
 WRITES_PREFIX = "status/writes/"
 WATCHERS_PREFIX = "status/watchers/"
 
@@ -68,6 +72,24 @@ def ledger_symbol_prefix(symbol: str) -> str:
 def report_key(symbol: str, start: datetime) -> str:
     """The completeness ledger's record of one symbol's window."""
     return f"{ledger_symbol_prefix(symbol)}date={start:%Y-%m-%d}/{start:%Y%m%dT%H%M%SZ}.json"
+
+
+def gap_symbol_prefix(symbol: str) -> str:
+    return f"{GAPS_PREFIX}exchange={EXCHANGE}/symbol={symbol}/"
+
+
+def gap_key(symbol: str, detected: datetime, first_id: int, last_id: int, writer: str) -> str:
+    """A gap the stream writer ``writer`` saw: ids ``first_id..last_id`` (both included) are missing."""
+    return f"{gap_symbol_prefix(symbol)}date={detected:%Y-%m-%d}/{first_id}-{last_id}-{writer}.json"
+
+
+def gap_fill_symbol_prefix(symbol: str) -> str:
+    return f"{GAP_FILLS_PREFIX}exchange={EXCHANGE}/symbol={symbol}/"
+
+
+def gap_fill_key(symbol: str, detected: datetime, first_id: int, last_id: int) -> str:
+    """The live fill's record of the gap ``first_id..last_id``, under the date the gap was seen."""
+    return f"{gap_fill_symbol_prefix(symbol)}date={detected:%Y-%m-%d}/{first_id}-{last_id}.json"
 
 
 def marker_key(writer: str) -> str:
