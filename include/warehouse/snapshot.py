@@ -53,8 +53,13 @@ CANDLE_COLUMNS = (
     ("taker_buy_volume", "decimal(38, 8)"),
     ("taker_buy_quote_volume", "decimal(38, 16)"),
     ("trade_count", "bigint"),
+    ("first_trade_id", "bigint"),  # null when the bucket has no trade
+    ("last_trade_id", "bigint"),
+    ("last_trade_time", _TZ),
     ("is_closed", "boolean"),
+    ("is_complete", "boolean"),  # no trade id missing (docs/architecture.md, "The live edge")
     ("last_loaded_at", _TZ),
+    ("built_at", _TZ),
 )
 STREAM_STATUS_COLUMNS = (
     ("exchange", "varchar"),
