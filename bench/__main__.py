@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bench import backfill, dashboard, load, stream, transform
+from bench import backfill, dashboard, live_edge, load, stream, transform
 
 BENCHMARKS: dict[str, Callable[[bool], bool]] = {
     "stream": lambda smoke: stream.main(smoke),
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[bool], bool]] = {
     "load": lambda smoke: load.main(smoke),
     "transform": lambda smoke: transform.main(smoke),
     "dashboard": lambda smoke: dashboard.main(smoke),
+    "live_edge": lambda smoke: live_edge.main(smoke),
 }
 
 

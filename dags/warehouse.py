@@ -23,11 +23,15 @@ remembered, so the next run is green unless another file is refused.
 
 After the load, the `transform` task group is the dbt project (`include/dbt`): `stg_trades`, then
 `candles_1m` and the larger intervals rolled up from it. One producer task (`dbt_producer_watcher`,
-in the writer pool) runs one incremental `dbt build`; each model's task follows it and runs green
-when the model and its tests passed, and emits the model's Asset. A failed test fails its model's
-task and names the test. To rebuild the marts from scratch, run `python -m include.cli transform
---full-refresh` (or clear the task group after a full refresh). `include/dbt/cosmos.py` says why
-the watcher mode: DuckDB allows one writing process.
+in the writer pool) runs one incremental `dbt build`, every model's tests included; each model's task
+follows it, runs green when its model was built, and emits the model's Asset. A failed test fails the
+producer, whose log names the test (the models built before it stay green). To rebuild the marts
+from scratch, run `python -m include.cli transform --full-refresh` (or clear the task group after a
+full refresh). `include/dbt/cosmos.py` says why the watcher mode (DuckDB allows one writing process)
+and why no task per model's tests (each cost a task process; the build already runs them).
+
+The audit and the publish follow the producer, not the models' tasks: they need the build, not its
+reports, and the chart's candles should not wait for a round of task processes.
 
 The tests that read every trade (the keys of `stg_trades`, trade-id contiguity, the hourly volume
 check, the raw source's columns; tagged `nightly`) cost more as the history grows, so the build
@@ -150,9 +154,9 @@ def warehouse() -> None:
         return result.as_dict()
 
     # The producer's one `dbt build` must not be retried by Airflow (Cosmos skips a second attempt);
-    # a failed build is seen on its model's task, and the next load's run builds again.
+    # a failed build is seen on the producer, and the next load's run builds again.
     transform = DbtTaskGroup(group_id="transform", default_args={"retries": 0}, **transform_group_arguments())
-    wire_producer(transform, WAREHOUSE_WRITER.name)
+    built = wire_producer(transform, WAREHOUSE_WRITER.name)
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)
     def audit() -> dict[str, int]:
@@ -192,7 +196,8 @@ def warehouse() -> None:
         return result.as_dict()
 
     audited = audit()
-    load() >> transform >> [audited, nightly_tests()]
+    load() >> transform
+    built >> [audited, nightly_tests()]
     audited >> [publish(), audit_failed()]
 
 

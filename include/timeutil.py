@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 MICROS_PER_SECOND = 1_000_000
+MINUTE_US = 60 * MICROS_PER_SECOND
 HOUR_US = 3600 * MICROS_PER_SECOND
 
 

@@ -3,10 +3,13 @@
 - **LoadMode.DBT_MANIFEST**: the DAG is rendered from ``target/manifest.json``, which setup builds
   (``make up`` and ``make test`` run ``dbt parse``), so parsing the DAG file runs no dbt.
 - **ExecutionMode.WATCHER**: one producer task runs one ``dbt build`` (one DuckDB writer, in the
-  ``warehouse_writer`` pool), and a deferrable sensor per model follows it, with each model's tests
-  right after it (TestBehavior.AFTER_EACH). LOCAL mode would start a dbt process per model, and DuckDB
-  allows one writing process per file. The tests tagged ``nightly`` (they read every trade, so their
-  cost grows with the history) are left out here and run by the nightly reconcile.
+  ``warehouse_writer`` pool), and a sensor per model reports it. LOCAL mode would start a dbt process
+  per model, and DuckDB allows one writing process per file. The tests tagged ``nightly`` (they read
+  every trade, so their cost grows with the history) are left out here and run by the nightly reconcile.
+- **TestBehavior.NONE**: the producer's ``dbt build`` runs every model's tests, and a failed test
+  fails the producer, naming it. A task per model's tests (AFTER_EACH) only reported what the build had
+  already decided, at the cost of a task process each: a micro-batch's run started twenty task
+  processes on two cores, and the next run waited for all of them (issue 19).
 - **Profiles**: DuckDB reads ``profiles.yml`` (no secret: the file path comes from DUCKDB_PATH,
   resolved by include.config when the task runs); Snowflake's credentials come from the Airflow
   connection (SNOWFLAKE_CONN_ID, default ``snowflake_default``) through Cosmos' profile mapping.
@@ -20,12 +23,13 @@ import os
 import sys
 from collections.abc import Mapping
 
-from include.transform import DBT_PROJECT_DIR, NIGHTLY_TAG, PER_BATCH_EXCLUDE
+from include.transform import DBT_PROJECT_DIR, PER_BATCH_EXCLUDE
 
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 PROFILE_NAME = "cryptoflow"
 # Deferred sensors look at the producer's progress this often: candles are fresh seconds after a load.
 POKE_SECONDS = 1
+PRODUCER_RUNS_TESTS = ("--resource-type", "test")
 
 
 def duckdb_path() -> str:
@@ -70,7 +74,7 @@ def transform_group_arguments() -> dict[str, object]:
         ),
         # The tests that read every trade are the nightly reconcile's (the `nightly_tests` task).
         "render_config": RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH, exclude=list(PER_BATCH_EXCLUDE)
+            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.NONE, exclude=list(PER_BATCH_EXCLUDE)
         ),
         "operator_args": {
             "env": {"DUCKDB_PATH": "{{ duckdb_path() }}"},
@@ -80,13 +84,14 @@ def transform_group_arguments() -> dict[str, object]:
     }
 
 
-def wire_producer(group: object, pool: str) -> None:
+def wire_producer(group: object, pool: str) -> object:
     """Put the producer, the one task that writes, in the writers' pool, and upstream of the models.
 
     Cosmos does the second for a DbtDag, not for a DbtTaskGroup: there the models' sensors start beside
     the producer and rely on its priority to run first. Under ``airflow dags test``, which runs one task
     at a time, a sensor picked first would wait for a producer that never starts. The sensors keep
     Cosmos' trigger rule ("always"), so each still reports its own model when the build failed.
+    Returns the producer: the tasks that need the build, and not the sensors' reports, follow it.
     """
     from cosmos.operators.watcher import DbtProducerWatcherOperator
 
@@ -95,25 +100,14 @@ def wire_producer(group: object, pool: str) -> None:
     assert len(producers) == 1, f"expected one dbt producer task, found {len(producers)}"
     producer = producers[0]
     producer.pool = pool
-    # Cosmos' graph keeps the nodes the render config excludes; their tags are already parsed there.
-    nodes = group.dbt_graph.filtered_nodes
-    nightly = {uid for uid, node in nodes.items() if NIGHTLY_TAG in node.config.get("tags", ())}
-    producer.tests_per_model = per_batch_tests(producer.tests_per_model, nightly)
+    # Under TestBehavior.NONE Cosmos limits the producer's build to models, seeds and snapshots: the
+    # tests go back in, so the one build still runs every model's tests and a failure fails it.
+    producer.dbt_cmd_flags = [*PRODUCER_RUNS_TESTS, *(producer.dbt_cmd_flags or [])]
     inside = {task.task_id for task in tasks}
     for task in tasks:
         if task is not producer and not task.upstream_task_ids & inside:
             producer >> task
-
-
-def per_batch_tests(tests_per_model: dict[str, list[str]], left_out: set[str]) -> dict[str, list[str]]:
-    """Each model's tests that the producer's build runs: Cosmos' map without the tests left out.
-
-    The producer reports a model's tests as passed once every test in its list has reported; a test
-    the build leaves out never does, so without this each such model's test task waited for the
-    producer's end and a round trip through the triggerer. A model left with no test is dropped.
-    """
-    kept = {model: [test for test in tests if test not in left_out] for model, tests in tests_per_model.items()}
-    return {model: tests for model, tests in kept.items() if tests}
+    return producer
 
 
 def build_manifest() -> int:

@@ -8,14 +8,9 @@ What this catches is a benchmark that no longer runs.
 
 from __future__ import annotations
 
-import re
-import sys
-from dataclasses import dataclass, field
-
 import pytest
 
-from tests.support.paths import REPO_ROOT
-from tests.support.processes import run_to_end
+from tests.support.bench import SmokeRun, run_smoke
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -92,43 +87,12 @@ CHECKS = {
     "dashboard": ["the figure holds every candle queried", "both pages drew the same candles"],
 }
 
-_HEADER = re.compile(r"^== (?P<name>\w+): ")
-_FIGURE = re.compile(r"^(?P<label>[^:]+?)\s*:\s+(?P<value>-?[0-9][0-9,]*(?:\.[0-9]+)?)(?:\s|$)")
-_CHECK = re.compile(r"^check (?P<label>.+?)\s*: (?P<status>ok|FAILED)\b")
-
-
-@dataclass
-class Section:
-    figures: dict[str, float] = field(default_factory=dict)
-    checks: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class SmokeRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    sections: dict[str, Section]
-
-
-def parse_sections(stdout: str) -> dict[str, Section]:
-    """Each ``== name: ...`` section's figure lines (label: number) and check lines (ok/FAILED)."""
-    sections: dict[str, Section] = {}
-    current: Section | None = None
-    for line in stdout.splitlines():
-        if header := _HEADER.match(line):
-            current = sections.setdefault(header["name"], Section())
-        elif current is not None and (check := _CHECK.match(line)):
-            current.checks[check["label"]] = check["status"]
-        elif current is not None and (figure := _FIGURE.match(line)):
-            current.figures[figure["label"]] = float(figure["value"].replace(",", ""))
-    return sections
-
 
 @pytest.fixture(scope="module")
 def smoke() -> SmokeRun:
-    done = run_to_end([sys.executable, "-m", "bench", "--smoke"], cwd=REPO_ROOT, timeout=SMOKE_DEADLINE_SECONDS)
-    return SmokeRun(done.returncode, done.stdout, done.stderr, parse_sections(done.stdout))
+    # live_edge runs the whole `make up` stack: its smoke is tests/bench/test_live_edge_smoke.py, which
+    # make test hands to the other worker, so the two run side by side.
+    return run_smoke(list(FIGURES), SMOKE_DEADLINE_SECONDS)
 
 
 def test_the_smoke_run_passes(smoke: SmokeRun) -> None:

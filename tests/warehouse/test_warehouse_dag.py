@@ -114,7 +114,7 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
         ended = set(re.findall(r"\[DAG TEST\] end task task_id=(\S+)", log))
         models = ("stg_trades", "candles_1m", "candles_5m", "candles_15m", "candles_1h", "candles_4h", "candles_1d")
         expected = {"load", "transform.dbt_producer_watcher", "audit", "publish"}
-        assert expected | {f"transform.{m}.{step}" for m in models for step in ("run", "test")} <= ended, ended
+        assert expected | {f"transform.{m}_run" for m in models} <= ended, ended
         assert_exactly_the_lake(lake, path)
         assert_closed_candles_are_klines(path, sandbox.rest_url, ("BTCUSDT",))
         audited = dict(query(path, "select status, count(*) from marts.candle_audit group by status"))
@@ -133,6 +133,14 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
         # The tests that read every trade: skipped after a micro-batch, run on a reconcile.
         skipped = airflow_tasks_test(tmp_path, "nightly_tests", **settings)
         nightly = airflow_tasks_test(tmp_path, "nightly_tests", "--task-params", '{"full": true}', **settings)
+        # A candle that breaks an invariant, in a bucket the incremental build does not recompute: the
+        # producer's build runs the marts' tests (no task per model's tests), so the producer fails.
+        with duckdb.connect(str(path)) as connection:
+            connection.execute("update marts.candles_1m set low = high + 1 where open_time = ?", [open_time])
+        broken = airflow_tasks_test(tmp_path, "transform.dbt_producer_watcher", **settings)
+    log = broken.stdout + broken.stderr
+    assert "new_state=failed" in log, log[-4000:]
+    assert "candle_invariants_candles_1m" in log, log[-4000:]
     assert "new_state=skipped" in skipped.stdout + skipped.stderr, (skipped.stdout + skipped.stderr)[-4000:]
     log = nightly.stdout + nightly.stderr
     assert "new_state=success" in log, log[-4000:]
@@ -167,11 +175,12 @@ def test_the_audit_and_the_dbt_build_are_not_retried_and_the_build_is_the_only_w
     assert tasks["transform.dbt_producer_watcher"]["pool"] == WAREHOUSE_WRITER.name
     assert tasks["transform.dbt_producer_watcher"]["retries"] == 0
     assert tasks["transform.dbt_producer_watcher"]["upstream"] == ["load"]
-    sensors = {task: info for task, info in tasks.items() if task.endswith((".run", ".test"))}
-    assert len(sensors) == 2 * 9, sorted(sensors)  # every model, run and test: the manifest was rendered
+    sensors = {task: info for task, info in tasks.items() if task.endswith("_run")}
+    assert len(sensors) == 9, sorted(sensors)  # every model: the manifest was rendered
     assert {info["pool"] for info in sensors.values()} == {"default_pool"}
-    assert tasks["transform.stg_trades.run"]["upstream"] == ["transform.dbt_producer_watcher"]
-    assert "transform.candles_1d.test" in tasks["audit"]["upstream"]
+    assert tasks["transform.stg_trades_run"]["upstream"] == ["transform.dbt_producer_watcher"]
+    # The audit needs the build, not the models' reports of it: it follows the producer alone.
+    assert tasks["audit"]["upstream"] == ["transform.dbt_producer_watcher"]
     # The dashboard's snapshot: written by the one writer, after the audit, whatever the audit's outcome.
     assert tasks["publish"]["pool"] == WAREHOUSE_WRITER.name
     assert tasks["publish"]["upstream"] == ["audit"]

@@ -1,0 +1,49 @@
+"""Running ``python -m bench --smoke`` and reading what it prints (bench/report.py's layout)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import run_to_end
+
+_HEADER = re.compile(r"^== (?P<name>\w+): ")
+_FIGURE = re.compile(r"^(?P<label>[^:]+?)\s*:\s+(?P<value>-?[0-9][0-9,]*(?:\.[0-9]+)?)(?:\s|$)")
+_CHECK = re.compile(r"^check (?P<label>.+?)\s*: (?P<status>ok|FAILED)\b")
+
+
+@dataclass
+class Section:
+    figures: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SmokeRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    sections: dict[str, Section]
+
+
+def parse_sections(stdout: str) -> dict[str, Section]:
+    """Each ``== name: ...`` section's figure lines (label: number) and check lines (ok/FAILED)."""
+    sections: dict[str, Section] = {}
+    current: Section | None = None
+    for line in stdout.splitlines():
+        if header := _HEADER.match(line):
+            current = sections.setdefault(header["name"], Section())
+        elif current is not None and (check := _CHECK.match(line)):
+            current.checks[check["label"]] = check["status"]
+        elif current is not None and (figure := _FIGURE.match(line)):
+            current.figures[figure["label"]] = float(figure["value"].replace(",", ""))
+    return sections
+
+
+def run_smoke(names: list[str], deadline_seconds: float) -> SmokeRun:
+    """``python -m bench --smoke NAMES...`` to its end, its output parsed by section."""
+    argv = [sys.executable, "-m", "bench", "--smoke", *names]
+    done = run_to_end(argv, cwd=REPO_ROOT, timeout=deadline_seconds)
+    return SmokeRun(done.returncode, done.stdout, done.stderr, parse_sections(done.stdout))
