@@ -274,6 +274,8 @@ def live(queries: MarketQueries, lake: ObjectStore, view: View) -> None:
         if lake_error:
             unread = f"the lake could not be read: {_escape(lake_error)}"
             st.caption(f"Live edge unavailable ({unread}); the warehouse's candles are shown.")
+        elif loaded.off:
+            st.caption(f"Live edge off: {loaded.off}.")
         header(top, ticker_of(view.symbol, loaded.minutes), view)
         facts = queries.health()
     except NoData as error:

@@ -54,6 +54,9 @@ from include.timeutil import HOUR_US, hour_start_us, to_us
 TRADE_COLUMNS = ("trade_id", "price", "quantity", "quote_quantity", "trade_time", "is_buyer_maker", "source")
 # A trade stamped by the exchange's clock a little ahead of ours, at an hour's turn, is still read.
 CLOCK_SKEW = timedelta(minutes=1)
+# A warehouse further behind than this: the live edge is off (every refresh would list and merge a day
+# of the lake, every 2 s), and the page says so; the health panel shows the warehouse's delay.
+MAX_BEHIND = timedelta(hours=24)
 _MINUTE_US = 60_000_000
 
 
@@ -74,6 +77,7 @@ class LiveCandles:
     candles: pa.Table  # CANDLE_SCHEMA, the view's [start, end), its newest ``limit``
     minutes: pa.Table  # CANDLE_SCHEMA, 1m, a day and more up to the newest minute
     new_trades: int  # trades above the frontier merged in (0: the marts' candles unchanged)
+    off: str | None = None  # why the live edge was not read, when it was not
 
 
 def heartbeat_of(lake: ObjectStore, symbol: str) -> datetime | None:
@@ -410,7 +414,11 @@ def with_live_edge(marts: MartsEdge, lake: ObjectStore, now: datetime | None = N
     unchanged = LiveCandles(marts.candles, marts.minutes, 0)
     if marts.frontier is None:
         return unchanged
-    edge = read_lake_edge(lake, marts.frontier, now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    if now - marts.frontier.last_trade_time > MAX_BEHIND:
+        behind = f"the warehouse's newest trade is more than {MAX_BEHIND // timedelta(hours=1)} h old"
+        return replace(unchanged, off=f"{behind}: the live edge waits for it to catch up")
+    edge = read_lake_edge(lake, marts.frontier, now)
     if edge.trades.num_rows == 0:
         return unchanged
     candles, minutes = merge(marts, live_minutes(marts.frontier, marts.minutes, edge))

@@ -424,7 +424,8 @@ def test_a_streams_row_starts_with_its_symbol(snapshot):
 def test_trades_in_the_lake_above_the_marts_are_on_the_chart_and_in_the_header(snapshot_path, tmp_path):
     """The speed layer on the page: the lake's trades after the snapshot's newest one (its forming minute)
     make the next two minutes, and the header's last price is the newest trade's."""
-    facts = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=30)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=40)  # the live edge's reach
+    facts = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=30, start=start)
     [frontier] = snapshot_rows(snapshot_path, "BTCUSDT")[-1:]
     last_id = first_trade_id("BTCUSDT") + sum(row["trade_count"] for row in snapshot_rows(snapshot_path, "BTCUSDT")) - 1
     ids = np.arange(last_id + 1, last_id + 13)
@@ -441,6 +442,16 @@ def test_trades_in_the_lake_above_the_marts_are_on_the_chart_and_in_the_header(s
     assert (newest[0][5], newest[-1][5]) == ("closed", FORMING)  # a later trade closed the first
     assert next(row for row in drawn if row[0] == time_text(frontier["open_time"]))[5] == "closed"
     assert f"**{grouped(prices[int(ids[-1])])}**" in app.markdown[0].value
+
+
+def test_a_warehouse_a_day_behind_says_the_live_edge_is_off(snapshot):
+    """The snapshot's candles are from 2026-11-24: far more than a day before the clock."""
+    app = page()
+    assert drawn_candles(app) == expected_candles(snapshot_rows(snapshot.path, "BTCUSDT"))
+    assert any(
+        item.value.startswith("Live edge off: the warehouse's newest trade is more than 24 h old")
+        for item in app.caption
+    )
 
 
 @dataclass
@@ -473,7 +484,8 @@ def rerun_fragment(app: AppTest, fragment_id: str, monkeypatch) -> None:
 
 
 def test_an_unreadable_lake_leaves_the_marts_candles_and_says_so(snapshot_path, tmp_path):
-    facts = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=30)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=40)
+    facts = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=30, start=start)
     last_id = first_trade_id("BTCUSDT") + sum(row["trade_count"] for row in snapshot_rows(snapshot_path, "BTCUSDT"))
     key = trade_key("BTCUSDT", to_us(facts.end) // HOUR_US * HOUR_US, "stream", last_id, last_id + 5)
     LocalStore(tmp_path / "lake").put(key, b"not parquet")  # above the frontier: read, and unreadable

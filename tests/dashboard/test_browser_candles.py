@@ -10,7 +10,7 @@ its trace by Plotly's ``__data__``) and the axes' own data-to-pixel conversion (
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from urllib.parse import urlencode
@@ -66,8 +66,11 @@ INTERVAL_PX_SCRIPT = """
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> SnapshotFacts:
     path = tmp_path_factory.mktemp("snapshot") / "marts.duckdb"
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(
+        minutes=MINUTES + 10
+    )  # the live edge's reach
     return snapshot_with_candles(
-        path, symbols=("BTCUSDT",), minutes=MINUTES, incomplete=INCOMPLETE_MINUTES, gaps=GAP_MINUTES
+        path, symbols=("BTCUSDT",), minutes=MINUTES, start=start, incomplete=INCOMPLETE_MINUTES, gaps=GAP_MINUTES
     )
 
 
@@ -162,7 +165,7 @@ def test_at_5m_each_volume_bar_is_exactly_one_interval_wide_and_none_overlap(ser
         if trace["type"] == "bar"
         for path in trace["paths"]
     )
-    assert len(bars) == MINUTES // 5
+    assert len(bars) == MarketQueries.duckdb_snapshot(snapshot.path).candles("BTCUSDT", "5m").num_rows
     assert all(abs(width - interval_px) <= 1 for _, width in bars), (interval_px, bars[:5])
     assert all(left + width <= right + 0.5 for (left, width), (right, _) in pairwise(bars))
 

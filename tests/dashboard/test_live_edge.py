@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dashboard.live_edge import read_lake_edge, with_live_edge
+from dashboard.live_edge import MAX_BEHIND, read_lake_edge, with_live_edge
 from dashboard.queries import CANDLE_SCHEMA, INTERVAL_LENGTHS, INTERVALS, MAX_CANDLES, MarketQueries
 from include.config import load_settings
 from include.lake.keys import heartbeat_key, trade_hour_prefix, trade_key
@@ -386,3 +386,15 @@ def test_the_speed_layer_equals_the_marts_built_from_the_same_lake(tmp_path, mis
         assert shown(live[interval].candles) == shown(loaded.candles(SYMBOL, interval, limit=MAX_CANDLES)), interval
         marts_after = loaded.edge(SYMBOL, interval, limit=MAX_CANDLES)
         assert with_live_edge(marts_after, lake, now).new_trades == 0  # the marts have taken over
+
+
+def test_a_warehouse_more_than_a_day_behind_turns_the_live_edge_off_and_says_so(live_scenario):
+    lake = ListingRecorder(live_scenario.lake.root)
+    marts = live_scenario.queries().edge(SYMBOL, "5m", limit=MAX_CANDLES)
+    later = marts.frontier.last_trade_time + MAX_BEHIND + timedelta(seconds=1)
+    live = with_live_edge(marts, lake, later)
+    assert live.candles.equals(marts.candles)
+    assert live.new_trades == 0
+    assert live.off == "the warehouse's newest trade is more than 24 h old: the live edge waits for it to catch up"
+    assert lake.listed == []  # not a day of listings every refresh
+    assert with_live_edge(marts, lake, later - timedelta(seconds=2)).off is None
