@@ -45,7 +45,15 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dashboard.queries import CANDLE_SCHEMA, INTERVAL_LENGTHS, Frontier, MartsEdge, bucket_start, memory_cursor
+from dashboard.queries import (
+    ARROW_BATCH_ROWS,
+    CANDLE_SCHEMA,
+    INTERVAL_LENGTHS,
+    Frontier,
+    MartsEdge,
+    bucket_start,
+    memory_cursor,
+)
 from include.lake.keys import heartbeat_key, trade_hour_prefix, trade_key_ids
 from include.lake.store import ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
@@ -123,7 +131,7 @@ def _one_per_id(tables: list[pa.Table]) -> pa.Table:
         cursor.register("lake_rows", pa.concat_tables(tables))
         return cursor.sql(
             f"select distinct on (trade_id) {', '.join(columns)} from lake_rows order by trade_id, source"
-        ).to_arrow_table()
+        ).to_arrow_table(ARROW_BATCH_ROWS)
     finally:
         cursor.close()
 
@@ -333,7 +341,7 @@ def _run(sql: str, tables: dict[str, pa.Table], params: dict[str, object]) -> pa
         cursor.execute("set TimeZone = 'UTC'")
         for name, table in tables.items():
             cursor.register(name, table)
-        return cursor.execute(sql, params).to_arrow_table().cast(CANDLE_SCHEMA)
+        return cursor.sql(sql, params=params).to_arrow_table(ARROW_BATCH_ROWS).cast(CANDLE_SCHEMA)
     finally:
         cursor.close()
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from include.binance.protocol import SYMBOL_PATTERN
 from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
@@ -344,7 +345,7 @@ _READERS: list[duckdb.DuckDBPyConnection] = []
 _READERS_LOCK = threading.Lock()
 _ATTACHMENTS = itertools.count()
 # Rows per Arrow batch: the default (a million) costs ~30 ms to allocate for a one-row result.
-_ARROW_BATCH_ROWS = 10_000
+ARROW_BATCH_ROWS = 10_000
 
 
 def memory_cursor() -> duckdb.DuckDBPyConnection:
@@ -376,7 +377,7 @@ def _duckdb_session(path: Path) -> contextlib.AbstractContextManager[Fetch]:
 
                 def fetch(sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
                     relation = cursor.sql(sql, params=list(params))
-                    return relation.to_arrow_table(_ARROW_BATCH_ROWS).cast(schema)
+                    return relation.to_arrow_table(ARROW_BATCH_ROWS).cast(schema)
 
                 yield fetch
             finally:
@@ -588,15 +589,15 @@ def bucket_start(moment: datetime, interval: str) -> datetime:
 def ticker_of(symbol: str, minutes: pa.Table) -> Ticker24h | None:
     """Binance's 24 h ticker from 1m candles (oldest first): the day of candles up to the newest one,
     the forming minute included. Candles without prices (trades missing, nothing known) are skipped;
-    None when none of the day has a price."""
-    rows = minutes.to_pylist()
-    if not rows:
+    None when none of the day has a price. Exact: Arrow's decimal min, max and sum (every refresh
+    computes it, so no Python row per minute)."""
+    if minutes.num_rows == 0:
         return None
-    newest = rows[-1]["open_time"]
-    priced = [row for row in rows if row["open_time"] > newest - timedelta(days=1) and row["close"] is not None]
-    if not priced:
+    day_before = pa.scalar(minutes["open_time"][-1].as_py() - timedelta(days=1), _TS)
+    priced = minutes.filter(pc.and_(pc.greater(minutes["open_time"], day_before), pc.is_valid(minutes["close"])))
+    if priced.num_rows == 0:
         return None
-    opened, last = priced[0]["open"], priced[-1]["close"]
+    opened, last = priced["open"][0].as_py(), priced["close"][-1].as_py()
     change = last - opened
     percent = (change * 100 / opened).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if opened else Decimal("0.00")
     return Ticker24h(
@@ -605,11 +606,11 @@ def ticker_of(symbol: str, minutes: pa.Table) -> Ticker24h | None:
         open_price=opened,
         change=change,
         change_percent=percent,
-        high=max(row["high"] for row in priced),
-        low=min(row["low"] for row in priced),
-        volume=sum((row["volume"] for row in priced), Decimal(0)),
-        quote_volume=sum((row["quote_volume"] for row in priced), Decimal(0)),
-        as_of=priced[-1]["close_time"],
+        high=pc.max(priced["high"]).as_py(),
+        low=pc.min(priced["low"]).as_py(),
+        volume=pc.sum(priced["volume"]).as_py(),
+        quote_volume=pc.sum(priced["quote_volume"]).as_py(),
+        as_of=priced["close_time"][-1].as_py(),
     )
 
 
