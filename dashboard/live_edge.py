@@ -136,6 +136,23 @@ def _one_per_id(tables: list[pa.Table]) -> pa.Table:
         cursor.close()
 
 
+# Candles of several parts as one bucket, the marts' roll-up rules: prices from the parts with trades
+# (open from the first trade, close from the last: ids follow time), volumes and counts summed.
+_ROLLED_UP = """
+        min_by(open, first_trade_id) filter (where trade_count > 0) as open,
+        max(high) filter (where trade_count > 0) as high,
+        min(low) filter (where trade_count > 0) as low,
+        max_by(close, last_trade_id) filter (where trade_count > 0) as close,
+        sum(volume) as volume,
+        sum(quote_volume) as quote_volume,
+        sum(taker_buy_volume) as taker_buy_volume,
+        sum(taker_buy_quote_volume) as taker_buy_quote_volume,
+        cast(sum(trade_count) as bigint) as trade_count,
+        min(first_trade_id) as first_trade_id,
+        max(last_trade_id) as last_trade_id,
+        max(last_trade_time) as last_trade_time,
+        max(last_loaded_at) as last_loaded_at"""
+
 # The 1m candles from the frontier's minute on. Tables: new_trades (the lake's trades above the
 # frontier), marts_tail (the marts' 1m candles from the frontier's minute on). Points are the
 # frontier's trade and the new trades; two consecutive points with ids missing between them make a
@@ -171,21 +188,7 @@ parts as (
 ),
 merged as (
     -- the frontier's minute: the marts' trades and the new ones, as one bucket
-    select
-        open_time,
-        min_by(open, first_trade_id) as open,
-        max(high) as high,
-        min(low) as low,
-        max_by(close, last_trade_id) as close,
-        sum(volume) as volume,
-        sum(quote_volume) as quote_volume,
-        sum(taker_buy_volume) as taker_buy_volume,
-        sum(taker_buy_quote_volume) as taker_buy_quote_volume,
-        cast(sum(trade_count) as bigint) as trade_count,
-        min(first_trade_id) as first_trade_id,
-        max(last_trade_id) as last_trade_id,
-        max(last_trade_time) as last_trade_time,
-        max(last_loaded_at) as last_loaded_at
+    select open_time, ROLLED_UP
     from parts
     group by open_time
 ),
@@ -258,7 +261,7 @@ select
     cast(null as timestamptz) as built_at
 from completed
 order by open_time
-"""
+""".replace("ROLLED_UP", _ROLLED_UP.strip())
 
 # The buckets of a larger interval from 1m candles (table minutes: the frontier bucket's minutes on),
 # as the marts roll them up: prices from the minutes with trades; complete when every minute of the
@@ -268,21 +271,9 @@ with
 buckets as (
     select
         make_timestamptz(epoch_us(open_time) - epoch_us(open_time) % $width_us) as open_time,
-        min_by(open, open_time) filter (where trade_count > 0) as open,
-        max(high) filter (where trade_count > 0) as high,
-        min(low) filter (where trade_count > 0) as low,
-        max_by(close, open_time) filter (where trade_count > 0) as close,
-        sum(volume) as volume,
-        sum(quote_volume) as quote_volume,
-        sum(taker_buy_volume) as taker_buy_volume,
-        sum(taker_buy_quote_volume) as taker_buy_quote_volume,
-        cast(sum(trade_count) as bigint) as trade_count,
-        min(first_trade_id) as first_trade_id,
-        max(last_trade_id) as last_trade_id,
-        max(last_trade_time) as last_trade_time,
+        ROLLED_UP,
         count(*) as minutes_present,
-        bool_and(coalesce(is_complete, false)) as minutes_complete,
-        max(last_loaded_at) as last_loaded_at
+        bool_and(coalesce(is_complete, false)) as minutes_complete
     from minutes
     group by 1
 ),
@@ -319,7 +310,7 @@ select
     cast(null as timestamptz) as built_at
 from judged
 order by open_time
-"""
+""".replace("ROLLED_UP", _ROLLED_UP.strip())
 
 
 def _frontier_known(frontier: Frontier) -> bool:

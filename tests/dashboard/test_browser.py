@@ -38,7 +38,6 @@ from tests.support.browser import (
     MOBILE,
     StreamlitServer,
     candle_fills,
-    chromium,
     dashboard_argv,
     horizontal_overflow,
     new_page,
@@ -139,13 +138,6 @@ def server(market: Market, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "LAKE_URL": market.lake_url,  # all loaded: the speed layer finds nothing above the marts
     }
     with streamlit_server(dashboard_argv(port), port, log, env=env, cwd=REPO_ROOT) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def browser(server: StreamlitServer) -> Iterator[Any]:
-    """Started after the server and closed before it (its renderers must not outlive the server)."""
-    with chromium() as started:
         yield started
 
 

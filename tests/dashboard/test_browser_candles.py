@@ -25,7 +25,6 @@ from include.lake.trades import write_trades
 from include.timeutil import to_us
 from tests.support.browser import (
     StreamlitServer,
-    chromium,
     dashboard_argv,
     new_page,
     streamlit_server,
@@ -90,13 +89,6 @@ def server(snapshot: SnapshotFacts, lake: LocalStore, tmp_path_factory) -> Itera
         "LAKE_URL": lake.url,
     }
     with streamlit_server(dashboard_argv(port), port, log, env=env, cwd=REPO_ROOT) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def browser(server: StreamlitServer) -> Iterator[Any]:
-    """Started after the server and closed before it (its renderers must not outlive the server)."""
-    with chromium() as started:
         yield started
 
 
