@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
+NOT_YET = "not yet"  # a check that has not run: neither ok nor wrong
 
 # The newest closed 1m candle closed at most a minute ago, and the marts follow the stream by tens of
 # seconds (flush every 5 s, load, transform, publish): three minutes is late, fifteen is stale.
@@ -29,7 +30,7 @@ class Finding:
     section: str
     subject: str
     value: str
-    level: str
+    level: str  # OK, WARNING, FAILING or NOT_YET
     why: str = ""  # for warnings and failures: one line saying what is wrong
 
 
@@ -76,10 +77,27 @@ def runs(health: Any, now: datetime) -> list[Finding]:
     return findings
 
 
+def completeness(health: Any) -> list[Finding]:
+    """Per symbol, its closed 1m candles with trade ids missing, and since when (the oldest one's open):
+    what a repair has yet to fill (or the exchange does not have)."""
+    findings = []
+    for item in health.freshness:
+        if not item.incomplete:
+            findings.append(Finding("completeness", item.symbol, "none incomplete", OK))
+            continue
+        since = f"{item.incomplete_since:%Y-%m-%d %H:%M}Z"
+        value = f"{item.incomplete} incomplete since {since}"
+        why = f"{item.symbol}: {item.incomplete} closed 1m candles with trades missing, the oldest {since}"
+        findings.append(Finding("completeness", item.symbol, value, WARNING, why))
+    return findings
+
+
 def gaps(health: Any) -> list[Finding]:
     """The completeness ledger: missing trades that no repair explains are a warning; exchange-side holes
-    are explained (the exchange has no such trades), so they are shown, not flagged."""
+    are explained (the exchange has no such trades), so they are shown, not flagged. No window yet: not yet."""
     summary = health.gaps
+    if not summary.windows:
+        return [Finding("gaps", "completeness", "not yet: no repair window checked", NOT_YET)]
     level = WARNING if summary.missing else OK
     value = (
         f"{summary.windows} windows: {summary.found} found, {summary.filled} filled, "
@@ -89,8 +107,10 @@ def gaps(health: Any) -> list[Finding]:
 
 
 def audit(health: Any) -> list[Finding]:
-    """The audit against the exchange's klines: any mismatch is a failure."""
+    """The audit against the exchange's klines: any mismatch is a failure. Nothing audited yet: not yet."""
     summary = health.audit
+    if not summary.checked:
+        return [Finding("audit", "against the exchange", "not yet: no closed candle audited", NOT_YET)]
     mismatches = summary.mismatched or len(summary.mismatches)
     level = FAILING if mismatches else OK
     value = f"{summary.checked} buckets checked, {summary.matched} matched, {mismatches} mismatches"
@@ -103,7 +123,7 @@ def audit(health: Any) -> list[Finding]:
 
 
 def streams(health: Any, now: datetime) -> list[Finding]:
-    """Per stream connection and symbol: its heartbeat's age and its lag behind the exchange."""
+    """Per symbol's stream: its heartbeat's age and its lag behind the exchange, then its connection."""
     findings = []
     for item in health.streams:
         age = _age(item.updated_at, now)
@@ -113,17 +133,26 @@ def streams(health: Any, now: datetime) -> list[Finding]:
             level = WARNING
         lag_text = "?" if lag is None else f"{lag:.1f} s"
         value = f"heartbeat {age_text(age)}, lag {lag_text}"
-        subject = f"{item.connection} {item.symbol}"
-        findings.append(Finding("streams", subject, value, level, f"stream {subject}: {value}"))
+        why = f"stream {item.symbol}: {value}"
+        if item.connection is not None:
+            value += f", connection {item.connection}" + (f" {item.state}" if item.state else "")
+        findings.append(Finding("streams", item.symbol, value, level, why))
     return findings
 
 
 def judge(health: Any, now: datetime) -> list[Finding]:
     """Every finding, section by section; ``why`` kept only where something is wrong."""
-    findings = [*freshness(health, now), *runs(health, now), *gaps(health), *audit(health), *streams(health, now)]
-    return [f if f.level != OK else Finding(f.section, f.subject, f.value, OK) for f in findings]
+    findings = [
+        *freshness(health, now),
+        *completeness(health),
+        *runs(health, now),
+        *gaps(health),
+        *audit(health),
+        *streams(health, now),
+    ]
+    return [f if f.level in (WARNING, FAILING) else Finding(f.section, f.subject, f.value, f.level) for f in findings]
 
 
 def problems(findings: list[Finding]) -> list[Finding]:
     """The findings to show in warning colours, the failing ones first."""
-    return sorted((f for f in findings if f.level != OK), key=lambda f: f.level != FAILING)
+    return sorted((f for f in findings if f.level in (WARNING, FAILING)), key=lambda f: f.level != FAILING)

@@ -39,6 +39,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from include.binance.protocol import SYMBOL_PATTERN
 from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
@@ -51,6 +52,14 @@ INTERVALS: dict[str, str] = {
     "1h": "candles_1h",
     "4h": "candles_4h",
     "1d": "candles_1d",
+}
+INTERVAL_LENGTHS: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "1d": timedelta(days=1),
 }
 MAX_CANDLES = 100_000  # the most one call returns
 MAX_SYMBOL_LENGTH = 20  # Binance's symbols are far shorter
@@ -72,8 +81,13 @@ CANDLE_SCHEMA = pa.schema(
         ("taker_buy_volume", _PRICE),
         ("taker_buy_quote_volume", _QUOTE),
         ("trade_count", pa.int64()),
+        ("first_trade_id", pa.int64()),  # null for a bucket without a trade
+        ("last_trade_id", pa.int64()),
+        ("last_trade_time", _TS),
         ("is_closed", pa.bool_()),
+        ("is_complete", pa.bool_()),  # no trade id missing (docs/architecture.md, "The live edge")
         ("last_loaded_at", _TS),
+        ("built_at", _TS),  # the dbt run that built the row; null on a row the speed layer made
     ]
 )
 
@@ -106,6 +120,42 @@ class Ticker24h:
 class SymbolFreshness:
     symbol: str
     last_closed_close_time: datetime | None  # None: no closed candle yet
+    incomplete: int = 0  # closed 1m candles with trade ids missing
+    incomplete_since: datetime | None = None  # the oldest of them opened then
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """A symbol's last 1m candle with trades in the marts: where the speed layer takes over
+    (dashboard/live_edge.py; docs/architecture.md, "The live edge", part 3)."""
+
+    symbol: str
+    open_time: datetime
+    first_trade_id: int
+    last_trade_id: int  # the marts' newest trade of the symbol
+    last_trade_time: datetime
+    trade_count: int
+    close: Decimal
+    is_closed: bool
+    is_complete: bool
+    previous_last_trade_id: int | None  # the last trade of the 1m candle with trades before it
+
+
+@dataclass(frozen=True)
+class MartsEdge:
+    """The marts' side of one chart refresh, read in one session: the interval's candles as ``candles``
+    returns them, the symbol's frontier, and its 1m candles from ``minutes_since`` on (the frontier's
+    bucket of the interval, or a day before the newest 1m candle, whichever is earlier)."""
+
+    symbol: str
+    interval: str
+    start: datetime
+    end: datetime
+    limit: int
+    candles: pa.Table
+    frontier: Frontier | None
+    minutes: pa.Table
+    minutes_since: datetime
 
 
 @dataclass(frozen=True)
@@ -188,13 +238,45 @@ _CANDLES_SQL = (
     "and open_time >= cast({p} as {ts}) and open_time < cast({p} as {ts}) "
     "order by open_time desc limit {p}) newest order by open_time"
 )
+_MINUTES_SQL = (
+    f"select {_CANDLE_SELECT} from {{candles_1m}} where symbol = {{p}} and open_time >= cast({{p}} as {{ts}}) "
+    "order by open_time"
+)
 _SYMBOLS_SQL = "select distinct symbol from {candles_1m} order by symbol"
 _SYMBOL_SCHEMA = pa.schema([("symbol", pa.string())])
 _FRESHNESS_SQL = (
-    "select symbol, max(case when is_closed then close_time end) as last_closed_close_time "
+    "select symbol, max(case when is_closed then close_time end) as last_closed_close_time, "
+    "count(case when is_closed and not coalesce(is_complete, false) then 1 end) as incomplete, "
+    "min(case when is_closed and not coalesce(is_complete, false) then open_time end) as incomplete_since "
     "from {candles_1m} group by symbol order by symbol"
 )
-_FRESHNESS_SCHEMA = pa.schema([("symbol", pa.string()), ("last_closed_close_time", _TS)])
+_FRESHNESS_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("last_closed_close_time", _TS),
+        ("incomplete", pa.int64()),
+        ("incomplete_since", _TS),
+    ]
+)
+# The frontier: the symbol's two newest 1m candles with trades (the second gives the id before it).
+_FRONTIER_SQL = (
+    "select open_time, first_trade_id, last_trade_id, last_trade_time, trade_count, {d_close}, is_closed, "
+    "is_complete from {candles_1m} where symbol = {p} and trade_count > 0 order by open_time desc limit 2"
+)
+_FRONTIER_SCHEMA = pa.schema(
+    [
+        ("open_time", _TS),
+        ("first_trade_id", pa.int64()),
+        ("last_trade_id", pa.int64()),
+        ("last_trade_time", _TS),
+        ("trade_count", pa.int64()),
+        ("close", _PRICE),
+        ("is_closed", pa.bool_()),
+        ("is_complete", pa.bool_()),
+    ]
+)
+_NEWEST_MINUTE_SQL = "select max(open_time) as open_time from {candles_1m} where symbol = {p}"
+_NEWEST_MINUTE_SCHEMA = pa.schema([("open_time", _TS)])
 # The status tables' exchange column is the lake's partition (include/lake/keys.py EXCHANGE: always
 # "binance", the sandbox speaking Binance's protocol), not the EXCHANGE setting the pipeline row
 # names: filtering on the setting hid every heartbeat and gap of a sandbox pipeline.
@@ -263,10 +345,12 @@ _READERS: list[duckdb.DuckDBPyConnection] = []
 _READERS_LOCK = threading.Lock()
 _ATTACHMENTS = itertools.count()
 # Rows per Arrow batch: the default (a million) costs ~30 ms to allocate for a one-row result.
-_ARROW_BATCH_ROWS = 10_000
+ARROW_BATCH_ROWS = 10_000
 
 
-def _reader_cursor() -> duckdb.DuckDBPyConnection:
+def memory_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of this process's in-memory DuckDB (close it after use): the snapshot's reads attach to
+    it, and the speed layer (dashboard/live_edge.py) computes candles in it."""
     with _READERS_LOCK:
         if not _READERS:
             _READERS.append(duckdb.connect(":memory:", config={"threads": 1}))
@@ -281,7 +365,7 @@ def _duckdb_session(path: Path) -> contextlib.AbstractContextManager[Fetch]:
                 f"No dashboard snapshot at {path} yet: the warehouse DAG publishes one after each transform. "
                 "Start the pipeline (make up) and wait for its first load and transform."
             )
-        cursor = _reader_cursor()
+        cursor = memory_cursor()
         alias = f"snapshot_{next(_ATTACHMENTS)}"
         try:
             cursor.execute("set TimeZone = 'UTC'")
@@ -293,7 +377,7 @@ def _duckdb_session(path: Path) -> contextlib.AbstractContextManager[Fetch]:
 
                 def fetch(sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
                     relation = cursor.sql(sql, params=list(params))
-                    return relation.to_arrow_table(_ARROW_BATCH_ROWS).cast(schema)
+                    return relation.to_arrow_table(ARROW_BATCH_ROWS).cast(schema)
 
                 yield fetch
             finally:
@@ -400,38 +484,66 @@ class MarketQueries:
         limit: int = 10_000,
     ) -> pa.Table:
         """The newest ``limit`` candles opening in [start, end), oldest first (``CANDLE_SCHEMA``)."""
+        self._check_interval_and_limit(interval, limit)
+        first, last = _range(start, end)
+        with self._source.session() as fetch:
+            return self._candles(fetch, self._checked_symbol(fetch, symbol), interval, first, last, limit)
+
+    @staticmethod
+    def _check_interval_and_limit(interval: object, limit: object) -> None:
         if not isinstance(interval, str) or interval not in INTERVALS:
             raise QueryRefused(f"interval {_shown(interval)} is not one of {', '.join(INTERVALS)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CANDLES:
             raise QueryRefused(f"limit {_shown(limit)} is not a whole number from 1 to {MAX_CANDLES}")
-        first, last = _range(start, end)
-        with self._source.session() as fetch:
-            checked = self._checked_symbol(fetch, symbol)
-            sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{" + INTERVALS[interval] + "}"), _DECIMAL_COLUMNS)
-            return fetch(sql, [checked, first.isoformat(), last.isoformat(), limit], CANDLE_SCHEMA)
 
-    def ticker_24h(self, symbol: str) -> Ticker24h:
-        """Last price, and the change, high, low and volumes over the 24 h of 1m candles up to it."""
+    def _candles(
+        self, fetch: Fetch, symbol: str, interval: str, first: datetime, last: datetime, limit: int
+    ) -> pa.Table:
+        sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{" + INTERVALS[interval] + "}"), _DECIMAL_COLUMNS)
+        return fetch(sql, [symbol, first.isoformat(), last.isoformat(), limit], CANDLE_SCHEMA)
+
+    def ticker_24h(self, symbol: str) -> Ticker24h | None:
+        """Last price, and the change, high, low and volumes over the 24 h of 1m candles up to it
+        (None when no candle of that day has a price)."""
         with self._source.session() as fetch:
             checked = self._checked_symbol(fetch, symbol)
             sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{candles_1m}"), _DECIMAL_COLUMNS)
-            rows = fetch(sql, [checked, _EARLIEST.isoformat(), _LATEST.isoformat(), 1440], CANDLE_SCHEMA).to_pylist()
-        newest = rows[-1]
-        window = [row for row in rows if row["open_time"] > newest["open_time"] - timedelta(days=1)]
-        opened, last = window[0]["open"], newest["close"]
-        change = last - opened
-        percent = (change * 100 / opened).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if opened else Decimal("0.00")
-        return Ticker24h(
-            symbol=checked,
-            last_price=last,
-            open_price=opened,
-            change=change,
-            change_percent=percent,
-            high=max(row["high"] for row in window),
-            low=min(row["low"] for row in window),
-            volume=sum((row["volume"] for row in window), Decimal(0)),
-            quote_volume=sum((row["quote_volume"] for row in window), Decimal(0)),
-            as_of=newest["close_time"],
+            minutes = fetch(sql, [checked, _EARLIEST.isoformat(), _LATEST.isoformat(), 1440], CANDLE_SCHEMA)
+        return ticker_of(checked, minutes)
+
+    def edge(
+        self,
+        symbol: str,
+        interval: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 10_000,
+    ) -> MartsEdge:
+        """What the speed layer merges onto, read in one session: ``candles(...)``, the frontier, and the
+        1m candles it rebuilds the frontier's bucket from (and the 24 h ticker reads)."""
+        self._check_interval_and_limit(interval, limit)
+        first, last = _range(start, end)
+        with self._source.session() as fetch:
+            checked = self._checked_symbol(fetch, symbol)
+            candles = self._candles(fetch, checked, interval, first, last, limit)
+            frontier = self._frontier(fetch, checked)
+            newest = fetch(self._source.sql(_NEWEST_MINUTE_SQL), [checked], _NEWEST_MINUTE_SCHEMA)[0][0].as_py()
+            since = newest - timedelta(days=1)
+            if frontier is not None:
+                since = min(since, bucket_start(frontier.open_time, interval))
+            sql = self._source.sql(_MINUTES_SQL, _DECIMAL_COLUMNS)
+            minutes = fetch(sql, [checked, since.isoformat()], CANDLE_SCHEMA)
+        return MartsEdge(checked, interval, first, last, limit, candles, frontier, minutes, since)
+
+    def _frontier(self, fetch: Fetch, symbol: str) -> Frontier | None:
+        rows = fetch(self._source.sql(_FRONTIER_SQL, ("close",)), [symbol], _FRONTIER_SCHEMA).to_pylist()
+        if not rows:
+            return None
+        newest = rows[0]
+        return Frontier(
+            symbol=symbol,
+            **{name: newest[name] for name in _FRONTIER_SCHEMA.names},
+            previous_last_trade_id=rows[1]["last_trade_id"] if len(rows) > 1 else None,
         )
 
     def health(self) -> Health:
@@ -466,6 +578,40 @@ class MarketQueries:
             ),
             streams=[_stream_state(row) for row in streams],
         )
+
+
+def bucket_start(moment: datetime, interval: str) -> datetime:
+    """The open time of the ``interval`` bucket that holds ``moment`` (aligned to the epoch, UTC, as the marts)."""
+    width = INTERVAL_LENGTHS[interval]
+    return moment - (moment - _EARLIEST) % width
+
+
+def ticker_of(symbol: str, minutes: pa.Table) -> Ticker24h | None:
+    """Binance's 24 h ticker from 1m candles (oldest first): the day of candles up to the newest one,
+    the forming minute included. Candles without prices (trades missing, nothing known) are skipped;
+    None when none of the day has a price. Exact: Arrow's decimal min, max and sum (every refresh
+    computes it, so no Python row per minute)."""
+    if minutes.num_rows == 0:
+        return None
+    day_before = pa.scalar(minutes["open_time"][-1].as_py() - timedelta(days=1), _TS)
+    priced = minutes.filter(pc.and_(pc.greater(minutes["open_time"], day_before), pc.is_valid(minutes["close"])))
+    if priced.num_rows == 0:
+        return None
+    opened, last = priced["open"][0].as_py(), priced["close"][-1].as_py()
+    change = last - opened
+    percent = (change * 100 / opened).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if opened else Decimal("0.00")
+    return Ticker24h(
+        symbol=symbol,
+        last_price=last,
+        open_price=opened,
+        change=change,
+        change_percent=percent,
+        high=pc.max(priced["high"]).as_py(),
+        low=pc.min(priced["low"]).as_py(),
+        volume=pc.sum(priced["volume"]).as_py(),
+        quote_volume=pc.sum(priced["quote_volume"]).as_py(),
+        as_of=priced["close_time"][-1].as_py(),
+    )
 
 
 def _stream_state(row: dict[str, Any]) -> StreamState:

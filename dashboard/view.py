@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from dashboard.queries import INTERVALS
+from dashboard.queries import INTERVAL_LENGTHS, INTERVALS
 
 # The range buttons: how much history the chart loads and shows, ending at the newest candle.
 # "auto" is the newest AUTO_CANDLES candles of any interval (a readable chart, fast to draw);
@@ -32,14 +32,6 @@ RANGES: dict[str, timedelta | None] = {
 AUTO_CANDLES = 300
 MAX_CANDLES = 10_000
 THEMES = ("dark", "light")
-INTERVAL_LENGTHS = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15),
-    "1h": timedelta(hours=1),
-    "4h": timedelta(hours=4),
-    "1d": timedelta(days=1),
-}
 # TradingView's default candle colours.
 DEFAULT_COLOURS = {"bull": "26a69a", "bull_line": "26a69a", "bear": "ef5350", "bear_line": "ef5350"}
 KEYS = ("symbol", "interval", "range", "start", "end", "bull", "bull_line", "bear", "bear_line", "theme")

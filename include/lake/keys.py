@@ -15,6 +15,7 @@ style (``name=value``) so that a listing of one symbol, day or hour is a listing
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from include.timeutil import from_us, to_us
@@ -28,6 +29,7 @@ GAPS_PREFIX = "status/gaps/"  # a gap the stream saw, as it happened (one object
 GAP_FILLS_PREFIX = "status/gap_fills/"  # what the live fill fetched for a gap: filled, holes, missing
 WRITES_PREFIX = "status/writes/"
 WATCHERS_PREFIX = "status/watchers/"
+_TRADE_FILE = re.compile(r"/[a-z]+-(\d+)-(\d+)\.parquet$")
 
 
 def symbol_prefix(symbol: str) -> str:
@@ -35,10 +37,22 @@ def symbol_prefix(symbol: str) -> str:
     return f"{TRADES_PREFIX}exchange={EXCHANGE}/symbol={symbol}/"
 
 
+def trade_hour_prefix(symbol: str, hour_start_us: int) -> str:
+    """Every trade file of a symbol in one UTC hour lies below this prefix."""
+    hour = from_us(hour_start_us)
+    return f"{symbol_prefix(symbol)}date={hour:%Y-%m-%d}/hour={hour:%H}/"
+
+
 def trade_key(symbol: str, hour_start_us: int, source: str, first_id: int, last_id: int) -> str:
     """The key of a trade file: one symbol, one UTC hour, the ids it holds."""
-    hour = from_us(hour_start_us)
-    return f"{symbol_prefix(symbol)}date={hour:%Y-%m-%d}/hour={hour:%H}/{source}-{first_id}-{last_id}.parquet"
+    return f"{trade_hour_prefix(symbol, hour_start_us)}{source}-{first_id}-{last_id}.parquet"
+
+
+def trade_key_ids(key: str) -> tuple[int, int] | None:
+    """(first id, last id) a trade file holds, from its name ``<source>-<first_id>-<last_id>.parquet``;
+    None for a key that is not named so."""
+    match = _TRADE_FILE.search(key)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def hour_of_key(key: str) -> int:

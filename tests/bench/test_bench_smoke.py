@@ -1,7 +1,8 @@
 """``make bench`` at a tiny size (``python -m bench --smoke``): every benchmark runs to the end,
 prints each of its figures as a number, and passes the correctness checks it makes (every id stored
 exactly once, no 429, candles equal to a hand GROUP BY and to a full refresh, the dashboard's
-chart holding every candle and drawing as many as the minimal page). No timing is
+chart holding every candle and drawing as many as the minimal page, its live refresh merging the
+lake's new trades and a trade written to the lake reaching the open chart). No timing is
 asserted: at this size the figures mean nothing, and performance is ``make bench``'s business.
 What this catches is a benchmark that no longer runs.
 """
@@ -73,6 +74,10 @@ FIGURES = {
         "first chart, dashboard, warm",
         "first chart, minimal page, warm",
         "first chart, dashboard / minimal, warm",
+        "live refresh, default view",
+        "live refresh, 300 candles",
+        "lake to chart, p50",
+        "lake to chart, p95",
     ],
 }
 CHECKS = {
@@ -84,7 +89,12 @@ CHECKS = {
         "every trade counted once in 1m candles",
         "incremental marts equal a full refresh",
     ],
-    "dashboard": ["the figure holds every candle queried", "both pages drew the same candles"],
+    "dashboard": [
+        "the figure holds every candle queried",
+        "both pages drew the same candles",
+        "the refresh merged every trade above the frontier",
+        "every trade written reached the chart",
+    ],
 }
 
 

@@ -15,14 +15,20 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from streamlit.elements.lib import policies
 from streamlit.testing.v1 import AppTest, local_script_runner
 
-from dashboard.chart import FORMING, THEMES
+from dashboard.chart import FORMING, INCOMPLETE, THEMES
 from dashboard.view import DEFAULT_COLOURS
-from tests.support.dashboard import empty_snapshot, snapshot_with_candles
+from include.lake.keys import trade_key
+from include.lake.store import LocalStore
+from include.lake.trades import read_trades, write_trades
+from include.timeutil import HOUR_US, to_us
+from tests.support.dashboard import START, empty_snapshot, first_trade_id, snapshot_with_candles
 from tests.support.paths import REPO_ROOT
+from tests.support.trades import trade_columns
 
 APP = str(REPO_ROOT / "dashboard" / "app.py")
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPETH")
@@ -35,6 +41,7 @@ def snapshot_path(tmp_path, monkeypatch) -> Path:
     """Where the page reads its snapshot (DASHBOARD_SNAPSHOT); nothing is written there yet."""
     path = tmp_path / "dashboard" / "marts.duckdb"
     monkeypatch.setenv("DASHBOARD_SNAPSHOT", str(path))
+    monkeypatch.setenv("LAKE_URL", f"file://{tmp_path / 'lake'}")  # the speed layer's: empty unless a test writes
     monkeypatch.setenv("WAREHOUSE", "duckdb")
     monkeypatch.setenv("SYMBOLS", "BTCUSDT,ETHUSDT")
     return path
@@ -74,8 +81,8 @@ def snapshot_rows(path: Path, symbol: str, interval: str = "1m") -> list[dict]:
     """The snapshot's candles of ``symbol``, oldest first, read from its file without the app's code."""
     with duckdb.connect(str(path), read_only=True) as connection:
         cursor = connection.execute(
-            f"select open_time, open, high, low, close, volume, is_closed from candles_{interval} "
-            "where symbol = ? order by open_time",
+            "select open_time, open, high, low, close, volume, trade_count, is_closed, is_complete "
+            f"from candles_{interval} where symbol = ? order by open_time",
             [symbol],
         )
         names = [column[0] for column in cursor.description]
@@ -91,24 +98,30 @@ def time_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def drawn_candles(app: AppTest) -> list[tuple[str, str, str, str, str, bool]]:
-    """(time, open, high, low, close, closed) of every candle on the page's chart."""
+def drawn_candles(app: AppTest) -> list[tuple[str, str, str, str, str, str]]:
+    """(time, open, high, low, close, how drawn) of every candle on the page's chart: "closed",
+    FORMING or INCOMPLETE (each in a trace of its own)."""
     drawn = []
     for name, trace in traces(app).items():
         if trace["type"] == "candlestick":
             columns = (trace["x"], trace["open"], trace["high"], trace["low"], trace["close"])
-            drawn += [(*row, name != FORMING) for row in zip(*columns, strict=True)]
+            kind = name if name in (FORMING, INCOMPLETE) else "closed"
+            drawn += [(*row, kind) for row in zip(*columns, strict=True)]
     return sorted(drawn)
 
 
-def expected_candles(rows: list[dict]) -> list[tuple[str, str, str, str, str, bool]]:
+def drawn_as(row: dict) -> str:
+    if not row["is_complete"]:
+        return INCOMPLETE
+    return "closed" if row["is_closed"] else FORMING
+
+
+def expected_candles(rows: list[dict]) -> list[tuple[str, str, str, str, str, str]]:
+    """The candles ``rows`` draw: those with prices."""
     return sorted(
-        (
-            time_text(row["open_time"]),
-            *(exact(row[name]) for name in ("open", "high", "low", "close")),
-            row["is_closed"],
-        )
+        (time_text(row["open_time"]), *(exact(row[name]) for name in ("open", "high", "low", "close")), drawn_as(row))
         for row in rows
+        if row["close"] is not None
     )
 
 
@@ -146,7 +159,7 @@ def test_the_charts_candles_are_the_snapshots_exact_decimals(snapshot, interval)
     app = page({"symbol": "ETHUSDT", "interval": interval})
     expected = expected_candles(snapshot_rows(snapshot.path, "ETHUSDT", interval))
     assert drawn_candles(app) == expected
-    assert [closed for *_, closed in expected].count(False) == 1  # the forming one, drawn apart
+    assert [kind for *_, kind in expected].count("closed") < len(expected)  # the newest one drawn apart
 
 
 def test_the_chart_marks_volume_forming_candle_last_price_and_navigation(snapshot):
@@ -164,25 +177,24 @@ def test_the_chart_marks_volume_forming_candle_last_price_and_navigation(snapsho
     assert drawn[FORMING]["x"] == [time_text(rows[-1]["open_time"])]
     assert drawn[FORMING]["opacity"] < 1
     assert drawn[FORMING]["showlegend"] is True
-    # Hover: the candle's OHLCV.
+    # Hover: the candle's OHLCV and its trade count.
     first = rows[0]
-    assert drawn["XRPETH 1m"]["hovertext"][0] == "<br>".join(
-        f"{label} {exact(first[name])}"
-        for label, name in zip("OHLCV", ("open", "high", "low", "close", "volume"), strict=True)
+    assert (
+        drawn["XRPETH 1m"]["hovertext"][0]
+        == "<br>".join(
+            f"{label} {exact(first[name])}"
+            for label, name in zip("OHLCV", ("open", "high", "low", "close", "volume"), strict=True)
+        )
+        + f"<br>Trades {first['trade_count']}"
     )
     # The last price on the right-side price axis.
     layout = spec["layout"]
     assert layout["yaxis"]["side"] == "right"
     assert layout["annotations"][0]["text"] == exact(snapshot.last_close["XRPETH"])
     assert layout["shapes"][0]["y0"] == exact(snapshot.last_close["XRPETH"])
-    # Navigation: range buttons, drag pans, the wheel zooms, double-click resets; a crosshair.
-    assert [button["label"] for button in layout["xaxis"]["rangeselector"]["buttons"]] == [
-        "1h",
-        "6h",
-        "1d",
-        "1w",
-        "all",
-    ]
+    # Navigation: drag pans, the wheel zooms, double-click resets; a crosshair. No range buttons in the
+    # chart: the sidebar's range is the one set of range controls.
+    assert "rangeselector" not in layout["xaxis"]
     assert layout["dragmode"] == "pan"
     assert (config["scrollZoom"], config["doubleClick"]) == (True, "reset")
     assert layout["xaxis"]["showspikes"] is True
@@ -344,7 +356,7 @@ def test_stale_and_failing_facts_are_shown_as_warnings_and_errors(snapshot_path)
     errors, warnings = texts(app.error), texts(app.warning)
     for what in ("BTCUSDT: last closed candle 29 d ago", "last load 29 d ago", "last transform 29 d ago"):
         assert what in errors, errors
-    assert any(error.startswith("stream 0 BTCUSDT: heartbeat 29 d ago") for error in errors), errors
+    assert any(error.startswith("stream BTCUSDT: heartbeat 29 d ago") for error in errors), errors
     assert any(error.startswith("1 candles differ from the exchange, first BTCUSDT 1m") for error in errors)
     assert "3 trades missing after repair" in warnings
     assert "| BTCUSDT | 29 d ago | :red[failing] |" in app.markdown[2].value
@@ -366,7 +378,80 @@ def test_fresh_facts_are_shown_fine(snapshot_path):
     assert app.markdown[1].value.count(":green[ok]") == 2  # last load and last transform
 
 
+def test_an_incomplete_candles_hover_says_trades_are_missing(snapshot_path):
+    snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=30, incomplete=frozenset({7}))
+    drawn = traces(page())
+    [hover] = drawn[INCOMPLETE]["hovertext"]
+    assert drawn[INCOMPLETE]["x"] == [time_text(START + timedelta(minutes=7))]
+    assert hover.endswith("<br>incomplete: trade ids missing, figures may be short")
+    assert all("missing" not in text for text in drawn["BTCUSDT 1m"]["hovertext"])
+
+
+def test_the_health_panel_counts_closed_incomplete_candles_per_symbol_and_since_when(snapshot_path):
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=119)
+    # Minutes 5, 6 and 90 closed and incomplete, 100 without prices; minute 119 is forming.
+    snapshot_with_candles(snapshot_path, start=start, now=now, incomplete=frozenset({5, 6, 90}), gaps=frozenset({100}))
+    app = page()
+    table = next(item.value for item in app.markdown if item.value.startswith("| Completeness |"))
+    since = f"{start + timedelta(minutes=5):%Y-%m-%d %H:%M}Z"
+    assert f"| BTCUSDT | 4 incomplete since {since} | :orange[warning] |" in table
+    assert f"| ETHUSDT | 4 incomplete since {since} | :orange[warning] |" in table
+    assert f"BTCUSDT: 4 closed 1m candles with trades missing, the oldest {since}" in texts(app.warning)
+
+
+def test_checks_that_never_ran_say_not_yet_in_grey(snapshot_path):
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    snapshot_with_candles(snapshot_path, start=now - timedelta(minutes=119), now=now, health=False)
+    app = page()
+    shown = [item.value for item in app.markdown]
+    assert "**Gaps** :gray[not yet]  \nnot yet: no repair window checked" in shown
+    assert "**Audit** :gray[not yet]  \nnot yet: no closed candle audited" in shown
+    assert not any("0 buckets checked" in text or "0 windows" in text for text in shown)
+    assert not any("Gaps" in text or "Audit" in text for text in texts(app.warning) + texts(app.error))
+
+
+def test_a_streams_row_starts_with_its_symbol(snapshot):
+    table = next(item.value for item in page().markdown if item.value.startswith("| Stream |"))
+    rows = [line for line in table.splitlines()[2:] if line]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {symbol}" for symbol in sorted(SYMBOLS)]
+    assert all(", connection " in row for row in rows)  # the connection's number after, named
+
+
 # Live ----------------------------------------------------------------------------------------------
+
+
+def test_trades_in_the_lake_above_the_marts_are_on_the_chart_and_in_the_header(snapshot_path, tmp_path):
+    """The speed layer on the page: the lake's trades after the snapshot's newest one (its forming minute)
+    make the next two minutes, and the header's last price is the newest trade's."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=40)  # the live edge's reach
+    facts = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=30, start=start)
+    [frontier] = snapshot_rows(snapshot_path, "BTCUSDT")[-1:]
+    last_id = first_trade_id("BTCUSDT") + sum(row["trade_count"] for row in snapshot_rows(snapshot_path, "BTCUSDT")) - 1
+    ids = np.arange(last_id + 1, last_id + 13)
+    times = to_us(facts.end) + np.arange(12) * 10_000_000  # the two minutes after the forming one, every 10 s
+    lake = LocalStore(tmp_path / "lake")
+    write_trades(lake, trade_columns("BTCUSDT", ids, times), "stream", to_us(facts.end))
+    prices = {row["trade_id"]: row["price"] for row in read_trades(lake, "BTCUSDT").to_pylist()}
+    app = page()
+    drawn = drawn_candles(app)
+    assert len(drawn) == 32
+    newest = [row for row in drawn if row[0] >= time_text(facts.end)]
+    assert [row[0] for row in newest] == [time_text(facts.end), time_text(facts.end + timedelta(minutes=1))]
+    assert newest[-1][4] == exact(prices[int(ids[-1])])  # its close: the newest trade, exact
+    assert (newest[0][5], newest[-1][5]) == ("closed", FORMING)  # a later trade closed the first
+    assert next(row for row in drawn if row[0] == time_text(frontier["open_time"]))[5] == "closed"
+    assert f"**{grouped(prices[int(ids[-1])])}**" in app.markdown[0].value
+
+
+def test_a_warehouse_a_day_behind_says_the_live_edge_is_off(snapshot):
+    """The snapshot's candles are from 2026-11-24: far more than a day before the clock."""
+    app = page()
+    assert drawn_candles(app) == expected_candles(snapshot_rows(snapshot.path, "BTCUSDT"))
+    assert any(
+        item.value.startswith("Live edge off: the warehouse's newest trade is more than 24 h old")
+        for item in app.caption
+    )
 
 
 @dataclass
@@ -398,12 +483,24 @@ def rerun_fragment(app: AppTest, fragment_id: str, monkeypatch) -> None:
     assert not app.exception, [item.value for item in app.exception]
 
 
+def test_an_unreadable_lake_leaves_the_marts_candles_and_says_so(snapshot_path, tmp_path):
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=40)
+    facts = snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=30, start=start)
+    last_id = first_trade_id("BTCUSDT") + sum(row["trade_count"] for row in snapshot_rows(snapshot_path, "BTCUSDT"))
+    key = trade_key("BTCUSDT", to_us(facts.end) // HOUR_US * HOUR_US, "stream", last_id, last_id + 5)
+    LocalStore(tmp_path / "lake").put(key, b"not parquet")  # above the frontier: read, and unreadable
+    app = page()
+    assert drawn_candles(app) == expected_candles(snapshot_rows(snapshot_path, "BTCUSDT"))
+    [caption] = [item.value for item in app.caption if item.value.startswith("Live edge unavailable")]
+    assert "the warehouse's candles are shown" in caption
+
+
 def test_the_chart_refreshes_in_its_fragment_every_few_seconds(snapshot_path, monkeypatch):
     snapshot_with_candles(snapshot_path, symbols=("BTCUSDT",), minutes=120)
     with recorded_runs(monkeypatch) as runs:
         app = page()
         timers = [message.auto_rerun for message in runs.messages if message.HasField("auto_rerun")]
-        assert [(timer.interval, bool(timer.fragment_id)) for timer in timers] == [(5.0, True)]
+        assert [(timer.interval, bool(timer.fragment_id)) for timer in timers] == [(2.0, True)]  # the freshness target
         fragment = timers[0].fragment_id
         chart_deltas = [
             m.delta for m in runs.messages if m.HasField("delta") and m.delta.new_element.HasField("plotly_chart")

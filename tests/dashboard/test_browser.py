@@ -38,7 +38,6 @@ from tests.support.browser import (
     MOBILE,
     StreamlitServer,
     candle_fills,
-    chromium,
     dashboard_argv,
     horizontal_overflow,
     new_page,
@@ -77,6 +76,7 @@ HOSTILE = {
 class Market:
     snapshot: Path
     candles: dict[tuple[str, str], int]  # (symbol, interval) -> candles in the snapshot
+    lake_url: str  # the lake the marts were built from, which the speed layer reads
 
 
 def _trades(symbol: str, first_id: int, start: datetime, count: int) -> TradeColumns:
@@ -124,22 +124,20 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Market:
     settings = load_settings({"DUCKDB_PATH": str(warehouse), "WAREHOUSE": "duckdb", "DATA_DIR": str(work)})
     snapshot = publish_snapshot(settings).path
     assert snapshot is not None
-    return Market(snapshot, _snapshot_counts(snapshot))
+    return Market(snapshot, _snapshot_counts(snapshot), lake.url)
 
 
 @pytest.fixture(scope="module")
 def server(market: Market, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = {"WAREHOUSE": "duckdb", "DASHBOARD_SNAPSHOT": str(market.snapshot), "SYMBOLS": ",".join(SYMBOLS)}
+    env = {
+        "WAREHOUSE": "duckdb",
+        "DASHBOARD_SNAPSHOT": str(market.snapshot),
+        "SYMBOLS": ",".join(SYMBOLS),
+        "LAKE_URL": market.lake_url,  # all loaded: the speed layer finds nothing above the marts
+    }
     with streamlit_server(dashboard_argv(port), port, log, env=env, cwd=REPO_ROOT) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def browser(server: StreamlitServer) -> Iterator[Any]:
-    """Started after the server and closed before it (its renderers must not outlive the server)."""
-    with chromium() as started:
         yield started
 
 

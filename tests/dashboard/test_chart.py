@@ -9,10 +9,10 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from dashboard.chart import FORMING, THEMES, candle_figure, plain
-from dashboard.queries import CANDLE_SCHEMA, MarketQueries
+from dashboard.chart import FORMING, GAP, GAP_NOTE, INCOMPLETE, INCOMPLETE_NOTE, THEMES, UNKNOWN, candle_figure, plain
+from dashboard.queries import CANDLE_SCHEMA, INTERVAL_LENGTHS, MarketQueries
 from dashboard.view import View
-from tests.support.dashboard import snapshot_with_candles
+from tests.support.dashboard import START, snapshot_with_candles
 
 VIEW = View(symbol="BTCUSDT", interval="5m", bull="00aa00", bull_line="005500", bear="cc0000", bear_line="660000")
 
@@ -63,6 +63,7 @@ def test_prices_beyond_a_floats_precision_stay_exact():
     moment = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
     row = {name: None for name in CANDLE_SCHEMA.names}
     row |= {"symbol": "BTCUSDT", "open_time": moment, "close_time": moment + timedelta(minutes=1), "is_closed": True}
+    row |= {"is_complete": True, "trade_count": 3}
     row |= {"open": exact, "high": exact + 1, "low": exact - Decimal("0.00000001"), "close": exact, "volume": exact}
     table = pa.Table.from_pylist([row], schema=CANDLE_SCHEMA)
     figure = candle_figure(table, VIEW, None)
@@ -105,16 +106,22 @@ def test_the_four_colours_of_the_view_paint_the_candles(candles):
         assert drawn[name]["decreasing"]["line"]["color"] == "#660000"
 
 
-def test_hover_shows_each_candles_ohlcv(candles):
+def hover(rows: list[dict], note: str = "") -> list[str]:
+    """Each row's hover: its OHLCV as exact text, its trade count, and ``note``."""
+    columns = [as_shown(rows, column) for column in ("open", "high", "low", "close", "volume")]
+    return [
+        "<br>".join(f"{label} {text}" for label, text in zip("OHLCV", values, strict=True))
+        + f"<br>Trades {row['trade_count']}"
+        + (f"<br>{note}" if note else "")
+        for row, values in zip(rows, zip(*columns, strict=True), strict=True)
+    ]
+
+
+def test_hover_shows_each_candles_ohlcv_and_trade_count(candles):
     rows = candles.to_pylist()
     drawn = traces(candle_figure(candles, VIEW, None))
-    expected = [
-        "<br>".join(f"{label} {text}" for label, text in zip("OHLCV", values, strict=True))
-        for values in zip(
-            *(as_shown(rows, column) for column in ("open", "high", "low", "close", "volume")), strict=True
-        )
-    ]
-    assert list(drawn["BTCUSDT 5m"]["hovertext"]) + list(drawn[FORMING]["hovertext"]) == expected
+    assert list(drawn["BTCUSDT 5m"]["hovertext"]) == hover(rows[:-1])
+    assert list(drawn[FORMING]["hovertext"]) == hover(rows[-1:], "forming: not closed yet")
     assert drawn["BTCUSDT 5m"]["hoverinfo"] == "x+text"
 
 
@@ -146,8 +153,8 @@ def test_the_last_price_is_marked_on_the_right_price_axis(candles):
 
 def test_navigation_crosshair_and_clean_axes(candles):
     layout = candle_figure(candles, VIEW, None).to_plotly_json()["layout"]
-    buttons = layout["xaxis"]["rangeselector"]["buttons"]
-    assert [button["label"] for button in buttons] == ["1h", "6h", "1d", "1w", "all"]
+    assert "rangeselector" not in layout["xaxis"]  # the sidebar's range is the one set of range controls
+    assert "rangeselector" not in layout["xaxis2"]
     assert layout["dragmode"] == "pan"
     assert layout["xaxis"]["rangeslider"]["visible"] is False
     for axis in ("xaxis", "xaxis2", "yaxis"):  # the crosshair: a line across the plot on each axis
@@ -191,3 +198,75 @@ def test_plain_drops_trailing_zeros_and_never_uses_an_exponent():
         "100000",
         "-0.1",
     ]
+
+
+# --- what is not known, drawn so ----------------------------------------------------------------------
+
+INCOMPLETE_MINUTES = frozenset({10, 11, 40})
+GAP_MINUTES = frozenset({20, 21, 22, 50})
+
+
+@pytest.fixture(scope="module")
+def holey(tmp_path_factory) -> pa.Table:
+    """BTCUSDT's 1m candles of an hour: minutes 10, 11 and 40 incomplete, 20-22 and 50 without prices."""
+    path = tmp_path_factory.mktemp("holey") / "marts.duckdb"
+    snapshot_with_candles(path, symbols=("BTCUSDT",), minutes=60, incomplete=INCOMPLETE_MINUTES, gaps=GAP_MINUTES)
+    return MarketQueries.duckdb_snapshot(path).candles("BTCUSDT", "1m")
+
+
+def test_an_incomplete_candle_is_drawn_apart_grey_and_hollow_and_says_trades_are_missing(holey):
+    rows = holey.to_pylist()
+    incomplete = [row for row in rows if row["close"] is not None and not row["is_complete"]]
+    assert [row["open_time"] for row in incomplete] == [
+        START + timedelta(minutes=m) for m in sorted(INCOMPLETE_MINUTES)
+    ]
+    drawn = traces(candle_figure(holey, replace(VIEW, interval="1m"), None))
+    trace = drawn[INCOMPLETE]
+    assert trace["type"] == "candlestick"
+    assert list(trace["x"]) == [time_text(row["open_time"]) for row in incomplete]
+    assert list(trace["close"]) == as_shown(incomplete, "close")  # its prices, exact, as far as they go
+    for side in ("increasing", "decreasing"):  # hollow and grey, whatever the view's colours
+        assert trace[side]["fillcolor"] == "rgba(0, 0, 0, 0)"
+        assert trace[side]["line"]["color"] == UNKNOWN
+    assert trace["showlegend"] is True
+    assert list(trace["hovertext"]) == hover(incomplete, INCOMPLETE_NOTE)
+    assert "trade ids missing" in INCOMPLETE_NOTE
+    closed = list(drawn["BTCUSDT 1m"]["x"])
+    assert not set(closed) & set(trace["x"])  # not drawn twice
+    assert drawn["volume incomplete"]["marker"]["color"] == UNKNOWN
+
+
+def test_a_bucket_without_prices_is_no_candle_but_a_shaded_band_and_a_named_marker(holey):
+    figure = candle_figure(holey, replace(VIEW, interval="1m"), None).to_plotly_json()
+    drawn = {trace["name"]: trace for trace in figure["data"]}
+    gaps = [START + timedelta(minutes=m) for m in sorted(GAP_MINUTES)]
+    candles = [x for trace in figure["data"] if trace["type"] == "candlestick" for x in trace["x"]]
+    assert not {time_text(moment) for moment in gaps} & set(candles)
+    assert len(candles) == 60 - len(GAP_MINUTES)
+    marker = drawn[GAP]
+    assert (marker["type"], marker["yaxis"], marker["showlegend"]) == ("scatter", "y2", True)
+    assert list(marker["x"]) == [time_text(moment) for moment in gaps]
+    assert set(marker["hovertext"]) == {GAP_NOTE}
+    bands = [shape for shape in figure["layout"]["shapes"] if shape.get("name") == GAP]
+    half = timedelta(seconds=30)
+    runs = [(gaps[0], gaps[2]), (gaps[3], gaps[3])]  # 20-22 as one band, 50 alone
+    assert [(band["x0"], band["x1"]) for band in bands] == [
+        (time_text(first - half), time_text(last + half)) for first, last in runs
+    ]
+    assert all((band["yref"], band["y0"], band["y1"]) == ("y domain", 0, 1) for band in bands)
+
+
+def test_the_last_price_is_the_last_one_known(holey):
+    trailing = holey.slice(0, 51)  # ends with minute 50, which has no prices
+    assert trailing["close"][-1].as_py() is None
+    layout = candle_figure(trailing, replace(VIEW, interval="1m"), None).to_plotly_json()["layout"]
+    assert layout["annotations"][0]["text"] == plain(holey["close"][49].as_py())
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "15m", "1h", "4h", "1d"])
+def test_every_volume_bar_is_one_interval_wide(candles, interval):
+    drawn = candle_figure(candles, replace(VIEW, interval=interval), None).to_plotly_json()["data"]
+    bars = [trace for trace in drawn if trace["type"] == "bar"]
+    assert len(bars) == 3  # up, down, forming
+    width_ms = INTERVAL_LENGTHS[interval] // timedelta(milliseconds=1)
+    assert {trace["width"] for trace in bars} == {width_ms}

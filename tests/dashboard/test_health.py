@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dashboard import health
-from dashboard.health import FAILING, OK, WARNING, Finding
+from dashboard.health import FAILING, NOT_YET, OK, WARNING, Finding
 from dashboard.queries import AuditMismatch, AuditSummary, GapSummary, Health, StreamState, SymbolFreshness
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -39,11 +39,13 @@ def test_a_healthy_pipeline_is_all_ok_and_has_no_problems():
     assert levels(findings) == {
         ("freshness", "BTCUSDT"): OK,
         ("freshness", "ETHUSDT"): OK,
+        ("completeness", "BTCUSDT"): OK,
+        ("completeness", "ETHUSDT"): OK,
         ("pipeline", "last load"): OK,
         ("pipeline", "last transform"): OK,
         ("gaps", "completeness"): OK,
         ("audit", "against the exchange"): OK,
-        ("streams", "0 BTCUSDT"): OK,
+        ("streams", "BTCUSDT"): OK,  # the symbol alone: no connection number before it
     }
     assert health.problems(findings) == []
     assert all(finding.why == "" for finding in findings)
@@ -124,9 +126,12 @@ def test_any_audit_mismatch_fails_and_names_the_first():
 def test_each_stream_by_its_heartbeat_and_lag(heartbeat_age, lag, level):
     stream = StreamState("ETHUSDT", "1", NOW - heartbeat_age, None, lag, "connected", 0)
     findings = health.streams(facts(streams=[stream]), NOW)
-    assert [(finding.subject, finding.level) for finding in findings] == [("1 ETHUSDT", level)]
+    assert [(finding.subject, finding.level) for finding in findings] == [("ETHUSDT", level)]
     lag_text = "?" if lag is None else f"{lag:.1f} s"
-    assert findings[0].value == f"heartbeat {health.age_text(heartbeat_age)}, lag {lag_text}"
+    judged = f"heartbeat {health.age_text(heartbeat_age)}, lag {lag_text}"
+    assert findings[0].value == f"{judged}, connection 1 connected"  # its connection after, named
+    if level != OK:
+        assert findings[0].why == f"stream ETHUSDT: {judged}"
 
 
 def test_problems_are_the_failing_then_the_warning_findings_each_with_a_reason():
@@ -163,3 +168,35 @@ def test_problems_are_the_failing_then_the_warning_findings_each_with_a_reason()
 )
 def test_ages_are_shown_in_their_largest_whole_unit(age, text):
     assert health.age_text(age) == text
+
+
+def test_a_stream_without_connection_details_shows_none():
+    stream = StreamState("ETHUSDT", None, NOW - SECOND, None, 0.4)
+    [finding] = health.streams(facts(streams=[stream]), NOW)
+    assert (finding.subject, finding.value) == ("ETHUSDT", "heartbeat 1 s ago, lag 0.4 s")
+
+
+def test_checks_that_have_not_run_say_not_yet_neither_ok_nor_a_problem():
+    """Right after start: no repair window and no audit yet. That is not "ok: 0 windows"."""
+    fresh = facts(gaps=GapSummary(windows=0, found=0, filled=0, holes=0, missing=0), audit=AuditSummary(0, 0, []))
+    findings = health.judge(fresh, NOW)
+    judged = {(finding.section, finding.subject): finding for finding in findings}
+    gaps, audit = judged["gaps", "completeness"], judged["audit", "against the exchange"]
+    assert (gaps.level, gaps.value) == (NOT_YET, "not yet: no repair window checked")
+    assert (audit.level, audit.value) == (NOT_YET, "not yet: no closed candle audited")
+    assert health.problems(findings) == []  # not shown as warnings either
+    assert OK not in (gaps.level, audit.level)
+
+
+def test_closed_candles_with_trades_missing_are_counted_per_symbol_with_since_when():
+    since = datetime(2026, 11, 24, 9, 7, tzinfo=UTC)
+    freshness = [
+        SymbolFreshness("BTCUSDT", NOW - 30 * SECOND, incomplete=3, incomplete_since=since),
+        SymbolFreshness("ETHUSDT", NOW - 30 * SECOND),
+    ]
+    findings = health.completeness(facts(freshness=freshness))
+    assert [(f.subject, f.value, f.level) for f in findings] == [
+        ("BTCUSDT", "3 incomplete since 2026-11-24 09:07Z", WARNING),
+        ("ETHUSDT", "none incomplete", OK),
+    ]
+    assert findings[0].why == "BTCUSDT: 3 closed 1m candles with trades missing, the oldest 2026-11-24 09:07Z"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from dashboard.queries import (
     MarketQueries,
     NoData,
     QueryRefused,
+    ticker_of,
 )
 from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.audit import ensure_audit_table
@@ -90,10 +91,9 @@ def test_only_the_forming_candle_is_flagged_not_closed(queries, facts):
         width = timedelta(minutes=INTERVAL_MINUTES[interval])
         rows = queries.candles("BTCUSDT", interval, limit=MAX_CANDLES).to_pylist()
         assert rows[-1]["is_closed"] is False, interval  # the newest bucket holds the forming minute
-        # Closed: every bucket whose minutes were all written and closed (the first day began at 08:00).
-        assert [row["is_closed"] for row in rows] == [
-            row["open_time"] >= START and row["open_time"] + width <= closed_by for row in rows
-        ], interval
+        # Closed, as the marts roll up: every bucket whose end the last closed minute reaches (the first
+        # day's too, though it began at 08:00).
+        assert [row["is_closed"] for row in rows] == [row["open_time"] + width <= closed_by for row in rows], interval
     forming = queries.candles("ETHUSDT", "1m", limit=1).to_pylist()
     assert [row["open_time"] for row in forming] == [facts.end - timedelta(minutes=1)]
     assert forming[0]["close"] == facts.last_close["ETHUSDT"]
@@ -209,6 +209,70 @@ def test_health_shows_the_lakes_heartbeats_and_gaps_under_a_sandbox_pipeline(tmp
     assert LAKE_EXCHANGE != health.exchange == "sandbox"
     assert [stream.symbol for stream in health.streams] == ["BTCUSDT", "ETHUSDT"]
     assert health.gaps.windows == len(written(path, "completeness")) > 0
+
+
+# --- the speed layer's inputs and what is not known ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def holey(tmp_path_factory) -> SnapshotFacts:
+    """Two hours; minutes 7 and 50 incomplete, 60-61 and the one before the forming minute without prices."""
+    return snapshot_with_candles(
+        tmp_path_factory.mktemp("holey") / "marts.duckdb",
+        minutes=120,
+        incomplete=frozenset({7, 50}),
+        gaps=frozenset({60, 61, 118}),
+        now=START + timedelta(minutes=120),
+    )
+
+
+@pytest.mark.parametrize("interval", list(INTERVALS))
+def test_edge_reads_the_candles_the_frontier_and_the_minutes_from_its_bucket(holey, interval):
+    queries = MarketQueries.duckdb_snapshot(holey.path)
+    edge = queries.edge("ETHUSDT", interval, limit=50)
+    assert edge.candles.to_pylist() == queries.candles("ETHUSDT", interval, limit=50).to_pylist()
+    minutes = candles_written(holey.path, "ETHUSDT", "1m")
+    newest, before = minutes[-1], [row for row in minutes if row["trade_count"]][-2]
+    assert newest["trade_count"] > 0  # the forming minute has trades: it is the frontier
+    frontier = edge.frontier
+    assert (frontier.open_time, frontier.first_trade_id, frontier.last_trade_id, frontier.close) == (
+        newest["open_time"],
+        newest["first_trade_id"],
+        newest["last_trade_id"],
+        newest["close"],
+    )
+    assert (frontier.is_closed, frontier.is_complete, frontier.trade_count) == (False, True, newest["trade_count"])
+    assert frontier.previous_last_trade_id == before["last_trade_id"]  # the minute before it had no trade
+    width = timedelta(minutes=INTERVAL_MINUTES[interval])
+    bucket = newest["open_time"] - (newest["open_time"] - datetime(1970, 1, 1, tzinfo=UTC)) % width
+    since = min(bucket, newest["open_time"] - timedelta(days=1))
+    assert edge.minutes_since == since
+    assert edge.minutes.to_pylist() == [row for row in minutes if row["open_time"] >= since]
+
+
+def test_candles_without_prices_come_back_as_nulls_and_the_ticker_skips_them(holey):
+    queries = MarketQueries.duckdb_snapshot(holey.path)
+    rows = queries.candles("BTCUSDT", "1m").to_pylist()
+    unknown = [row for row in rows if row["close"] is None]
+    assert [row["open_time"] for row in unknown] == [START + timedelta(minutes=m) for m in (60, 61, 118)]
+    assert all(row[name] is None for row in unknown for name in ("open", "high", "low", "first_trade_id"))
+    priced = [row for row in rows if row["close"] is not None]
+    ticker = queries.ticker_24h("BTCUSDT")
+    assert (ticker.open_price, ticker.last_price) == (priced[0]["open"], priced[-1]["close"])
+    assert ticker.high == max(row["high"] for row in priced)
+    assert ticker.low == min(row["low"] for row in priced)
+    assert ticker.volume == sum(row["volume"] for row in rows)
+    assert ticker_of("BTCUSDT", queries.candles("BTCUSDT", "1m").slice(60, 2)) is None  # nothing known
+
+
+def test_health_counts_each_symbols_closed_incomplete_candles_and_the_oldest(holey):
+    health = MarketQueries.duckdb_snapshot(holey.path).health()
+    since = START + timedelta(minutes=7)
+    # 7 and 50 incomplete, 60, 61 and 118 without prices: all closed (119 is forming)
+    assert [(item.symbol, item.incomplete, item.incomplete_since) for item in health.freshness] == [
+        ("BTCUSDT", 5, since),
+        ("ETHUSDT", 5, since),
+    ]
 
 
 # --- hostile input -----------------------------------------------------------------------------------
@@ -441,6 +505,13 @@ def test_snowflake_gives_the_snapshots_symbols_and_candles(snowflake_queries, sn
             got = snowflake_queries.candles(symbol, interval, limit=MAX_CANDLES)
             assert got.schema == CANDLE_SCHEMA
             assert got.to_pylist() == expected.to_pylist(), (symbol, interval)
+            live, published = (
+                snowflake_queries.edge(symbol, interval, limit=60),
+                queries.edge(symbol, interval, limit=60),
+            )
+            assert live.frontier == published.frontier is not None, (symbol, interval)
+            assert live.minutes.to_pylist() == published.minutes.to_pylist(), (symbol, interval)
+            assert live.minutes_since == published.minutes_since, (symbol, interval)
     start, end = START + timedelta(minutes=10), START + timedelta(minutes=30)
     ranged = snowflake_queries.candles("ETHUSDT", "1m", start, end, limit=4)
     assert ranged.to_pylist() == queries.candles("ETHUSDT", "1m", start, end, limit=4).to_pylist()

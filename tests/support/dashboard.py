@@ -1,10 +1,12 @@
 """A small published dashboard snapshot, written directly (no lake, no dbt): for page, browser and bench tests.
 
 ``snapshot_with_candles`` writes every snapshot table (include/warehouse/snapshot.py) with exact
-decimals: 1-minute candles per symbol (the last one forming, ``is_closed`` false), the other
-intervals rolled up from them exactly as the marts are, heartbeats, completeness windows (one with
-a gap filled, one with an exchange-side hole), audit rows (matches and one mismatch) and the
-pipeline row. Prices are a deterministic walk, so tests can compute what they expect.
+decimals: 1-minute candles per symbol (the last one forming, ``is_closed`` false) with their trade
+ids and completeness (some minutes incomplete or without prices, when asked), the other intervals
+rolled up from them by the marts' rules (tests/support/candle_rules.py), heartbeats, completeness
+windows (one with a gap filled, one with an exchange-side hole), audit rows (matches and one
+mismatch) and the pipeline row. Prices are a deterministic walk, so tests can compute what they expect.
+``write_snapshot`` publishes candle rows given whole (e.g. the oracle's, for the speed layer's tests).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pyarrow as pa
 
 from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.snapshot import CANDLE_INTERVALS, COPIED_TABLES, create_empty_snapshot_tables, temporary_path
+from tests.support.candle_rules import SUMMED, roll_up
 
 # A minute boundary: 2026-11-24T08:00:00Z (tests/support/trades.py START_US).
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -57,62 +60,53 @@ def minute_prices(symbol: str, minute: int) -> tuple[Decimal, Decimal, Decimal, 
     return open_, high, low, close, volume
 
 
-def _minute_rows(symbol: str, minutes: int, start: datetime, loaded_at: datetime) -> list[dict[str, object]]:
-    rows = []
+def first_trade_id(symbol: str) -> int:
+    """The id of the symbol's first trade in the snapshot: the ids of its minutes follow on from it."""
+    return 1 + 1_000_000 * sorted(BASE_PRICES).index(symbol) if symbol in BASE_PRICES else 9_000_001
+
+
+def _minute_rows(
+    symbol: str, minutes: int, start: datetime, loaded_at: datetime, incomplete: frozenset[int], gaps: frozenset[int]
+) -> list[dict[str, object]]:
+    """The symbol's 1m candles: ids consecutive, but for the minutes in ``incomplete`` (the ids just
+    before their first trade are missing) and ``gaps`` (ids missing, no trade known: no prices)."""
+    rows, next_id = [], first_trade_id(symbol)
     for minute in range(minutes):
         open_, high, low, close, volume = minute_prices(symbol, minute)
         open_time = start + timedelta(minutes=minute)
         quote = (volume * close).quantize(SIXTEEN)
-        rows.append(
-            {
-                "symbol": symbol,
-                "open_time": open_time,
-                "close_time": open_time + timedelta(minutes=1, milliseconds=-1),
-                "open": open_,
-                "high": high,
-                "low": low,
-                "close": close,
-                "volume": volume,
-                "quote_volume": quote,
-                "taker_buy_volume": (volume / 2).quantize(EIGHT),
-                "taker_buy_quote_volume": (quote / 2).quantize(SIXTEEN),
-                "trade_count": 1 + minute % 17,
-                "is_closed": minute < minutes - 1,  # the last minute is still forming
-                "last_loaded_at": loaded_at,
-            }
-        )
+        count = 1 + minute % 17
+        if minute in incomplete or minute in gaps:
+            next_id += 3  # three ids the lake lacks
+        row = {
+            "symbol": symbol,
+            "open_time": open_time,
+            "close_time": open_time + timedelta(minutes=1, milliseconds=-1),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "quote_volume": quote,
+            "taker_buy_volume": (volume / 2).quantize(EIGHT),
+            "taker_buy_quote_volume": (quote / 2).quantize(SIXTEEN),
+            "trade_count": count,
+            "first_trade_id": next_id,
+            "last_trade_id": next_id + count - 1,
+            "last_trade_time": open_time + timedelta(seconds=59),
+            "is_closed": minute < minutes - 1,  # the last minute is still forming
+            "is_complete": minute not in incomplete,
+            "last_loaded_at": loaded_at,
+            "built_at": loaded_at,
+        }
+        if minute in gaps:  # nothing known of this minute: the marts give no prices, never a flat candle
+            row |= dict.fromkeys(("open", "high", "low", "close", "first_trade_id", "last_trade_id"), None)
+            row |= {name: Decimal(0) for name in SUMMED} | {"trade_count": 0, "last_trade_time": None}
+            row |= {"is_complete": False}
+        else:
+            next_id += count
+        rows.append(row)
     return rows
-
-
-def _roll_up(minutes: list[dict[str, object]], width: int) -> list[dict[str, object]]:
-    """Buckets of ``width`` minutes from 1m rows, as the marts roll them up (UTC-aligned open times)."""
-    buckets: dict[datetime, list[dict[str, object]]] = {}
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    for row in minutes:
-        offset = (row["open_time"] - epoch) // timedelta(minutes=1)  # type: ignore[operator]
-        buckets.setdefault(epoch + timedelta(minutes=offset - offset % width), []).append(row)
-    rolled = []
-    for open_time, rows in sorted(buckets.items()):
-        total = {name: sum((row[name] for row in rows), Decimal(0)) for name in _SUMMED}
-        rolled.append(
-            {
-                "symbol": rows[0]["symbol"],
-                "open_time": open_time,
-                "close_time": open_time + timedelta(minutes=width, milliseconds=-1),
-                "open": rows[0]["open"],
-                "high": max(row["high"] for row in rows),  # type: ignore[type-var]
-                "low": min(row["low"] for row in rows),  # type: ignore[type-var]
-                "close": rows[-1]["close"],
-                **total,
-                "trade_count": sum(row["trade_count"] for row in rows),  # type: ignore[misc]
-                "is_closed": all(row["is_closed"] for row in rows) and len(rows) == width,
-                "last_loaded_at": rows[-1]["last_loaded_at"],
-            }
-        )
-    return rolled
-
-
-_SUMMED = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
 
 
 def _insert(connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, object]]) -> None:
@@ -120,7 +114,7 @@ def _insert(connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict[s
         return
     columns = [row[1] for row in connection.execute(f"pragma table_info('{table}')").fetchall()]
     schema = connection.sql(f'select * from "{table}" limit 0').to_arrow_table().schema
-    data = pa.table({name: [row[name] for row in rows] for name in columns}, schema=schema)
+    data = pa.table({name: [row.get(name) for row in rows] for name in columns}, schema=schema)
     connection.register("incoming_rows", data)
     try:
         connection.execute(f'insert into "{table}" by name select * from incoming_rows')
@@ -206,12 +200,15 @@ def snapshot_with_candles(
     exchange: str = "sandbox",
     health: bool = True,
     now: datetime | None = None,
+    incomplete: frozenset[int] = frozenset(),
+    gaps: frozenset[int] = frozenset(),
 ) -> SnapshotFacts:
     """Write a published snapshot at ``path`` (replacing it atomically): ``minutes`` 1m candles per symbol.
 
     ``minutes=10_000`` gives 10,000 1m candles per symbol (about a second to write). ``health=False``
     leaves the stream, completeness and audit tables empty. ``now`` (default: the last candle's
-    close) stamps the heartbeats, the audit and the pipeline row.
+    close) stamps the heartbeats, the audit and the pipeline row. The minutes (0-based) in
+    ``incomplete`` have trades but ids missing before them; those in ``gaps`` no trade and no prices.
     """
     end = start + timedelta(minutes=minutes)
     now = end if now is None else now
@@ -220,11 +217,12 @@ def snapshot_with_candles(
 
     def fill(connection: duckdb.DuckDBPyConnection) -> None:
         for symbol in symbols:
-            rows = _minute_rows(symbol, minutes, start, loaded_at)
-            last_close[symbol] = rows[-1]["close"]  # type: ignore[assignment]
+            rows = _minute_rows(symbol, minutes, start, loaded_at, incomplete, gaps)
+            last_close[symbol] = next(row["close"] for row in reversed(rows) if row["close"] is not None)  # type: ignore[assignment]
             for interval in CANDLE_INTERVALS:
                 width = INTERVAL_MINUTES[interval]
-                _insert(connection, f"candles_{interval}", rows if width == 1 else _roll_up(rows, width))
+                rolled = rows if width == 1 else roll_up(rows, timedelta(minutes=width))
+                _insert(connection, f"candles_{interval}", rolled)
         if health:
             for table, rows in _health_rows(symbols, start, end, now).items():
                 _insert(connection, table, rows)
@@ -235,6 +233,25 @@ def snapshot_with_candles(
 
     _publish(path, fill)
     return SnapshotFacts(path, tuple(symbols), minutes, start, end, last_close, exchange)  # type: ignore[arg-type]
+
+
+def write_snapshot(
+    path: Path, candles: dict[str, list[dict[str, object]]], loaded_at: datetime, exchange: str = "sandbox"
+) -> Path:
+    """A published snapshot holding ``candles`` (interval -> rows; a missing column is null, but
+    last_loaded_at and built_at are ``loaded_at`` when absent) and a pipeline row; nothing else."""
+
+    def fill(connection: duckdb.DuckDBPyConnection) -> None:
+        for interval, rows in candles.items():
+            stamped = [{"last_loaded_at": loaded_at, "built_at": loaded_at} | row for row in rows]
+            _insert(connection, f"candles_{interval}", stamped)
+        connection.execute(
+            "insert into pipeline values (?, ?, ?, (select max(last_loaded_at) from candles_1m))",
+            [exchange, loaded_at, loaded_at],
+        )
+
+    _publish(path, fill)
+    return path
 
 
 def empty_snapshot(path: Path, exchange: str = "sandbox") -> Path:

@@ -13,12 +13,18 @@ START_US = 1_795_514_400_000_000  # 2026-11-24T08:00:00Z
 
 def columns(symbol: str, first_id: int, count: int, start_us: int = START_US) -> TradeColumns:
     ids = np.arange(first_id, first_id + count, dtype=np.int64)
+    return trade_columns(symbol, ids, start_us + (ids - first_id) * 1_000_000)
+
+
+def trade_columns(symbol: str, ids: np.ndarray, times_us: np.ndarray) -> TradeColumns:
+    """Trades ``ids`` at ``times_us``: prices 60000.xx with varied 8-decimal tails, varied quantities and sides."""
+    ids = np.asarray(ids, dtype=np.int64)
     return TradeColumns(
         symbol,
         ids,
-        6_000_000_000_000 + (ids * 7919) % 100_000_000,  # 60000.xx with varied 8-decimal tails
+        6_000_000_000_000 + (ids * 7919) % 100_000_000,
         1 + (ids * 104_729) % 10_000_000,
-        start_us + (ids - first_id) * 1_000_000,
+        np.asarray(times_us, dtype=np.int64),
         ids % 3 == 0,
     )
 
