@@ -42,6 +42,7 @@ import numpy as np
 
 from bench.common import REPO_ROOT
 from bench.report import Report, Target
+from dashboard.chart import INCOMPLETE
 from include.binance.client import BinanceClient
 from include.lake.store import LocalStore
 from include.lake.trades import read_trade_ids
@@ -58,19 +59,19 @@ STACK_START_SECONDS = 600  # a cold start on a busy 2-core machine, with room: o
 FIRST_CHART_SECONDS = 900  # the first warehouse run and publish
 GAP_TIMEOUT_SECONDS = 600
 
-# Per candle drawn: its open time (ms, UTC) and trade count, and whether it is drawn as incomplete.
-# The figure's candlestick traces carry the count in customdata[i][0] (dashboard/chart.py).
+# Per candle drawn: its open time (ms, UTC), its trade count (the hover's "Trades N", dashboard/chart.py)
+# and whether it is drawn as incomplete (the trace chart.INCOMPLETE).
 READ_CHART = """
-() => {
+([incompleteName]) => {
   const plot = document.querySelector('.js-plotly-plot');
   if (!plot || !plot.data) return [];
   const out = [];
   for (const trace of plot.data) {
     if (trace.type !== 'candlestick' || !trace.x) continue;
-    const incomplete = (trace.meta || {}).incomplete === true;
     for (let i = 0; i < trace.x.length; i++) {
-      const count = trace.customdata && trace.customdata[i] ? Number(trace.customdata[i][0]) : NaN;
-      out.push([Date.parse(String(trace.x[i]).replace(' ', 'T') + 'Z'), count, incomplete]);
+      const found = /Trades (\\d+)/.exec(String((trace.hovertext || [])[i] || ''));
+      const when = Date.parse(String(trace.x[i]).replace(' ', 'T') + 'Z');
+      out.push([when, found ? Number(found[1]) : NaN, trace.name === incompleteName]);
     }
   }
   return out;
@@ -157,7 +158,7 @@ class ChartSamples:
 
 
 def read_chart(page: Any) -> list[list[Any]]:
-    return page.evaluate(READ_CHART)
+    return page.evaluate(READ_CHART, [INCOMPLETE])
 
 
 def minute_trade_times(client: BinanceClient, symbol: str, open_us: int) -> list[int]:

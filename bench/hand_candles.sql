@@ -1,0 +1,206 @@
+-- The six candle marts by hand, in one DuckDB connection: the baseline of the transform benchmark's
+-- full-build ratio (issue 19). Same columns, zero-fill, completeness by trade id and exact decimals
+-- as marts.candles_* (docs/architecture.md, "The live edge"), none of dbt's machinery: no
+-- incremental logic, no tests, no per-model transaction. Reads raw.*, writes hand.candles_*.
+-- {intervals} is replaced by the benchmark with rows of (name, width in µs).
+
+create schema if not exists hand;
+
+create or replace temp table trades as
+select symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker
+from raw.trades
+qualify row_number() over (partition by exchange, symbol, trade_id order by loaded_at, source, ingested_at) = 1;
+
+-- "The first trade at or after T is X", from the repair's windows and the live fills' start gaps.
+create or replace temp table anchors as
+select symbol, window_start as at, first_id as trade_id from raw.completeness where first_id is not null
+union all
+select symbol, window_end, end_id from raw.completeness where end_id is not null
+union all
+select symbol, since, first_id from raw.gap_fills where since is not null;
+
+create or replace temp table holes as
+select distinct symbol, unnest(from_json(holes, '["BIGINT"]')) as trade_id from raw.completeness
+union
+select distinct symbol, unnest(from_json(holes, '["BIGINT"]')) from raw.gap_fills;
+
+-- Points: every trade, and each anchor as (X - 1, T - 1 µs) and (X, T); a real trade wins.
+create or replace temp table points as
+select symbol, trade_id, epoch_us(trade_time) as at_us from trades
+union all
+select symbol, trade_id, at_us from (
+    select symbol, trade_id - 1 as trade_id, epoch_us(at) - 1 as at_us from anchors
+    union all
+    select symbol, trade_id, epoch_us(at) from anchors
+) as virtual
+where not exists (select 1 from trades where trades.symbol = virtual.symbol and trades.trade_id = virtual.trade_id)
+qualify row_number() over (partition by symbol, trade_id order by at_us) = 1;
+
+-- Spans: consecutive points with ids missing between them that are not exchange-side holes.
+create or replace temp table spans as
+with pairs as (
+    select
+        symbol,
+        trade_id as after_id,
+        at_us as from_us,
+        lead(trade_id) over (partition by symbol order by trade_id) as before_id,
+        lead(at_us) over (partition by symbol order by trade_id) as to_us
+    from points
+)
+select pairs.symbol, pairs.from_us, pairs.to_us
+from pairs
+where pairs.before_id - pairs.after_id > 1
+    and pairs.before_id - pairs.after_id - 1 > (
+        select count(*) from holes
+        where holes.symbol = pairs.symbol and holes.trade_id > pairs.after_id and holes.trade_id < pairs.before_id
+    );
+
+create or replace temp table known as
+select symbol, min(at_us) as first_us, max(at_us) as last_us from points group by symbol;
+
+-- Coverage: the last trade, the stream's heartbeat, the end of the last complete repair window.
+create or replace temp table coverage as
+select symbol, max(covered_us) + 1 as closed_until_us
+from (
+    select symbol, max(epoch_us(trade_time)) as covered_us from trades group by symbol
+    union all
+    select symbol, max(epoch_us(updated_at)) from raw.stream_status group by symbol
+    union all
+    select symbol, max(epoch_us(window_end)) - 1 from raw.completeness where missing = 0 group by symbol
+) as covered
+group by symbol;
+
+create or replace temp table minute_trades as
+select
+    symbol,
+    epoch_us(trade_time) // 60000000 * 60000000 as open_us,
+    min_by(price, trade_id) as open,
+    max(price) as high,
+    min(price) as low,
+    max_by(price, trade_id) as close,
+    cast(sum(quantity) as decimal(38, 8)) as volume,
+    cast(sum(quote_quantity) as decimal(38, 16)) as quote_volume,
+    cast(sum(case when is_buyer_maker then 0 else quantity end) as decimal(38, 8)) as taker_buy_volume,
+    cast(sum(case when is_buyer_maker then 0 else quote_quantity end) as decimal(38, 16)) as taker_buy_quote_volume,
+    count(*) as trade_count,
+    min(trade_id) as first_trade_id,
+    max(trade_id) as last_trade_id,
+    max(trade_time) as last_trade_time
+from trades
+group by 1, 2;
+
+create or replace temp table minutes as
+with series as (
+    select symbol, unnest(generate_series(min(open_us), (max(closed_until_us) - 1) // 60000000 * 60000000, 60000000)) as open_us
+    from minute_trades inner join coverage using (symbol)
+    group by symbol
+),
+judged as (
+    select
+        series.symbol,
+        series.open_us,
+        minute_trades.* exclude (symbol, open_us),
+        series.open_us + 60000000 <= coverage.closed_until_us as is_closed,
+        known.first_us < series.open_us
+            and not exists (
+                select 1 from spans
+                where spans.symbol = series.symbol and spans.from_us < series.open_us + 60000000
+                    and spans.to_us >= series.open_us
+            )
+            and (
+                (series.open_us + 60000000 > coverage.closed_until_us and minute_trades.trade_count > 0)
+                or known.last_us >= series.open_us + 60000000
+            ) as is_complete,
+        count(minute_trades.close) over (partition by series.symbol order by series.open_us) as carry_group
+    from series
+    inner join coverage on coverage.symbol = series.symbol
+    inner join known on known.symbol = series.symbol
+    left join minute_trades on minute_trades.symbol = series.symbol and minute_trades.open_us = series.open_us
+)
+select *, max(close) over (partition by symbol, carry_group) as carried_close from judged;
+
+create or replace table hand.candles_1m as
+select
+    symbol,
+    make_timestamptz(open_us) as open_time,
+    make_timestamptz(open_us + 59999000) as close_time,
+    case when trade_count > 0 then open when is_complete then carried_close end as open,
+    case when trade_count > 0 then high when is_complete then carried_close end as high,
+    case when trade_count > 0 then low when is_complete then carried_close end as low,
+    case when trade_count > 0 then close when is_complete then carried_close end as close,
+    coalesce(volume, 0) as volume,
+    coalesce(quote_volume, 0) as quote_volume,
+    coalesce(taker_buy_volume, 0) as taker_buy_volume,
+    coalesce(taker_buy_quote_volume, 0) as taker_buy_quote_volume,
+    coalesce(trade_count, 0) as trade_count,
+    first_trade_id,
+    last_trade_id,
+    last_trade_time,
+    is_closed,
+    is_complete
+from minutes;
+
+-- The larger intervals, from the 1m candles: complete when every minute of them so far is.
+create or replace temp table widths as select * from (values {intervals}) as widths(name, width_us);
+
+create or replace temp table rolled as
+with buckets as (
+    select
+        widths.name,
+        widths.width_us,
+        minutes.symbol,
+        minutes.open_us // widths.width_us * widths.width_us as bucket_us,
+        minutes.*
+    from minutes cross join widths
+),
+grouped as (
+    select
+        name,
+        symbol,
+        bucket_us,
+        any_value(width_us) as width_us,
+        min_by(open, open_us) filter (where trade_count > 0) as open,
+        max(high) as high,
+        min(low) as low,
+        max_by(close, open_us) filter (where trade_count > 0) as close,
+        cast(sum(coalesce(volume, 0)) as decimal(38, 8)) as volume,
+        cast(sum(coalesce(quote_volume, 0)) as decimal(38, 16)) as quote_volume,
+        cast(sum(coalesce(taker_buy_volume, 0)) as decimal(38, 8)) as taker_buy_volume,
+        cast(sum(coalesce(taker_buy_quote_volume, 0)) as decimal(38, 16)) as taker_buy_quote_volume,
+        coalesce(sum(trade_count), 0) as trade_count,
+        min(first_trade_id) as first_trade_id,
+        max(last_trade_id) as last_trade_id,
+        max(last_trade_time) as last_trade_time,
+        max(case when is_closed then open_us + 60000000 end) as closed_until_us,
+        bool_and(is_complete) and min(open_us) = bucket_us as is_complete
+    from buckets
+    group by name, symbol, bucket_us
+)
+select
+    *,
+    bucket_us + width_us <= max(closed_until_us) over (partition by name, symbol) as is_closed,
+    max(close) over (partition by name, symbol, carry_group) as carried_close
+from (select *, count(close) over (partition by name, symbol order by bucket_us) as carry_group from grouped);
+
+-- {each_interval}: run once per larger interval, {name} replaced.
+create or replace table hand.candles_{name} as
+select
+    symbol,
+    make_timestamptz(bucket_us) as open_time,
+    make_timestamptz(bucket_us + width_us - 1000) as close_time,
+    case when trade_count > 0 then open when is_complete then carried_close end as open,
+    case when trade_count > 0 then high when is_complete then carried_close end as high,
+    case when trade_count > 0 then low when is_complete then carried_close end as low,
+    case when trade_count > 0 then close when is_complete then carried_close end as close,
+    volume,
+    quote_volume,
+    taker_buy_volume,
+    taker_buy_quote_volume,
+    trade_count,
+    first_trade_id,
+    last_trade_id,
+    last_trade_time,
+    is_closed,
+    is_complete
+from rolled
+where name = '{name}';
