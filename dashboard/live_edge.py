@@ -54,7 +54,7 @@ from dashboard.queries import (
     bucket_start,
     memory_cursor,
 )
-from include.lake.keys import heartbeat_key, trade_hour_prefix, trade_key_ids
+from include.lake.keys import heartbeat_key, hour_prefix, ids_of_key
 from include.lake.store import ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
 from include.timeutil import HOUR_US, hour_start_us, to_us
@@ -110,8 +110,8 @@ def read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> Lake
     """The symbol's trades in the lake with ids above the frontier's, deduplicated, by id; and its heartbeat."""
     tables, listed = [], 0
     for hour in _hours_to_list(frontier.last_trade_time, now):
-        for info in lake.list(trade_hour_prefix(frontier.symbol, hour)):
-            ids = trade_key_ids(info.key)
+        for info in lake.list(hour_prefix(frontier.symbol, hour)):
+            ids = ids_of_key(info.key)
             listed += 1
             if ids is None or ids[1] <= frontier.last_trade_id:
                 continue  # every trade of it is in the marts already

@@ -366,6 +366,51 @@ def _backfill_range(
     return totals
 
 
+def _add_fill_gaps(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "fill-gaps",
+        help="fill the gaps the stream recorded, from REST history (the fill_gaps DAG without Airflow)",
+        description="Fetch the trade ids of every gap the stream recorded in LAKE_URL (status/gaps/) that no "
+        "fill has completed from BINANCE_REST_URL's historicalTrades, write them as backfill files and record "
+        "each fill (status/gap_fills/). One pass, or a pass every --follow seconds until Ctrl-C. Prints a JSON "
+        "summary per pass (with --follow, per pass that found gaps); one pass exits 1 while gaps stay incomplete.",
+    )
+    parser.add_argument("--symbols", type=symbol_list, default=None, help="only these (default: every symbol)")
+    parser.add_argument(
+        "--follow", type=positive, default=None, metavar="SECONDS", help="keep filling, a pass every SECONDS"
+    )
+    _add_attempts(parser)
+    parser.set_defaults(run=_run_fill_gaps)
+
+
+def _run_fill_gaps(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import socket
+    import time
+
+    from include.binance.client import BinanceClient
+    from include.config import load_settings
+    from include.ingest.writer import writer_id
+    from include.lake.store import open_lake
+    from include.repair.live import fill_pending
+
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much
+    lake = open_lake(settings.lake_url)
+    writer = writer_id("fill", socket.gethostname(), os.getpid())  # this process's own write marker
+    with _exchange_errors(settings.rest_url), BinanceClient(settings.rest_url, max_attempts=args.attempts) as client:
+        while True:
+            summary = fill_pending(client, lake, writer, args.symbols)
+            if args.follow is None:
+                print(json.dumps(summary.as_dict()))
+                return 1 if summary.incomplete else 0
+            if summary.gaps:
+                print(json.dumps(summary.as_dict()), flush=True)
+            time.sleep(args.follow)
+
+
 def _add_load(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "load",
@@ -619,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(commands)
     _add_stream(commands)
     _add_backfill(commands)
+    _add_fill_gaps(commands)
     _add_load(commands)
     _add_warehouse_setup(commands)
     _add_transform(commands)

@@ -1,8 +1,9 @@
 """What ``make up`` runs on the embedded defaults: the services of the product, in start order.
 
 1. the sandbox exchange (unless ``EXCHANGE=binance``),
-2. Airflow, one process per component, with this repo's ``dags/`` and ``plugins/`` and the DAGs
-   unpaused, so the stream starts at once and gap repair runs for every closed hour window:
+2. Airflow, one process per component, with this repo's ``dags/`` and ``plugins/`` and every DAG
+   unpaused (``DAGS_ARE_PAUSED_AT_CREATION=False``), so the stream starts at once, each gap it
+   records is filled by ``fill_gaps`` within seconds and gap repair runs for every closed hour window:
    first the metadata database is migrated and the pools are created, so that the scheduler never
    sees a task whose pool does not exist yet; then the API server (UI), scheduler, dag-processor
    and triggerer (SQLite, LocalExecutor);

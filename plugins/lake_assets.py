@@ -6,6 +6,11 @@ event when any of them changed. Every writer leaves such a marker (stream micro-
 imports), so DAGs scheduled on ``LAKE_TRADES`` start within seconds of any flush, not at the end of
 a stream window, and nothing has to hold Airflow credentials to announce a file.
 
+``LAKE_GAPS`` is watched the same way over another folder of markers, ``status/gap_writes/``: each
+stream writer names there the gap records it wrote (``status/gaps/``), so the ``fill_gaps`` DAG
+starts within seconds of a gap being seen. Both folders hold one small object per writer, so a
+poll costs one listing of a few objects however large the lake grows.
+
 The trigger keeps the last fingerprint it announced in the lake (``status/watchers/``), because the
 triggerer re-creates a watcher's trigger after each event: the new instance must not announce the
 same files again, and one that missed a change while being re-created still sees it.
@@ -23,7 +28,7 @@ from airflow.sdk import Asset, AssetWatcher
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from include.config import load_settings
-from include.lake.keys import watcher_key
+from include.lake.keys import GAP_WRITES_PREFIX, WRITES_PREFIX, watcher_key
 from include.lake.markers import writes_fingerprint
 from include.lake.store import open_lake
 
@@ -31,23 +36,32 @@ log = logging.getLogger(__name__)
 
 
 class LakeWritesTrigger(BaseEventTrigger):
-    def __init__(self, lake_url: str | None = None, name: str = "lake_trades", poll_seconds: float = 2.0) -> None:
+    """Fires when any marker under ``prefix`` changed since the last announcement of ``name``."""
+
+    def __init__(
+        self,
+        lake_url: str | None = None,
+        name: str = "lake_trades",
+        poll_seconds: float = 2.0,
+        prefix: str = WRITES_PREFIX,
+    ) -> None:
         super().__init__()
         self.lake_url = lake_url  # None: LAKE_URL, read when the trigger runs, never at DAG parse
         self.name = name
         self.poll_seconds = poll_seconds
+        self.prefix = prefix
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"lake_url": self.lake_url, "name": self.name, "poll_seconds": self.poll_seconds},
+            {"lake_url": self.lake_url, "name": self.name, "poll_seconds": self.poll_seconds, "prefix": self.prefix},
         )
 
     def _check(self) -> str | None:
         """The new fingerprint when the lake changed since the last announcement, else None."""
         lake = open_lake(self.lake_url or load_settings().lake_url)
         cursor_key = watcher_key(self.name)
-        current = writes_fingerprint(lake)
+        current = writes_fingerprint(lake, self.prefix)
         announced = json.loads(lake.get(cursor_key))["fingerprint"] if lake.exists(cursor_key) else None
         if current == announced:
             return None
@@ -78,4 +92,17 @@ def lake_trades_asset() -> Asset:
     )
 
 
+def lake_gaps_asset() -> Asset:
+    """The gaps the stream recorded; its watcher fires when a writer records one."""
+    return Asset(
+        name="lake_gaps",
+        uri="cryptoflow://lake/gaps",
+        group="lake",
+        watchers=[
+            AssetWatcher(name="lake_gaps_writes", trigger=LakeWritesTrigger(name="lake_gaps", prefix=GAP_WRITES_PREFIX))
+        ],
+    )
+
+
 LAKE_TRADES = lake_trades_asset()
+LAKE_GAPS = lake_gaps_asset()

@@ -20,7 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from include.binance.client import BinanceClient, UnlistedSymbols, require_listed
 from include.config import ConfigError, load_settings
 from include.ingest.background import BackgroundWorker
-from include.ingest.run import close_stream_lake, open_stream_lake
+from include.ingest.run import boundary_client, close_stream_lake, open_stream_lake, stream_start_boundary
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import DEFAULT_FLUSH_TRADES, StreamWorker, WorkerSettings
 from include.ingest.writer import airflow_writer_id
@@ -52,6 +52,7 @@ class TradeStreamSensor(BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
         self._worker: BackgroundWorker | None = None
         self._lake: ObjectStore | None = None
+        self._client: BinanceClient | None = None  # asked for the start boundaries of the stream's gaps
 
     def _symbols(self) -> tuple[str, ...]:
         if isinstance(self.symbols, str):
@@ -75,6 +76,7 @@ class TradeStreamSensor(BaseSensorOperator):
         ti = context["ti"]
         writer = airflow_writer_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
         self._lake = open_stream_lake(settings, writer, self.aws_conn_id)
+        self._client = boundary_client(settings)
         worker = StreamWorker(
             WorkerSettings(
                 symbols=self._symbols(),
@@ -85,6 +87,7 @@ class TradeStreamSensor(BaseSensorOperator):
             ),
             self._lake,
             writer,
+            start_boundary=stream_start_boundary(self._client, self._lake),
         )
         self.log.info(
             "streaming %s from %s into %s until %s as writer %s",
@@ -109,16 +112,19 @@ class TradeStreamSensor(BaseSensorOperator):
             if status.last_trade_time_us
         ]
         self.log.info(
-            "micro-batch: %d trades, %d quarantined, %d duplicates, %d objects, %.3f s | total %d trades, "
-            "%d reconnects, %d quarantined | lag %s",
+            "micro-batch: %d trades, %d quarantined, %d duplicates, %d gaps, %d objects, %.3f s | total %d trades, "
+            "%d reconnects, %d quarantined, %d gaps (%d ids) | lag %s",
             result.trades_written,
             result.quarantined,
             result.duplicates,
+            len(result.gaps),
             len(result.keys),
             result.seconds,
             stats.written,
             stats.reconnects,
             stats.quarantined,
+            stats.gaps,
+            stats.gap_ids,
             f"{max(lags):.1f} s" if lags else "n/a",
         )
         if datetime.now(self._end().tzinfo) < self._end():
@@ -128,10 +134,14 @@ class TradeStreamSensor(BaseSensorOperator):
         return True
 
     def _close(self, timeout: float = 60.0) -> None:
-        worker, lake = self._worker, self._lake
-        self._worker = self._lake = None
-        if worker is not None:
-            worker.stop(timeout)  # on a timeout the spool stays held until this process ends
+        worker, lake, client = self._worker, self._lake, self._client
+        self._worker = self._lake = self._client = None
+        try:
+            if worker is not None:
+                worker.stop(timeout)  # on a timeout the spool stays held until this process ends
+        finally:
+            if client is not None:
+                client.close()
         if lake is not None:
             close_stream_lake(lake)
 

@@ -374,6 +374,7 @@ def test_port_0_picks_a_free_port_and_prints_the_real_one():
 COMMANDS_WITH_SETTINGS = {
     "stream": ["stream", "--symbols", "BTCUSDT", "--duration", "1"],
     "backfill": ["backfill", "--symbol", "BTCUSDT", "--start", "2019-10-11T00:00:00Z"],
+    "fill-gaps": ["fill-gaps"],
     "load": ["load"],
     "warehouse-setup": ["warehouse-setup"],
     "up": ["up"],

@@ -130,6 +130,13 @@ def test_the_plan_creates_the_pools_before_any_airflow_component_and_binds_every
         assert service.env["DATA_DIR"] == str(tmp_path / "data")
         assert service.env["LAKE_URL"] == f"file://{tmp_path / 'data' / 'lake'}"
         assert service.env["BINANCE_REST_URL"] == "http://127.0.0.1:9311"
+    # Every DAG of the repo is parsed and starts unpaused: the stream, its live gap fill, the hourly
+    # repair and the warehouse run without anyone clicking in the UI.
+    for service in airflow:
+        assert service.env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
+        assert service.env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+    dag_files = {path.name for path in (REPO_ROOT / "dags").glob("*.py")}
+    assert {"stream_trades.py", "fill_gaps.py", "repair_gaps.py", "warehouse.py"} <= dag_files
     for name in ("scheduler", "triggerer"):
         (service,) = [s for s in airflow if s.argv[1] == name]
         assert "--skip-serve-logs" in service.argv, name
@@ -222,11 +229,14 @@ def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_p
 
         # The pools existed before the DAGs were parsed: no component ever saw a DAG use a missing pool.
         dag_processor_log = airflow_home / "dag-processor.log"
-        wait_until(
-            lambda: dag_processor_log.exists() and "repair_gaps.py" in dag_processor_log.read_text(errors="replace"),
-            STARTUP_LIVENESS_SECONDS,
-            "the dag-processor parsing dags/repair_gaps.py",
-        )
+        for dag_file in ("repair_gaps.py", "fill_gaps.py"):
+            wait_until(
+                lambda dag_file=dag_file: (
+                    dag_processor_log.exists() and dag_file in dag_processor_log.read_text(errors="replace")
+                ),
+                STARTUP_LIVENESS_SECONDS,
+                f"the dag-processor parsing dags/{dag_file}",
+            )
         for log in airflow_home.glob("*.log"):
             assert "non-existent pool" not in log.read_text(errors="replace"), log
 

@@ -2,8 +2,9 @@
 
 ``add`` is the hot path and does as little as it can: decode the frame and keep it. ``take`` swaps
 the buffers out (cheap, on the event loop), and ``write`` does the heavy part off the loop:
-validate the batch, drop ids already written, write one Parquet object per symbol and hour, write
-the rejects to quarantine, and update the per-symbol heartbeats.
+validate the batch, drop ids already written, see the gaps (include/ingest/gaps.py), write one
+Parquet object per symbol and hour, write the rejects to quarantine, and update the per-symbol
+heartbeats. A gap is recorded in the lake in the same flush as the trades after it, before them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 
+from include.ingest.gaps import Gap, GapDetector, StartBoundary
 from include.ingest.parse import Control, Rejected, decode, decode_many, looks_like_trade, validate
-from include.lake.keys import heartbeat_key, quarantine_key
+from include.lake.keys import GAP_WRITES_PREFIX, WRITES_PREFIX, heartbeat_key, quarantine_key
 from include.lake.markers import MarkerWriter
 from include.lake.store import LakeError, ObjectStore
 from include.lake.trades import TradeColumns, trade_objects
@@ -38,6 +41,16 @@ _SAMPLE_FRAME = (
 class Batch:
     raws: list[bytes]
     taken_us: int
+    # (position in raws, symbols whose connection was opened again there): where a reconnect fell
+    cuts: list[tuple[int, frozenset[str]]] = field(default_factory=list)
+
+    def segments(self) -> Iterator[tuple[list[bytes], frozenset[str]]]:
+        """The raws between reconnects, each with the symbols whose connection re-opened at its start."""
+        start, reopened = 0, frozenset[str]()
+        for position, symbols in self.cuts:
+            yield self.raws[start:position], reopened
+            start, reopened = position, symbols
+        yield (self.raws[start:] if start else self.raws), reopened
 
 
 @dataclass
@@ -47,6 +60,7 @@ class Prepared:
     duplicates: int
     quarantined: int
     seconds: float
+    gaps: list[Gap] = field(default_factory=list)
 
 
 @dataclass
@@ -56,6 +70,7 @@ class FlushResult:
     duplicates: int
     quarantined: int
     seconds: float
+    gaps: list[Gap] = field(default_factory=list)
 
 
 @dataclass
@@ -63,6 +78,8 @@ class SymbolStatus:
     last_trade_id: int | None = None
     last_trade_time_us: int | None = None
     trades_written: int = 0
+    gaps: int = 0  # gaps recorded
+    gap_ids: int = 0  # ids missing in them
 
 
 @dataclass
@@ -74,6 +91,8 @@ class StreamStats:
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     reconnects: int = 0
+    gaps: int = 0  # gap records written (include/ingest/gaps.py)
+    gap_ids: int = 0  # ids missing in them
     flush_seconds: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -85,19 +104,56 @@ class StreamStats:
             "quarantine_reasons": dict(self.quarantine_reasons),
             "batches": self.batches,
             "reconnects": self.reconnects,
+            "gaps": self.gaps,
+            "gap_ids": self.gap_ids,
         }
 
 
+class _Announcer:
+    """One of a writer's markers (include/lake/markers.py), announcing the keys it wrote.
+
+    Reading the predecessor's marker needs the lake: while it cannot be read (an S3 outage; the
+    objects themselves are spooled), the keys wait and are announced with the next write.
+    """
+
+    def __init__(self, lake: ObjectStore, writer: str, prefix: str) -> None:
+        self.lake, self.writer, self.prefix = lake, writer, prefix
+        self.marker: MarkerWriter | None = None  # read from the lake at the first write, not here
+        self._unmarked: list[str] = []
+
+    def announce(self, keys: list[str]) -> None:
+        self._unmarked += keys
+        if self.marker is None:
+            try:
+                self.marker = MarkerWriter(self.lake, self.writer, self.prefix)
+            except LakeError as error:
+                log.warning("marker %s%s not readable yet, announcing later: %s", self.prefix, self.writer, error)
+                return
+        self.marker.mark(self._unmarked)
+        self._unmarked = []
+
+
 class MicroBatcher:
-    def __init__(self, lake: ObjectStore, symbols: frozenset[str], writer: str, source: str = "stream") -> None:
-        """``writer`` is this writer's own identity (include/ingest/writer.py): it names its write
-        marker and its quarantine files, so no two writers share either."""
+    def __init__(
+        self,
+        lake: ObjectStore,
+        symbols: frozenset[str],
+        writer: str,
+        source: str = "stream",
+        start_boundary: StartBoundary | None = None,
+    ) -> None:
+        """``writer`` is this writer's own identity (include/ingest/writer.py): it names its markers,
+        its quarantine files and its gap records, so no two writers share any of them.
+        ``start_boundary`` says where a symbol's history starts when the lake has nothing before the
+        first trade (include/repair/boundary.py); without it no start gap is recorded."""
         self.lake = lake
         self.symbols = symbols
         self.source = source
         self.writer = writer
-        self.marker: MarkerWriter | None = None  # read from the lake at the first write, not here
-        self._unmarked: list[str] = []  # keys written while the marker could not be read
+        self.writes = _Announcer(lake, writer, WRITES_PREFIX)
+        self.gap_writes = _Announcer(lake, writer, GAP_WRITES_PREFIX)
+        self.gaps = GapDetector(lake, start_boundary)
+        self._cuts: list[tuple[int, frozenset[str]]] = []
         self.stats = StreamStats()
         self.status: dict[str, SymbolStatus] = {symbol: SymbolStatus() for symbol in symbols}
         # Each symbol shows the state of the connection that carries it.
@@ -132,10 +188,18 @@ class MicroBatcher:
         self.frames.append(frame)
         return None
 
+    def reconnected(self, symbols: Iterable[str]) -> None:
+        """A connection of ``symbols`` was opened again: frames from here on came after the reconnect.
+
+        Called on the event loop before the new connection's first frame, so the position in
+        ``frames`` is exactly where the reconnect fell."""
+        self._cuts.append((len(self.frames), frozenset(symbols)))
+
     def take(self) -> Batch:
         # Copy and clear, never replace: the receive loops hold ``frames.append``.
-        batch = Batch(self.frames[:], now_us())
+        batch = Batch(self.frames[:], now_us(), self._cuts)
         self.frames.clear()
+        self._cuts = []
         self.stats.received += len(batch.raws)
         return batch
 
@@ -165,60 +229,75 @@ class MicroBatcher:
         return self.store(self.prepare(batch))
 
     def prepare(self, batch: Batch) -> Prepared:
-        """The CPU half of a flush: decode, validate, drop known ids, encode Parquet and quarantine."""
+        """The CPU half of a flush: decode, validate, drop known ids, see gaps, encode Parquet and quarantine."""
         started = time.perf_counter()
-        decoded = decode_many(batch.raws)
-        validated = validate(decoded.trades, decoded.raws, self.symbols)
-        rejected = decoded.rejected + validated.rejected
         ingested_at = now_us()
-        objects: list[tuple[str, bytes]] = []
-        written = duplicates = 0
-        for symbol, columns in validated.by_symbol.items():
-            fresh, dropped = self._new_only(columns)
-            duplicates += dropped
-            if len(fresh):
-                objects += trade_objects(fresh, self.source, ingested_at)
-                written += len(fresh)
-                status = self.status[symbol]
-                status.last_trade_id = max(status.last_trade_id or 0, int(fresh.trade_id.max()))
-                status.last_trade_time_us = max(status.last_trade_time_us or 0, int(fresh.trade_time_us.max()))
-                status.trades_written += len(fresh)
+        prepared = Prepared([], 0, 0, 0, 0.0)
+        rejected: list[Rejected] = []
+        for raws, reopened in batch.segments():
+            self.gaps.reconnected(reopened)
+            decoded = decode_many(raws)
+            validated = validate(decoded.trades, decoded.raws, self.symbols)
+            rejected += decoded.rejected + validated.rejected
+            for columns in validated.by_symbol.values():
+                self._prepare_symbol(columns, prepared, ingested_at)
         if rejected:
-            objects.append(self._quarantine(rejected, batch.taken_us))
+            prepared.objects.append(self._quarantine(rejected, batch.taken_us))
             self.stats.quarantine_reasons.update(_reason_kind(r.reason) for r in rejected)
-        self.stats.written += written
-        self.stats.duplicates += duplicates
+        prepared.quarantined = len(rejected)
+        self.stats.written += prepared.trades_written
+        self.stats.duplicates += prepared.duplicates
         self.stats.quarantined += len(rejected)
         self.stats.batches += 1
-        return Prepared(objects, written, duplicates, len(rejected), time.perf_counter() - started)
+        prepared.seconds = time.perf_counter() - started
+        return prepared
+
+    def _prepare_symbol(self, columns: TradeColumns, prepared: Prepared, ingested_at: int) -> None:
+        fresh, dropped = self._new_only(columns)
+        prepared.duplicates += dropped
+        if not len(fresh):
+            return
+        prepared.gaps += self.gaps.observe(fresh.symbol, fresh.trade_id, fresh.trade_time_us, ingested_at)
+        prepared.objects += trade_objects(fresh, self.source, ingested_at)
+        prepared.trades_written += len(fresh)
+        status = self.status[fresh.symbol]
+        status.last_trade_id = max(status.last_trade_id or 0, int(fresh.trade_id.max()))
+        status.last_trade_time_us = max(status.last_trade_time_us or 0, int(fresh.trade_time_us.max()))
+        status.trades_written += len(fresh)
 
     def store(self, prepared: Prepared) -> FlushResult:
-        """The I/O half of a flush: put the objects, then the write marker that announces them."""
+        """The I/O half of a flush: the gap records, the objects, then the markers that announce them.
+
+        Gaps go first: a crash between the two leaves a gap on record whose trades are not written
+        (the next writer's restart gap covers them again), never trades whose gap went unrecorded.
+        """
         started = time.perf_counter()
+        gaps = prepared.gaps + self.gaps.anchor(now_us())
+        gap_keys = self._record_gaps(gaps)
         for key, data in prepared.objects:
             self.lake.put(key, data)
         keys = [key for key, _ in prepared.objects]
         if keys:
-            self._mark(keys)
+            self.writes.announce(keys)
+        if gap_keys:
+            self.gap_writes.announce(gap_keys)
         seconds = prepared.seconds + time.perf_counter() - started
         self.stats.flush_seconds.append(seconds)
-        return FlushResult(keys, prepared.trades_written, prepared.duplicates, prepared.quarantined, seconds)
+        return FlushResult(keys, prepared.trades_written, prepared.duplicates, prepared.quarantined, seconds, gaps)
 
-    def _mark(self, keys: list[str]) -> None:
-        """Announce ``keys`` in this writer's marker, which carries on its predecessor's partitions.
-
-        Reading the predecessor's marker needs the lake: while it cannot be read (an S3 outage; the
-        objects themselves are spooled), the keys wait and are announced with the next write.
-        """
-        self._unmarked += keys
-        if self.marker is None:
-            try:
-                self.marker = MarkerWriter(self.lake, self.writer)
-            except LakeError as error:
-                log.warning("write marker %s not readable yet, announcing later: %s", self.writer, error)
-                return
-        self.marker.mark(self._unmarked)
-        self._unmarked = []
+    def _record_gaps(self, gaps: list[Gap]) -> list[str]:
+        keys = []
+        for gap in gaps:
+            key = gap.key(self.writer)
+            self.lake.put(key, gap.to_json(self.writer))
+            keys.append(key)
+            status = self.status[gap.symbol]
+            status.gaps += 1
+            status.gap_ids += gap.missing
+            self.stats.gaps += 1
+            self.stats.gap_ids += gap.missing
+            log.info("gap %s %s: ids %d..%d (%d) missing", gap.kind, gap.symbol, gap.first_id, gap.last_id, gap.missing)
+        return keys
 
     def _quarantine(self, rejected: list[Rejected], received_us: int) -> tuple[str, bytes]:
         moment = from_us(received_us)
@@ -251,6 +330,8 @@ class MicroBatcher:
                 if status.last_trade_time_us is None
                 else round((now_us() - status.last_trade_time_us) / 1e6, 3),
                 "trades_written": status.trades_written,
+                "gaps": status.gaps,
+                "gap_ids": status.gap_ids,
                 "counters": self.stats.as_dict(),
                 "connection": self.connection_states.get(symbol),
             }

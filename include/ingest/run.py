@@ -7,10 +7,13 @@ process exits, all within a few seconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 
+from include.binance.client import BinanceClient
 from include.config import Settings
+from include.ingest.gaps import StartBoundary
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import DEFAULT_FLUSH_SECONDS, DEFAULT_FLUSH_TRADES, StreamWorker, WorkerSettings
 from include.ingest.writer import process_writer_id
@@ -33,6 +36,19 @@ def close_stream_lake(lake: ObjectStore) -> None:
         lake.close()
 
 
+def boundary_client(settings: Settings) -> BinanceClient:
+    """The REST client a stream asks for its start boundaries: few tries, so an exchange that does not
+    answer delays a start gap's record to the next flush, never the flush itself for long."""
+    return BinanceClient(settings.rest_url, max_attempts=2, timeout_seconds=5.0)
+
+
+def stream_start_boundary(client: BinanceClient, lake: ObjectStore) -> StartBoundary:
+    """Where each symbol's history starts for this stream: the ledger's last complete window, else REST."""
+    from include.repair.boundary import start_boundary
+
+    return functools.partial(start_boundary, client, lake)
+
+
 def run_worker(
     settings: Settings,
     symbols: tuple[str, ...],
@@ -44,6 +60,7 @@ def run_worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     writer = process_writer_id()
     lake = open_stream_lake(settings, writer)
+    client = boundary_client(settings)
     worker = StreamWorker(
         WorkerSettings(
             symbols=symbols,
@@ -53,6 +70,7 @@ def run_worker(
         ),
         lake,
         writer,
+        start_boundary=stream_start_boundary(client, lake),
     )
 
     async def main() -> None:
@@ -68,5 +86,6 @@ def run_worker(
     try:
         asyncio.run(main())
     finally:
+        client.close()
         close_stream_lake(lake)
     return worker.stats.as_dict()

@@ -152,7 +152,11 @@ class ShardConnection:
         budget: ConnectionBudget,
         backpressure: Backpressure | None = None,
         on_state: Callable[[dict[str, object]], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
+        """``on_reconnect`` is called when a connection is opened again after the last one ended (not
+        on a handover, where both overlap), before the new one's first frame: what was received
+        before it and after it are the two sides of a reconnect gap."""
         self.streams = streams
         self.settings = settings
         self.url = stream_url(settings.ws_url, streams)
@@ -161,6 +165,7 @@ class ShardConnection:
         self._budget = budget
         self._backpressure = backpressure
         self._on_state = on_state or (lambda state: None)
+        self._on_reconnect = on_reconnect or (lambda: None)
         self._rng = random.Random()
         self.connects = 0
         self.handovers = 0
@@ -250,9 +255,12 @@ class ShardConnection:
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
+        restarted = self.connects > 0  # run again by its supervisor after a crash: a reconnect
         ws = await self._open(stop)
         if ws is None:
             return
+        if restarted:
+            self._on_reconnect()
         reader = self._start_reader(ws)
         stopped = asyncio.create_task(stop.wait())
         try:
@@ -267,6 +275,7 @@ class ShardConnection:
                     ws = await self._open(stop)
                     if ws is None:
                         break
+                    self._on_reconnect()
                     reader = self._start_reader(ws)
                     continue
                 why = self._needs_handover(reader)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from include.binance.protocol import MAX_STREAMS_PER_CONNECTION
 from include.ingest.batcher import FlushResult, MicroBatcher
+from include.ingest.gaps import StartBoundary
 from include.ingest.stream import (
     Backpressure,
     ConnectionBudget,
@@ -82,13 +83,22 @@ class WorkerState:
 
 
 class StreamWorker:
-    def __init__(self, settings: WorkerSettings, lake: ObjectStore, writer: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        lake: ObjectStore,
+        writer: str | None = None,
+        start_boundary: StartBoundary | None = None,
+    ) -> None:
         """``writer`` names this worker's write marker; the caller that spools uses the same id for the
-        spool folder. Without one the worker is a writer of its own, unique in this process."""
+        spool folder. Without one the worker is a writer of its own, unique in this process.
+        ``start_boundary`` is where a symbol's history starts when the lake holds nothing before its
+        first trade (the caller has the settings and a REST client: ``include/repair/boundary.py``);
+        without it the worker records no start gap."""
         self.settings = settings
         self.lake = lake
         self.writer = writer or process_writer_id()
-        self.batcher = MicroBatcher(lake, frozenset(settings.symbols), self.writer)
+        self.batcher = MicroBatcher(lake, frozenset(settings.symbols), self.writer, start_boundary=start_boundary)
         self.state = WorkerState()
         self.backpressure: Backpressure | None = None
         self._flush_lock: asyncio.Lock | None = None
@@ -124,10 +134,11 @@ class StreamWorker:
                 await asyncio.to_thread(self.batcher.write_heartbeats)
             if result.trades_written or result.quarantined:
                 log.info(
-                    "flushed %d trades (%d duplicates dropped, %d quarantined) in %.3f s into %d objects",
+                    "flushed %d trades (%d duplicates dropped, %d quarantined, %d gaps) in %.3f s into %d objects",
                     result.trades_written,
                     result.duplicates,
                     result.quarantined,
+                    len(result.gaps),
                     result.seconds,
                     len(result.keys),
                 )
@@ -147,6 +158,7 @@ class StreamWorker:
             budget,
             backpressure=self.backpressure,
             on_state=lambda state: self._connection_state(symbols, {**state, "connection": index}),
+            on_reconnect=lambda: self.batcher.reconnected(symbols),
         )
 
     async def _supervise(self, connection: ShardConnection, closing: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ style (``name=value``) so that a listing of one symbol, day or hour is a listing
     status/gaps/exchange=binance/symbol=BTCUSDT/date=2026-11-24/<first_id>-<last_id>-<writer>.json
     status/gap_fills/exchange=binance/symbol=BTCUSDT/date=2026-11-24/<first_id>-<last_id>.json
     status/writes/<writer>.json                                  a write marker per writer
+    status/gap_writes/<writer>.json                              a gap marker per writer (gaps it recorded)
     status/watchers/<name>.json                                  what an asset watcher last announced
 """
 
@@ -28,6 +29,9 @@ LEDGER_PREFIX = "status/completeness/"
 GAPS_PREFIX = "status/gaps/"  # a gap the stream saw, as it happened (one object per gap and writer)
 GAP_FILLS_PREFIX = "status/gap_fills/"  # what the live fill fetched for a gap: filled, holes, missing
 WRITES_PREFIX = "status/writes/"
+GAP_WRITES_PREFIX = (
+    "status/gap_writes/"  # a marker per writer naming the gap records it wrote: the gap watcher's folder
+)
 WATCHERS_PREFIX = "status/watchers/"
 _TRADE_FILE = re.compile(r"/[a-z]+-(\d+)-(\d+)\.parquet$")
 
@@ -37,22 +41,15 @@ def symbol_prefix(symbol: str) -> str:
     return f"{TRADES_PREFIX}exchange={EXCHANGE}/symbol={symbol}/"
 
 
-def trade_hour_prefix(symbol: str, hour_start_us: int) -> str:
-    """Every trade file of a symbol in one UTC hour lies below this prefix."""
+def hour_prefix(symbol: str, hour_start_us: int) -> str:
+    """The partition of a symbol's trade files of one UTC hour."""
     hour = from_us(hour_start_us)
     return f"{symbol_prefix(symbol)}date={hour:%Y-%m-%d}/hour={hour:%H}/"
 
 
 def trade_key(symbol: str, hour_start_us: int, source: str, first_id: int, last_id: int) -> str:
     """The key of a trade file: one symbol, one UTC hour, the ids it holds."""
-    return f"{trade_hour_prefix(symbol, hour_start_us)}{source}-{first_id}-{last_id}.parquet"
-
-
-def trade_key_ids(key: str) -> tuple[int, int] | None:
-    """(first id, last id) a trade file holds, from its name ``<source>-<first_id>-<last_id>.parquet``;
-    None for a key that is not named so."""
-    match = _TRADE_FILE.search(key)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    return f"{hour_prefix(symbol, hour_start_us)}{source}-{first_id}-{last_id}.parquet"
 
 
 def hour_of_key(key: str) -> int:
@@ -106,8 +103,16 @@ def gap_fill_key(symbol: str, detected: datetime, first_id: int, last_id: int) -
     return f"{gap_fill_symbol_prefix(symbol)}date={detected:%Y-%m-%d}/{first_id}-{last_id}.json"
 
 
-def marker_key(writer: str) -> str:
-    return f"{WRITES_PREFIX}{writer}.json"
+def marker_key(writer: str, prefix: str = WRITES_PREFIX) -> str:
+    """A writer's marker: of its trade writes (``status/writes/``) or of its gap records (``status/gap_writes/``)."""
+    return f"{prefix}{writer}.json"
+
+
+def ids_of_key(key: str) -> tuple[int, int] | None:
+    """``(first_id, last_id)`` of a trade file, from its name ``<source>-<first_id>-<last_id>.parquet``;
+    None for a key not named so (not a trade file)."""
+    match = _TRADE_FILE.search(key)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def watcher_key(name: str) -> str:

@@ -6,6 +6,9 @@ Every writer (a stream shard, a repair window) puts one small object per writer 
 several writes still learns every partition they touched. A watcher only has to list that folder
 and compare ETags to know that something new landed; a loader only has to list those partitions,
 however large the lake is.
+
+The stream's gap records (``status/gaps/``) are announced the same way, by a second marker per
+writer under ``status/gap_writes/``: the ``lake_gaps`` watcher lists only that small folder.
 """
 
 from __future__ import annotations
@@ -49,12 +52,16 @@ def read_marker(lake: ObjectStore, key: str) -> WriteMarker | None:
 
 
 class MarkerWriter:
-    """One writer's marker. A restarted writer carries on the partitions its predecessor named."""
+    """One writer's marker. A restarted writer carries on the partitions its predecessor named.
 
-    def __init__(self, lake: ObjectStore, writer: str) -> None:
+    ``prefix`` is the folder of markers it belongs to: ``status/writes/`` for trade files (the
+    loader's), ``status/gap_writes/`` for gap records (the live fill's)."""
+
+    def __init__(self, lake: ObjectStore, writer: str, prefix: str = WRITES_PREFIX) -> None:
         self.lake = lake
         self.writer = writer
-        previous = read_marker(lake, marker_key(writer))
+        self.key = marker_key(writer, prefix)
+        previous = read_marker(lake, self.key)
         self.partitions: dict[str, str] = dict(previous.partitions) if previous else {}
 
     def mark(self, keys: Iterable[str]) -> WriteMarker:
@@ -65,7 +72,7 @@ class MarkerWriter:
         horizon = now - PARTITION_MEMORY
         self.partitions = {p: at for p, at in self.partitions.items() if datetime.fromisoformat(at) >= horizon}
         marker = WriteMarker(self.writer, now.isoformat(), keys, dict(self.partitions))
-        self.lake.put(marker_key(self.writer), marker.to_json())
+        self.lake.put(self.key, marker.to_json())
         return marker
 
 
@@ -74,9 +81,9 @@ def mark_written(lake: ObjectStore, writer: str, keys: list[str]) -> None:
     MarkerWriter(lake, writer).mark(keys)
 
 
-def writes_fingerprint(lake: ObjectStore) -> str:
-    """A digest of every writer's latest marker: it changes whenever any writer writes."""
+def writes_fingerprint(lake: ObjectStore, prefix: str = WRITES_PREFIX) -> str:
+    """A digest of every writer's latest marker under ``prefix``: it changes whenever any writer writes."""
     digest = hashlib.sha256()
-    for info in lake.list(WRITES_PREFIX):
+    for info in lake.list(prefix):
         digest.update(f"{info.key}\0{info.etag}\n".encode())
     return digest.hexdigest()

@@ -62,7 +62,7 @@ def test_a_bad_setting_breaks_no_dag_parse():
     assert result.returncode == 0, result.stderr
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
-    assert {"stream_trades", "repair_gaps", "warehouse"} <= set(parsed["dags"])
+    assert {"stream_trades", "repair_gaps", "warehouse", "fill_gaps"} <= set(parsed["dags"])
 
 
 def test_every_dag_has_docs_tags_and_an_owner(dagbag):
@@ -124,3 +124,17 @@ def test_the_dbt_producer_writes_alone_and_its_build_runs_every_models_tests_but
     models = sorted(task.task_id for task in dag.tasks if task.task_id.endswith("_run"))
     assert len(models) == 9, models  # every model of the manifest is rendered, and visible in the UI
     assert not [task.task_id for task in dag.tasks if task.task_id.endswith((".test", "_test"))]
+
+
+def test_fill_gaps_runs_on_each_recorded_gap_one_run_at_a_time_within_the_rest_pool(dagbag):
+    from include.pools import EXCHANGE_REST
+
+    dag = dagbag.dags["fill_gaps"]
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["lake_gaps"]
+    (asset,) = dag.timetable.asset_condition.objects
+    assert asset.watchers, "the gap asset must be watched so each recorded gap starts a run"
+    assert dag.max_active_runs == 1
+    fill = dag.get_task("fill")
+    assert type(fill).__name__ == "DecoratedMappedOperator"  # one task per symbol with a pending gap
+    assert fill.partial_kwargs["pool"] == EXCHANGE_REST.name
+    assert dag.get_task("pending_symbols").downstream_task_ids == {"fill"}

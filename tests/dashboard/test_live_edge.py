@@ -30,7 +30,7 @@ import pytest
 from dashboard.live_edge import MAX_BEHIND, read_lake_edge, with_live_edge
 from dashboard.queries import CANDLE_SCHEMA, INTERVAL_LENGTHS, INTERVALS, MAX_CANDLES, MarketQueries
 from include.config import load_settings
-from include.lake.keys import heartbeat_key, trade_hour_prefix, trade_key
+from include.lake.keys import heartbeat_key, hour_prefix, trade_key
 from include.lake.store import LocalStore, ObjectInfo
 from include.lake.trades import read_trades, write_trades
 from include.timeutil import HOUR_US, to_us
@@ -314,7 +314,7 @@ class ListingRecorder(LocalStore):
 
 
 def _hours(first: datetime, last: datetime) -> list[str]:
-    return [trade_hour_prefix(SYMBOL, hour) for hour in range(to_us(first), to_us(last) + 1, HOUR_US)]
+    return [hour_prefix(SYMBOL, hour) for hour in range(to_us(first), to_us(last) + 1, HOUR_US)]
 
 
 @pytest.mark.parametrize(

@@ -244,7 +244,10 @@ def test_heartbeats_hold_the_last_trade_and_counters(lake):
         "quarantine_reasons": {"malformed JSON": 1},
         "batches": 2,
         "reconnects": 0,
+        "gaps": 0,
+        "gap_ids": 0,
     }
+    assert (btc["gaps"], btc["gap_ids"]) == (0, 0)
     expected_lag = (time.time_ns() // 1000 - at(13, 0, 0, 250_000)) / 1e6
     assert abs(btc["lag_seconds"] - expected_lag) < 60
     assert datetime.fromisoformat(btc["updated_at"]).tzinfo is not None

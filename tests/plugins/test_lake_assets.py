@@ -1,11 +1,15 @@
-"""The lake watcher fires once per new write, survives being re-created, and ignores nothing."""
+"""The lake watchers fire once per new write, survive being re-created, and ignore nothing.
+
+``lake_trades`` watches the write markers (``status/writes/``); ``lake_gaps`` the gap markers
+(``status/gap_writes/``): each fires for its own folder only."""
 
 import asyncio
 
 import pytest
-from lake_assets import LakeWritesTrigger
+from lake_assets import LAKE_GAPS, LAKE_TRADES, LakeWritesTrigger
 
-from include.lake.markers import mark_written
+from include.lake.keys import GAP_WRITES_PREFIX, WRITES_PREFIX
+from include.lake.markers import MarkerWriter, mark_written
 from include.lake.store import LocalStore
 
 
@@ -73,5 +77,30 @@ def test_a_write_while_the_trigger_waits_fires_it(lake):
 def test_the_trigger_serializes_to_its_importable_class_and_arguments(lake):
     classpath, kwargs = trigger_for(lake).serialize()
     assert classpath == "lake_assets.LakeWritesTrigger"
-    assert kwargs == {"lake_url": lake.url, "name": "lake_trades", "poll_seconds": 0.05}
+    assert kwargs == {"lake_url": lake.url, "name": "lake_trades", "poll_seconds": 0.05, "prefix": WRITES_PREFIX}
     assert LakeWritesTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def gap_trigger_for(lake):
+    return LakeWritesTrigger(lake_url=lake.url, name="lake_gaps", poll_seconds=0.05, prefix=GAP_WRITES_PREFIX)
+
+
+def test_the_gap_watcher_fires_on_a_gap_marker_and_not_on_trade_writes(lake):
+    asyncio.run(first_event(gap_trigger_for(lake), timeout=LIVENESS))  # the empty folder, announced once
+    mark_written(lake, "stream-a", ["trades/x.parquet"])  # a micro-batch without a gap
+    assert asyncio.run(first_event(gap_trigger_for(lake), timeout=0.5)) is None
+    assert asyncio.run(first_event(trigger_for(lake), timeout=LIVENESS)) is not None  # the trades' watcher did
+    MarkerWriter(lake, "stream-a", GAP_WRITES_PREFIX).mark(["status/gaps/exchange=binance/symbol=X/date=d/1-2-w.json"])
+    event = asyncio.run(first_event(gap_trigger_for(lake), timeout=LIVENESS))
+    assert event is not None
+    assert asyncio.run(first_event(gap_trigger_for(lake), timeout=0.5)) is None  # announced once
+    assert asyncio.run(first_event(trigger_for(lake), timeout=0.5)) is None  # not a trade write
+
+
+def test_each_asset_watches_its_own_folder_under_its_own_cursor():
+    (trades,) = LAKE_TRADES.watchers
+    (gaps,) = LAKE_GAPS.watchers
+    assert (LAKE_GAPS.name, LAKE_GAPS.uri) == ("lake_gaps", "cryptoflow://lake/gaps")
+    assert trades.trigger.serialize()[1]["prefix"] == WRITES_PREFIX
+    assert gaps.trigger.serialize()[1]["prefix"] == GAP_WRITES_PREFIX
+    assert trades.trigger.serialize()[1]["name"] != gaps.trigger.serialize()[1]["name"]

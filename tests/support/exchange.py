@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from include.ingest.gaps import StartBoundary
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import StreamWorker, WorkerSettings
 from include.lake.store import ObjectStore
@@ -72,13 +73,14 @@ def stream_for(
     before_stop: Callable[[StreamWorker], None] | None = None,
     flush_seconds: float = 1.0,
     worker_settings: dict[str, Any] | None = None,
+    start_boundary: StartBoundary | None = None,
     **stream: Any,
 ) -> StreamWorker:
     """Run a StreamWorker in this process for ``seconds``, then stop it (it flushes what is left).
 
     ``before_stop(worker)`` runs (in a thread) after the ``seconds`` and before the stop; ``worker_settings``
     are WorkerSettings fields besides symbols, stream and flush_seconds; ``stream`` are
-    StreamSettings fields besides ``ws_url``.
+    StreamSettings fields besides ``ws_url``; ``start_boundary`` is the worker's (no start gap without).
     """
     settings = WorkerSettings(
         symbols=symbols,
@@ -86,7 +88,7 @@ def stream_for(
         flush_seconds=flush_seconds,
         **(worker_settings or {}),
     )
-    worker = StreamWorker(settings, lake)
+    worker = StreamWorker(settings, lake, start_boundary=start_boundary)
 
     async def main() -> None:
         stop = asyncio.Event()
