@@ -331,8 +331,8 @@ def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_p
             details=lambda: f"{len(problems)} problems, the first: {problems[:5]}",
         )
         with duckdb.connect(str(snapshot), read_only=True) as connection:
-            filled = connection.execute("select count(*), coalesce(sum(filled), 0) from gap_fills").fetchone()
-        assert filled[0] > 0 and filled[1] > 0, f"no gap was filled by the live fill: {filled}"
+            filled = connection.execute("select coalesce(sum(filled), 0) from gap_fills").fetchone()[0]
+        assert filled > 0, "no trade was filled by the live fill"
 
         # Nothing listens beyond 127.0.0.1: not the UI, not the sandbox, not a log server.
         listeners = listening_addresses(psutil.Process(up.pid))
