@@ -85,6 +85,21 @@ COMPLETENESS_COLUMNS = (
     ("missing", "bigint"),
     ("checked_at", _TZ),
     ("loaded_at", _TZ),
+    ("first_id", "bigint"),  # the window's expected ids are [first_id, end_id) (setup V006: added last)
+    ("end_id", "bigint"),
+)
+GAP_FILLS_COLUMNS = (
+    ("exchange", "varchar"),
+    ("symbol", "varchar"),
+    ("first_id", "bigint"),
+    ("last_id", "bigint"),
+    ("since", _TZ),
+    ("filled", "bigint"),
+    ("holes", "varchar"),
+    ("hole_count", "bigint"),
+    ("missing", "bigint"),
+    ("checked_at", _TZ),
+    ("loaded_at", _TZ),
 )
 AUDIT_COLUMNS = (
     ("symbol", "varchar"),
@@ -105,6 +120,7 @@ COPIED_TABLES: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
     **{f"candles_{interval}": ("marts", f"candles_{interval}", CANDLE_COLUMNS) for interval in CANDLE_INTERVALS},
     "stream_status": ("raw", "stream_status", STREAM_STATUS_COLUMNS),
     "completeness": ("raw", "completeness", COMPLETENESS_COLUMNS),
+    "gap_fills": ("raw", "gap_fills", GAP_FILLS_COLUMNS),
     "candle_audit": ("marts", "candle_audit", AUDIT_COLUMNS),
 }
 SNAPSHOT_TABLES = (*COPIED_TABLES, "pipeline")

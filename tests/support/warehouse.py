@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import duckdb
 from snowflake.connector.errors import ProgrammingError
 
 from include.ingest.batcher import MicroBatcher, SymbolStatus
+from include.lake.keys import gap_fill_key
 from include.lake.trades import read_table
 from include.repair.ledger import WindowReport, write_report
 from include.timeutil import from_us
@@ -22,7 +24,7 @@ from tests.support.trades import lake_rows
 # Snowflake raises ProgrammingError: that knowledge stays in the tests, not in the product.
 FAKESNOW_FILE_ERRORS = (ProgrammingError, duckdb.Error)
 # The Snowflake setup versions an object owner applies (--objects-only); the others are account level.
-SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006"]
+SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006", "V008"]
 
 
 def warehouse_rows(path: Path) -> list[tuple]:
@@ -108,20 +110,30 @@ def write_heartbeats(lake, last_trades: dict[str, tuple[int, int] | None], conne
 
 
 def write_window(
-    lake, symbol: str, start: datetime, filled: int = 1, holes: tuple[int, ...] = (), refused: int = 0
+    lake,
+    symbol: str,
+    start: datetime,
+    filled: int = 1,
+    holes: tuple[int, ...] = (),
+    refused: int = 0,
+    ids: tuple[int, int] = (100, 110),
+    end: datetime | None = None,
 ) -> WindowReport:
-    """A completeness record of one hour window of 10 expected ids, written by the ledger's own writer."""
+    """A completeness record of one window (an hour unless ``end``) whose expected ids are ``ids``
+    ([first_id, end_id): 10 by default), written by the ledger's own writer."""
     refusals: list[dict[str, object]] = [
         {"id": 90 + n, "reason": "too many decimals", "raw": "{}"} for n in range(refused)
     ]
+    first_id, end_id = ids
+    expected = end_id - first_id
     report = WindowReport(
         symbol=symbol,
         start=start.isoformat(),
-        end=(start + timedelta(hours=1)).isoformat(),
-        first_id=100,
-        end_id=110,
-        expected=10,
-        present_before=10 - filled - len(holes) - refused,
+        end=(end or start + timedelta(hours=1)).isoformat(),
+        first_id=first_id,
+        end_id=end_id,
+        expected=expected,
+        present_before=expected - filled - len(holes) - refused,
         filled=filled,
         holes=list(holes),
         missing=refused,
@@ -129,6 +141,37 @@ def write_window(
     )
     write_report(lake, report, start)
     return report
+
+
+def write_gap_fill(
+    lake,
+    symbol: str,
+    first_id: int,
+    last_id: int,
+    since: datetime | None = None,
+    holes: tuple[int, ...] = (),
+    missing: int = 0,
+    detected: datetime | None = None,
+) -> dict[str, object]:
+    """A live gap fill's record (status/gap_fills/...), as the fill_gaps DAG writes it (docs/architecture.md,
+    "The live edge"): ids ``first_id..last_id`` were the gap; ``since``, when given, is the time at or
+    after which ``first_id`` is the first trade. The body written."""
+    detected = detected or since or datetime(2026, 11, 24, tzinfo=UTC)
+    filled = max(0, last_id - first_id + 1 - len(holes) - missing)
+    body = {
+        "symbol": symbol,
+        "first_id": first_id,
+        "last_id": last_id,
+        "since": None if since is None else since.isoformat(),
+        "filled": filled,
+        "holes": list(holes),
+        "missing": missing,
+        "files": [],
+        "refused": [],
+        "checked_at": datetime.now(UTC).isoformat(),
+    }
+    lake.put(gap_fill_key(symbol, detected, first_id, last_id), json.dumps(body).encode())
+    return body
 
 
 def fill_candles_from_exchange(warehouse, exchange, symbol: str, start_us: int, end_us: int) -> int:
