@@ -132,31 +132,7 @@ range_starts as (
 
 ),
 
-recompute_from as (
-
-    select symbol, min(open_time) as first_open
-    from range_starts
-    group by symbol
-
-),
-
-seed as (
-
-    {{ cryptoflow.kept_seed(with_last_trade=true) }}
-
-),
-
-source_rows as (
-
-    select trades.*
-    from {{ ref('stg_trades') }} as trades
-    {% if is_incremental() %}
-    inner join recompute_from
-        on recompute_from.symbol = trades.symbol
-        and trades.trade_time >= recompute_from.first_open
-    {% endif %}
-
-),
+{{ cryptoflow.recomputed_rows(ref('stg_trades'), 'trade_time', with_last_trade=true) }}
 
 buckets as (
 
@@ -298,31 +274,7 @@ range_starts as (
 
 ),
 
-recompute_from as (
-
-    select symbol, min(open_time) as first_open
-    from range_starts
-    group by symbol
-
-),
-
-seed as (
-
-    {{ cryptoflow.kept_seed(with_last_trade=false) }}
-
-),
-
-source_rows as (
-
-    select minutes.*
-    from {{ ref('candles_1m') }} as minutes
-    {% if is_incremental() %}
-    inner join recompute_from
-        on recompute_from.symbol = minutes.symbol
-        and minutes.open_time >= recompute_from.first_open
-    {% endif %}
-
-),
+{{ cryptoflow.recomputed_rows(ref('candles_1m'), 'open_time', with_last_trade=false) }}
 
 buckets as (
 
@@ -408,6 +360,36 @@ final as (
 )
 
 select * from final
+{%- endmacro %}
+
+{#- The CTEs `recompute_from` (per symbol, the earliest of `range_starts`), `seed` (the kept bucket
+    before it) and `source_rows` (the rows of `source_model` from it on; every row on a full build). -#}
+{% macro recomputed_rows(source_model, time_column, with_last_trade) -%}
+recompute_from as (
+
+    select symbol, min(open_time) as first_open
+    from range_starts
+    group by symbol
+
+),
+
+seed as (
+
+    {{ cryptoflow.kept_seed(with_last_trade) }}
+
+),
+
+source_rows as (
+
+    select source_model.*
+    from {{ source_model }} as source_model
+    {% if is_incremental() %}
+    inner join recompute_from
+        on recompute_from.symbol = source_model.symbol
+        and source_model.{{ time_column }} >= recompute_from.first_open
+    {% endif %}
+
+),
 {%- endmacro %}
 
 {#- The last kept bucket before each symbol's recomputed range: its close and completeness, carried into
