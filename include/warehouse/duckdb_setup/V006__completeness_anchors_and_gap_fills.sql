@@ -22,3 +22,13 @@ create table raw.gap_fills (
     loaded_at timestamptz not null,
     primary key (exchange, symbol, first_id, last_id)
 );
+-- The candle marts gained columns (first_trade_id, last_trade_id, last_trade_time, is_complete,
+-- built_at) that their incremental builds read back: marts built before cannot be built on. They are
+-- derived from raw, so they are dropped, and the next dbt build builds them whole. marts.candle_audit
+-- (the audit's record) stays.
+drop table if exists marts.candles_1m;
+drop table if exists marts.candles_5m;
+drop table if exists marts.candles_15m;
+drop table if exists marts.candles_1h;
+drop table if exists marts.candles_4h;
+drop table if exists marts.candles_1d;

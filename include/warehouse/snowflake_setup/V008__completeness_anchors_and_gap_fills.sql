@@ -20,3 +20,13 @@ create table if not exists ${database}.raw.gap_fills (
     checked_at timestamp_tz,
     loaded_at timestamp_tz not null
 );
+-- The candle marts gained columns (first_trade_id, last_trade_id, last_trade_time, is_complete,
+-- built_at) that their incremental builds read back: marts built before cannot be built on. They are
+-- derived from raw, so they are dropped, and the next dbt build builds them whole. marts.candle_audit
+-- (the audit's record) stays.
+drop table if exists ${database}.marts.candles_1m;
+drop table if exists ${database}.marts.candles_5m;
+drop table if exists ${database}.marts.candles_15m;
+drop table if exists ${database}.marts.candles_1h;
+drop table if exists ${database}.marts.candles_4h;
+drop table if exists ${database}.marts.candles_1d;
