@@ -16,7 +16,7 @@ the warehouse. A crash before the replace leaves the previous snapshot as it was
 file is removed by the next publish (files of writers no longer running).
 
 Snowflake needs none of this: the dashboard reads the marts there through ``st.connection`` with
-the read-only role (setup V003, V007), so ``publish_snapshot`` does nothing and says so.
+the read-only role (setup V003, V007, V009), so ``publish_snapshot`` does nothing and says so.
 """
 
 from __future__ import annotations

@@ -126,8 +126,6 @@ range_starts as (
     {% if is_incremental() %}
     union all
     select symbol, open_time from reach_back
-    union all
-    select symbol, last_open from kept
     {% endif %}
 
 ),
@@ -166,11 +164,7 @@ series as (
 joined as (
 
     select
-        series.symbol,
-        series.open_time,
-        {{ cryptoflow.bucket_columns('buckets') }},
-        coalesce({{ cryptoflow.epoch_us('series.open_time') }} + {{ interval_us }} <= series.closed_until_us, false)
-            as is_closed,
+        {{ cryptoflow.series_columns(interval_us) }},
         coalesce(known.known_from < series.open_time, false) as known_before,
         coalesce(known.known_until >= {{ cryptoflow.add_us('series.open_time', interval_us) }}, false) as known_after,
         touched.symbol is not null as has_missing_ids,
@@ -267,10 +261,6 @@ new_minutes as (
 range_starts as (
 
     select symbol, {{ cryptoflow.bucket_start('first_time', interval_us) }} as open_time from new_minutes
-    {% if is_incremental() %}
-    union all
-    select symbol, last_open from kept
-    {% endif %}
 
 ),
 
@@ -322,11 +312,7 @@ series as (
 judged as (
 
     select
-        series.symbol,
-        series.open_time,
-        {{ cryptoflow.bucket_columns('buckets') }},
-        coalesce({{ cryptoflow.epoch_us('series.open_time') }} + {{ interval_us }} <= series.closed_until_us, false)
-            as is_closed,
+        {{ cryptoflow.series_columns(interval_us) }},
         -- every minute of it so far (from its start to the symbol's last minute) is present and complete:
         -- a bucket that starts before the symbol's first minute lacks some
         coalesce(complete_minutes.complete_minutes, 0) * 60000000 = {{ cryptoflow.epoch_us(
@@ -362,13 +348,21 @@ final as (
 select * from final
 {%- endmacro %}
 
-{#- The CTEs `recompute_from` (per symbol, the earliest of `range_starts`), `seed` (the kept bucket
-    before it) and `source_rows` (the rows of `source_model` from it on; every row on a full build). -#}
+{#- The CTEs `recompute_from` (per symbol, the earliest of `range_starts` and, incrementally, the last
+    kept bucket: the forming tail, whose closedness and carried close move with coverage even without
+    a trade), `seed` (the kept bucket before it) and `source_rows` (the rows of `source_model` from it
+    on; every row on a full build). -#}
 {% macro recomputed_rows(source_model, time_column, with_last_trade) -%}
 recompute_from as (
 
     select symbol, min(open_time) as first_open
-    from range_starts
+    from (
+        select symbol, open_time from range_starts
+        {% if is_incremental() %}
+        union all
+        select symbol, last_open from kept
+        {% endif %}
+    ) as starts
     group by symbol
 
 ),
@@ -434,21 +428,18 @@ source_rows as (
     {% endif %}
 {%- endmacro %}
 
-{#- The columns of a bucket with trades, from the relation `buckets` left-joined to the series. -#}
-{% macro bucket_columns(buckets) -%}
-    {{ buckets }}.open,
-        {{ buckets }}.high,
-        {{ buckets }}.low,
-        {{ buckets }}.close,
-        {{ buckets }}.volume,
-        {{ buckets }}.quote_volume,
-        {{ buckets }}.taker_buy_volume,
-        {{ buckets }}.taker_buy_quote_volume,
-        {{ buckets }}.trade_count,
-        {{ buckets }}.first_trade_id,
-        {{ buckets }}.last_trade_id,
-        {{ buckets }}.last_trade_time,
-        {{ buckets }}.last_loaded_at
+{#- A bucket of the series, with the columns of `buckets` left-joined to it (null when it has no trade)
+    and whether it is closed. -#}
+{% macro series_columns(interval_us) -%}
+    series.symbol,
+        series.open_time,
+        {%- for column in ('open', 'high', 'low', 'close', 'volume', 'quote_volume', 'taker_buy_volume',
+                           'taker_buy_quote_volume', 'trade_count', 'first_trade_id', 'last_trade_id',
+                           'last_trade_time', 'last_loaded_at') %}
+        buckets.{{ column }},
+        {%- endfor %}
+        coalesce({{ cryptoflow.epoch_us('series.open_time') }} + {{ interval_us }} <= series.closed_until_us, false)
+            as is_closed
 {%- endmacro %}
 
 {#- The CTEs `grouped` and `carried`: `relation` with the close an empty bucket would carry (the last close before it, in the
