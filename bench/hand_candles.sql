@@ -24,52 +24,6 @@ select distinct symbol, unnest(from_json(holes, '["BIGINT"]')) as trade_id from 
 union
 select distinct symbol, unnest(from_json(holes, '["BIGINT"]')) from raw.gap_fills;
 
--- Points: every trade, and each anchor as (X - 1, T - 1 µs) and (X, T); a real trade wins.
-create or replace temp table points as
-select symbol, trade_id, epoch_us(trade_time) as at_us from trades
-union all
-select symbol, trade_id, at_us from (
-    select symbol, trade_id - 1 as trade_id, epoch_us(at) - 1 as at_us from anchors
-    union all
-    select symbol, trade_id, epoch_us(at) from anchors
-) as virtual
-where not exists (select 1 from trades where trades.symbol = virtual.symbol and trades.trade_id = virtual.trade_id)
-qualify row_number() over (partition by symbol, trade_id order by at_us) = 1;
-
--- Spans: consecutive points with ids missing between them that are not exchange-side holes.
-create or replace temp table spans as
-with pairs as (
-    select
-        symbol,
-        trade_id as after_id,
-        at_us as from_us,
-        lead(trade_id) over (partition by symbol order by trade_id) as before_id,
-        lead(at_us) over (partition by symbol order by trade_id) as to_us
-    from points
-)
-select pairs.symbol, pairs.from_us, pairs.to_us
-from pairs
-where pairs.before_id - pairs.after_id > 1
-    and pairs.before_id - pairs.after_id - 1 > (
-        select count(*) from holes
-        where holes.symbol = pairs.symbol and holes.trade_id > pairs.after_id and holes.trade_id < pairs.before_id
-    );
-
-create or replace temp table known as
-select symbol, min(at_us) as first_us, max(at_us) as last_us from points group by symbol;
-
--- Coverage: the last trade, the stream's heartbeat, the end of the last complete repair window.
-create or replace temp table coverage as
-select symbol, max(covered_us) + 1 as closed_until_us
-from (
-    select symbol, max(epoch_us(trade_time)) as covered_us from trades group by symbol
-    union all
-    select symbol, max(epoch_us(updated_at)) from raw.stream_status group by symbol
-    union all
-    select symbol, max(epoch_us(window_end)) - 1 from raw.completeness where missing = 0 group by symbol
-) as covered
-group by symbol;
-
 create or replace temp table minute_trades as
 select
     symbol,
@@ -85,9 +39,79 @@ select
     count(*) as trade_count,
     min(trade_id) as first_trade_id,
     max(trade_id) as last_trade_id,
+    min(trade_time) as first_trade_time,
     max(trade_time) as last_trade_time
 from trades
 group by 1, 2;
+
+-- What is known of the ids, in id order: each minute's trades as one element (ids first..last at
+-- times first..last), and each anchor as a bound between X - 1 (before T) and X (at T or later).
+create or replace temp table elements as
+select
+    symbol,
+    2 * first_trade_id as position,
+    first_trade_id - 1 as id_before,
+    last_trade_id + 1 as id_after,
+    epoch_us(first_trade_time) as starts_us,
+    epoch_us(last_trade_time) as ends_us
+from minute_trades
+union all
+select distinct symbol, 2 * trade_id - 1, trade_id - 1, trade_id, epoch_us(at) - 1, epoch_us(at) from anchors;
+
+-- Spans: ids missing between elements, or inside a minute, that are not exchange-side holes.
+create or replace temp table spans as
+with ordered as (
+    select
+        symbol,
+        id_before,
+        starts_us,
+        max(id_after) over before_it as first_unknown_id,
+        max(ends_us) over before_it as unknown_from_us
+    from elements
+    window before_it as (partition by symbol order by position, ends_us rows between unbounded preceding and 1 preceding)
+),
+gaps as (
+    select
+        symbol,
+        first_unknown_id as first_id,
+        id_before as last_id,
+        id_before - first_unknown_id + 1 as missing,
+        unknown_from_us as from_us,
+        starts_us as to_us
+    from ordered
+    where id_before >= first_unknown_id
+    union all
+    select
+        symbol,
+        first_trade_id + 1,
+        last_trade_id - 1,
+        last_trade_id - first_trade_id + 1 - trade_count,
+        epoch_us(first_trade_time),
+        epoch_us(last_trade_time)
+    from minute_trades
+    where last_trade_id - first_trade_id + 1 > trade_count
+)
+select gaps.*
+from gaps
+where gaps.missing > (
+    select count(*) from holes
+    where holes.symbol = gaps.symbol and holes.trade_id between gaps.first_id and gaps.last_id
+);
+
+create or replace temp table known as
+select symbol, min(starts_us) as first_us, max(ends_us) as last_us from elements group by symbol;
+
+-- Coverage: the last trade, the stream's heartbeat, the end of the last complete repair window.
+create or replace temp table coverage as
+select symbol, max(covered_us) + 1 as closed_until_us
+from (
+    select symbol, max(epoch_us(trade_time)) as covered_us from trades group by symbol
+    union all
+    select symbol, max(epoch_us(updated_at)) from raw.stream_status group by symbol
+    union all
+    select symbol, max(epoch_us(window_end)) - 1 from raw.completeness where missing = 0 group by symbol
+) as covered
+group by symbol;
 
 create or replace temp table minutes as
 with series as (
@@ -117,7 +141,26 @@ judged as (
     inner join known on known.symbol = series.symbol
     left join minute_trades on minute_trades.symbol = series.symbol and minute_trades.open_us = series.open_us
 )
-select *, max(close) over (partition by symbol, carry_group) as carried_close from judged;
+carried as (
+    select
+        *,
+        max(close) over (partition by symbol, carry_group) as carried_close,
+        max(last_trade_id) over (partition by symbol, carry_group) as carried_id
+    from judged
+)
+-- An empty minute carries the close of the last trade before it: known only if no id is missing
+-- between that trade and the minute's end.
+select * replace (
+    is_complete and (
+        trade_count is not null
+        or not exists (
+            select 1 from spans
+            where spans.symbol = carried.symbol and spans.first_id > carried.carried_id
+                and spans.from_us < carried.open_us + 60000000
+        )
+    ) as is_complete
+)
+from carried;
 
 create or replace table hand.candles_1m as
 select

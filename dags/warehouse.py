@@ -40,20 +40,22 @@ on a run triggered with `{"full": true}`). A failure there fails that task, nami
 
 #### Audit: the candles against the exchange
 
-`audit` fetches the exchange's klines for every bucket that is closed in the marts, confirmed whole
-by the repair (inside a complete window of `raw.completeness`: the stream alone cannot tell a
-skipped message) and not compared yet, for every symbol and interval, and records each in
-`marts.candle_audit`. So a stream's buckets are audited once their hour is repaired. A candle that
+`audit` fetches the exchange's klines for every bucket that is closed and complete in the marts
+(`is_complete`: no trade of it can be missing, by trade id) and not compared yet, for every symbol
+and interval, and records each in `marts.candle_audit`. So a stream's buckets are audited as soon as
+the ids around them are known, and those a gap touches once it is filled (by the live fill or the
+hourly repair); an incomplete candle is never a mismatch. A candle that
 differs fails the task naming the bucket and the fields, and it is **not retried**: the difference is
 a fact to investigate (a trade missing from the lake, a bug), not a glitch. Look at
 `select * from marts.candle_audit where status = 'mismatch'`, repair the interval
-(`repair_gaps`, or clear its task), and re-run the audit for the range with
+(`repair_gaps`, or clear its task), delete those rows from `marts.candle_audit` (a bucket recorded
+there is not compared again), and re-run the audit for the range with
 `python -m include.cli audit --symbol S --start T0 --end T1`.
 
 #### Publish: the dashboard's snapshot
 
 `publish` (in the writer pool, after the audit) copies the candle marts, `raw.stream_status`,
-`raw.completeness` and `marts.candle_audit` into a private file and moves it onto the published
+`raw.completeness`, `raw.gap_fills` and `marts.candle_audit` into a private file and moves it onto the published
 snapshot (`DASHBOARD_SNAPSHOT`, default `data/dashboard/marts.duckdb`) in one rename: the dashboard
 reads that file and never `warehouse.duckdb`, whose write lock a load holds every few seconds.
 It runs whatever happened before it (`all_done`): a failed audit or load still leaves a warehouse
@@ -160,7 +162,7 @@ def warehouse() -> None:
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)
     def audit() -> dict[str, int]:
-        """Compare each newly closed and repaired candle with the exchange's kline; a difference fails, unretried."""
+        """Compare each closed, complete candle not audited yet with its kline; a difference fails, unretried."""
         from contextlib import closing
 
         from airflow.sdk.exceptions import AirflowFailException

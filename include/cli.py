@@ -616,8 +616,8 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
         "audit",
         help="audit the candle marts against the exchange's klines, field by field",
         description="Compare marts.candles_<interval> (1m 5m 15m 1h 4h 1d) of WAREHOUSE with BINANCE_REST_URL's "
-        "/api/v3/klines for the buckets of [--start, --end) closed since the last audit, and record each in "
-        "marts.candle_audit. Prints a JSON summary; exits 1 on any mismatch, naming the first on stderr.",
+        "/api/v3/klines for the closed, complete buckets of [--start, --end) not audited yet, and record each "
+        "in marts.candle_audit. Prints a JSON summary; exits 1 on any mismatch, naming the first on stderr.",
     )
     parser.add_argument("--symbol", type=symbol_list, required=True, help="symbols, comma separated")
     parser.add_argument("--start", type=utc_time, required=True, help="ISO time, e.g. 2026-11-24T00:00:00Z")

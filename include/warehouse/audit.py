@@ -1,13 +1,20 @@
-"""The audit of the candle marts against the exchange: every closed bucket, field by field, exactly.
+"""The audit of the candle marts against the exchange: every closed, complete bucket, field by field, exactly.
 
-For each symbol and interval, the buckets that closed since the last audit (its cursor: the latest
-audited ``open_time`` in ``marts.candle_audit``) are fetched from ``/api/v3/klines`` through the
-one REST client (within its weight budget, 1000 buckets per request) and compared with
-``marts.candles_<interval>``: prices and volumes as exact decimals (the exchange's strings parsed
-by include/decimals.py, never a float), the trade count, and the close time. Each bucket is
+For each symbol and interval, the buckets of ``marts.candles_<interval>`` that are closed and complete
+(``is_complete``: no trade of theirs can be missing, by trade id; docs/architecture.md, "The live
+edge") and not in ``marts.candle_audit`` yet, oldest first and at most ``MAX_BUCKETS_PER_AUDIT`` at a
+time, are compared with ``/api/v3/klines``, fetched through the one REST client (within its weight
+budget, up to 1000 buckets per request): prices and volumes as exact decimals (the exchange's
+strings parsed by include/decimals.py, never a float), the trade count, and the close time. Each is
 recorded in ``marts.candle_audit`` as ``match``, ``mismatch`` (the differing fields named, with both
-values) or ``missing`` (absent from the warehouse). The audit returns its result; a caller raises or
-exits non-zero when it holds a mismatch.
+values) or ``missing`` (the exchange returned no kline for it). The audit returns its result; a
+caller raises or exits non-zero when it holds a mismatch.
+
+An incomplete candle is never compared: what it lacks is not known, so a difference would say
+nothing. It is not recorded either, so once the trades it lacked are loaded (or found to be
+exchange-side holes) and it becomes complete, a later audit compares it; and a candle recorded once
+is not compared again. So no cursor is needed: what is left to audit is exactly what the audit table
+does not hold yet.
 
 Times are asked for in µs (the client's ``X-MBX-TIME-UNIT``); Binance's close time is then the
 bucket's last µs, where the marts (like Binance's default ms unit) end at its last ms: both are
@@ -57,6 +64,9 @@ DECIMAL_FIELDS = (
 CANDLE_COLUMNS = ("open_time", *(name for name, _ in DECIMAL_FIELDS), "trade_count", "close_time")
 DECIMAL_SCALE = 16  # the finest scale of any candle column: both sides become integers of 1e-16
 MATCH, MISMATCH, MISSING = "match", "mismatch", "missing"
+# Buckets compared per symbol and interval in one audit: a first audit of a long history spreads over
+# several runs (oldest first), each within a bounded number of requests.
+MAX_BUCKETS_PER_AUDIT = 10 * MAX_LIMIT
 
 
 @dataclass(frozen=True)
@@ -142,71 +152,74 @@ def compare(kline: Sequence[Any], candle: dict[str, Any]) -> str:
 class CandleAuditor:
     """Audits one warehouse (through its ``execute`` and dialect) against one exchange."""
 
-    def __init__(self, execute: Execute, dialect: Dialect, exchange: BinanceClient) -> None:
+    def __init__(
+        self, execute: Execute, dialect: Dialect, exchange: BinanceClient, limit: int = MAX_BUCKETS_PER_AUDIT
+    ) -> None:
         self.execute = execute
         self.dialect = dialect
         self.exchange = exchange
+        self.limit = limit
 
     def audit(
         self, symbols: Iterable[str], start_us: int, end_us: int, now_us: int, intervals: Sequence[str] = INTERVALS
     ) -> AuditResult:
-        """Audit the buckets of [start_us, end_us) closed by ``now_us`` and not audited before."""
+        """Audit the closed, complete buckets of [start_us, end_us), closed by ``now_us``, not audited before."""
         ensure_audit_table(self.execute, self.dialect)
         result = AuditResult()
         for symbol in symbols:
             for interval in intervals:
-                audited = self._audit_series(symbol, interval, start_us, min(end_us, now_us))
-                result.buckets.extend(audited)
+                result.buckets.extend(self._audit_series(symbol, interval, start_us, min(end_us, now_us)))
         return result
-
-    def _cursor(self, symbol: str, interval: str) -> int | None:
-        p = self.dialect.placeholder
-        rows = self.execute(
-            f"select max(open_time) from marts.candle_audit where symbol = {p} and interval = {p}", [symbol, interval]
-        )
-        return None if rows[0][0] is None else to_us(rows[0][0])
 
     def _audit_series(self, symbol: str, interval: str, start_us: int, closed_by_us: int) -> list[BucketAudit]:
         width = INTERVAL_US[interval]
         first = -(-start_us // width) * width  # the first bucket opening at or after the start (UTC aligned)
-        cursor = self._cursor(symbol, interval)
-        if cursor is not None:
-            first = max(first, cursor + width)
         last = (closed_by_us // width) * width - width  # the last bucket whose close is by then
         if last < first:
             return []
-        klines = self._klines(symbol, interval, first, last)
         candles = self._candles(symbol, interval, first, last)
+        if not candles:
+            return []
+        klines = self._klines(symbol, interval, sorted(candles))
         audited = []
-        for kline in klines:
-            open_us = int(kline[0])
-            candle = candles.get(open_us)
-            if candle is None:
-                audited.append(BucketAudit(symbol, interval, open_us, MISSING))
+        for open_us, candle in sorted(candles.items()):
+            kline = klines.get(open_us)
+            if kline is None:
+                audited.append(BucketAudit(symbol, interval, open_us, MISSING, "the exchange has no kline for it"))
                 continue
             differences = compare(kline, candle)
             audited.append(BucketAudit(symbol, interval, open_us, MISMATCH if differences else MATCH, differences))
         self._record(audited)
         return audited
 
-    def _klines(self, symbol: str, interval: str, first_us: int, last_us: int) -> list[list[Any]]:
-        """The exchange's buckets opening in [first_us, last_us], 1000 per request."""
-        rows: list[list[Any]] = []
-        start = first_us
-        while start <= last_us:
-            page = self.exchange.klines(symbol, interval, start_time_us=start, end_time_us=last_us, limit=MAX_LIMIT)
-            rows.extend(row for row in page if first_us <= int(row[0]) <= last_us)
-            if len(page) < MAX_LIMIT:
-                break
-            start = int(page[-1][0]) + INTERVAL_US[interval]
-        return rows
+    def _klines(self, symbol: str, interval: str, opens: list[int]) -> dict[int, list[Any]]:
+        """The exchange's klines of the buckets opening at ``opens`` (sorted), up to 1000 per request:
+        a run of consecutive buckets costs one request per 1000, a lone bucket one."""
+        width = INTERVAL_US[interval]
+        wanted, found = set(opens), {}
+        index = 0
+        while index < len(opens):
+            start = opens[index]
+            end = min(opens[-1], start + (MAX_LIMIT - 1) * width)
+            page = self.exchange.klines(symbol, interval, start_time_us=start, end_time_us=end, limit=MAX_LIMIT)
+            found.update({int(row[0]): row for row in page if int(row[0]) in wanted})
+            while index < len(opens) and opens[index] <= end:
+                index += 1
+        return found
 
     def _candles(self, symbol: str, interval: str, first_us: int, last_us: int) -> dict[int, dict[str, Any]]:
+        """The closed, complete candles opening in [first_us, last_us] not audited yet, oldest first,
+        at most ``limit``."""
         p, ts = self.dialect.placeholder, self.dialect.timestamp_type
+        columns = ", ".join(f"candles.{name}" for name in CANDLE_COLUMNS)
         rows = self.execute(
-            f"select {', '.join(CANDLE_COLUMNS)} from marts.candles_{interval} where symbol = {p} "
-            f"and open_time between cast({p} as {ts}) and cast({p} as {ts})",
-            [symbol, from_us(first_us).isoformat(), from_us(last_us).isoformat()],
+            f"select {columns} from marts.candles_{interval} as candles "
+            "left join marts.candle_audit as audited on audited.symbol = candles.symbol "
+            f"and audited.interval = {p} and audited.open_time = candles.open_time "
+            f"where candles.symbol = {p} and candles.is_closed and candles.is_complete and audited.symbol is null "
+            f"and candles.open_time between cast({p} as {ts}) and cast({p} as {ts}) "
+            f"order by candles.open_time limit {int(self.limit)}",
+            [interval, symbol, from_us(first_us).isoformat(), from_us(last_us).isoformat()],
         )
         candles = {}
         for row in rows:
@@ -252,30 +265,13 @@ def _now(execute: Execute) -> str:
 
 
 def audit_closed_candles(execute: Execute, dialect: Dialect, exchange: BinanceClient) -> AuditResult:
-    """The scheduled audit: every symbol in the marts, every bucket that is closed and confirmed whole.
+    """The scheduled audit: every symbol in the marts, every bucket closed and complete, not audited yet.
 
-    Per symbol, from its first minute to the earliest of: the end of its last closed minute, the
-    start of its first repair window still missing trades, and the end of its last complete repair
-    window (raw.completeness). A stream alone cannot confirm a bucket whole (a skipped message, or
-    the time before the stream started, is repaired only once its hour closes), so a bucket is
-    audited once the repair has checked it, not before: a mismatch is then a real difference.
-    The cursor in ``marts.candle_audit`` makes each run compare only what was not compared before.
+    A bucket is compared once the warehouse knows it whole (``is_complete``): by trade id, a stream
+    alone can tell a minute whole (the ids before and after it are consecutive), and a gap leaves the
+    buckets it touches out until it is filled, whoever fills it (the live gap fill, the hourly repair).
+    A mismatch is then a real difference.
     """
-    spans = execute(
-        "with minutes as (select symbol, min(open_time) as first_open, "
-        "max(case when is_closed then open_time end) as last_closed from marts.candles_1m group by symbol), "
-        "windows as (select symbol, min(case when missing > 0 then window_start end) as first_gap, "
-        "max(case when missing = 0 then window_end end) as complete_end from raw.completeness group by symbol) "
-        "select minutes.symbol, minutes.first_open, minutes.last_closed, windows.first_gap, windows.complete_end "
-        "from minutes inner join windows on windows.symbol = minutes.symbol order by minutes.symbol"
-    )
-    auditor = CandleAuditor(execute, dialect, exchange)
+    symbols = [row[0] for row in execute("select distinct symbol from marts.candles_1m order by symbol")]
     now_us = exchange.server_time_us()
-    result = AuditResult()
-    for symbol, first_open, last_closed, first_gap, complete_end in spans:
-        ends = [to_us(moment) for moment in (first_gap, complete_end) if moment is not None]
-        if last_closed is None or complete_end is None:
-            continue
-        audited_until_us = min([to_us(last_closed) + MINUTE_US, *ends])
-        result.buckets.extend(auditor.audit([symbol], to_us(first_open), audited_until_us, now_us).buckets)
-    return result
+    return CandleAuditor(execute, dialect, exchange).audit(symbols, 0, now_us, now_us)

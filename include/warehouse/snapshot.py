@@ -16,7 +16,7 @@ the warehouse. A crash before the replace leaves the previous snapshot as it was
 file is removed by the next publish (files of writers no longer running).
 
 Snowflake needs none of this: the dashboard reads the marts there through ``st.connection`` with
-the read-only role (setup V003, V007), so ``publish_snapshot`` does nothing and says so.
+the read-only role (setup V003, V007, V009), so ``publish_snapshot`` does nothing and says so.
 """
 
 from __future__ import annotations
@@ -85,6 +85,21 @@ COMPLETENESS_COLUMNS = (
     ("missing", "bigint"),
     ("checked_at", _TZ),
     ("loaded_at", _TZ),
+    ("first_id", "bigint"),  # the window's expected ids are [first_id, end_id) (setup V006: added last)
+    ("end_id", "bigint"),
+)
+GAP_FILLS_COLUMNS = (
+    ("exchange", "varchar"),
+    ("symbol", "varchar"),
+    ("first_id", "bigint"),
+    ("last_id", "bigint"),
+    ("since", _TZ),
+    ("filled", "bigint"),
+    ("holes", "varchar"),
+    ("hole_count", "bigint"),
+    ("missing", "bigint"),
+    ("checked_at", _TZ),
+    ("loaded_at", _TZ),
 )
 AUDIT_COLUMNS = (
     ("symbol", "varchar"),
@@ -105,6 +120,7 @@ COPIED_TABLES: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
     **{f"candles_{interval}": ("marts", f"candles_{interval}", CANDLE_COLUMNS) for interval in CANDLE_INTERVALS},
     "stream_status": ("raw", "stream_status", STREAM_STATUS_COLUMNS),
     "completeness": ("raw", "completeness", COMPLETENESS_COLUMNS),
+    "gap_fills": ("raw", "gap_fills", GAP_FILLS_COLUMNS),
     "candle_audit": ("marts", "candle_audit", AUDIT_COLUMNS),
 }
 SNAPSHOT_TABLES = (*COPIED_TABLES, "pipeline")

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SETUP_DIR = Path(__file__).with_name("snowflake_setup")
 # Versions that create roles, a warehouse and grants: they need ACCOUNTADMIN or SECURITYADMIN.
-ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005", "V007"})
+ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005", "V007", "V009"})
 # Errors about the files themselves: Snowflake raises ProgrammingError for a file COPY cannot load.
 # A lost connection (OperationalError, ...) is not one, and raises.
 FILE_ERRORS: tuple[type[Exception], ...] = (ProgrammingError,)

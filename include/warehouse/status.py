@@ -1,16 +1,18 @@
-"""The lake's status objects in the warehouse: ``raw.stream_status`` and ``raw.completeness``.
+"""The lake's status objects in the warehouse: ``raw.stream_status``, ``raw.completeness``, ``raw.gap_fills``.
 
-Every load refreshes both from the small JSON objects the product keeps in the lake: the stream
-heartbeats (``status/stream/...``, one per symbol, written by include/ingest/batcher.py) and the
-completeness ledger (``status/completeness/...``, one per symbol and window, include/repair/ledger.py).
-dbt's candles read them to know how far each symbol's coverage reaches.
+Every load refreshes them from the small JSON objects the product keeps in the lake: the stream
+heartbeats (``status/stream/...``, one per symbol, written by include/ingest/batcher.py), the
+completeness ledger (``status/completeness/...``, one per symbol and window, include/repair/ledger.py)
+and the live gap fills (``status/gap_fills/...``, one per gap the stream saw). dbt's candles read
+them to know how far each symbol's coverage reaches, and which trade ids exist (docs/architecture.md,
+"The live edge": the anchors and the exchange-side holes).
 
 Only objects whose ETag changed since the last refresh are read: the ETags consumed are kept in
 ``raw.status_files``. Each changed object replaces its row (a symbol's, or a window's), in one
 transaction with its cursor entry, so a re-run changes nothing and a rewritten window replaces its
-row. The listing itself still covers the whole ledger (one LIST request per 1000 windows): the
-repair does not name its ledger objects in a write marker, so there is no cheaper way to learn of a
-rewritten window.
+row. The listing itself still covers the whole ledger and every gap fill (one LIST request per 1000
+objects): their writers do not name them in a write marker, so there is no cheaper way to learn of a
+rewritten one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.lake.keys import HEARTBEAT_PREFIX, LEDGER_PREFIX
+from include.lake.keys import GAP_FILLS_PREFIX, HEARTBEAT_PREFIX, LEDGER_PREFIX
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.sql import Dialect, Execute, in_transaction, row_chunks
 
@@ -73,6 +75,35 @@ def _window_row(key: str, body: dict[str, Any]) -> tuple:
         len(body.get("refused", [])),
         body["missing"],
         body.get("checked_at") or None,
+        _optional_id(body.get("first_id")),
+        _optional_id(body.get("end_id")),
+    )
+
+
+def _trade_id(value: object) -> int:
+    """A trade id of a status object: an integer; anything else (None, a string, a bool) is refused."""
+    if type(value) is not int:
+        raise TypeError(f"a trade id must be an integer, not {value!r}")
+    return value
+
+
+def _optional_id(value: object) -> int | None:
+    return None if value is None else _trade_id(value)
+
+
+def _gap_fill_row(key: str, body: dict[str, Any]) -> tuple:
+    holes = [int(hole) for hole in body["holes"]]
+    return (
+        _partitions(key)["exchange"],
+        body["symbol"],
+        _trade_id(body["first_id"]),
+        _trade_id(body["last_id"]),
+        body.get("since") or None,
+        body["filled"],
+        json.dumps(holes),
+        len(holes),
+        body["missing"],
+        body.get("checked_at") or None,
     )
 
 
@@ -100,12 +131,22 @@ COMPLETENESS = StatusTable(
         "refused_count",
         "missing",
         "checked_at",
+        "first_id",  # the window's expected ids are [first_id, end_id)
+        "end_id",
     ),
     ("exchange", "symbol", "window_start"),
     frozenset({"window_start", "window_end", "checked_at"}),
     _window_row,
 )
-STATUS_TABLES = (STREAM_STATUS, COMPLETENESS)
+GAP_FILLS = StatusTable(
+    "raw.gap_fills",
+    GAP_FILLS_PREFIX,
+    ("exchange", "symbol", "first_id", "last_id", "since", "filled", "holes", "hole_count", "missing", "checked_at"),
+    ("exchange", "symbol", "first_id", "last_id"),
+    frozenset({"since", "checked_at"}),
+    _gap_fill_row,
+)
+STATUS_TABLES = (STREAM_STATUS, COMPLETENESS, GAP_FILLS)
 
 
 @dataclass

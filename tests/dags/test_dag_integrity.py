@@ -122,7 +122,7 @@ def test_the_dbt_producer_writes_alone_and_its_build_runs_every_models_tests_but
     assert {"model", "test"} <= types, f"the producer's build must run the models and their tests: {flags}"
     assert producer.exclude == f"tag:{NIGHTLY_TAG}"
     models = sorted(task.task_id for task in dag.tasks if task.task_id.endswith("_run"))
-    assert len(models) == 9, models  # every model of the manifest is rendered, and visible in the UI
+    assert len(models) == 12, models  # every model of the manifest is rendered, and visible in the UI
     assert not [task.task_id for task in dag.tasks if task.task_id.endswith((".test", "_test"))]
 
 

@@ -1,6 +1,6 @@
 """Two overlapping stream windows into one lake, as two Airflow runs of the stream DAG (two writers)
 would write them: raw.trades holds the trades of the overlap twice, stg_trades each once, and every
-closed candle equals the exchange's kline.
+closed, complete candle equals the exchange's kline (the minute both streams delivered is complete).
 
 The streams run for seconds, so on the wall clock the minute they cover would almost always still be
 forming at the build, and no candle holding a duplicate would be compared. So once both streams run,
@@ -28,6 +28,9 @@ pytestmark = pytest.mark.slow
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 MINUTE_US = 60 * MICROS_PER_SECOND
 LEAD_US = MICROS_PER_SECOND  # both streams run this long before the boundary, after the jump
+# The market's trades before the sandbox started: the minute both streams deliver then has trades before
+# it, which the import's first anchor (the first trade at or after its start) makes known: it is complete.
+HISTORY_SECONDS = 120
 
 
 class MinuteJump:
@@ -92,11 +95,12 @@ def overlapped(tmp_path_factory):
     folder = tmp_path_factory.mktemp("duplicates")
     lake = open_lake(f"file://{folder / 'lake'}")
     path = folder / "warehouse.duckdb"
-    with serve_in_thread(sandbox_config(symbols=SYMBOLS, rate=50.0, weight_limit=10**6)) as sandbox:
+    config = sandbox_config(symbols=SYMBOLS, rate=50.0, history_seconds=HISTORY_SECONDS, weight_limit=10**6)
+    with serve_in_thread(config) as sandbox:
         writers, boundary_us = _overlapping_streams(lake, sandbox)
         # Past the boundary, so that its minute is closed, and before the last stream stopped (over).
         # From the market's first trade: whatever the streams missed is filled from REST.
-        first_us = sandbox.exchange.started_us - MICROS_PER_SECOND
+        first_us = sandbox.exchange.started_us - (HISTORY_SECONDS + 1) * MICROS_PER_SECOND
         import_history(sandbox.rest_url, lake, SYMBOLS, first_us, boundary_us + MICROS_PER_SECOND // 2)
         load(lake, path)
         build(path, folder / "dbt")
@@ -130,8 +134,10 @@ def test_closed_candles_holding_duplicates_equal_the_exchange_klines(overlapped)
         "group by exchange, symbol, trade_id having count(*) > 1) "
         "select count(*) from doubled join marts.candles_1m as candle on candle.symbol = doubled.symbol "
         "and doubled.trade_time >= candle.open_time and doubled.trade_time < candle.open_time + interval 1 minute "
-        "where candle.is_closed",
+        "where candle.is_closed and candle.is_complete",
     )[0][0]
-    assert doubled_in_closed_minutes > 0, "no closed candle holds a trade delivered twice: the test proves nothing"
+    assert doubled_in_closed_minutes > 0, (
+        "no closed, complete candle holds a trade delivered twice: the test proves nothing"
+    )
     compared = assert_closed_candles_are_klines(path, rest_url, SYMBOLS)
     assert compared["1m"] > 0, compared

@@ -1,6 +1,7 @@
 """Late and repeated trades: a backfill loaded after the marts were built changes exactly the candles
-it touches (and the empty ones after them whose carried close changes), a trade loaded again changes
-nothing, and the incremental result equals a full refresh. A corrupted candle fails the build's tests.
+it touches (and the empty ones around it, whose completeness and carried close change), a trade loaded
+again changes nothing, and the incremental result equals a full refresh. A corrupted candle fails the
+build's tests.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def _trades(ids: list[int], minutes_and_seconds: list[tuple[int, float]], prices
     )
 
 
-# Minutes 0, 1 and 6 have trades, 2 to 5 are empty; ids 4 to 6 are missing from the stream.
+# Minutes 0, 1 and 6 have trades, 2 to 5 are empty; ids 4 to 6 are missing from the stream, so minutes
+# 1 to 6 are not complete (and 2 to 5 have no price) until the backfill. Nothing tells what came before
+# id 1: minute 0 is never complete.
 STREAMED = _trades([1, 2, 3, 7, 8], [(0, 10), (0, 20), (1, 5), (6, 1), (6, 2)], [10_000, 10_100, 10_050, 9_900, 9_950])
 # The backfill: ids 4 and 5 in minute 3, id 6 in minute 6 before id 7 (minute 6 gets a new open),
 # and id 7 again (a trade the stream already delivered).
@@ -77,20 +80,25 @@ def late(tmp_path_factory):
 
 def test_a_late_batch_changes_exactly_the_affected_candles(late):
     _, _, before, after = late
-    # 1m: minute 3 (its trades), 4 and 5 (their carried close), 6 (its first trade by id); 0 to 2 unchanged.
-    # 5m: [0, 5) and [5, 10); the larger intervals: their one bucket. ETHUSDT: nothing.
+    # 1m: minute 1 (complete now: the first trade after it is known), 2 (complete: empty and flat at
+    # id 3's price), 3 (its trades), 4 and 5 (complete, flat at id 5's price), 6 (its first trade by id);
+    # minute 0 unchanged. 5m: [0, 5) and [5, 10); the larger intervals: their one bucket. ETHUSDT: nothing.
     assert _changed(before, after) == {
-        "1m": [3, 4, 5, 6],
+        "1m": [1, 2, 3, 4, 5, 6],
         "5m": [0, 5],
         "15m": [0],
         "1h": [0],
         "4h": [_offset(14_400)],
         "1d": [_offset(86_400)],
     }
-    minute_4 = after["1m"][("BTCUSDT", START_US + 4 * MINUTE_US)]
-    assert minute_4[3:7] == (minute_4[6],) * 4 == (after["1m"][("BTCUSDT", START_US + 3 * MINUTE_US)][6],) * 4
-    assert after["1m"][("BTCUSDT", START_US + 6 * MINUTE_US)][3] == 105  # id 6's price opens minute 6
-    assert after["5m"][("BTCUSDT", START_US)][3] == 100  # a 5m open is its first trade, not a carried close
+    minute = {number: after["1m"][("BTCUSDT", START_US + number * MINUTE_US)] for number in range(7)}
+    gap = [before["1m"][("BTCUSDT", START_US + number * MINUTE_US)] for number in range(1, 7)]
+    assert not any(candle.is_complete for candle in gap), "ids 4 to 6 were missing"
+    assert all(candle.open is None for candle in gap[1:5]), "the empty minutes of a gap have no price"
+    assert [minute[number].is_complete for number in range(7)] == [False] + [True] * 6
+    assert minute[4][3:7] == (minute[4].close,) * 4 == (minute[3].close,) * 4
+    assert minute[6].open == 105  # id 6's price opens minute 6
+    assert after["5m"][("BTCUSDT", START_US)].open == 100  # a 5m open is its first trade, not a carried close
 
 
 def test_each_trade_is_staged_once_across_incremental_runs(late):
@@ -106,7 +114,8 @@ def test_the_incremental_result_equals_a_full_refresh(late):
     shutil.copyfile(path, copy)
     build(copy, folder / "dbt-full", full_refresh=True)
     assert _snapshot(copy) == after
-    every_column = "select * from marts.candles_{} order by symbol, open_time"
+    # Every column but built_at (when each build ran: the only one that must differ).
+    every_column = "select * exclude (built_at) from marts.candles_{} order by symbol, open_time"
     for interval in INTERVALS:
         assert query(copy, every_column.format(interval)) == query(path, every_column.format(interval))
 
@@ -121,6 +130,10 @@ def test_the_incremental_result_equals_a_full_refresh(late):
         ("trade_count = 0", "candle_invariants_candles_1m"),
         ("volume = null", "not_null_columns_candles_1m"),
         ("symbol = null", "not_null_columns_candles_1m"),
+        ("is_complete = null", "not_null_columns_candles_1m"),
+        ("open = null", "candle_invariants_candles_1m"),
+        ("first_trade_id = null", "candle_invariants_candles_1m"),
+        ("last_trade_id = first_trade_id", "candle_invariants_candles_1m"),
     ],
     ids=[
         "low-above-open",
@@ -130,6 +143,10 @@ def test_the_incremental_result_equals_a_full_refresh(late):
         "count-0-volume-not",
         "null-volume",
         "null-key",
+        "null-completeness",
+        "null-price-with-trades",
+        "null-trade-id-with-trades",
+        "more-trades-than-ids",
     ],
 )
 def test_a_corrupted_candle_fails_the_invariant_test(late, corruption, failing_test):

@@ -1,13 +1,15 @@
 """The dbt project on Snowflake (fakesnow, in-process): the same models and the same tests as on DuckDB.
 
-A small lake, loaded by the project's Snowflake backend: BTCUSDT with empty minutes and a gap, and a
-late batch loaded after the first build that fills one empty minute (so the empty minute after it
-carries another close); ETHUSDT with a gap the repair ledger explains as exchange-side holes.
-``dbt build`` runs every model and every test; after the late batch, the models are built again,
-incrementally. The Snowflake marts then equal, row by row at every interval, a DuckDB build of the
-same lake, and a full refresh; prices and volumes come back as exact decimals at the contract's scale.
-The later builds leave the tests out (they ran on the first): the comparisons are stronger, and each
-test costs a query through fakesnow.
+A small lake, loaded by the project's Snowflake backend, with the status objects completeness reads:
+BTCUSDT with empty minutes and a gap of ids, and a late batch loaded after the first build that closes
+the gap (so the empty minutes around it become complete and flat); ETHUSDT with a gap the repair
+ledger explains as exchange-side holes, and the ledger's anchors; SOLUSDT with a gap a live gap fill
+explains as holes, and a start gap's anchor loaded with the late batch only (a load of a status
+object). ``dbt build`` runs every model and every test; after the late batch, the models are built
+again, incrementally. The Snowflake marts then equal, row by row at every interval, a DuckDB build of
+the same lake, and a full refresh; prices and volumes come back as exact decimals at the contract's
+scale. The later builds leave the tests out (they ran on the first): the comparisons are stronger,
+and each test costs a query through fakesnow.
 """
 
 from __future__ import annotations
@@ -29,26 +31,38 @@ from include.timeutil import HOUR_US, from_us
 from include.transform import TransformResult, transform
 from include.warehouse.load import load_lake
 from include.warehouse.snowflake_backend import SnowflakeWarehouse
-from tests.support.candles import CANDLE_COLUMNS, INTERVALS, build, load, project_nodes, query
+from tests.support.candles import CANDLE_COLUMNS, DECIMAL_FIELDS, INTERVALS, Candle, build, load, project_nodes, query
 from tests.support.trades import START_US, columns
-from tests.support.warehouse import FAKESNOW_FILE_ERRORS, write_window
+from tests.support.warehouse import FAKESNOW_FILE_ERRORS, write_gap_fill, write_window
 
 pytestmark = pytest.mark.slow
 MINUTE_US = 60_000_000
 SECOND_US = 1_000_000
+START = from_us(START_US)
+
+
+def _within_minute_3(trades):
+    """The same trades, every one in minute 3 (half a second apart)."""
+    trades.trade_time_us[:] = START_US + 3 * MINUTE_US + (trades.trade_id - trades.trade_id[0]) * SECOND_US // 2
+    return trades
+
+
 # BTCUSDT: minutes 0-1 (ids 1-90) and 5-6 (ids 200-289); 2 to 4 empty. ETHUSDT: ids 1-300 and 303-600,
-# 301 and 302 being holes on record in the ledger.
+# 301 and 302 being holes on record in the ledger. SOLUSDT: ids 1-50 and 53-100, 51 and 52 holes on
+# record in a gap fill.
 STREAMED = (
     columns("BTCUSDT", 1, 90),
     columns("BTCUSDT", 200, 90, START_US + 5 * MINUTE_US),
     columns("ETHUSDT", 1, 300),
     columns("ETHUSDT", 303, 298, START_US + 302 * SECOND_US),
+    columns("SOLUSDT", 1, 50),
+    columns("SOLUSDT", 53, 48, START_US + 52 * SECOND_US),
 )
-# The backfill, loaded after the first build: minute 3 (ids 91-140); minute 4 stays empty, carrying id 140's close.
-LATE = columns("BTCUSDT", 91, 50, START_US + 3 * MINUTE_US)
+# The backfill, loaded after the first build: ids 91-199, all in minute 3; minutes 2 and 4 stay empty.
+LATE = _within_minute_3(columns("BTCUSDT", 91, 109, START_US + 3 * MINUTE_US))
 SCALES = (8, 8, 8, 8, 8, 16, 8, 16)  # open, high, low, close, volume, quote_volume, taker_buy_volume, ...quote_volume
 
-Marts = dict[str, list[tuple]]  # interval -> rows of CANDLE_COLUMNS (+ last_loaded_at on Snowflake), in key order
+Marts = dict[str, list[tuple]]  # interval -> rows of CANDLE_COLUMNS, in key order
 
 
 @dataclass
@@ -83,7 +97,7 @@ def _models_only() -> Iterator[tuple[str, ...]]:
 
 
 def _marts(warehouse: SnowflakeWarehouse) -> Marts:
-    select = "select {}, last_loaded_at from marts.candles_{} order by symbol, open_time"
+    select = "select {} from marts.candles_{} order by symbol, open_time"
     return {interval: warehouse.execute(select.format(CANDLE_COLUMNS, interval)) for interval in INTERVALS}
 
 
@@ -93,7 +107,10 @@ def builds(tmp_path_factory, snowflake_session) -> SnowflakeBuilds:
     lake = open_lake(f"file://{folder / 'lake'}")
     for trades in STREAMED:
         write_trades(lake, trades, "stream", START_US)
-    write_window(lake, "ETHUSDT", from_us(START_US), holes=(301, 302))  # complete: ETHUSDT covered to 11:00
+    # Complete: ETHUSDT covered to 11:00, every id of the hour known (id 601 the first at or after 11:00).
+    write_window(lake, "ETHUSDT", START, filled=0, holes=(301, 302), ids=(1, 601))
+    write_gap_fill(lake, "BTCUSDT", 1, 0, since=START)  # anchors: id 1 is the first trade at or after 10:00
+    write_gap_fill(lake, "SOLUSDT", 51, 52, holes=(51, 52))
     settings = load_settings({"WAREHOUSE": "snowflake", "DUCKDB_PATH": str(folder / "unused.duckdb")})
     target = folder / "dbt"
     with SnowflakeWarehouse(file_errors=FAKESNOW_FILE_ERRORS) as warehouse:
@@ -102,6 +119,7 @@ def builds(tmp_path_factory, snowflake_session) -> SnowflakeBuilds:
         first = transform(settings, target_dir=target)
         before = _marts(warehouse)
         write_trades(lake, LATE, "backfill", START_US + HOUR_US)
+        write_gap_fill(lake, "SOLUSDT", 1, 0, since=START)  # a status object alone: SOLUSDT gains an anchor
         load_lake(lake, warehouse, full=True)
         with _models_only() as models:
             incremental = transform(settings, select=models, target_dir=target)
@@ -132,22 +150,37 @@ def test_every_model_and_test_runs_on_snowflake(builds):
     assert "Got 1 result," in builds.first.warnings[0]
 
 
-def test_the_late_batch_changes_the_carried_close_of_an_empty_minute(builds):
-    def minute(marts: Marts, number: int) -> tuple:
-        key = ("BTCUSDT", from_us(START_US + number * MINUTE_US))
-        (row,) = [row for row in marts["1m"] if row[:2] == key]
-        return row
+def _candle(marts: Marts, symbol: str, number: int) -> Candle:
+    key = (symbol, from_us(START_US + number * MINUTE_US))
+    (row,) = [row for row in marts["1m"] if row[:2] == key]
+    return Candle(*row)
 
-    before, after = minute(builds.before, 4), minute(builds.after, 4)
-    assert before[11] == after[11] == 0  # trade_count: empty before and after
-    assert before[6] == minute(builds.before, 1)[6]  # close: minute 1's, then minute 3's
-    assert after[6] == minute(builds.after, 3)[6] != before[6]
+
+def test_completeness_by_trade_id_on_snowflake(builds):
+    before = [_candle(builds.before, "BTCUSDT", number) for number in range(6)]
+    after = [_candle(builds.after, "BTCUSDT", number) for number in range(6)]
+    # Ids 91-199 missing: minutes 1 to 5 not complete, the empty ones without a price. Then complete.
+    assert [candle.is_complete for candle in before] == [True] + [False] * 5
+    assert [before[number].open for number in (2, 3, 4)] == [None] * 3
+    assert all(candle.is_complete for candle in after)
+    assert (after[2].trade_count, after[2].open, after[2].close) == (0, after[1].close, after[1].close)
+    assert (after[4].trade_count, after[4].open, after[4].close) == (0, after[3].close, after[3].close)
+    assert (after[3].first_trade_id, after[3].last_trade_id, after[3].trade_count) == (91, 199, 109)
+    # ETHUSDT: the ledger's holes; after its last trade (10:09:59), its window's end anchor (11:00).
+    eth = [row for row in builds.after["1m"] if row[0] == "ETHUSDT"]
+    assert len(eth) == 60
+    assert all(Candle(*row).is_complete for row in eth)
+    assert Candle(*eth[-1]).trade_count == 0
+    # SOLUSDT: the gap fill's holes; its first minute complete once its anchor was loaded, alone.
+    assert not _candle(builds.before, "SOLUSDT", 0).is_complete
+    assert _candle(builds.after, "SOLUSDT", 0).is_complete
 
 
 def test_the_snowflake_marts_equal_a_duckdb_build_row_by_row(builds, duckdb_marts):
     for interval in INTERVALS:
-        snowflake = [row[:-1] for row in builds.after[interval]]  # last_loaded_at: each warehouse's own load time
-        assert snowflake == duckdb_marts[interval], interval
+        # last_loaded_at (the last column): each warehouse's own load time
+        snowflake = [row[:-1] for row in builds.after[interval]]
+        assert snowflake == [row[:-1] for row in duckdb_marts[interval]], interval
         assert len({row[:2] for row in snowflake}) == len(snowflake) > 0, interval
 
 
@@ -157,7 +190,11 @@ def test_the_incremental_marts_equal_a_full_refresh(builds):
 
 def test_prices_and_volumes_are_exact_decimals_at_the_contract_scale(builds):
     for interval in INTERVALS:
-        for row in builds.after[interval]:
-            values = row[3:11]
-            assert all(isinstance(value, Decimal) for value in values), (interval, row)
-            assert tuple(-value.as_tuple().exponent for value in values) == SCALES, (interval, row)
+        for row in builds.before[interval] + builds.after[interval]:
+            candle = Candle(*row)
+            values = [getattr(candle, name) for name in DECIMAL_FIELDS]
+            if candle.open is None:  # an incomplete empty candle has no price; its volumes are still checked
+                assert (candle.is_complete, candle.trade_count, values[:4]) == (False, 0, [None] * 4), row
+            scaled = [(value, scale) for value, scale in zip(values, SCALES, strict=True) if value is not None]
+            assert all(isinstance(value, Decimal) for value, _ in scaled), (interval, row)
+            assert all(-value.as_tuple().exponent == scale for value, scale in scaled), (interval, row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -14,12 +14,47 @@ from include.timeutil import to_us
 from include.transform import TransformResult, transform
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
+from include.warehouse.snapshot import CANDLE_COLUMNS as MART_COLUMNS
 from tests.support.net import MICRO, http_get
 
 INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}  # seconds
-CANDLE_COLUMNS = (
-    "symbol, open_time, close_time, open, high, low, close, volume, quote_volume, "
-    "taker_buy_volume, taker_buy_quote_volume, trade_count, is_closed"
+
+
+class Candle(NamedTuple):
+    """A mart row, every column but built_at (when the build that computed it ran: a full refresh and
+    an incremental build of the same data differ in it, and only in it)."""
+
+    symbol: str
+    open_time: Any
+    close_time: Any
+    open: Decimal | None
+    high: Decimal | None
+    low: Decimal | None
+    close: Decimal | None
+    volume: Decimal
+    quote_volume: Decimal
+    taker_buy_volume: Decimal
+    taker_buy_quote_volume: Decimal
+    trade_count: int
+    first_trade_id: int | None
+    last_trade_id: int | None
+    last_trade_time: Any
+    is_closed: bool
+    is_complete: bool
+    last_loaded_at: Any
+
+
+assert Candle._fields == tuple(name for name, _ in MART_COLUMNS if name != "built_at")
+CANDLE_COLUMNS = ", ".join(Candle._fields)  # the select list of a Candle
+DECIMAL_FIELDS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
 )
 
 
@@ -60,10 +95,10 @@ def query(path: Path, sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()
 
 
-def candles(path: Path, interval: str) -> dict[tuple[str, int], tuple]:
+def candles(path: Path, interval: str) -> dict[tuple[str, int], Candle]:
     """The rows of ``marts.candles_<interval>`` by (symbol, open time in µs)."""
     rows = query(path, f"select {CANDLE_COLUMNS} from marts.candles_{interval}")
-    return {(row[0], to_us(row[1])): row for row in rows}
+    return {(row[0], to_us(row[1])): Candle(*row) for row in rows}
 
 
 def klines(rest_url: str, symbol: str, interval: str, start_us: int, end_us: int) -> dict[int, list[Any]]:
@@ -82,44 +117,50 @@ def klines(rest_url: str, symbol: str, interval: str, start_us: int, end_us: int
     return found
 
 
-def kline_differences(candle: tuple, kline: list[Any]) -> list[str]:
+# The kline's column of each decimal field (Binance's 12 columns).
+KLINE_INDEX = dict(zip(DECIMAL_FIELDS, (1, 2, 3, 4, 5, 7, 9, 10), strict=True))
+
+
+def kline_differences(candle: Candle, kline: list[Any]) -> list[str]:
     """The fields in which a mart candle differs from the exchange's kline (µs times), as text."""
-    _, open_time, close_time, *values, trade_count, _ = candle
+    values = [getattr(candle, name) for name in DECIMAL_FIELDS]
+    assert all(isinstance(value, Decimal) for value in values), "prices and volumes must be exact decimals"
     ours = {
-        "open_time": to_us(open_time),
-        "close_time_ms": to_us(close_time) // 1000,
-        "open": values[0],
-        "high": values[1],
-        "low": values[2],
-        "close": values[3],
-        "volume": values[4],
-        "quote_volume": values[5],
-        "taker_buy_volume": values[6],
-        "taker_buy_quote_volume": values[7],
-        "trade_count": trade_count,
+        "open_time": to_us(candle.open_time),
+        "close_time_ms": to_us(candle.close_time) // 1000,
+        **dict(zip(DECIMAL_FIELDS, values, strict=True)),
+        "trade_count": candle.trade_count,
     }
     theirs = {
         "open_time": kline[0],
         "close_time_ms": kline[6] // 1000,
-        "open": Decimal(kline[1]),
-        "high": Decimal(kline[2]),
-        "low": Decimal(kline[3]),
-        "close": Decimal(kline[4]),
-        "volume": Decimal(kline[5]),
-        "quote_volume": Decimal(kline[7]),
-        "taker_buy_volume": Decimal(kline[9]),
-        "taker_buy_quote_volume": Decimal(kline[10]),
+        **{name: Decimal(kline[index]) for name, index in KLINE_INDEX.items()},
         "trade_count": kline[8],
     }
-    assert all(isinstance(value, Decimal) for value in values), "prices and volumes must be exact decimals"
     return [f"{name}: {ours[name]} != {theirs[name]}" for name in ours if ours[name] != theirs[name]]
 
 
-def assert_closed_candles_are_klines(path: Path, rest_url: str, symbols: tuple[str, ...]) -> dict[str, int]:
-    """Every closed candle of every mart equals the exchange's kline, field by field; closed ones per interval."""
+def assert_closed_candles_are_klines(
+    path: Path, rest_url: str, symbols: tuple[str, ...], all_complete: bool = False
+) -> dict[str, int]:
+    """Every closed, complete candle of every mart equals the exchange's kline, field by field; the
+    numbers compared per interval. An incomplete candle is not compared (what it lacks is not known);
+    ``all_complete``: where every gap was repaired, every closed candle must be complete (so that the
+    comparison cannot pass by skipping them), but a larger one that starts before the symbol's first
+    minute (which no trade id can tell whole)."""
     compared: dict[str, int] = {}
+    first_minute: dict[str, int] = {}
+    for symbol, open_us in candles(path, "1m"):
+        first_minute[symbol] = min(open_us, first_minute.get(symbol, open_us))
     for interval in INTERVALS:
-        closed = {key: row for key, row in candles(path, interval).items() if row[-1]}
+        closed = {key: row for key, row in candles(path, interval).items() if row.is_closed}
+        incomplete = sorted(
+            (symbol, open_us)
+            for (symbol, open_us), row in closed.items()
+            if not row.is_complete and open_us >= first_minute[symbol]
+        )
+        assert not (all_complete and incomplete), f"{interval}: closed candles not complete: {incomplete[:5]}"
+        closed = {key: row for key, row in closed.items() if row.is_complete}
         compared[interval] = len(closed)
         for symbol in symbols:
             opens = [open_us for sym, open_us in closed if sym == symbol]

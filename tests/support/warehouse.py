@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,20 @@ import duckdb
 from snowflake.connector.errors import ProgrammingError
 
 from include.ingest.batcher import MicroBatcher, SymbolStatus
+from include.lake.keys import gap_fill_key
 from include.lake.trades import read_table
 from include.repair.ledger import WindowReport, write_report
 from include.timeutil import from_us
+from include.warehouse.audit import DECIMAL_FIELDS as AUDITED_DECIMALS
 from include.warehouse.audit import INTERVAL_US
+from include.warehouse.snapshot import CANDLE_COLUMNS
 from tests.support.trades import lake_rows
 
 # fakesnow (the test double) lets DuckDB's own error through for a file it cannot read, where
 # Snowflake raises ProgrammingError: that knowledge stays in the tests, not in the product.
 FAKESNOW_FILE_ERRORS = (ProgrammingError, duckdb.Error)
 # The Snowflake setup versions an object owner applies (--objects-only); the others are account level.
-SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006"]
+SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006", "V008"]
 
 
 def warehouse_rows(path: Path) -> list[tuple]:
@@ -108,20 +112,30 @@ def write_heartbeats(lake, last_trades: dict[str, tuple[int, int] | None], conne
 
 
 def write_window(
-    lake, symbol: str, start: datetime, filled: int = 1, holes: tuple[int, ...] = (), refused: int = 0
+    lake,
+    symbol: str,
+    start: datetime,
+    filled: int = 1,
+    holes: tuple[int, ...] = (),
+    refused: int = 0,
+    ids: tuple[int, int] = (100, 110),
+    end: datetime | None = None,
 ) -> WindowReport:
-    """A completeness record of one hour window of 10 expected ids, written by the ledger's own writer."""
+    """A completeness record of one window (an hour unless ``end``) whose expected ids are ``ids``
+    ([first_id, end_id): 10 by default), written by the ledger's own writer."""
     refusals: list[dict[str, object]] = [
         {"id": 90 + n, "reason": "too many decimals", "raw": "{}"} for n in range(refused)
     ]
+    first_id, end_id = ids
+    expected = end_id - first_id
     report = WindowReport(
         symbol=symbol,
         start=start.isoformat(),
-        end=(start + timedelta(hours=1)).isoformat(),
-        first_id=100,
-        end_id=110,
-        expected=10,
-        present_before=10 - filled - len(holes) - refused,
+        end=(end or start + timedelta(hours=1)).isoformat(),
+        first_id=first_id,
+        end_id=end_id,
+        expected=expected,
+        present_before=expected - filled - len(holes) - refused,
         filled=filled,
         holes=list(holes),
         missing=refused,
@@ -131,33 +145,78 @@ def write_window(
     return report
 
 
+def write_gap_fill(
+    lake,
+    symbol: str,
+    first_id: int,
+    last_id: int,
+    since: datetime | None = None,
+    holes: tuple[int, ...] = (),
+    missing: int = 0,
+    detected: datetime | None = None,
+) -> dict[str, object]:
+    """A live gap fill's record (status/gap_fills/...), as the fill_gaps DAG writes it (docs/architecture.md,
+    "The live edge"): ids ``first_id..last_id`` were the gap; ``since``, when given, is the time at or
+    after which ``first_id`` is the first trade. The body written."""
+    detected = detected or since or datetime(2026, 11, 24, tzinfo=UTC)
+    filled = max(0, last_id - first_id + 1 - len(holes) - missing)
+    body = {
+        "symbol": symbol,
+        "first_id": first_id,
+        "last_id": last_id,
+        "since": None if since is None else since.isoformat(),
+        "filled": filled,
+        "holes": list(holes),
+        "missing": missing,
+        "files": [],
+        "refused": [],
+        "checked_at": datetime.now(UTC).isoformat(),
+    }
+    lake.put(gap_fill_key(symbol, detected, first_id, last_id), json.dumps(body).encode())
+    return body
+
+
+def create_candle_marts(warehouse) -> None:
+    """marts.candles_<interval> with the contract's columns (include/warehouse/snapshot.py CANDLE_COLUMNS),
+    empty, on either backend: for tests that fill them by hand."""
+    warehouse.execute("create schema if not exists marts")
+    for interval in INTERVAL_US:
+        body = ", ".join(
+            f"{name} {kind.replace('timestamptz', warehouse.dialect.timestamp_type)}" for name, kind in CANDLE_COLUMNS
+        )
+        warehouse.execute(f"create table if not exists marts.candles_{interval} ({body})")
+
+
 def fill_candles_from_exchange(warehouse, exchange, symbol: str, start_us: int, end_us: int) -> int:
     """marts.candles_<interval> as the dbt marts shape them, filled with the exchange's own klines of
-    ``[start_us, end_us)``: a warehouse that agrees with the exchange. The number of candles written."""
+    ``[start_us, end_us)``, each complete: a warehouse that agrees with the exchange. The number of
+    candles written."""
     dialect, written = warehouse.dialect, 0
     p, ts = dialect.placeholder, dialect.timestamp_type
-    warehouse.execute("create schema if not exists marts")
+    create_candle_marts(warehouse)
+    names = [name for name, _ in CANDLE_COLUMNS]
     for interval, width in INTERVAL_US.items():
-        warehouse.execute(
-            f"create table if not exists marts.candles_{interval} (symbol varchar, open_time {ts}, close_time {ts}, "
-            "open decimal(38, 8), high decimal(38, 8), low decimal(38, 8), close decimal(38, 8), "
-            "volume decimal(38, 8), quote_volume decimal(38, 16), taker_buy_volume decimal(38, 8), "
-            "taker_buy_quote_volume decimal(38, 16), trade_count bigint, is_closed boolean)"
-        )
         rows = exchange.klines(symbol, interval, start_time_us=start_us, end_time_us=end_us - 1, limit=1000)
         for row in rows:
             open_us = int(row[0])
+            values = {
+                "symbol": symbol,
+                "open_time": from_us(open_us).isoformat(),
+                "close_time": from_us(open_us + width - 1000).isoformat(),  # Binance's close time: the last ms
+                **{name: Decimal(row[index]) for name, index in AUDITED_DECIMALS},
+                "trade_count": int(row[8]),
+                "first_trade_id": None,
+                "last_trade_id": None,
+                "last_trade_time": None,
+                "is_closed": open_us + width <= end_us,
+                "is_complete": True,
+                "last_loaded_at": from_us(end_us).isoformat(),
+                "built_at": from_us(end_us).isoformat(),
+            }
+            marks = [f"cast({p} as {ts})" if kind == "timestamptz" else p for _, kind in CANDLE_COLUMNS]
             warehouse.execute(
-                f"insert into marts.candles_{interval} values ({p}, cast({p} as {ts}), cast({p} as {ts}), "
-                f"{', '.join([p] * 8)}, {p}, {p})",
-                [
-                    symbol,
-                    from_us(open_us).isoformat(),
-                    from_us(open_us + width - 1000).isoformat(),  # Binance's close time: the last ms
-                    *(Decimal(row[index]) for index in (1, 2, 3, 4, 5, 7, 9, 10)),
-                    int(row[8]),
-                    open_us + width <= end_us,
-                ],
+                f"insert into marts.candles_{interval} ({', '.join(names)}) values ({', '.join(marks)})",
+                [values[name] for name in names],
             )
             written += 1
     return written

@@ -1,6 +1,7 @@
 """The candle audit against the exchange: the sandbox's own klines in the marts audit clean; a changed
-candle is a mismatch naming its fields and both values, an absent one is missing; a second audit
-checks only what closed since the first."""
+complete candle is a mismatch naming its fields and both values, whichever field changes by its smallest
+unit; an incomplete candle is never compared (nor recorded: once complete, it is); a complete candle
+the exchange has no kline for is missing; a second audit checks only what was not audited before."""
 
 import json
 from decimal import Decimal
@@ -22,6 +23,8 @@ from include.warehouse.audit import (
 from tests.support.warehouse import fill_candles_from_exchange
 
 SYMBOL = "BTCUSDT"
+# The decimal fields of a kline, which the marts hold exactly.
+KLINE_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
 HISTORY_SECONDS = 3 * 3600  # so the last whole clock hour and the half hour before it are always inside
 
 
@@ -80,7 +83,15 @@ def test_a_warehouse_equal_to_the_exchange_audits_clean_and_a_second_audit_check
     assert {status for _, _, status, _ in recorded} == {MATCH}
 
 
-def test_a_changed_candle_is_a_mismatch_naming_its_fields_and_an_absent_one_is_missing(each_warehouse, exchange):
+def _set(warehouse, interval: str, open_us: int, assignments: str) -> None:
+    p, ts = warehouse.dialect.placeholder, warehouse.dialect.timestamp_type
+    warehouse.execute(
+        f"update marts.candles_{interval} set {assignments} where open_time = cast({p} as {ts})",
+        [from_us(open_us).isoformat()],
+    )
+
+
+def test_a_changed_candle_is_a_mismatch_naming_its_fields_and_both_values(each_warehouse, exchange):
     _, client = exchange
     now = client.server_time_us()
     start = now - 3600 * 1_000_000
@@ -93,11 +104,7 @@ def test_a_changed_candle_is_a_mismatch_naming_its_fields_and_an_absent_one_is_m
         f"select close, volume from marts.candles_1m where open_time = cast({p} as {ts})",
         [from_us(changed).isoformat()],
     )
-    each_warehouse.execute(
-        f"update marts.candles_1m set close = close + 0.00000001, trade_count = trade_count + 1 "
-        f"where open_time = cast({p} as {ts})",
-        [from_us(changed).isoformat()],
-    )
+    _set(each_warehouse, "1m", changed, "close = close + 0.00000001, trade_count = trade_count + 1")
     each_warehouse.execute(
         f"delete from marts.candles_5m where open_time = cast({p} as {ts})", [from_us(absent).isoformat()]
     )
@@ -112,12 +119,61 @@ def test_a_changed_candle_is_a_mismatch_naming_its_fields_and_an_absent_one_is_m
     assert set(fields) == {"close", "trade_count"}
     raised = format(close + Decimal("0.00000001"), "f")
     assert fields["close"] == f"warehouse {raised} != exchange {format(close, 'f')}"
-    (missing,) = [bucket for bucket in result.buckets if bucket.status == MISSING]
-    assert (missing.interval, missing.open_time_us) == ("5m", absent)
-    assert result.count(MATCH) == len(result.buckets) - 2
+    assert result.count(MATCH) == len(result.buckets) - 1
+    # A bucket the warehouse lacks is not a candle it could hold differently: nothing to compare.
+    assert ("5m", absent) not in {(bucket.interval, bucket.open_time_us) for bucket in result.buckets}
     recorded = {(interval, open_us): (status, diff) for interval, open_us, status, diff in audit_rows(each_warehouse)}
     assert recorded[("1m", changed)] == (MISMATCH, mismatch.differences)
-    assert recorded[("5m", absent)] == (MISSING, "")
+
+
+def test_each_field_changed_by_its_smallest_unit_is_a_mismatch_naming_that_field(each_warehouse, exchange):
+    """One complete minute per field, each changed by its smallest unit: 1e-8 for prices and base
+    volumes, 1e-16 for the quote sums (exact in the marts to 16 decimals), 1 for the trade count."""
+    _, client = exchange
+    now = client.server_time_us()
+    width = INTERVAL_US["1m"]
+    start = (now - 3600 * 1_000_000) // width * width
+    fill_candles_from_exchange(each_warehouse, client, SYMBOL, start, now)
+    changes = {
+        name: f"{name} = {name} + cast('{'0.0000000000000001' if name.endswith('quote_volume') else '0.00000001'}' "
+        f"as decimal(38, {16 if name.endswith('quote_volume') else 8}))"
+        for name in KLINE_FIELDS  # named here, not taken from the audit: a field it forgot must fail this test
+    }
+    changes["trade_count"] = "trade_count = trade_count + 1"
+    minutes = {name: start + (2 + number) * width for number, name in enumerate(changes)}
+    for name, open_us in minutes.items():
+        _set(each_warehouse, "1m", open_us, changes[name])
+    result = CandleAuditor(each_warehouse.execute, each_warehouse.dialect, client).audit(
+        [SYMBOL], start, now, now_us=now, intervals=["1m"]
+    )
+    mismatched = {bucket.open_time_us: bucket.differences for bucket in result.buckets if bucket.status == MISMATCH}
+    assert {open_us: differences.split(":")[0] for open_us, differences in mismatched.items()} == {
+        open_us: name for name, open_us in minutes.items()
+    }
+    assert all(";" not in differences for differences in mismatched.values()), "one field each"
+    assert result.count(MATCH) == len(result.buckets) - len(changes) > 0
+
+
+def test_a_complete_candle_the_exchange_has_no_kline_for_is_missing(each_warehouse, exchange):
+    _, client = exchange
+    now = client.server_time_us()
+    width = INTERVAL_US["1h"]
+    fill_candles_from_exchange(each_warehouse, client, SYMBOL, now - 2 * width, now)
+    before_market = (now - (HISTORY_SECONDS + 7200) * 1_000_000) // width * width  # before the sandbox's first trade
+    p, ts = each_warehouse.dialect.placeholder, each_warehouse.dialect.timestamp_type
+    each_warehouse.execute(
+        f"insert into marts.candles_1h select symbol, cast({p} as {ts}), cast({p} as {ts}), open, high, low, close, "
+        "volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, trade_count, first_trade_id, last_trade_id, "
+        "last_trade_time, is_closed, is_complete, last_loaded_at, built_at from marts.candles_1h "
+        f"where open_time = (select min(open_time) from marts.candles_1h)",
+        [from_us(before_market).isoformat(), from_us(before_market + width - 1000).isoformat()],
+    )
+    result = CandleAuditor(each_warehouse.execute, each_warehouse.dialect, client).audit(
+        [SYMBOL], before_market, now, now_us=now, intervals=["1h"]
+    )
+    (missing,) = [bucket for bucket in result.buckets if bucket.status == MISSING]
+    assert missing.open_time_us == before_market
+    assert not result.failed, "a kline the exchange does not have is not a difference in a candle"
 
 
 def test_the_audit_command_prints_a_summary_and_exits_1_naming_the_first_differences(
@@ -155,29 +211,54 @@ def test_the_audit_command_prints_a_summary_and_exits_1_naming_the_first_differe
     assert "!= exchange" in captured.err
 
 
-def _record_window(warehouse, start_us: int, end_us: int, missing: int) -> None:
-    p, ts = warehouse.dialect.placeholder, warehouse.dialect.timestamp_type
-    warehouse.execute(
-        "insert into raw.completeness (exchange, symbol, window_start, window_end, expected, present_before, "
-        "filled, holes, hole_count, refused_count, missing, checked_at, loaded_at) values "
-        f"('binance', {p}, cast({p} as {ts}), cast({p} as {ts}), 10, 10, 0, '[]', 0, 0, {p}, null, current_timestamp)",
-        [SYMBOL, from_us(start_us).isoformat(), from_us(end_us).isoformat(), missing],
-    )
-
-
-def test_the_scheduled_audit_compares_only_buckets_closed_and_confirmed_whole_by_the_repair(each_warehouse, exchange):
-    """The stream alone cannot confirm a bucket whole: what the repair has not yet checked, or found
-    still missing trades, waits; a symbol never repaired is not audited at all."""
+def test_the_scheduled_audit_compares_closed_complete_candles_only_and_those_that_became_complete_later(
+    each_warehouse, exchange
+):
+    """An incomplete candle is never a mismatch, whatever it holds, and waits: once it is complete (a
+    later build recomputed it), the next audit compares it. The forming candle is not compared either."""
     _, client = exchange
     now = client.server_time_us()
-    hour = 3_600_000_000
-    first_hour = now // hour * hour - hour  # the last whole clock hour, inside the sandbox's history
-    start = first_hour - 30 * 60_000_000
+    hour = INTERVAL_US["1h"]
+    start = now // hour * hour - hour  # the last whole clock hour, inside the sandbox's history
     fill_candles_from_exchange(each_warehouse, client, SYMBOL, start, now)
+    minute = INTERVAL_US["1m"]
+    waiting = start + 10 * minute, start + 11 * minute  # incomplete, and one of them differs
+    for open_us in waiting:
+        _set(each_warehouse, "1m", open_us, "is_complete = false")
+    _set(each_warehouse, "1m", waiting[0], "close = close + 1, volume = volume + 1")
+    first = audit_closed_candles(each_warehouse.execute, each_warehouse.dialect, client)
+    assert not first.failed
+    seen = {(bucket.interval, bucket.open_time_us) for bucket in first.buckets}
+    assert seen == closed_buckets(start, now) - {("1m", open_us) for open_us in waiting}
+    assert first.as_dict()[MATCH] == len(first.buckets) > 60
     assert audit_closed_candles(each_warehouse.execute, each_warehouse.dialect, client).buckets == []
 
-    _record_window(each_warehouse, start, first_hour, missing=0)  # checked whole
-    _record_window(each_warehouse, first_hour, first_hour + hour, missing=3)  # still missing trades
-    result = audit_closed_candles(each_warehouse.execute, each_warehouse.dialect, client)
-    assert {(b.interval, b.open_time_us) for b in result.buckets} == closed_buckets(start, first_hour)
-    assert result.as_dict()[MATCH] == len(result.buckets) > 30
+    # A later build found them whole: the one that differs is a mismatch now, the other matches.
+    for open_us in waiting:
+        _set(each_warehouse, "1m", open_us, "is_complete = true")
+    second = audit_closed_candles(each_warehouse.execute, each_warehouse.dialect, client)
+    assert {(bucket.interval, bucket.open_time_us, bucket.status) for bucket in second.buckets} == {
+        ("1m", waiting[0], MISMATCH),
+        ("1m", waiting[1], MATCH),
+    }
+    assert second.failed
+
+
+def test_an_audit_compares_at_most_its_limit_oldest_first_and_the_next_ones_go_on(exchange, tmp_path):
+    from include.warehouse.duckdb_backend import DuckDBWarehouse
+
+    _, client = exchange
+    now = client.server_time_us()
+    minute = INTERVAL_US["1m"]
+    start = (now - 3600 * 1_000_000) // minute * minute
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
+        fill_candles_from_exchange(warehouse, client, SYMBOL, start, now)
+        auditor = CandleAuditor(warehouse.execute, warehouse.dialect, client, limit=25)
+        runs = [auditor.audit([SYMBOL], start, now, now_us=now, intervals=["1m"]).buckets for _ in range(4)]
+    opens = [[bucket.open_time_us for bucket in run] for run in runs]
+    assert [len(run) for run in opens[:2]] == [25, 25]
+    assert opens[0] == [start + number * minute for number in range(25)]
+    assert opens[1] == [start + number * minute for number in range(25, 50)]
+    every = [open_us for run in opens for open_us in run]
+    assert sorted(every) == sorted(open_us for interval, open_us in closed_buckets(start, now) if interval == "1m")
+    assert opens[-1] == []

@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from include.lake.store import LocalStore
+from include.warehouse.audit import ensure_audit_table
 from include.warehouse.duckdb_backend import SETUP_DIR, DuckDBWarehouse
 from include.warehouse.load import load_lake
 from include.warehouse.migrations import applied_versions, migrate, versions
@@ -135,3 +136,26 @@ def test_a_crash_at_any_statement_of_a_migration_leaves_each_version_whole_or_ab
             assert migrate(execute_on(connection), DUCKDB, SETUP_DIR) == [v for v in ALL_VERSIONS if v not in recorded]
             assert sorted(applied_versions(execute_on(connection))) == ALL_VERSIONS
             assert cursor_type(connection) == "VARCHAR"
+
+
+def test_marts_built_before_completeness_are_dropped_and_the_audit_kept(tmp_path):
+    """V006: the candle marts gained columns their incremental builds read back; the marts of an older
+    warehouse are dropped (the next dbt build builds them whole from raw), the audit's record stays."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        execute = execute_on(connection)
+        assert migrate(execute, DUCKDB, SETUP_DIR, skip={"V006"}) == [v for v in ALL_VERSIONS if v != "V006"]
+        execute("create schema marts")
+        for interval in ("1m", "5m", "15m", "1h", "4h", "1d"):
+            execute(f"create table marts.candles_{interval} (symbol varchar, open_time timestamptz, is_closed boolean)")
+        ensure_audit_table(execute, DUCKDB)
+        execute("insert into marts.candle_audit values ('BTCUSDT', '1m', now(), 'match', '', now())")
+    with DuckDBWarehouse(path) as warehouse:
+        assert "V006" in applied_versions(warehouse.execute)
+        tables = warehouse.execute("select table_name from duckdb_tables() where schema_name = 'marts'")
+        assert tables == [("candle_audit",)]
+        assert warehouse.execute("select count(*) from marts.candle_audit") == [(1,)]
+        columns = warehouse.execute(
+            "select column_name from duckdb_columns() where schema_name = 'raw' and table_name = 'completeness'"
+        )
+        assert [name for (name,) in columns][-2:] == ["first_id", "end_id"]

@@ -25,7 +25,14 @@ from include.lake.trades import write_trades
 from include.warehouse import snapshot
 from include.warehouse.audit import ensure_audit_table
 from include.warehouse.duckdb_backend import DuckDBWarehouse
-from include.warehouse.snapshot import AUDIT_COLUMNS, CANDLE_COLUMNS, COPIED_TABLES, publish_into, publish_snapshot
+from include.warehouse.snapshot import (
+    AUDIT_COLUMNS,
+    CANDLE_COLUMNS,
+    COPIED_TABLES,
+    create_table_sql,
+    publish_into,
+    publish_snapshot,
+)
 from include.warehouse.sql import DUCKDB
 from tests.support.candles import build, load, query
 from tests.support.dashboard import assert_snapshot_equals_warehouse
@@ -33,7 +40,7 @@ from tests.support.paths import REPO_ROOT
 from tests.support.processes import process_group, run_to_end
 from tests.support.trades import START_US, columns
 from tests.support.waiting import wait_until
-from tests.support.warehouse import Crash, write_heartbeats, write_window
+from tests.support.warehouse import Crash, write_gap_fill, write_heartbeats, write_window
 
 HOUR_8 = datetime(2026, 11, 24, 8, tzinfo=UTC)
 CONNECTION = {"state": "open", "connection": 1, "since": "2026-11-24T08:00:00+00:00"}
@@ -42,13 +49,15 @@ DEADLINE = 60.0
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    """A warehouse with trades of two symbols over two hours, status tables and the candle marts; no audit yet."""
+    """A warehouse with trades of two symbols over two hours, status tables (a gap fill among them) and the
+    candle marts; no audit yet."""
     folder = tmp_path_factory.mktemp("built")
     lake = open_lake(f"file://{folder / 'lake'}")
     write_trades(lake, columns("BTCUSDT", 1, 7200), "stream", START_US)
     write_trades(lake, columns("ETHUSDT", 50_000, 3000), "backfill", START_US)
     write_heartbeats(lake, {"BTCUSDT": (7200, START_US + 7199 * 1_000_000), "ETHUSDT": None}, CONNECTION)
     write_window(lake, "BTCUSDT", HOUR_8, filled=2, holes=(104,))
+    write_gap_fill(lake, "ETHUSDT", 51_000, 51_009, holes=(51_004,))
     path = folder / "warehouse.duckdb"
     load(lake, path)
     build(path, folder / "dbt")
@@ -105,6 +114,19 @@ def test_the_snapshot_is_the_warehouse_exactly_decimals_as_decimals(built, tmp_p
         query(published, "select column_name, data_type from duckdb_columns() where table_name = 'candles_1m'")
     )
     assert (types["open"], types["quote_volume"]) == ("DECIMAL(38,8)", "DECIMAL(38,16)"), types
+    # The marts dbt builds have the contract's columns (snapshot.CANDLE_COLUMNS), in its order and types.
+    with duckdb.connect(":memory:") as contract:
+        contract.execute(create_table_sql("contract", CANDLE_COLUMNS))
+        expected = contract.execute(
+            "select column_name, data_type from duckdb_columns() where table_name = 'contract' order by column_index"
+        ).fetchall()
+    for interval in ("1m", "5m", "15m", "1h", "4h", "1d"):
+        columns = query(
+            warehouse,
+            "select column_name, data_type from duckdb_columns() "
+            f"where schema_name = 'marts' and table_name = 'candles_{interval}' order by column_index",
+        )
+        assert columns == expected, interval
     ((close, quote_volume),) = query(
         published, "select close, quote_volume from candles_1m where symbol = 'BTCUSDT' order by open_time limit 1"
     )

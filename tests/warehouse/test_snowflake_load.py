@@ -110,15 +110,15 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
         migration.version: render_setup(migration.path, "cryptoflow", "s3://lake-bucket", "cryptoflow_lake")
         for migration in setup_versions()
     }
-    assert list(statements) == ["V001", "V002", "V003", "V004", "V005", "V006", "V007"]
+    assert list(statements) == ["V001", "V002", "V003", "V004", "V005", "V006", "V007", "V008", "V009"]
     text = {version: "\n".join(parts).lower() for version, parts in statements.items()}
     assert not any("${" in body for body in text.values())
     assert f"create role if not exists {LOADER_ROLE}" in text["V001"]
     assert f"create role if not exists {READER_ROLE}" in text["V001"]
     assert "url = 's3://lake-bucket/' storage_integration = cryptoflow_lake" in text["V002"]
-    grants = "\n".join(text[version] for version in ("V003", "V005", "V007")).splitlines()
+    grants = "\n".join(text[version] for version in ("V003", "V005", "V007", "V009")).splitlines()
     # The loader copies through the stage and its format into raw and stamps loaded_at (an update);
-    # the reader only reads: marts, and of raw the two health tables.
+    # the reader only reads: marts, and of raw the two health tables and the gap fills.
     for needed in (
         "on stage cryptoflow.raw.lake",
         "on file format cryptoflow.raw.lake_parquet",
@@ -144,7 +144,7 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
     )
     # Every table the dashboard reads on Snowflake (dashboard/queries.py, the snapshot's tables) is
     # readable by the reader: marts' through V003's future-tables grant (marts.candle_audit is
-    # created by the audit, after it), raw's health tables one by one (V007), and no other raw table.
+    # created by the audit, after it), raw's health tables one by one (V007, V009), and no other raw table.
     marts = f"grant select on future tables in schema cryptoflow.marts to role {READER_ROLE}"
     needed = {
         marts if schema == "marts" else f"grant select on table cryptoflow.{schema}.{table} to role {READER_ROLE}"
@@ -152,7 +152,7 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
     }
     assert needed <= set(reader), needed - set(reader)
     assert f"grant usage on schema cryptoflow.raw to role {READER_ROLE}" in reader
-    assert len([line for line in reader if "cryptoflow.raw." in line]) == 2
+    assert len([line for line in reader if "cryptoflow.raw." in line]) == 3
     # The tables granted exist: created by an earlier version.
     created = set(re.findall(r"create table if not exists (\S+)", "\n".join(text.values())))
     assert {line.split()[4] for line in reader if " on table " in line} <= created
@@ -166,7 +166,7 @@ def test_every_version_that_grants_is_applied_only_at_account_level():
         for migration in setup_versions()
         if re.search(r"^\s*grant\b", migration.path.read_text(), re.MULTILINE | re.IGNORECASE)
     }
-    assert granting == {"V001", "V003", "V005", "V007"}
+    assert granting == {"V001", "V003", "V005", "V007", "V009"}
     assert granting <= ACCOUNT_LEVEL_VERSIONS
 
 

@@ -116,7 +116,8 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
         expected = {"load", "transform.dbt_producer_watcher", "audit", "publish"}
         assert expected | {f"transform.{m}_run" for m in models} <= ended, ended
         assert_exactly_the_lake(lake, path)
-        assert_closed_candles_are_klines(path, sandbox.rest_url, ("BTCUSDT",))
+        # Imported from before the market's first trade to now: every closed candle is complete.
+        assert_closed_candles_are_klines(path, sandbox.rest_url, ("BTCUSDT",), all_complete=True)
         audited = dict(query(path, "select status, count(*) from marts.candle_audit group by status"))
         assert set(audited) == {"match"}, audited
         assert audited["match"] >= 60, audited  # every closed minute, and more
@@ -176,7 +177,7 @@ def test_the_audit_and_the_dbt_build_are_not_retried_and_the_build_is_the_only_w
     assert tasks["transform.dbt_producer_watcher"]["retries"] == 0
     assert tasks["transform.dbt_producer_watcher"]["upstream"] == ["load"]
     sensors = {task: info for task, info in tasks.items() if task.endswith("_run")}
-    assert len(sensors) == 9, sorted(sensors)  # every model: the manifest was rendered
+    assert len(sensors) == 12, sorted(sensors)  # every model: the manifest was rendered
     assert {info["pool"] for info in sensors.values()} == {"default_pool"}
     assert tasks["transform.stg_trades_run"]["upstream"] == ["transform.dbt_producer_watcher"]
     # The audit needs the build, not the models' reports of it: it follows the producer alone.

@@ -31,6 +31,33 @@
     date_part(epoch_microsecond, {{ timestamp }})
 {%- endmacro %}
 
+{#- The type of a timestamp with time zone, for a typed null. -#}
+{% macro timestamp_type() -%}
+    {{ return(adapter.dispatch('timestamp_type', 'cryptoflow')()) }}
+{%- endmacro %}
+
+{% macro duckdb__timestamp_type() -%}
+    timestamptz
+{%- endmacro %}
+
+{% macro snowflake__timestamp_type() -%}
+    timestamp_tz
+{%- endmacro %}
+
+{#- When the statement building a model started, by the warehouse's clock (the clock the load stamps
+    loaded_at with, so the two compare): the marts' built_at. -#}
+{% macro build_time() -%}
+    {{ return(adapter.dispatch('build_time', 'cryptoflow')()) }}
+{%- endmacro %}
+
+{% macro duckdb__build_time() -%}
+    cast(current_timestamp as timestamptz)
+{%- endmacro %}
+
+{% macro snowflake__build_time() -%}
+    cast(current_timestamp() as timestamp_tz)
+{%- endmacro %}
+
 {#- Microseconds since the epoch as a timestamp with time zone (UTC). -#}
 {% macro from_epoch_us(microseconds) -%}
     {{ return(adapter.dispatch('from_epoch_us', 'cryptoflow')(microseconds)) }}

@@ -3,5 +3,6 @@
     tmp_relation_type='transient'
 ) }}
 
-{#- Rolled up from the non-empty minutes of candles_1m; the strategy and why: macros/candles.sql. -#}
+{#- Rolled up from candles_1m (prices from its minutes with trades, completeness from all); the strategy
+    and why: macros/candles.sql. -#}
 {{ candles(900000000, 'minutes') }}

@@ -15,6 +15,8 @@ final as (
         symbol,
         window_start,
         window_end,
+        first_id,
+        end_id,
         expected,
         present_before,
         filled,

@@ -1,7 +1,7 @@
 {#-
     Trade ids are sequential per symbol on the exchange: every gap between consecutive ids in the
-    model is reported, unless each id in it is an exchange-side hole recorded by the repair ledger
-    (stg_completeness.holes). Meant at severity warn: the stream's gaps are repaired later.
+    model is reported, unless each id in it is an exchange-side hole recorded by the repair ledger or
+    a live gap fill (stg_trade_holes). Meant at severity warn: the stream's gaps are repaired later.
 -#}
 {% test trade_ids_contiguous(model) %}
 
@@ -9,7 +9,7 @@ with
 
 holes as (
 
-    {{ cryptoflow.unnest_json_ids(ref('stg_completeness'), ['exchange', 'symbol'], 'holes') }}
+    select exchange, symbol, trade_id as id from {{ ref('stg_trade_holes') }}
 
 ),
 
