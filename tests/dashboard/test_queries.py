@@ -451,6 +451,8 @@ def _snowflake_with(facts: SnapshotFacts, cursor) -> None:
         if name.startswith("candles_"):
             cursor.execute(create_table_sql(table, columns, schema).replace("timestamptz", "timestamp_tz"))
         rows = written(facts.path, name)
+        if not rows:  # a table the snapshot holds empty (gap_fills in these facts)
+            continue
         marks = "(" + ", ".join(["%s"] * len(rows[0])) + ")"
         for chunk in row_chunks(rows):  # one statement per chunk: fakesnow translates each statement
             cursor.execute(
