@@ -13,7 +13,7 @@ qualify row_number() over (partition by exchange, symbol, trade_id order by load
 
 -- "The first trade at or after T is X", from the repair's windows and the live fills' start gaps.
 create or replace temp table anchors as
-select symbol, window_start as at, first_id as trade_id from raw.completeness where first_id is not null
+select symbol, window_start as anchor_time, first_id as trade_id from raw.completeness where first_id is not null
 union all
 select symbol, window_end, end_id from raw.completeness where end_id is not null
 union all
@@ -56,7 +56,7 @@ select
     epoch_us(last_trade_time) as ends_us
 from minute_trades
 union all
-select distinct symbol, 2 * trade_id - 1, trade_id - 1, trade_id, epoch_us(at) - 1, epoch_us(at) from anchors;
+select distinct symbol, 2 * trade_id - 1, trade_id - 1, trade_id, epoch_us(anchor_time) - 1, epoch_us(anchor_time) from anchors;
 
 -- Spans: ids missing between elements, or inside a minute, that are not exchange-side holes.
 create or replace temp table spans as
@@ -140,7 +140,7 @@ judged as (
     inner join coverage on coverage.symbol = series.symbol
     inner join known on known.symbol = series.symbol
     left join minute_trades on minute_trades.symbol = series.symbol and minute_trades.open_us = series.open_us
-)
+),
 carried as (
     select
         *,

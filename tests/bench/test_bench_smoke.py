@@ -48,7 +48,9 @@ FIGURES = {
     ],
     "transform": [
         "hand GROUP BY, 1m candles",
+        "hand SQL, the six marts",
         "full build of the candle marts",
+        "candle marts / hand SQL",
         "candle marts / hand GROUP BY",
         "full build (dbt build)",
         "full build, models",
@@ -86,6 +88,7 @@ CHECKS = {
     "load": ["every file loaded exactly once", "every trade loaded exactly once"],
     "transform": [
         "1m candles equal the hand GROUP BY",
+        "the six marts equal the hand script's",
         "every trade counted once in 1m candles",
         "incremental marts equal a full refresh",
     ],
