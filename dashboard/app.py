@@ -291,6 +291,23 @@ def live(queries: MarketQueries, lake: ObjectStore, view: View) -> None:
     health_panel(facts, datetime.now(UTC))
 
 
+@st.fragment(run_every=REFRESH_SECONDS)
+def waiting_for_candles(settings: Settings) -> None:
+    """Until the warehouse has published candles: says why nothing is shown, and reloads the page once
+    they are there (a page opened right after ``make up`` shows the chart without a reload)."""
+    try:
+        symbols = market_queries(settings).symbols()
+    except NoData as error:
+        st.info(f"{error}\n\n{WHAT_TO_RUN}")
+        return
+    except duckdb.Error as error:
+        st.error(f"The dashboard could not read the data: {' '.join(str(error).split())}")
+        return
+    if symbols:
+        st.rerun(scope="app")
+    st.info(f"The warehouse holds no candles yet: they appear after the first load and transform.\n\n{WHAT_TO_RUN}")
+
+
 def main() -> None:
     # No page_icon: a Material icon as the favicon is fetched from fonts.gstatic.com, and these machines are offline.
     st.set_page_config(page_title="cryptoflow", layout="wide")
@@ -303,14 +320,10 @@ def main() -> None:
     try:
         queries = market_queries(settings)
         symbols = queries.symbols()
-    except NoData as error:
-        st.info(f"{error}\n\n{WHAT_TO_RUN}")
-        return
-    except duckdb.Error as error:
-        st.error(f"The dashboard could not read the data: {' '.join(str(error).split())}")
-        return
+    except (NoData, duckdb.Error):
+        symbols = []
     if not symbols:
-        st.info(f"The warehouse holds no candles yet: they appear after the first load and transform.\n\n{WHAT_TO_RUN}")
+        waiting_for_candles(settings)
         return
     params = st.query_params.to_dict()
     view, notices = parse_view(params, symbols, settings.symbols[0])

@@ -9,6 +9,7 @@ its trace by Plotly's ``__data__``) and the axes' own data-to-pixel conversion (
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -196,3 +197,22 @@ def test_the_forming_and_incomplete_candles_are_named_in_the_legend(server, open
     page = open_page(server, interval="1m", range="1h")
     for name in (FORMING, INCOMPLETE):
         assert page.locator(".js-plotly-plot .legend").get_by_text(name).count() == 1
+
+
+def test_a_page_opened_before_the_first_snapshot_shows_the_chart_once_it_is_published(
+    browser, snapshot, lake, tmp_path
+):
+    """Right after `make up` there is nothing to show yet: the page says so, and draws the chart the moment
+    the warehouse publishes, without a reload (it used to wait for one forever)."""
+    port, target = free_port(), tmp_path / "dashboard" / "marts.duckdb"
+    env = {"WAREHOUSE": "duckdb", "DASHBOARD_SNAPSHOT": str(target), "SYMBOLS": "BTCUSDT", "LAKE_URL": lake.url}
+    with streamlit_server(dashboard_argv(port), port, tmp_path / "streamlit.log", env=env, cwd=REPO_ROOT) as started:
+        page = new_page(browser)
+        try:
+            page.goto(f"{started.url}/?symbol=BTCUSDT&interval=1m&range=1h", timeout=WAIT_MS)
+            page.get_by_text("No dashboard snapshot").wait_for(timeout=WAIT_MS)
+            target.parent.mkdir(parents=True)
+            shutil.copyfile(snapshot.path, target)  # what a publish puts there (an atomic rename in the product)
+            assert wait_for_steady_candles(page, WAIT_MS / 1000) > 0
+        finally:
+            page.context.close()
