@@ -29,6 +29,7 @@ from tests.support.exchange import CutRecorder, history, stream_for
 from tests.support.gaps import gap_records, ids_of, lake_id_set
 from tests.support.net import admin
 from tests.support.trades import columns
+from tests.support.waiting import wait_until
 
 SYMBOL = "BTCUSDT"
 T0 = to_us(datetime(2026, 11, 24, 13, 30, tzinfo=UTC))
@@ -246,6 +247,13 @@ def test_a_restarted_stream_records_the_ids_since_the_lakes_last_one(start_sandb
     with start_sandbox(symbols=(SYMBOL,), rate=100.0) as sandbox:
         before = stream_for(lake, sandbox.ws_url, 3.0, (SYMBOL,))
         last_before = max(streamed(lake))
+        # Trades made while no stream is connected are the restart's gap: wait for one (the sandbox makes
+        # its trades in ticks, so a stream reconnected within a tick may have missed nothing).
+        wait_until(
+            lambda: admin(sandbox)["symbols"][SYMBOL]["last_id"] > last_before + 1,
+            60,
+            "a trade made between the two streams",
+        )
         after = stream_for(lake, sandbox.ws_url, 3.0, (SYMBOL,))  # a new writer: nothing in memory
         got = streamed(lake)
         first_after = min(i for i in got if i > last_before)
