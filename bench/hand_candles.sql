@@ -1,15 +1,15 @@
 -- The six candle marts by hand, in one DuckDB connection: the baseline of the transform benchmark's
 -- full-build ratio (issue 19). Same columns, zero-fill, completeness by trade id and exact decimals
 -- as marts.candles_* (docs/architecture.md, "The live edge"), none of dbt's machinery: no
--- incremental logic, no tests, no per-model transaction. Reads raw.*, writes hand.candles_*.
+-- incremental logic, no tests, no per-model transaction. Reads staging.stg_trades (the marts' input)
+-- and raw's status tables, writes hand.candles_*.
 -- {intervals} is replaced by the benchmark with rows of (name, width in µs).
 
 create schema if not exists hand;
 
-create or replace temp table trades as
-select symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker
-from raw.trades
-qualify row_number() over (partition by exchange, symbol, trade_id order by loaded_at, source, ingested_at) = 1;
+-- The marts' input, as they read it: staging.stg_trades, one row per trade (dbt builds it first).
+create or replace temp view trades as
+select symbol, trade_id, price, quantity, quote_quantity, trade_time, is_buyer_maker from staging.stg_trades;
 
 -- "The first trade at or after T is X", from the repair's windows and the live fills' start gaps.
 create or replace temp table anchors as

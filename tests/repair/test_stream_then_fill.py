@@ -5,7 +5,9 @@ A sandbox skips WebSocket messages, stalls and cuts every connection; a stream w
 and a second one (a new writer, as after a crash) takes over. All the while ``python -m include.cli
 fill-gaps --follow`` runs as a real process. ``repair_window`` never runs. The test polls until the
 lake holds every trade the exchange has from the first gap's start boundary up to the last trade
-streamed, then judges that range against the exchange's REST history, trade by trade.
+streamed, then judges that range against the exchange's REST history, trade by trade, and the candles
+built from that lake against the exchange's klines: every closed minute before the last one streamed
+is complete, and every complete candle of every interval is the exchange's own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import duckdb
 import pytest
 
 from include.binance.client import BinanceClient
@@ -25,6 +28,7 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trades
 from include.repair.boundary import start_boundary
 from include.sandbox.faults import FaultSettings
+from tests.support.candles import assert_closed_candles_are_klines, build, load
 from tests.support.exchange import STREAMED_OR_BACKFILLED, assert_matches_exchange, history, stream_for
 from tests.support.gaps import fill_records, gap_records, ids_of, lake_id_set
 from tests.support.paths import REPO_ROOT
@@ -43,12 +47,25 @@ def lake_is_whole(lake: LocalStore, rest_url: str, spans: dict[str, tuple[int, i
     return True
 
 
+def incomplete_minutes_before_the_last(warehouse) -> dict[str, object]:
+    """The closed 1m candles before each symbol's last minute with a trade (after it, the first trade
+    after a bucket is not known: the streams stopped), and those of them that are not complete."""
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        rows = connection.execute(
+            "select symbol, open_time, is_complete from marts.candles_1m as candles where is_closed and open_time < "
+            "(select max(open_time) from marts.candles_1m as last where last.symbol = candles.symbol "
+            "and last.trade_count > 0)"
+        ).fetchall()
+    return {"incomplete": [row[:2] for row in rows if not row[2]], "closed": len(rows)}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_stream_with_skips_cuts_and_a_restart_is_made_whole_by_the_live_fill_alone(start_sandbox, tmp_path):
     lake = LocalStore(tmp_path / "lake")
     faults = FaultSettings(skip_fraction=0.03, drop_connections_every=2.0, stall_every=1.3, stall_seconds=0.5)
-    with start_sandbox(symbols=SYMBOLS, rate=50.0, history_seconds=30, faults=faults) as sandbox:
+    # Two and a half minutes of history before the stream: the start gap spans closed minutes.
+    with start_sandbox(symbols=SYMBOLS, rate=50.0, history_seconds=150, faults=faults) as sandbox:
         env = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
         env.update(BINANCE_REST_URL=sandbox.rest_url, DATA_DIR=str(tmp_path))
         argv = [sys.executable, "-m", "include.cli", "fill-gaps", "--follow", "0.5"]
@@ -82,6 +99,15 @@ def test_stream_with_skips_cuts_and_a_restart_is_made_whole_by_the_live_fill_alo
             assert filler.poll() is None, "the follower ended by itself"
             filler.send_signal(signal.SIGINT)
             assert filler.wait(60) == 0
+        # The candles of that lake, with no hourly repair: complete, and the exchange's own.
+        warehouse = tmp_path / "warehouse.duckdb"
+        load(lake, warehouse)
+        build(warehouse, tmp_path / "dbt")
+        compared = assert_closed_candles_are_klines(warehouse, sandbox.rest_url, SYMBOLS)
+        settled = incomplete_minutes_before_the_last(warehouse)
+    assert settled == {"incomplete": [], "closed": settled["closed"]}, settled
+    assert settled["closed"] >= 2 * len(SYMBOLS), settled  # the comparison compared something
+    assert compared["1m"] >= settled["closed"], compared
     log = (tmp_path / "fill.log").read_text()
     assert "Traceback" not in log, log[-3000:]
     assert first.writer != second.writer
