@@ -352,8 +352,12 @@ def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_p
 
 
 def run_up(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``up`` expected to refuse at once; were it to start, everything it started is ended all the same."""
-    argv = [sys.executable, "-m", "include.cli", "up", "--airflow-home", str(tmp_path / "airflow"), *args]
+    """``up`` expected to refuse at once; were it to start, everything it started is ended all the same.
+    Every port it is not told is a free one: a `make up` running beside the tests holds the defaults."""
+    ports = {flag: str(free_port()) for flag in ("--sandbox-port", "--airflow-port", "--dashboard-port")}
+    ports.update(dict(zip(args[::2], args[1::2], strict=True)))
+    argv = [sys.executable, "-m", "include.cli", "up", "--airflow-home", str(tmp_path / "airflow")]
+    argv += [item for flag, port in ports.items() for item in (flag, port)]
     outside = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
     return run_to_end(argv, {**outside, "DATA_DIR": str(tmp_path / "data"), **env}, timeout=120, cwd=REPO_ROOT)
 
