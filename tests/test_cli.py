@@ -264,10 +264,12 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) 
     temporary folder, so that nothing is ever written into the repo's ``data/``.
     """
     base = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
-    base["DATA_DIR"] = tempfile.mkdtemp(prefix="cryptoflow-cli-")
-    # dbt's artifacts too: include/dbt/target holds the manifest the DAG tests render from.
-    base["DBT_TARGET_PATH"] = str(Path(base["DATA_DIR"]) / "dbt-target")
-    return run_to_end([sys.executable, "-m", "include.cli", *args], {**base, **(env or {})}, timeout, cwd=REPO_ROOT)
+    with tempfile.TemporaryDirectory(prefix="cryptoflow-cli-") as data_dir:  # removed after the command
+        base["DATA_DIR"] = data_dir
+        # dbt's artifacts too: include/dbt/target holds the manifest the DAG tests render from.
+        base["DBT_TARGET_PATH"] = str(Path(data_dir) / "dbt-target")
+        argv = [sys.executable, "-m", "include.cli", *args]
+        return run_to_end(argv, {**base, **(env or {})}, timeout, cwd=REPO_ROOT)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int, *named: str) -> None:

@@ -6,7 +6,9 @@ imported, because Airflow reads its configuration once, at import.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,8 +18,11 @@ from tests.support.paths import REPO_ROOT
 
 # One Airflow home per pytest-xdist worker: each its own SQLite database, none shared between workers.
 _HOME_VARIABLE = f"CRYPTOFLOW_TEST_AIRFLOW_HOME_{os.environ.get('PYTEST_XDIST_WORKER', 'main').upper()}"
-AIRFLOW_HOME = Path(os.environ.get(_HOME_VARIABLE) or tempfile.mkdtemp(prefix="cryptoflow-airflow-"))
+_INHERITED = os.environ.get(_HOME_VARIABLE)  # a process a test started shares its parent's home
+AIRFLOW_HOME = Path(_INHERITED or tempfile.mkdtemp(prefix="cryptoflow-airflow-"))
 os.environ[_HOME_VARIABLE] = str(AIRFLOW_HOME)
+if not _INHERITED:  # the process that made the home removes it when it ends
+    atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 
 AIRFLOW_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
