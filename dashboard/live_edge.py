@@ -57,7 +57,7 @@ from dashboard.queries import (
 from include.lake.keys import heartbeat_key, hour_prefix, ids_of_key
 from include.lake.store import ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
-from include.timeutil import HOUR_US, hour_start_us, to_us
+from include.timeutil import HOUR_US, MINUTE_US, hour_start_us, to_us
 
 TRADE_COLUMNS = ("trade_id", "price", "quantity", "quote_quantity", "trade_time", "is_buyer_maker", "source")
 # A trade stamped by the exchange's clock a little ahead of ours, at an hour's turn, is still read.
@@ -65,7 +65,6 @@ CLOCK_SKEW = timedelta(minutes=1)
 # A warehouse further behind than this: the live edge is off (every refresh would list and merge a day
 # of the lake, every 2 s), and the page says so; the health panel shows the warehouse's delay.
 MAX_BEHIND = timedelta(hours=24)
-_MINUTE_US = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -364,7 +363,7 @@ def live_minutes(frontier: Frontier, marts_minutes: pa.Table, edge: LakeEdge) ->
 def roll_up(symbol: str, minutes: pa.Table, interval: str) -> pa.Table:
     """Buckets of ``interval`` from 1m candles (oldest first, continuous), by the marts' roll-up rules."""
     closed = minutes.filter(minutes["is_closed"])["open_time"]
-    closed_until = to_us(pc.max(closed).as_py()) + _MINUTE_US if len(closed) else 0
+    closed_until = to_us(pc.max(closed).as_py()) + MINUTE_US if len(closed) else 0
     params = {
         "symbol": symbol,
         "width_us": INTERVAL_LENGTHS[interval] // timedelta(microseconds=1),

@@ -52,9 +52,14 @@ def trade_key(symbol: str, hour_start_us: int, source: str, first_id: int, last_
     return f"{hour_prefix(symbol, hour_start_us)}{source}-{first_id}-{last_id}.parquet"
 
 
+def partition_values(key: str) -> dict[str, str]:
+    """The ``name=value`` parts of a lake key (the last one without its ``.json``): {"symbol": ...}."""
+    return dict(part.removesuffix(".json").split("=", 1) for part in key.split("/") if "=" in part)
+
+
 def hour_of_key(key: str) -> int:
     """Start (µs) of the hour a trade file covers, from its ``date=``/``hour=`` partitions."""
-    parts = dict(part.split("=", 1) for part in key.split("/") if "=" in part)
+    parts = partition_values(key)
     moment = datetime.strptime(f"{parts['date']} {parts['hour']}", "%Y-%m-%d %H").replace(tzinfo=UTC)
     return to_us(moment)
 
@@ -92,6 +97,12 @@ def gap_symbol_prefix(symbol: str) -> str:
 def gap_key(symbol: str, detected: datetime, first_id: int, last_id: int, writer: str) -> str:
     """A gap the stream writer ``writer`` saw: ids ``first_id..last_id`` (both included) are missing."""
     return f"{gap_symbol_prefix(symbol)}date={detected:%Y-%m-%d}/{first_id}-{last_id}-{writer}.json"
+
+
+def gap_ids_of_key(key: str) -> tuple[int, int]:
+    """``(first_id, last_id)`` of a gap record, from its name ``<first_id>-<last_id>-<writer>.json``."""
+    first_id, last_id, _writer = key.rsplit("/", 1)[-1].split("-", 2)
+    return int(first_id), int(last_id)
 
 
 def gap_fill_symbol_prefix(symbol: str) -> str:

@@ -9,14 +9,13 @@ hour of the stream's first trade. The stream records the ids from X to its first
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 from include.binance.client import BinanceClient
 from include.ingest.gaps import Boundary
 from include.lake.keys import ledger_symbol_prefix
 from include.lake.store import ObjectStore
-from include.repair.ledger import WindowReport
+from include.repair.ledger import report_at
 from include.timeutil import from_us, hour_start_us, to_us
 
 
@@ -27,7 +26,7 @@ def ledger_boundary(lake: ObjectStore, symbol: str, before_us: int) -> Boundary 
     for date in (day, day - timedelta(days=1)):
         keys = [info.key for info in lake.list(f"{ledger_symbol_prefix(symbol)}date={date:%Y-%m-%d}/")]
         for key in sorted(keys, reverse=True):  # named by window start: the latest first
-            report = WindowReport(**json.loads(lake.get(key)))
+            report = report_at(lake, key)
             end_us = to_us(datetime.fromisoformat(report.end))
             if report.complete and report.end_id is not None and end_us <= before_us:
                 return Boundary(report.end_id, end_us)

@@ -46,11 +46,14 @@ class WindowReport:
         )
 
 
+def report_at(lake: ObjectStore, key: str) -> WindowReport:
+    """The window report stored at ``key``."""
+    return WindowReport(**json.loads(lake.get(key)))
+
+
 def read_report(lake: ObjectStore, symbol: str, start: datetime) -> WindowReport | None:
     key = report_key(symbol, start)
-    if not lake.exists(key):
-        return None
-    return WindowReport(**json.loads(lake.get(key)))
+    return report_at(lake, key) if lake.exists(key) else None
 
 
 def write_report(lake: ObjectStore, report: WindowReport, start: datetime) -> str:
@@ -62,4 +65,4 @@ def write_report(lake: ObjectStore, report: WindowReport, start: datetime) -> st
 
 def read_reports(lake: ObjectStore, symbol: str) -> list[WindowReport]:
     """Every window on record for a symbol, oldest first."""
-    return [WindowReport(**json.loads(lake.get(info.key))) for info in lake.list(ledger_symbol_prefix(symbol))]
+    return [report_at(lake, info.key) for info in lake.list(ledger_symbol_prefix(symbol))]

@@ -31,7 +31,15 @@ import numpy as np
 
 from include.binance.client import BinanceClient
 from include.ingest.gaps import Gap, gap_from_json
-from include.lake.keys import GAP_WRITES_PREFIX, gap_fill_key, gap_fill_symbol_prefix, hour_prefix, ids_of_key
+from include.lake.keys import (
+    GAP_WRITES_PREFIX,
+    gap_fill_key,
+    gap_fill_symbol_prefix,
+    gap_ids_of_key,
+    hour_prefix,
+    ids_of_key,
+    partition_values,
+)
 from include.lake.markers import PARTITION_MEMORY, MarkerWriter, read_marker
 from include.lake.store import ObjectStore
 from include.lake.trades import read_table, write_trades
@@ -96,10 +104,6 @@ class FillSummary:
         return {**asdict(self), "files": len(self.files)}
 
 
-def _partition_values(key: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in key.split("/") if "=" in part)
-
-
 def gap_partitions(lake: ObjectStore, now: datetime | None = None) -> list[str]:
     """The ``status/gaps/.../date=.../`` partitions written in the last two days, as the gap markers
     name them: the listing follows what the stream recorded, not the size of the lake."""
@@ -131,15 +135,14 @@ def read_fill(lake: ObjectStore, key: str) -> GapFill:
 
 def _pending_in(lake: ObjectStore, partition: str) -> Iterator[PendingGap]:
     """The gaps of one symbol and date without a complete fill record."""
-    values = _partition_values(partition)
+    values = partition_values(partition)
     symbol, day = values["symbol"], datetime.strptime(values["date"], "%Y-%m-%d")
     fills = {info.key for info in lake.list(f"{gap_fill_symbol_prefix(symbol)}date={values['date']}/")}
     seen: set[str] = set()
     for info in lake.list(partition):
         if not info.key.endswith(".json"):
             continue
-        first_id, last_id, _writer = info.key.rsplit("/", 1)[-1].split("-", 2)  # named <first>-<last>-<writer>
-        fill_key = gap_fill_key(symbol, day, int(first_id), int(last_id))
+        fill_key = gap_fill_key(symbol, day, *gap_ids_of_key(info.key))
         if fill_key in seen:
             continue  # the same gap recorded by another writer (overlapping stream windows)
         seen.add(fill_key)
@@ -153,7 +156,7 @@ def pending_gaps(lake: ObjectStore, symbols: Collection[str] | None = None) -> l
     """Every gap of the last two days (of ``symbols``, or all) that no fill has completed, oldest first."""
     pending = []
     for partition in gap_partitions(lake):
-        if symbols is None or _partition_values(partition)["symbol"] in symbols:
+        if symbols is None or partition_values(partition)["symbol"] in symbols:
             pending += _pending_in(lake, partition)
     return sorted(pending, key=lambda p: (p.gap.symbol, p.gap.first_id, p.gap.last_id))
 

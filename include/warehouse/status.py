@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.lake.keys import GAP_FILLS_PREFIX, HEARTBEAT_PREFIX, LEDGER_PREFIX
+from include.lake.keys import GAP_FILLS_PREFIX, HEARTBEAT_PREFIX, LEDGER_PREFIX, partition_values
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.sql import Dialect, Execute, in_transaction, row_chunks
 
@@ -42,15 +42,10 @@ class StatusTable:
     row: Callable[[str, dict[str, Any]], tuple]  # (object key, parsed body) -> values, without loaded_at
 
 
-def _partitions(key: str) -> dict[str, str]:
-    """The ``name=value`` parts of a lake key; the last one without its ``.json``."""
-    return dict(part.removesuffix(".json").split("=", 1) for part in key.split("/") if "=" in part)
-
-
 def _heartbeat_row(key: str, body: dict[str, Any]) -> tuple:
     connection = body.get("connection")
     return (
-        _partitions(key)["exchange"],
+        partition_values(key)["exchange"],
         body["symbol"],
         body["updated_at"],
         body["last_trade_id"],
@@ -63,7 +58,7 @@ def _heartbeat_row(key: str, body: dict[str, Any]) -> tuple:
 def _window_row(key: str, body: dict[str, Any]) -> tuple:
     holes = [int(hole) for hole in body["holes"]]
     return (
-        _partitions(key)["exchange"],
+        partition_values(key)["exchange"],
         body["symbol"],
         body["start"],
         body["end"],
@@ -94,7 +89,7 @@ def _optional_id(value: object) -> int | None:
 def _gap_fill_row(key: str, body: dict[str, Any]) -> tuple:
     holes = [int(hole) for hole in body["holes"]]
     return (
-        _partitions(key)["exchange"],
+        partition_values(key)["exchange"],
         body["symbol"],
         _trade_id(body["first_id"]),
         _trade_id(body["last_id"]),
