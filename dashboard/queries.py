@@ -507,8 +507,7 @@ class MarketQueries:
         (None when no candle of that day has a price)."""
         with self._source.session() as fetch:
             checked = self._checked_symbol(fetch, symbol)
-            sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{candles_1m}"), _DECIMAL_COLUMNS)
-            minutes = fetch(sql, [checked, _EARLIEST.isoformat(), _LATEST.isoformat(), 1440], CANDLE_SCHEMA)
+            minutes = self._candles(fetch, checked, "1m", _EARLIEST, _LATEST, 1440)
         return ticker_of(checked, minutes)
 
     def edge(
