@@ -48,11 +48,11 @@ import pyarrow as pa
 
 from bench.common import REPO_ROOT
 from bench.report import Report, Target
+from include.candles import INTERVAL_NAMES, INTERVALS, MINUTE
 from include.config import Settings, load_settings
 from include.lake.trades import TradeColumns, to_table
 from include.timeutil import HOUR_US
 from include.transform import PER_BATCH_EXCLUDE, dbt_args, transform
-from include.warehouse.audit import INTERVAL_US, INTERVALS
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -282,10 +282,10 @@ def hand_group_by(warehouse: Warehouse, rounds: int) -> float:
 def hand_script() -> str:
     """``bench/hand_candles.sql`` with its larger intervals filled in: one text of statements."""
     body, each = HAND_SCRIPT.read_text().split("-- {each_interval}", 1)
-    larger = [name for name in INTERVALS if name != "1m"]
-    widths = ", ".join(f"('{name}', {INTERVAL_US[name]})" for name in larger)
+    larger = [interval for interval in INTERVALS if interval != MINUTE]
+    widths = ", ".join(f"('{interval.name}', {interval.length_us})" for interval in larger)
     per_interval = each.split("\n", 1)[1]
-    return body.replace("{intervals}", widths) + "".join(per_interval.replace("{name}", name) for name in larger)
+    return body.replace("{intervals}", widths) + "".join(per_interval.replace("{name}", i.name) for i in larger)
 
 
 def hand_six_marts(warehouse: Warehouse, rounds: int) -> float:
@@ -302,7 +302,7 @@ def hand_six_marts(warehouse: Warehouse, rounds: int) -> float:
 def marts_match_hand_script(warehouse: Warehouse) -> tuple[bool, str]:
     """Each mart and the hand script's table hold the same rows, value for value and type for type."""
     differing, rows = [], 0
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         mart = f"select {HAND_COLUMNS} from marts.candles_{interval}"
         hand = f"select {HAND_COLUMNS} from hand.candles_{interval}"
         (only_mart, only_hand, count), *_ = warehouse.market.query(
@@ -337,7 +337,7 @@ def trades_counted_once(warehouse: Warehouse) -> tuple[bool, str]:
 
 def snapshot_marts(warehouse: Warehouse) -> None:
     with DuckDBWarehouse(warehouse.settings.duckdb_path) as duckdb:
-        for interval in INTERVALS:
+        for interval in INTERVAL_NAMES:
             duckdb.execute(
                 f"create or replace table bench.incremental_{interval} as select * from marts.candles_{interval}"
             )
@@ -347,7 +347,7 @@ def marts_equal_snapshot(warehouse: Warehouse) -> tuple[bool, str]:
     """Every mart equals its snapshot taken before the full refresh, row for row and column for column
     (but built_at: when each build ran)."""
     differing = []
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         mart = f"(select * exclude (built_at) from marts.candles_{interval})"
         kept = f"(select * exclude (built_at) from bench.incremental_{interval})"
         (only_mart, only_kept, rows), *_ = warehouse.market.query(

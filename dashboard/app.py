@@ -35,7 +35,6 @@ from dashboard import health as judged  # noqa: E402
 from dashboard.chart import PLOTLY_CONFIG, THEMES, candle_figure, plain  # noqa: E402
 from dashboard.live_edge import LiveCandles, with_live_edge  # noqa: E402
 from dashboard.queries import (  # noqa: E402
-    INTERVALS,
     Health,
     MarketQueries,
     NoData,
@@ -44,6 +43,7 @@ from dashboard.queries import (  # noqa: E402
     ticker_of,
 )
 from dashboard.view import DEFAULT_COLOURS, RANGES, View, parse_view  # noqa: E402
+from include.candles import INTERVAL_NAMES  # noqa: E402
 from include.config import Settings, load_settings  # noqa: E402
 from include.lake.store import ObjectStore, open_lake  # noqa: E402
 
@@ -141,7 +141,7 @@ def controls(view: View, symbols: list[str]) -> None:
     sidebar = st.sidebar
     sidebar.selectbox("Symbol", symbols, key="symbol", on_change=_on_control, args=("symbol",))
     sidebar.segmented_control(
-        "Interval", list(INTERVALS), key="interval", required=True, on_change=_on_control, args=("interval",)
+        "Interval", list(INTERVAL_NAMES), key="interval", required=True, on_change=_on_control, args=("interval",)
     )
     sidebar.segmented_control(
         "Range",

@@ -26,8 +26,8 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dashboard.queries import INTERVAL_LENGTHS
 from dashboard.view import View
+from include.candles import BY_NAME
 
 # Passed to st.plotly_chart: wheel zooms, drag pans (layout.dragmode), double-click resets.
 PLOTLY_CONFIG = {
@@ -135,7 +135,7 @@ def _volume(table: pa.Table, colour: str, opacity: float, name: str, width_ms: i
 def _volumes(parts: dict[str, pa.Table], view: View) -> list[dict[str, object]]:
     """Volume bars coloured by direction, one trace per colour (a colour per bar costs a check per bar);
     the forming candle's bar fainter, like its candle; an incomplete candle's grey."""
-    width = INTERVAL_LENGTHS[view.interval] // timedelta(milliseconds=1)
+    width = BY_NAME[view.interval].length // timedelta(milliseconds=1)
     closed = parts["closed"]
     rising = pc.fill_null(pc.greater_equal(closed["close"], closed["open"]), True)
     bars = [
@@ -189,7 +189,7 @@ def _gaps(gaps: pa.Table, view: View) -> tuple[list[dict[str, object]], list[dic
     and a marker on the volume pane's baseline that names them in the legend and the hover."""
     if gaps.num_rows == 0:
         return [], []
-    width = INTERVAL_LENGTHS[view.interval]
+    width = BY_NAME[view.interval].length
     bands = [
         {
             "type": "rect",

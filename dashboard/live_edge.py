@@ -47,13 +47,12 @@ import pyarrow.compute as pc
 
 from dashboard.queries import (
     ARROW_BATCH_ROWS,
-    CANDLE_SCHEMA,
-    INTERVAL_LENGTHS,
     Frontier,
     MartsEdge,
     bucket_start,
     memory_cursor,
 )
+from include.candles import BY_NAME, CANDLE_SCHEMA
 from include.lake.keys import heartbeat_key, hour_prefix, ids_of_key
 from include.lake.store import ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
@@ -366,7 +365,7 @@ def roll_up(symbol: str, minutes: pa.Table, interval: str) -> pa.Table:
     closed_until = to_us(pc.max(closed).as_py()) + MINUTE_US if len(closed) else 0
     params = {
         "symbol": symbol,
-        "width_us": INTERVAL_LENGTHS[interval] // timedelta(microseconds=1),
+        "width_us": BY_NAME[interval].length_us,
         "closed_until_us": closed_until,
         "last_minute_us": to_us(pc.max(minutes["open_time"]).as_py()),
     }

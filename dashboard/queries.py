@@ -1,7 +1,7 @@
 """Every read the dashboard makes, in one module: parametrised SQL over allowlisted symbols and intervals.
 
 No SQL text is ever built from a caller's value. A symbol must look like a symbol and be one of
-the symbols the marts hold; an interval must be a key of ``INTERVALS``; a range must be two aware
+the symbols the marts hold; an interval must be one of include/candles.py's ``INTERVALS``; a range must be two aware
 datetimes in order; only then does a query run, with every value bound as a parameter. Table
 names come from the constants below alone. Anything else raises ``QueryRefused`` naming the value.
 
@@ -42,54 +42,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from include.binance.protocol import SYMBOL_PATTERN
+from include.candles import BY_NAME, CANDLE_COLUMN_NAMES, CANDLE_SCHEMA, DECIMAL_COLUMNS, INTERVAL_NAMES
 from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
 from include.warehouse.sql import DUCKDB, SNOWFLAKE, Dialect
 
-INTERVALS: dict[str, str] = {
-    "1m": "candles_1m",
-    "5m": "candles_5m",
-    "15m": "candles_15m",
-    "1h": "candles_1h",
-    "4h": "candles_4h",
-    "1d": "candles_1d",
-}
-INTERVAL_LENGTHS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15),
-    "1h": timedelta(hours=1),
-    "4h": timedelta(hours=4),
-    "1d": timedelta(days=1),
-}
 MAX_CANDLES = 100_000  # the most one call returns
 MAX_SYMBOL_LENGTH = 20  # Binance's symbols are far shorter
 MISMATCHES_SHOWN = 50  # the newest audit mismatches listed in full
 _EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
-_TS = pa.timestamp("us", tz="UTC")
-_PRICE, _QUOTE = pa.decimal128(38, 8), pa.decimal128(38, 16)
-CANDLE_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("open_time", _TS),
-        ("close_time", _TS),
-        ("open", _PRICE),
-        ("high", _PRICE),
-        ("low", _PRICE),
-        ("close", _PRICE),
-        ("volume", _PRICE),
-        ("quote_volume", _QUOTE),
-        ("taker_buy_volume", _PRICE),
-        ("taker_buy_quote_volume", _QUOTE),
-        ("trade_count", pa.int64()),
-        ("first_trade_id", pa.int64()),  # null for a bucket without a trade
-        ("last_trade_id", pa.int64()),
-        ("last_trade_time", _TS),
-        ("is_closed", pa.bool_()),
-        ("is_complete", pa.bool_()),  # no trade id missing (docs/architecture.md, "The live edge")
-        ("last_loaded_at", _TS),
-        ("built_at", _TS),  # the dbt run that built the row; null on a row the speed layer made
-    ]
-)
+
+_TS, _PRICE = CANDLE_SCHEMA.field("open_time").type, CANDLE_SCHEMA.field("close").type
 
 
 class QueryRefused(ValueError):
@@ -229,10 +191,7 @@ class _Source:
         return template.format(p=self.dialect.placeholder, ts=self.dialect.timestamp_type, **self.tables, **columns)
 
 
-_DECIMAL_COLUMNS = tuple(field.name for field in CANDLE_SCHEMA if pa.types.is_decimal(field.type))
-_CANDLE_SELECT = ", ".join(
-    f"{{d_{field.name}}}" if field.name in _DECIMAL_COLUMNS else field.name for field in CANDLE_SCHEMA
-)
+_CANDLE_SELECT = ", ".join(f"{{d_{name}}}" if name in DECIMAL_COLUMNS else name for name in CANDLE_COLUMN_NAMES)
 _CANDLES_SQL = (
     f"select * from (select {_CANDLE_SELECT} from {{table}} where symbol = {{p}} "
     "and open_time >= cast({p} as {ts}) and open_time < cast({p} as {ts}) "
@@ -491,15 +450,15 @@ class MarketQueries:
 
     @staticmethod
     def _check_interval_and_limit(interval: object, limit: object) -> None:
-        if not isinstance(interval, str) or interval not in INTERVALS:
-            raise QueryRefused(f"interval {_shown(interval)} is not one of {', '.join(INTERVALS)}")
+        if not isinstance(interval, str) or interval not in BY_NAME:
+            raise QueryRefused(f"interval {_shown(interval)} is not one of {', '.join(INTERVAL_NAMES)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CANDLES:
             raise QueryRefused(f"limit {_shown(limit)} is not a whole number from 1 to {MAX_CANDLES}")
 
     def _candles(
         self, fetch: Fetch, symbol: str, interval: str, first: datetime, last: datetime, limit: int
     ) -> pa.Table:
-        sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{" + INTERVALS[interval] + "}"), _DECIMAL_COLUMNS)
+        sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{" + BY_NAME[interval].mart + "}"), DECIMAL_COLUMNS)
         return fetch(sql, [symbol, first.isoformat(), last.isoformat(), limit], CANDLE_SCHEMA)
 
     def ticker_24h(self, symbol: str) -> Ticker24h | None:
@@ -530,7 +489,7 @@ class MarketQueries:
             since = newest - timedelta(days=1)
             if frontier is not None:
                 since = min(since, bucket_start(frontier.open_time, interval))
-            sql = self._source.sql(_MINUTES_SQL, _DECIMAL_COLUMNS)
+            sql = self._source.sql(_MINUTES_SQL, DECIMAL_COLUMNS)
             minutes = fetch(sql, [checked, since.isoformat()], CANDLE_SCHEMA)
         return MartsEdge(checked, interval, first, last, limit, candles, frontier, minutes, since)
 
@@ -581,7 +540,7 @@ class MarketQueries:
 
 def bucket_start(moment: datetime, interval: str) -> datetime:
     """The open time of the ``interval`` bucket that holds ``moment`` (aligned to the epoch, UTC, as the marts)."""
-    width = INTERVAL_LENGTHS[interval]
+    width = BY_NAME[interval].length
     return moment - (moment - _EARLIEST) % width
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from dashboard.queries import INTERVAL_LENGTHS, INTERVALS
+from include.candles import BY_NAME, INTERVAL_NAMES
 
 # The range buttons: how much history the chart loads and shows, ending at the newest candle.
 # "auto" is the newest AUTO_CANDLES candles of any interval (a readable chart, fast to draw);
@@ -72,7 +72,7 @@ class View:
             return MAX_CANDLES
         if span is None:
             return AUTO_CANDLES
-        return max(1, min(MAX_CANDLES, -(-span // INTERVAL_LENGTHS[self.interval])))
+        return max(1, min(MAX_CANDLES, -(-span // BY_NAME[self.interval].length)))
 
     def query(self) -> dict[str, str]:
         """The query parameters that reproduce this view (every choice, in a fixed order)."""
@@ -163,7 +163,7 @@ def parse_view(
     view, notices = View(symbol=fallback), []
     checks = {
         "symbol": lambda value: _choice("symbol", value, symbols, "a symbol in the marts"),
-        "interval": lambda value: _choice("interval", value, tuple(INTERVALS), "an interval"),
+        "interval": lambda value: _choice("interval", value, INTERVAL_NAMES, "an interval"),
         "range": lambda value: _choice("range", value, tuple(RANGES), "a range"),
         "theme": lambda value: _choice("theme", value, THEMES, "a theme"),
         **{key: (lambda value, key=key: _colour(key, value)) for key in DEFAULT_COLOURS},

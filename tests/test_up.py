@@ -21,11 +21,12 @@ import duckdb
 import psutil
 import pytest
 
+from include.candles import INTERVALS
 from include.config import load_settings
 from include.pools import POOLS
 from include.timeutil import HOUR_US, MINUTE_US, from_us, now_us, to_us
 from include.up import LOCALHOST, services
-from include.warehouse.audit import INTERVAL_US, compare
+from include.warehouse.audit import compare
 from tests.support.candles import klines
 from tests.support.net import free_port, http_get
 from tests.support.paths import REPO_ROOT
@@ -127,7 +128,7 @@ def recent_candle_problems(snapshot: Path, rest_url: str, symbols: tuple[str, ..
     if not snapshot.exists():
         return ["no snapshot published"]
     with duckdb.connect(str(snapshot), read_only=True) as connection:
-        for interval, width in INTERVAL_US.items():
+        for interval, width in ((i.name, i.length_us) for i in INTERVALS):
             first = -(-max(now - RECENT_US, covered_from_us) // width) * width
             last = (now - SETTLED_US) // width * width - width  # the last bucket closed 2 minutes ago
             for symbol in symbols if last >= first else ():

@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from include.binance.protocol import MAX_LIMIT
+from include.candles import BY_NAME, INTERVAL_NAMES, KLINE_DECIMALS
 from include.decimals import to_units
 from include.timeutil import from_us, to_us
 from include.warehouse.sql import Dialect, Execute, in_transaction, row_chunks
@@ -40,28 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MINUTE_US = 60_000_000
-INTERVAL_US = {
-    "1m": MINUTE_US,
-    "5m": 5 * MINUTE_US,
-    "15m": 15 * MINUTE_US,
-    "1h": 60 * MINUTE_US,
-    "4h": 240 * MINUTE_US,
-    "1d": 1440 * MINUTE_US,
-}
-INTERVALS = tuple(INTERVAL_US)
-# Exact decimal fields: (column, index in a kline row). Quote sums may carry 16 decimals in the marts.
-DECIMAL_FIELDS = (
-    ("open", 1),
-    ("high", 2),
-    ("low", 3),
-    ("close", 4),
-    ("volume", 5),
-    ("quote_volume", 7),
-    ("taker_buy_volume", 9),
-    ("taker_buy_quote_volume", 10),
-)
-CANDLE_COLUMNS = ("open_time", *(name for name, _ in DECIMAL_FIELDS), "trade_count", "close_time")
+# The audit reads the figures a kline also has; the exact decimals are compared as integers.
+AUDITED_COLUMNS = ("open_time", *(name for name, _ in KLINE_DECIMALS), "trade_count", "close_time")
 DECIMAL_SCALE = 16  # the finest scale of any candle column: both sides become integers of 1e-16
 MATCH, MISMATCH, MISSING = "match", "mismatch", "missing"
 # Buckets compared per symbol and interval in one audit: a first audit of a long history spreads over
@@ -109,10 +90,6 @@ class AuditResult:
         return " | ".join(found[:limit]) + more
 
 
-class CandleAudit(Exception):
-    """Raised by callers (not by the audit) when an audit found mismatches."""
-
-
 def ensure_audit_table(execute: Execute, dialect: Dialect) -> None:
     """``marts.candle_audit``, created by the audit itself (dbt does not own it)."""
     execute("create schema if not exists marts")
@@ -134,7 +111,7 @@ def _warehouse_text(value: Decimal) -> str:
 def compare(kline: Sequence[Any], candle: dict[str, Any]) -> str:
     """The fields where the warehouse's candle differs from the exchange's kline; "" when equal."""
     differences = []
-    for name, index in DECIMAL_FIELDS:
+    for name, index in KLINE_DECIMALS:
         ours = _warehouse_text(candle[name])
         if _units(ours) != _units(str(kline[index])):
             differences.append(f"{name}: warehouse {ours} != exchange {kline[index]}")
@@ -161,7 +138,7 @@ class CandleAuditor:
         self.limit = limit
 
     def audit(
-        self, symbols: Iterable[str], start_us: int, end_us: int, now_us: int, intervals: Sequence[str] = INTERVALS
+        self, symbols: Iterable[str], start_us: int, end_us: int, now_us: int, intervals: Sequence[str] = INTERVAL_NAMES
     ) -> AuditResult:
         """Audit the closed, complete buckets of [start_us, end_us), closed by ``now_us``, not audited before."""
         ensure_audit_table(self.execute, self.dialect)
@@ -172,7 +149,7 @@ class CandleAuditor:
         return result
 
     def _audit_series(self, symbol: str, interval: str, start_us: int, closed_by_us: int) -> list[BucketAudit]:
-        width = INTERVAL_US[interval]
+        width = BY_NAME[interval].length_us
         first = -(-start_us // width) * width  # the first bucket opening at or after the start (UTC aligned)
         last = (closed_by_us // width) * width - width  # the last bucket whose close is by then
         if last < first:
@@ -195,7 +172,7 @@ class CandleAuditor:
     def _klines(self, symbol: str, interval: str, opens: list[int]) -> dict[int, list[Any]]:
         """The exchange's klines of the buckets opening at ``opens`` (sorted), up to 1000 per request:
         a run of consecutive buckets costs one request per 1000, a lone bucket one."""
-        width = INTERVAL_US[interval]
+        width = BY_NAME[interval].length_us
         wanted, found = set(opens), {}
         index = 0
         while index < len(opens):
@@ -211,7 +188,7 @@ class CandleAuditor:
         """The closed, complete candles opening in [first_us, last_us] not audited yet, oldest first,
         at most ``limit``."""
         p, ts = self.dialect.placeholder, self.dialect.timestamp_type
-        columns = ", ".join(f"candles.{name}" for name in CANDLE_COLUMNS)
+        columns = ", ".join(f"candles.{name}" for name in AUDITED_COLUMNS)
         rows = self.execute(
             f"select {columns} from marts.candles_{interval} as candles "
             "left join marts.candle_audit as audited on audited.symbol = candles.symbol "
@@ -223,7 +200,7 @@ class CandleAuditor:
         )
         candles = {}
         for row in rows:
-            candle = dict(zip(CANDLE_COLUMNS, row, strict=True))
+            candle = dict(zip(AUDITED_COLUMNS, row, strict=True))
             candle["close_time"] = to_us(candle["close_time"])
             candles[to_us(candle["open_time"])] = candle
         return candles

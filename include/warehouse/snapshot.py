@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+from include.candles import CANDLE_COLUMNS, INTERVALS
 from include.config import Settings
 from include.lake.spool import fsync_dir
 from include.warehouse.duckdb_backend import DuckDBWarehouse
@@ -38,29 +39,9 @@ from include.warehouse.sql import DUCKDB, Execute, in_transaction
 
 log = logging.getLogger(__name__)
 
-CANDLE_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d")
 _TZ = "timestamptz"
-CANDLE_COLUMNS = (
-    ("symbol", "varchar"),
-    ("open_time", _TZ),
-    ("close_time", _TZ),
-    ("open", "decimal(38, 8)"),
-    ("high", "decimal(38, 8)"),
-    ("low", "decimal(38, 8)"),
-    ("close", "decimal(38, 8)"),
-    ("volume", "decimal(38, 8)"),
-    ("quote_volume", "decimal(38, 16)"),
-    ("taker_buy_volume", "decimal(38, 8)"),
-    ("taker_buy_quote_volume", "decimal(38, 16)"),
-    ("trade_count", "bigint"),
-    ("first_trade_id", "bigint"),  # null when the bucket has no trade
-    ("last_trade_id", "bigint"),
-    ("last_trade_time", _TZ),
-    ("is_closed", "boolean"),
-    ("is_complete", "boolean"),  # no trade id missing (docs/architecture.md, "The live edge")
-    ("last_loaded_at", _TZ),
-    ("built_at", _TZ),
-)
+# The candle marts' columns (include/candles.py), as the snapshot's tables declare them.
+CANDLE_TABLE_COLUMNS = tuple((column.name, column.sql_type) for column in CANDLE_COLUMNS)
 STREAM_STATUS_COLUMNS = (
     ("exchange", "varchar"),
     ("symbol", "varchar"),
@@ -117,7 +98,7 @@ PIPELINE_COLUMNS = (
 )
 # Snapshot table -> (warehouse schema, warehouse table, columns when the warehouse has no such table).
 COPIED_TABLES: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
-    **{f"candles_{interval}": ("marts", f"candles_{interval}", CANDLE_COLUMNS) for interval in CANDLE_INTERVALS},
+    **{interval.mart: ("marts", interval.mart, CANDLE_TABLE_COLUMNS) for interval in INTERVALS},
     "stream_status": ("raw", "stream_status", STREAM_STATUS_COLUMNS),
     "completeness": ("raw", "completeness", COMPLETENESS_COLUMNS),
     "gap_fills": ("raw", "gap_fills", GAP_FILLS_COLUMNS),

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 
 from dashboard.chart import FORMING, GAP, GAP_NOTE, INCOMPLETE, INCOMPLETE_NOTE, THEMES, UNKNOWN, candle_figure, plain
-from dashboard.queries import CANDLE_SCHEMA, INTERVAL_LENGTHS, MarketQueries
+from dashboard.queries import MarketQueries
 from dashboard.view import View
+from include.candles import BY_NAME, CANDLE_SCHEMA
 from tests.support.dashboard import START, snapshot_with_candles
 
 VIEW = View(symbol="BTCUSDT", interval="5m", bull="00aa00", bull_line="005500", bear="cc0000", bear_line="660000")
@@ -268,5 +269,5 @@ def test_every_volume_bar_is_one_interval_wide(candles, interval):
     drawn = candle_figure(candles, replace(VIEW, interval=interval), None).to_plotly_json()["data"]
     bars = [trace for trace in drawn if trace["type"] == "bar"]
     assert len(bars) == 3  # up, down, forming
-    width_ms = INTERVAL_LENGTHS[interval] // timedelta(milliseconds=1)
+    width_ms = BY_NAME[interval].length // timedelta(milliseconds=1)
     assert {trace["width"] for trace in bars} == {width_ms}

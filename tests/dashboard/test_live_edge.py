@@ -28,7 +28,8 @@ import pyarrow as pa
 import pytest
 
 from dashboard.live_edge import MAX_BEHIND, read_lake_edge, with_live_edge
-from dashboard.queries import CANDLE_SCHEMA, INTERVAL_LENGTHS, INTERVALS, MAX_CANDLES, MarketQueries
+from dashboard.queries import MAX_CANDLES, MarketQueries
+from include.candles import BY_NAME, CANDLE_SCHEMA, INTERVAL_NAMES
 from include.config import load_settings
 from include.lake.keys import heartbeat_key, hour_prefix, trade_key
 from include.lake.store import LocalStore, ObjectInfo
@@ -76,8 +77,8 @@ def rules(trades: list[dict[str, Any]], heartbeat: datetime | None) -> dict[str,
     """Every interval's candles of ``trades`` by the marts' rules (the oracle)."""
     minutes = minute_candles(SYMBOL, trades, heartbeat)
     return {
-        interval: minutes if interval == "1m" else roll_up(minutes, INTERVAL_LENGTHS[interval])
-        for interval in INTERVALS
+        interval: minutes if interval == "1m" else roll_up(minutes, BY_NAME[interval].length)
+        for interval in INTERVAL_NAMES
     }
 
 
@@ -145,7 +146,7 @@ def live_scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     return make_scenario(tmp_path_factory.mktemp("live"), list(range(LOADED + 1, TRADES + 1)))
 
 
-@pytest.mark.parametrize("interval", list(INTERVALS))
+@pytest.mark.parametrize("interval", list(INTERVAL_NAMES))
 def test_trades_above_the_frontier_are_in_the_candles_of_every_interval(live_scenario, interval):
     live = live_scenario.live(interval)
     want = rules(live_scenario.lake_trades(), heartbeat_of(live_scenario))[interval]
@@ -197,7 +198,7 @@ def gap_scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     return make_scenario(tmp_path_factory.mktemp("gap"), [i for i in range(LOADED + 1, TRADES + 1) if i not in missing])
 
 
-@pytest.mark.parametrize("interval", list(INTERVALS))
+@pytest.mark.parametrize("interval", list(INTERVAL_NAMES))
 def test_missing_ids_make_the_buckets_they_touch_incomplete(gap_scenario, interval):
     live = gap_scenario.live(interval)
     assert shown(live.candles) == expected(rules(gap_scenario.lake_trades(), heartbeat_of(gap_scenario))[interval])
@@ -241,7 +242,7 @@ def test_a_frontier_the_marts_closed_without_a_trade_after_it_completes_with_the
     assert (marts[opened]["is_closed"], marts[opened]["is_complete"]) == (True, False)
     live = {row["open_time"]: row for row in scenario.live("1m").candles.to_pylist()}
     assert (live[opened]["is_closed"], live[opened]["is_complete"]) == (True, True)
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         want = rules(scenario.lake_trades(), heartbeat_of(scenario))[interval]
         assert shown(scenario.live(interval).candles) == expected(want), interval
 
@@ -262,7 +263,7 @@ def test_a_closed_frontier_stays_incomplete_while_no_trade_after_it_is_known(tmp
         False,
         late[-1],
     )
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         want = rules(scenario.lake_trades(), heartbeat_of(scenario))[interval]
         assert shown(scenario.live(interval).candles) == expected(want), interval
 
@@ -275,7 +276,7 @@ def test_the_heartbeat_closes_buckets_past_the_last_trade(tmp_path, after):
     assert rows[-1]["open_time"] <= last + after < rows[-1]["open_time"] + timedelta(minutes=1)
     last_traded = max(row["open_time"] for row in rows if row["trade_count"])
     assert next(row for row in rows if row["open_time"] == last_traded)["is_closed"] is (after > timedelta(minutes=1))
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         want = rules(scenario.lake_trades(), heartbeat_of(scenario))[interval]
         assert shown(scenario.live(interval).candles) == expected(want), interval
 
@@ -287,7 +288,7 @@ def test_nothing_above_the_frontier_leaves_the_marts_unchanged_and_reads_no_file
     scenario = make_scenario(tmp_path, [])
     # A file whose name says its ids are at or below the frontier is skipped unread (this one is no Parquet).
     scenario.lake.put(trade_key(SYMBOL, to_us(trade_time(LOADED)) // HOUR_US * HOUR_US, "stream", 140, LOADED), b"x")
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         marts = scenario.queries().edge(SYMBOL, interval, limit=MAX_CANDLES)
         live = with_live_edge(marts, scenario.lake, scenario.now)
         assert live.new_trades == 0
@@ -376,12 +377,13 @@ def test_the_speed_layer_equals_the_marts_built_from_the_same_lake(tmp_path, mis
     now = trade_time(TRADES) + timedelta(seconds=4)
     queries = MarketQueries.duckdb_snapshot(snapshot)
     live = {
-        interval: with_live_edge(queries.edge(SYMBOL, interval, limit=MAX_CANDLES), lake, now) for interval in INTERVALS
+        interval: with_live_edge(queries.edge(SYMBOL, interval, limit=MAX_CANDLES), lake, now)
+        for interval in INTERVAL_NAMES
     }
     assert all(result.new_trades == len(newer) for result in live.values())
 
     loaded = MarketQueries.duckdb_snapshot(_publish(lake, tmp_path))
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         assert shown(live[interval].candles) == shown(loaded.candles(SYMBOL, interval, limit=MAX_CANDLES)), interval
         marts_after = loaded.edge(SYMBOL, interval, limit=MAX_CANDLES)
         assert with_live_edge(marts_after, lake, now).new_trades == 0  # the marts have taken over

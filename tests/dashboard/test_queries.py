@@ -17,16 +17,8 @@ import pyarrow as pa
 import pytest
 import snowflake.connector
 
-from dashboard.queries import (
-    CANDLE_SCHEMA,
-    INTERVALS,
-    MAX_CANDLES,
-    Health,
-    MarketQueries,
-    NoData,
-    QueryRefused,
-    ticker_of,
-)
+from dashboard.queries import MAX_CANDLES, Health, MarketQueries, NoData, QueryRefused, ticker_of
+from include.candles import CANDLE_SCHEMA, INTERVAL_NAMES
 from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.audit import ensure_audit_table
 from include.warehouse.snapshot import COPIED_TABLES, create_table_sql
@@ -72,7 +64,7 @@ def test_symbols_are_every_symbol_written_sorted(queries, facts):
     assert queries.backend == "duckdb"
 
 
-@pytest.mark.parametrize("interval", list(INTERVALS))
+@pytest.mark.parametrize("interval", list(INTERVAL_NAMES))
 def test_candles_of_each_interval_are_the_rows_written_exactly(queries, facts, interval):
     for symbol in facts.symbols:
         table = queries.candles(symbol, interval, limit=MAX_CANDLES)
@@ -87,7 +79,7 @@ def test_candles_of_each_interval_are_the_rows_written_exactly(queries, facts, i
 
 def test_only_the_forming_candle_is_flagged_not_closed(queries, facts):
     closed_by = facts.end - timedelta(minutes=1)  # the forming minute's open
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         width = timedelta(minutes=INTERVAL_MINUTES[interval])
         rows = queries.candles("BTCUSDT", interval, limit=MAX_CANDLES).to_pylist()
         assert rows[-1]["is_closed"] is False, interval  # the newest bucket holds the forming minute
@@ -226,7 +218,7 @@ def holey(tmp_path_factory) -> SnapshotFacts:
     )
 
 
-@pytest.mark.parametrize("interval", list(INTERVALS))
+@pytest.mark.parametrize("interval", list(INTERVAL_NAMES))
 def test_edge_reads_the_candles_the_frontier_and_the_minutes_from_its_bucket(holey, interval):
     queries = MarketQueries.duckdb_snapshot(holey.path)
     edge = queries.edge("ETHUSDT", interval, limit=50)
@@ -501,7 +493,7 @@ def test_snowflake_gives_the_snapshots_symbols_and_candles(snowflake_queries, sn
     facts, queries = snowflake_facts, MarketQueries.duckdb_snapshot(snowflake_facts.path)
     assert snowflake_queries.backend == "snowflake"
     assert snowflake_queries.symbols() == queries.symbols() == sorted(facts.symbols)
-    for interval in INTERVALS:
+    for interval in INTERVAL_NAMES:
         for symbol in facts.symbols:
             expected = queries.candles(symbol, interval, limit=MAX_CANDLES)
             got = snowflake_queries.candles(symbol, interval, limit=MAX_CANDLES)

@@ -23,7 +23,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dashboard.queries import CANDLE_SCHEMA, INTERVALS, MarketQueries
+from dashboard.queries import MarketQueries
+from include.candles import CANDLE_SCHEMA, INTERVAL_NAMES
 from include.config import load_settings
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import process_group
@@ -97,7 +98,7 @@ class Reads:
         self.errors: list[str] = []
         self.published: set[datetime] = set()  # the snapshots the health reads came from
         self.trades: list[int] = []  # the trades counted in each read of every 1m candle
-        self._kinds = [*(("candles", interval) for interval in INTERVALS), *(("ticker", s) for s in SYMBOLS)]
+        self._kinds = [*(("candles", interval) for interval in INTERVAL_NAMES), *(("ticker", s) for s in SYMBOLS)]
         self._kinds += [("health", None), ("symbols", None)]
 
     def one(self) -> None:

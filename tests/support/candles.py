@@ -14,7 +14,7 @@ from include.timeutil import to_us
 from include.transform import TransformResult, transform
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
-from include.warehouse.snapshot import CANDLE_COLUMNS as MART_COLUMNS
+from include.warehouse.snapshot import CANDLE_TABLE_COLUMNS as MART_COLUMNS
 from tests.support.net import MICRO, http_get
 
 INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}  # seconds

@@ -22,8 +22,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from include.candles import INTERVAL_NAMES
 from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
-from include.warehouse.snapshot import CANDLE_INTERVALS, COPIED_TABLES, create_empty_snapshot_tables, temporary_path
+from include.warehouse.snapshot import COPIED_TABLES, create_empty_snapshot_tables, temporary_path
 from tests.support.candle_rules import SUMMED, roll_up
 
 # A minute boundary: 2026-11-24T08:00:00Z (tests/support/trades.py START_US).
@@ -219,7 +220,7 @@ def snapshot_with_candles(
         for symbol in symbols:
             rows = _minute_rows(symbol, minutes, start, loaded_at, incomplete, gaps)
             last_close[symbol] = next(row["close"] for row in reversed(rows) if row["close"] is not None)  # type: ignore[assignment]
-            for interval in CANDLE_INTERVALS:
+            for interval in INTERVAL_NAMES:
                 width = INTERVAL_MINUTES[interval]
                 rolled = rows if width == 1 else roll_up(rows, timedelta(minutes=width))
                 _insert(connection, f"candles_{interval}", rolled)

@@ -12,14 +12,13 @@ from typing import Any
 import duckdb
 from snowflake.connector.errors import ProgrammingError
 
+from include.candles import INTERVAL_NAMES, INTERVALS, KLINE_DECIMALS
 from include.ingest.batcher import MicroBatcher, SymbolStatus
 from include.lake.keys import gap_fill_key
 from include.lake.trades import read_table
 from include.repair.ledger import WindowReport, write_report
 from include.timeutil import from_us
-from include.warehouse.audit import DECIMAL_FIELDS as AUDITED_DECIMALS
-from include.warehouse.audit import INTERVAL_US
-from include.warehouse.snapshot import CANDLE_COLUMNS
+from include.warehouse.snapshot import CANDLE_TABLE_COLUMNS
 from tests.support.trades import lake_rows
 
 # fakesnow (the test double) lets DuckDB's own error through for a file it cannot read, where
@@ -177,12 +176,13 @@ def write_gap_fill(
 
 
 def create_candle_marts(warehouse) -> None:
-    """marts.candles_<interval> with the contract's columns (include/warehouse/snapshot.py CANDLE_COLUMNS),
+    """marts.candles_<interval> with the contract's columns (include/warehouse/snapshot.py CANDLE_TABLE_COLUMNS),
     empty, on either backend: for tests that fill them by hand."""
     warehouse.execute("create schema if not exists marts")
-    for interval in INTERVAL_US:
+    for interval in INTERVAL_NAMES:
         body = ", ".join(
-            f"{name} {kind.replace('timestamptz', warehouse.dialect.timestamp_type)}" for name, kind in CANDLE_COLUMNS
+            f"{name} {kind.replace('timestamptz', warehouse.dialect.timestamp_type)}"
+            for name, kind in CANDLE_TABLE_COLUMNS
         )
         warehouse.execute(f"create table if not exists marts.candles_{interval} ({body})")
 
@@ -194,8 +194,8 @@ def fill_candles_from_exchange(warehouse, exchange, symbol: str, start_us: int, 
     dialect, written = warehouse.dialect, 0
     p, ts = dialect.placeholder, dialect.timestamp_type
     create_candle_marts(warehouse)
-    names = [name for name, _ in CANDLE_COLUMNS]
-    for interval, width in INTERVAL_US.items():
+    names = [name for name, _ in CANDLE_TABLE_COLUMNS]
+    for interval, width in ((i.name, i.length_us) for i in INTERVALS):
         rows = exchange.klines(symbol, interval, start_time_us=start_us, end_time_us=end_us - 1, limit=1000)
         for row in rows:
             open_us = int(row[0])
@@ -203,7 +203,7 @@ def fill_candles_from_exchange(warehouse, exchange, symbol: str, start_us: int, 
                 "symbol": symbol,
                 "open_time": from_us(open_us).isoformat(),
                 "close_time": from_us(open_us + width - 1000).isoformat(),  # Binance's close time: the last ms
-                **{name: Decimal(row[index]) for name, index in AUDITED_DECIMALS},
+                **{name: Decimal(row[index]) for name, index in KLINE_DECIMALS},
                 "trade_count": int(row[8]),
                 "first_trade_id": None,
                 "last_trade_id": None,
@@ -213,7 +213,7 @@ def fill_candles_from_exchange(warehouse, exchange, symbol: str, start_us: int, 
                 "last_loaded_at": from_us(end_us).isoformat(),
                 "built_at": from_us(end_us).isoformat(),
             }
-            marks = [f"cast({p} as {ts})" if kind == "timestamptz" else p for _, kind in CANDLE_COLUMNS]
+            marks = [f"cast({p} as {ts})" if kind == "timestamptz" else p for _, kind in CANDLE_TABLE_COLUMNS]
             warehouse.execute(
                 f"insert into marts.candles_{interval} ({', '.join(names)}) values ({', '.join(marks)})",
                 [values[name] for name in names],

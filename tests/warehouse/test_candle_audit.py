@@ -9,11 +9,10 @@ from decimal import Decimal
 import pytest
 
 from include.binance.client import BinanceClient
+from include.candles import BY_NAME, INTERVAL_NAMES, INTERVALS
 from include.cli import main
 from include.timeutil import from_us, to_us
 from include.warehouse.audit import (
-    INTERVAL_US,
-    INTERVALS,
     MATCH,
     MISMATCH,
     MISSING,
@@ -31,7 +30,7 @@ HISTORY_SECONDS = 3 * 3600  # so the last whole clock hour and the half hour bef
 def closed_buckets(start_us: int, closed_by_us: int) -> set[tuple[str, int]]:
     """Every (interval, open time) of the buckets in [start_us, ...) closed by ``closed_by_us``."""
     expected = set()
-    for interval, width in INTERVAL_US.items():
+    for interval, width in ((i.name, i.length_us) for i in INTERVALS):
         open_us = -(-start_us // width) * width
         while open_us + width <= closed_by_us:
             expected.add((interval, open_us))
@@ -96,8 +95,8 @@ def test_a_changed_candle_is_a_mismatch_naming_its_fields_and_both_values(each_w
     now = client.server_time_us()
     start = now - 3600 * 1_000_000
     fill_candles_from_exchange(each_warehouse, client, SYMBOL, start - 86_400_000_000, now)
-    width = INTERVAL_US["1m"]
-    five = INTERVAL_US["5m"]
+    width = BY_NAME["1m"].length_us
+    five = BY_NAME["5m"].length_us
     changed, absent = -(-start // width) * width + 5 * width, -(-start // five) * five + 2 * five
     p, ts = each_warehouse.dialect.placeholder, each_warehouse.dialect.timestamp_type
     (before,) = each_warehouse.execute(
@@ -109,7 +108,7 @@ def test_a_changed_candle_is_a_mismatch_naming_its_fields_and_both_values(each_w
         f"delete from marts.candles_5m where open_time = cast({p} as {ts})", [from_us(absent).isoformat()]
     )
     result = CandleAuditor(each_warehouse.execute, each_warehouse.dialect, client).audit(
-        [SYMBOL], start, now, now_us=now, intervals=INTERVALS
+        [SYMBOL], start, now, now_us=now, intervals=INTERVAL_NAMES
     )
     assert result.failed
     (mismatch,) = [bucket for bucket in result.buckets if bucket.status == MISMATCH]
@@ -131,7 +130,7 @@ def test_each_field_changed_by_its_smallest_unit_is_a_mismatch_naming_that_field
     volumes, 1e-16 for the quote sums (exact in the marts to 16 decimals), 1 for the trade count."""
     _, client = exchange
     now = client.server_time_us()
-    width = INTERVAL_US["1m"]
+    width = BY_NAME["1m"].length_us
     start = (now - 3600 * 1_000_000) // width * width
     fill_candles_from_exchange(each_warehouse, client, SYMBOL, start, now)
     changes = {
@@ -157,7 +156,7 @@ def test_each_field_changed_by_its_smallest_unit_is_a_mismatch_naming_that_field
 def test_a_complete_candle_the_exchange_has_no_kline_for_is_missing(each_warehouse, exchange):
     _, client = exchange
     now = client.server_time_us()
-    width = INTERVAL_US["1h"]
+    width = BY_NAME["1h"].length_us
     fill_candles_from_exchange(each_warehouse, client, SYMBOL, now - 2 * width, now)
     before_market = (now - (HISTORY_SECONDS + 7200) * 1_000_000) // width * width  # before the sandbox's first trade
     p, ts = each_warehouse.dialect.placeholder, each_warehouse.dialect.timestamp_type
@@ -218,10 +217,10 @@ def test_the_scheduled_audit_compares_closed_complete_candles_only_and_those_tha
     later build recomputed it), the next audit compares it. The forming candle is not compared either."""
     _, client = exchange
     now = client.server_time_us()
-    hour = INTERVAL_US["1h"]
+    hour = BY_NAME["1h"].length_us
     start = now // hour * hour - hour  # the last whole clock hour, inside the sandbox's history
     fill_candles_from_exchange(each_warehouse, client, SYMBOL, start, now)
-    minute = INTERVAL_US["1m"]
+    minute = BY_NAME["1m"].length_us
     waiting = start + 10 * minute, start + 11 * minute  # incomplete, and one of them differs
     for open_us in waiting:
         _set(each_warehouse, "1m", open_us, "is_complete = false")
@@ -249,7 +248,7 @@ def test_an_audit_compares_at_most_its_limit_oldest_first_and_the_next_ones_go_o
 
     _, client = exchange
     now = client.server_time_us()
-    minute = INTERVAL_US["1m"]
+    minute = BY_NAME["1m"].length_us
     start = (now - 3600 * 1_000_000) // minute * minute
     with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
         fill_candles_from_exchange(warehouse, client, SYMBOL, start, now)

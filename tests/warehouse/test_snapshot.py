@@ -27,7 +27,7 @@ from include.warehouse.audit import ensure_audit_table
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.snapshot import (
     AUDIT_COLUMNS,
-    CANDLE_COLUMNS,
+    CANDLE_TABLE_COLUMNS,
     COPIED_TABLES,
     create_table_sql,
     publish_into,
@@ -114,9 +114,9 @@ def test_the_snapshot_is_the_warehouse_exactly_decimals_as_decimals(built, tmp_p
         query(published, "select column_name, data_type from duckdb_columns() where table_name = 'candles_1m'")
     )
     assert (types["open"], types["quote_volume"]) == ("DECIMAL(38,8)", "DECIMAL(38,16)"), types
-    # The marts dbt builds have the contract's columns (snapshot.CANDLE_COLUMNS), in its order and types.
+    # The marts dbt builds have the contract's columns (snapshot.CANDLE_TABLE_COLUMNS), in its order and types.
     with duckdb.connect(":memory:") as contract:
-        contract.execute(create_table_sql("contract", CANDLE_COLUMNS))
+        contract.execute(create_table_sql("contract", CANDLE_TABLE_COLUMNS))
         expected = contract.execute(
             "select column_name, data_type from duckdb_columns() where table_name = 'contract' order by column_index"
         ).fetchall()
@@ -155,7 +155,7 @@ def test_a_warehouse_without_the_audit_or_the_marts_gives_their_tables_empty_wit
     publish_snapshot(settings_for(fresh, published))
     assert_snapshot_equals_warehouse(published, fresh)
     candles = query(published, "select column_name, data_type from duckdb_columns() where table_name = 'candles_1d'")
-    assert [name for name, _ in candles] == [name for name, _ in CANDLE_COLUMNS]
+    assert [name for name, _ in candles] == [name for name, _ in CANDLE_TABLE_COLUMNS]
     assert dict(candles)["close"] == "DECIMAL(38,8)"
     assert query(published, "select count(*), max(marts_loaded_at) from pipeline") == [(1, None)]
 
