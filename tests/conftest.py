@@ -7,8 +7,11 @@ order in which `make test` hands the test files to its workers.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,27 @@ from include.sandbox.server import RunningSandbox, serve_in_thread
 from tests.support.exchange import sandbox_config
 from tests.support.moto import MOTO_BUCKET, MotoS3, MotoServer
 from tests.support.processes import become_subreaper
+
+# Every temporary file of the session, whoever makes it (pytest's tmp_path, the xdist workers, fakesnow,
+# Airflow, Chromium, a process a test kills before it can clean up), goes under one folder that the
+# session removes at its end: /tmp is left as the suite found it. TMPDIR is inherited by the workers
+# and every process they start; the workers see it set and leave the folder to the controller.
+_SESSION_TMP = "CRYPTOFLOW_TEST_TMPDIR"
+_session_tmp_key = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(_SESSION_TMP):
+        return
+    folder = tempfile.mkdtemp(prefix="cryptoflow-tests-")
+    os.environ[_SESSION_TMP] = os.environ["TMPDIR"] = tempfile.tempdir = folder
+    config.stash[_session_tmp_key] = Path(folder)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_session_tmp_key, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
