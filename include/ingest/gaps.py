@@ -34,8 +34,6 @@ from include.timeutil import HOUR_US, from_us, hour_start_us, to_us
 
 log = logging.getLogger(__name__)
 
-KINDS = ("jump", "reconnect", "restart", "start")
-
 
 @dataclass(frozen=True)
 class Gap:

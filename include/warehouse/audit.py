@@ -178,7 +178,9 @@ class CandleAuditor:
         while index < len(opens):
             start = opens[index]
             end = min(opens[-1], start + (MAX_LIMIT - 1) * width)
-            page = self.exchange.klines(symbol, interval, start_time_us=start, end_time_us=end, limit=MAX_LIMIT)
+            page = self.exchange.klines(
+                symbol, BY_NAME[interval].binance, start_time_us=start, end_time_us=end, limit=MAX_LIMIT
+            )
             found.update({int(row[0]): row for row in page if int(row[0]) in wanted})
             while index < len(opens) and opens[index] <= end:
                 index += 1
