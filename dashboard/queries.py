@@ -43,8 +43,8 @@ import pyarrow.compute as pc
 
 from include.binance.protocol import SYMBOL_PATTERN
 from include.candles import BY_NAME, CANDLE_COLUMN_NAMES, CANDLE_SCHEMA, DECIMAL_COLUMNS, INTERVAL_NAMES
+from include.warehouse.shared import DUCKDB, SNOWFLAKE, Dialect
 from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
-from include.warehouse.sql import DUCKDB, SNOWFLAKE, Dialect
 
 MAX_CANDLES = 100_000  # the most one call returns
 MAX_SYMBOL_LENGTH = 20  # Binance's symbols are far shorter

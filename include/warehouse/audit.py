@@ -34,7 +34,8 @@ from include.binance.protocol import MAX_LIMIT
 from include.candles import BY_NAME, INTERVAL_NAMES, KLINE_DECIMALS
 from include.decimals import to_units
 from include.timeutil import from_us, to_us
-from include.warehouse.sql import Dialect, Execute, in_transaction, row_chunks
+from include.warehouse.shared import Dialect, Execute
+from include.warehouse.sql import in_transaction, row_chunks
 
 if TYPE_CHECKING:
     from include.binance.client import BinanceClient

@@ -22,10 +22,11 @@ import duckdb
 import pyarrow as pa
 
 from include.lake.store import ObjectInfo, ObjectStore
-from include.warehouse.base import LoadResult, RefusedFile, contract_table
+from include.lake.trades import TRADE_SCHEMA, read_table
+from include.warehouse.backend import SQLWarehouse
 from include.warehouse.migrations import migrate
-from include.warehouse.sql import DUCKDB, LoadBookkeeping, in_transaction
-from include.warehouse.status import StatusLoader, StatusRefresh
+from include.warehouse.shared import DUCKDB, LoadResult, RefusedFile
+from include.warehouse.sql import in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,19 @@ READ_THREADS, READ_WINDOW = 8, 64
 BATCH_ROWS = 2_000_000
 
 
+def contract_table(key: str, data: bytes) -> pa.Table:
+    """The file's rows, if it is a readable Parquet file with exactly the raw trade schema."""
+    try:
+        table = read_table(data)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise RefusedFile(f"{key}: not readable Parquet ({error})") from error
+    if not table.schema.equals(TRADE_SCHEMA, check_metadata=False):
+        raise RefusedFile(
+            f"{key}: schema is not the raw trade contract: {table.schema.to_string(show_field_metadata=False)}"
+        )
+    return table
+
+
 def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile:
     try:
         return contract_table(info.key, lake.get(info.key))
@@ -42,17 +56,15 @@ def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile:
         return error
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(SQLWarehouse):
     dialect = DUCKDB
 
     def __init__(self, path: Path, batch_rows: int = BATCH_ROWS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.batch_rows = batch_rows
-        self.connection = duckdb.connect(str(path))
+        super().__init__(duckdb.connect(str(path)))
         self.execute("set enable_progress_bar = false")  # it would print into task logs
-        self.books = LoadBookkeeping(self.execute, DUCKDB)
-        self.status = StatusLoader(self.execute, DUCKDB)
         for version in migrate(self.execute, DUCKDB, SETUP_DIR):
             log.info("applied DuckDB setup %s to %s", version, path)
 
@@ -60,27 +72,9 @@ class DuckDBWarehouse:
         # Through the attribute on every call, so a test can wrap the connection to inject faults.
         return self.connection.execute(sql, params).fetchall()
 
-    def close(self) -> None:
-        self.connection.close()
-
-    def __enter__(self) -> DuckDBWarehouse:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def read_cursor(self) -> dict[str, str] | None:
-        return self.books.read_cursor()
-
-    def save_cursor(self, cursor: dict[str, str]) -> None:
-        self.books.save_cursor(cursor)
-
-    def refresh_status(self, lake: ObjectStore) -> StatusRefresh:
-        return self.status.refresh(lake)
-
     def not_loaded(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
         """The objects neither in the ledger (by key) nor refused as they are now (by key and ETag)."""
-        candidates = self.books.not_refused(infos)
+        candidates = self.not_refused(infos)
         if not candidates:
             return []
         # A semi join against the ledger, not a list of it: its cost follows the candidates.
@@ -105,7 +99,7 @@ class DuckDBWarehouse:
         batch = _Batch()
         for info, table in _read_all(lake, new):
             if isinstance(table, RefusedFile):
-                self.books.refuse(info, table, result)
+                self.refuse(info, table, result)
                 continue
             batch.add(info, table)
             if batch.rows >= self.batch_rows:

@@ -6,8 +6,9 @@ import logging
 
 from include.config import Settings
 from include.lake.store import ObjectStore
-from include.warehouse.base import LoadResult, Warehouse
+from include.warehouse.base import Warehouse
 from include.warehouse.discover import discover, prune_stale_markers
+from include.warehouse.shared import LoadResult
 
 log = logging.getLogger(__name__)
 

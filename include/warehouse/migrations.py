@@ -16,7 +16,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.warehouse.sql import Dialect, Execute, in_transaction
+from include.warehouse.shared import Dialect, Execute
+from include.warehouse.sql import in_transaction
 
 MIGRATIONS_TABLE = "raw.schema_migrations"
 

@@ -35,7 +35,8 @@ from include.candles import CANDLE_COLUMNS, INTERVALS
 from include.config import Settings
 from include.lake.spool import fsync_dir
 from include.warehouse.duckdb_backend import DuckDBWarehouse
-from include.warehouse.sql import DUCKDB, Execute, in_transaction
+from include.warehouse.shared import DUCKDB, Execute
+from include.warehouse.sql import in_transaction
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,9 @@ from urllib.parse import urlparse
 from snowflake.connector.errors import ProgrammingError
 
 from include.lake.store import ObjectInfo, ObjectStore
-from include.warehouse.base import LoadResult, RefusedFile
+from include.warehouse.backend import SQLWarehouse
 from include.warehouse.migrations import Migration, migrate, statements, versions
-from include.warehouse.sql import SNOWFLAKE, LoadBookkeeping
-from include.warehouse.status import StatusLoader, StatusRefresh
+from include.warehouse.shared import SNOWFLAKE, LoadResult, RefusedFile
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ def _tally(row: tuple, result: LoadResult) -> None:
         raise ProgrammingError(msg=f"COPY INTO reported {status} for {row[0]}: {row[6]}")
 
 
-class SnowflakeWarehouse:
+class SnowflakeWarehouse(SQLWarehouse):
     dialect = SNOWFLAKE
 
     def __init__(
@@ -97,20 +96,9 @@ class SnowflakeWarehouse:
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
         self.hook = SnowflakeHook(snowflake_conn_id=conn_id)
-        self.connection = self.hook.get_conn()
+        super().__init__(self.hook.get_conn())
         self.connection.autocommit(True)
         self.file_errors = file_errors
-        self.books = LoadBookkeeping(self.execute, SNOWFLAKE)
-        self.status = StatusLoader(self.execute, SNOWFLAKE)
-
-    def close(self) -> None:
-        self.connection.close()
-
-    def __enter__(self) -> SnowflakeWarehouse:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         with self.connection.cursor() as cursor:
@@ -135,19 +123,10 @@ class SnowflakeWarehouse:
             log.info("applied Snowflake setup %s", version)
         return applied
 
-    def read_cursor(self) -> dict[str, str] | None:
-        return self.books.read_cursor()
-
-    def save_cursor(self, cursor: dict[str, str]) -> None:
-        self.books.save_cursor(cursor)
-
-    def refresh_status(self, lake: ObjectStore) -> StatusRefresh:
-        return self.status.refresh(lake)
-
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
         """COPY the files in; Snowflake's load history skips every file it loaded before."""
         listed = list(infos)
-        candidates = self.books.not_refused(listed)
+        candidates = self.not_refused(listed)
         result = LoadResult(files_skipped=len(listed) - len(candidates))
         for start in range(0, len(candidates), FILES_PER_COPY):
             chunk = candidates[start : start + FILES_PER_COPY]
@@ -189,4 +168,4 @@ class SnowflakeWarehouse:
         self.execute("update raw.trades set loaded_at = current_timestamp() where loaded_at is null")
 
     def _refuse(self, info: ObjectInfo, copy_error: Exception, result: LoadResult) -> None:
-        self.books.refuse(info, RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})"), result)
+        self.refuse(info, RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})"), result)

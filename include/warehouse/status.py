@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from include.lake.keys import GAP_FILLS_PREFIX, HEARTBEAT_PREFIX, LEDGER_PREFIX, partition_values
 from include.lake.store import ObjectInfo, ObjectStore
-from include.warehouse.sql import Dialect, Execute, in_transaction, row_chunks
+from include.warehouse.shared import Dialect, Execute, StatusRefresh
+from include.warehouse.sql import in_transaction, row_chunks
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +143,6 @@ GAP_FILLS = StatusTable(
     _gap_fill_row,
 )
 STATUS_TABLES = (STREAM_STATUS, COMPLETENESS, GAP_FILLS)
-
-
-@dataclass
-class StatusRefresh:
-    objects_read: int = 0  # changed objects read (refused ones included)
-    rows_written: int = 0
-    refused: list[str] = field(default_factory=list)  # "key: reason", reported once per ETag
 
 
 class StatusLoader:

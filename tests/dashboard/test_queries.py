@@ -21,9 +21,10 @@ from dashboard.queries import MAX_CANDLES, Health, MarketQueries, NoData, QueryR
 from include.candles import CANDLE_SCHEMA, INTERVAL_NAMES
 from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.audit import ensure_audit_table
+from include.warehouse.shared import SNOWFLAKE
 from include.warehouse.snapshot import COPIED_TABLES, create_table_sql
 from include.warehouse.snowflake_backend import render_setup, setup_versions
-from include.warehouse.sql import SNOWFLAKE, row_chunks
+from include.warehouse.sql import row_chunks
 from tests.support.dashboard import INTERVAL_MINUTES, START, SnapshotFacts, empty_snapshot, snapshot_with_candles
 from tests.support.waiting import wait_until
 from tests.support.warehouse import SNOWFLAKE_OBJECT_VERSIONS

@@ -11,7 +11,7 @@ from include.warehouse.audit import ensure_audit_table
 from include.warehouse.duckdb_backend import SETUP_DIR, DuckDBWarehouse
 from include.warehouse.load import load_lake
 from include.warehouse.migrations import applied_versions, migrate, versions
-from include.warehouse.sql import DUCKDB
+from include.warehouse.shared import DUCKDB
 from tests.support.trades import fill_lake
 from tests.support.warehouse import Crash, FaultyConnection, assert_exactly_the_lake
 

@@ -25,6 +25,7 @@ from include.lake.trades import write_trades
 from include.warehouse import snapshot
 from include.warehouse.audit import ensure_audit_table
 from include.warehouse.duckdb_backend import DuckDBWarehouse
+from include.warehouse.shared import DUCKDB
 from include.warehouse.snapshot import (
     AUDIT_COLUMNS,
     CANDLE_TABLE_COLUMNS,
@@ -33,7 +34,6 @@ from include.warehouse.snapshot import (
     publish_into,
     publish_snapshot,
 )
-from include.warehouse.sql import DUCKDB
 from tests.support.candles import build, load, query
 from tests.support.dashboard import assert_snapshot_equals_warehouse
 from tests.support.paths import REPO_ROOT

@@ -1,0 +1,83 @@
+"""What the two SQL backends share, written once: the connection's life, the discovery cursor, remembered
+refusals and the status refresh.
+
+DuckDB and Snowflake keep the same bookkeeping tables (``raw.load_cursor``: the write markers the
+last load consumed, as JSON text; ``raw.load_refusals``: refused files by key and ETag) and use
+them the same way. Only the SQL dialect differs, and ``Dialect`` names each difference. A backend
+adds how it runs a statement on its connection (``execute``) and how it loads files (``load``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Self
+
+from include.lake.store import ObjectInfo, ObjectStore
+from include.warehouse.base import Warehouse
+from include.warehouse.shared import Dialect, LoadResult, RefusedFile, StatusRefresh
+from include.warehouse.sql import in_transaction
+from include.warehouse.status import StatusLoader
+
+log = logging.getLogger(__name__)
+
+
+class SQLWarehouse(Warehouse):
+    """A warehouse over one DB-API connection; a backend names its dialect and adds ``execute`` and ``load``."""
+
+    dialect: ClassVar[Dialect]
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.status = StatusLoader(self.execute, self.dialect)
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] | None = None, /) -> list[tuple]: ...
+
+    @abstractmethod
+    def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult: ...
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def refresh_status(self, lake: ObjectStore) -> StatusRefresh:
+        return self.status.refresh(lake)
+
+    def read_cursor(self) -> dict[str, str] | None:
+        rows = self.execute("select markers from raw.load_cursor")
+        return json.loads(rows[0][0]) if rows else None
+
+    def save_cursor(self, cursor: dict[str, str]) -> None:
+        def replace() -> None:
+            self.execute("delete from raw.load_cursor")
+            self.execute(
+                f"insert into raw.load_cursor (markers) values ({self.dialect.placeholder})", [json.dumps(cursor)]
+            )
+
+        in_transaction(self.execute, self.dialect, replace)
+
+    def not_refused(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
+        """The objects not refused before as they are now: a replaced file (a new ETag) is tried again."""
+        candidates = list(infos)
+        if not candidates:
+            return []
+        refused = {(key, etag) for key, etag in self.execute("select file_key, etag from raw.load_refusals")}
+        return [info for info in candidates if (info.key, info.etag) not in refused]
+
+    def refuse(self, info: ObjectInfo, error: RefusedFile, result: LoadResult) -> None:
+        """Report the file once (in ``result``) and remember it by key and ETag."""
+        log.error("refused %s", error)
+        result.refused.append(str(error))
+        placeholders = ", ".join([self.dialect.placeholder] * 3)
+        self.execute(
+            f"insert into raw.load_refusals (file_key, etag, reason) values ({placeholders})",
+            [info.key, info.etag, str(error)],
+        )
