@@ -13,28 +13,22 @@ load holds locked), on Snowflake ``st.connection("snowflake")`` with the reader 
 secrets. The candles and the header's 24 h ticker then get the live edge (dashboard/live_edge.py):
 the lake's trades the warehouse has not published yet, merged on. The freshness target is a trade
 on the chart within 15 s at p95 (8 s at p50) of its exchange time; the stream flushes every 5 s, so
-the chart refreshes every 2 s (a refresh of the default view costs tens of ms: bench/dashboard.py).
+the chart refreshes every 2 s (a refresh of the default view costs tens of ms: bench/dashboard_page.py).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
-    sys.path.insert(0, str(REPO_ROOT))
+import duckdb
+import streamlit as st
 
-import duckdb  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from dashboard import health as judged  # noqa: E402
-from dashboard.chart import PLOTLY_CONFIG, THEMES, candle_figure, plain  # noqa: E402
-from dashboard.live_edge import LiveCandles, with_live_edge  # noqa: E402
-from dashboard.queries import (  # noqa: E402
+from dashboard import health as judged
+from dashboard.chart import PLOTLY_CONFIG, THEMES, candle_figure, plain
+from dashboard.live_edge import LiveCandles, with_live_edge
+from dashboard.queries import (
     Health,
     MarketQueries,
     NoData,
@@ -42,10 +36,10 @@ from dashboard.queries import (  # noqa: E402
     Ticker24h,
     ticker_of,
 )
-from dashboard.view import DEFAULT_COLOURS, RANGES, View, parse_view  # noqa: E402
-from include.candles import INTERVAL_NAMES  # noqa: E402
-from include.config import Settings, load_settings  # noqa: E402
-from include.lake.store import ObjectStore, open_lake  # noqa: E402
+from dashboard.view import DEFAULT_COLOURS, RANGES, View, parse_view
+from include.candles import INTERVAL_NAMES
+from include.config import Settings, load_settings
+from include.lake.store import ObjectStore, open_lake
 
 REFRESH_SECONDS = 2
 WHAT_TO_RUN = (
