@@ -26,7 +26,7 @@ import duckdb
 import streamlit as st
 
 from dashboard import health as judged
-from dashboard.chart import PLOTLY_CONFIG, THEMES, candle_figure, plain
+from dashboard.chart import PLOTLY_CONFIG, candle_figure, plain
 from dashboard.live_edge import LiveCandles, with_live_edge
 from dashboard.queries import (
     Health,
@@ -36,7 +36,7 @@ from dashboard.queries import (
     Ticker24h,
     ticker_of,
 )
-from dashboard.view import DEFAULT_COLOURS, RANGES, View, parse_view
+from dashboard.view import DEFAULT_COLOURS, RANGES, THEMES, View, parse_view
 from include.candles import INTERVAL_NAMES
 from include.config import Settings, load_settings
 from include.lake.store import ObjectStore, open_lake
@@ -153,9 +153,7 @@ def controls(view: View, symbols: list[str]) -> None:
     bull.color_picker("Bull border/wick", key="bull_line", on_change=_on_control, args=("bull_line",))
     bear.color_picker("Bear fill", key="bear", on_change=_on_control, args=("bear",))
     bear.color_picker("Bear border/wick", key="bear_line", on_change=_on_control, args=("bear_line",))
-    sidebar.segmented_control(
-        "Theme", ["dark", "light"], key="theme", required=True, on_change=_on_control, args=("theme",)
-    )
+    sidebar.segmented_control("Theme", list(THEMES), key="theme", required=True, on_change=_on_control, args=("theme",))
     sidebar.caption("Every choice is in the address bar: copy the link to share this view.")
 
 

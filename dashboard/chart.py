@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dashboard.view import View
+from dashboard.view import THEMES, View
 from include.candles import BY_NAME
 
 # Passed to st.plotly_chart: wheel zooms, drag pans (layout.dragmode), double-click resets.
@@ -36,11 +36,6 @@ PLOTLY_CONFIG = {
     "displaylogo": False,
     "responsive": True,
     "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
-}
-# TradingView's chart colours: background, text, crosshair.
-THEMES = {
-    "dark": {"background": "#131722", "text": "#d1d4dc", "crosshair": "#758696", "hover": "#1e222d"},
-    "light": {"background": "#ffffff", "text": "#131722", "crosshair": "#9598a1", "hover": "#f0f3fa"},
 }
 PRICE_AXIS_WIDTH = 72  # px on the right for the price labels and the last-price label
 FORMING = "forming (not closed)"

@@ -46,7 +46,9 @@ from include.candles import BY_NAME, CANDLE_COLUMN_NAMES, CANDLE_SCHEMA, DECIMAL
 from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
 from include.warehouse.sql import DUCKDB, SNOWFLAKE, Dialect
 
-MAX_CANDLES = 100_000  # the most one call returns
+# The most candles one read returns, and so the most the chart loads and draws (the "max" range, a
+# date range): 10,000, the scale the chart is built and benchmarked for (bench/dashboard_page.py).
+MAX_CANDLES = 10_000
 MAX_SYMBOL_LENGTH = 20  # Binance's symbols are far shorter
 MISMATCHES_SHOWN = 50  # the newest audit mismatches listed in full
 _EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
@@ -440,7 +442,7 @@ class MarketQueries:
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
-        limit: int = 10_000,
+        limit: int = MAX_CANDLES,
     ) -> pa.Table:
         """The newest ``limit`` candles opening in [start, end), oldest first (``CANDLE_SCHEMA``)."""
         self._check_interval_and_limit(interval, limit)
@@ -475,7 +477,7 @@ class MarketQueries:
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
-        limit: int = 10_000,
+        limit: int = MAX_CANDLES,
     ) -> MartsEdge:
         """What the speed layer merges onto, read in one session: ``candles(...)``, the frontier, and the
         1m candles it rebuilds the frontier's bucket from (and the 24 h ticker reads)."""

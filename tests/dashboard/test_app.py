@@ -20,8 +20,8 @@ import pytest
 from streamlit.elements.lib import policies
 from streamlit.testing.v1 import AppTest, local_script_runner
 
-from dashboard.chart import FORMING, INCOMPLETE, THEMES
-from dashboard.view import DEFAULT_COLOURS
+from dashboard.chart import FORMING, INCOMPLETE
+from dashboard.view import DEFAULT_COLOURS, THEMES
 from include.lake.keys import trade_key
 from include.lake.store import LocalStore
 from include.lake.trades import read_trades, write_trades

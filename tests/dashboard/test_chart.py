@@ -9,9 +9,9 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from dashboard.chart import FORMING, GAP, GAP_NOTE, INCOMPLETE, INCOMPLETE_NOTE, THEMES, UNKNOWN, candle_figure, plain
+from dashboard.chart import FORMING, GAP, GAP_NOTE, INCOMPLETE, INCOMPLETE_NOTE, UNKNOWN, candle_figure, plain
 from dashboard.queries import MarketQueries
-from dashboard.view import View
+from dashboard.view import THEMES, View
 from include.candles import BY_NAME, CANDLE_SCHEMA
 from tests.support.dashboard import START, snapshot_with_candles
 
