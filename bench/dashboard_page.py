@@ -126,7 +126,7 @@ def server_side(snapshot: Path, symbol: str, size: Size, measured: Measured) -> 
     for attempt in range(size.server_rounds + 1):  # the first warms (imports, DuckDB's first open)
         began = time.perf_counter()
         candles = queries.candles(symbol, "1m", limit=size.candles)
-        figure = candle_figure(candles, view, candles["close"][-1].as_py())
+        figure = candle_figure(candles, view)
         made = time.perf_counter()
         figure.to_json()
         if attempt:
@@ -282,7 +282,7 @@ def refresh_side(live: LiveMarket, size: Size, measured: Measured) -> None:
             began = time.perf_counter()
             marts = queries.edge(view.symbol, view.interval, limit=view.candle_limit)
             loaded = with_live_edge(marts, live.lake)
-            candle_figure(loaded.candles, view, None).to_json()
+            candle_figure(loaded.candles, view).to_json()
             ticker_of(view.symbol, loaded.minutes)
             queries.health()
             if attempt:

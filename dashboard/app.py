@@ -261,7 +261,7 @@ def live(queries: MarketQueries, lake: ObjectStore, view: View) -> None:
         if loaded.candles.num_rows == 0:
             st.info(f"No {view.interval} candles of {view.symbol} in this range: pick another range or dates.")
         else:
-            figure = candle_figure(loaded.candles, view, None)
+            figure = candle_figure(loaded.candles, view)
             st.plotly_chart(figure, key="chart", config=PLOTLY_CONFIG, theme=None)
         if lake_error:
             unread = f"the lake could not be read: {_escape(lake_error)}"

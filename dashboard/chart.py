@@ -152,14 +152,13 @@ def _rising(table: pa.Table) -> bool:
     return close is None or open_ is None or close >= open_
 
 
-def _last_price(table: pa.Table, view: View, last_price: Decimal | None) -> dict[str, list[dict[str, object]]]:
+def _last_price(table: pa.Table, view: View) -> dict[str, list[dict[str, object]]]:
     """A dotted line at the last price across the chart, and its value in a label on the price axis."""
     priced = table.filter(pc.is_valid(table["close"]))  # the last price is the last one known
-    if last_price is None and priced.num_rows == 0:
+    if priced.num_rows == 0:
         return {"shapes": [], "annotations": []}
-    price = last_price if last_price is not None else priced["close"][-1].as_py()
-    colour = f"#{view.bull_line}" if priced.num_rows == 0 or _rising(priced) else f"#{view.bear_line}"
-    text = plain(price)
+    colour = f"#{view.bull_line}" if _rising(priced) else f"#{view.bear_line}"
+    text = plain(priced["close"][-1].as_py())
     line = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": text, "y1": text,
             "line": {"color": colour, "width": 1, "dash": "dot"}, "name": "last price"}  # fmt: skip
     label = {"xref": "paper", "x": 1, "xanchor": "left", "yref": "y", "y": text, "text": text,
@@ -266,7 +265,7 @@ def split(candles: pa.Table) -> dict[str, pa.Table]:
     }
 
 
-def candle_figure(candles: pa.Table, view: View, last_price: Decimal | None) -> go.Figure:
+def candle_figure(candles: pa.Table, view: View) -> go.Figure:
     """Candles (closed, and the forming and incomplete ones marked) over volume bars, buckets without
     prices shaded, for ``view``'s colours and theme."""
     parts = split(candles)
@@ -278,7 +277,7 @@ def candle_figure(candles: pa.Table, view: View, last_price: Decimal | None) -> 
     data += _volumes(parts, view)
     markers, bands = _gaps(parts["gaps"], view)
     data += markers
-    price = _last_price(candles, view, last_price)
+    price = _last_price(candles, view)
     layout = {**_layout(view), **price, "shapes": bands + price["shapes"]}
     # Built whole from plain values the tests check, without Plotly's per-element validation (10,000
     # candles: most of the time) and without its deep copies of each array.

@@ -25,7 +25,7 @@ def facts(**changes) -> Health:
         freshness=[SymbolFreshness("BTCUSDT", NOW - 30 * SECOND), SymbolFreshness("ETHUSDT", NOW - 40 * SECOND)],
         gaps=GapSummary(windows=3, found=15, filled=10, holes=5, missing=0),
         audit=AuditSummary(checked=40, matched=40, mismatches=[]),
-        streams=[StreamState("BTCUSDT", "0", NOW - 2 * SECOND, NOW - 3 * SECOND, 0.4, "connected", 0)],
+        streams=[StreamState("BTCUSDT", "0", NOW - 2 * SECOND, 0.4, "connected")],
     )
     return replace(healthy, **changes)
 
@@ -124,7 +124,7 @@ def test_any_audit_mismatch_fails_and_names_the_first():
     ],
 )
 def test_each_stream_by_its_heartbeat_and_lag(heartbeat_age, lag, level):
-    stream = StreamState("ETHUSDT", "1", NOW - heartbeat_age, None, lag, "connected", 0)
+    stream = StreamState("ETHUSDT", "1", NOW - heartbeat_age, lag, "connected")
     findings = health.streams(facts(streams=[stream]), NOW)
     assert [(finding.subject, finding.level) for finding in findings] == [("ETHUSDT", level)]
     lag_text = "?" if lag is None else f"{lag:.1f} s"
@@ -171,7 +171,7 @@ def test_ages_are_shown_in_their_largest_whole_unit(age, text):
 
 
 def test_a_stream_without_connection_details_shows_none():
-    stream = StreamState("ETHUSDT", None, NOW - SECOND, None, 0.4)
+    stream = StreamState("ETHUSDT", None, NOW - SECOND, 0.4)
     [finding] = health.streams(facts(streams=[stream]), NOW)
     assert (finding.subject, finding.value) == ("ETHUSDT", "heartbeat 1 s ago, lag 0.4 s")
 
