@@ -279,6 +279,7 @@ def candle_figure(candles: pa.Table, view: View) -> go.Figure:
     data += markers
     price = _last_price(candles, view)
     layout = {**_layout(view), **price, "shapes": bands + price["shapes"]}
-    # Built whole from plain values the tests check, without Plotly's per-element validation (10,000
-    # candles: most of the time) and without its deep copies of each array.
-    return go.Figure(data=data, layout=layout, _validate=False)
+    # Validated, as Plotly documents it: for 10,000 candles it costs about 40 ms more than the
+    # undocumented go.Figure(..., _validate=False), a few ms for the default view (numpy arrays are
+    # checked whole), well within the 2 s refresh.
+    return go.Figure(data=data, layout=layout)
