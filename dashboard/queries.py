@@ -75,7 +75,7 @@ class Ticker24h:
     high: Decimal
     low: Decimal
     volume: Decimal
-    as_of: datetime  # the newest candle's close time
+    last_trade_time: datetime | None  # the newest trade of the window (None: its prices carried from before it)
 
 
 @dataclass(frozen=True)
@@ -540,7 +540,7 @@ def ticker_of(symbol: str, minutes: pa.Table) -> Ticker24h | None:
         high=pc.max(priced["high"]).as_py(),
         low=pc.min(priced["low"]).as_py(),
         volume=pc.sum(priced["volume"]).as_py(),
-        as_of=priced["close_time"][-1].as_py(),
+        last_trade_time=pc.max(priced["last_trade_time"]).as_py(),
     )
 
 

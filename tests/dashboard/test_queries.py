@@ -145,7 +145,7 @@ def test_ticker_is_computed_from_the_newest_24_hours_of_1m_candles(queries, fact
         assert day.high == max(row["high"] for row in window)
         assert day.low == min(row["low"] for row in window)
         assert day.volume == sum(row["volume"] for row in window)
-        assert day.as_of == window[-1]["close_time"]
+        assert day.last_trade_time == window[-1]["last_trade_time"]
         # Not the whole history: the oldest hour lies outside the window.
         assert day.volume != sum(row["volume"] for row in minutes)
 
