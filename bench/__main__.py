@@ -13,14 +13,14 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bench import backfill, dashboard, live_edge, load, stream, transform
+from bench import backfill, dashboard_page, live_edge, load, stream, transform
 
 BENCHMARKS: dict[str, Callable[[bool], bool]] = {
     "stream": lambda smoke: stream.main(smoke),
     "backfill": lambda smoke: backfill.main(smoke),
     "load": lambda smoke: load.main(smoke),
     "transform": lambda smoke: transform.main(smoke),
-    "dashboard": lambda smoke: dashboard.main(smoke),
+    "dashboard": lambda smoke: dashboard_page.main(smoke),
     "live_edge": lambda smoke: live_edge.main(smoke),
 }
 

@@ -13,28 +13,23 @@ load holds locked), on Snowflake ``st.connection("snowflake")`` with the reader 
 secrets. The candles and the header's 24 h ticker then get the live edge (dashboard/live_edge.py):
 the lake's trades the warehouse has not published yet, merged on. The freshness target is a trade
 on the chart within 15 s at p95 (8 s at p50) of its exchange time; the stream flushes every 5 s, so
-the chart refreshes every 2 s (a refresh of the default view costs tens of ms: bench/dashboard.py).
+the chart refreshes every 2 s (a refresh of the default view costs tens of ms: bench/dashboard_page.py).
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
-    sys.path.insert(0, str(REPO_ROOT))
+import duckdb
+import pyarrow as pa
+import streamlit as st
 
-import duckdb  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from dashboard import health as judged  # noqa: E402
-from dashboard.chart import PLOTLY_CONFIG, THEMES, candle_figure, plain  # noqa: E402
-from dashboard.live_edge import LiveCandles, with_live_edge  # noqa: E402
-from dashboard.queries import (  # noqa: E402
+from dashboard import health as judged
+from dashboard.chart import PLOTLY_CONFIG, candle_figure, plain
+from dashboard.live_edge import LiveCandles, with_live_edge
+from dashboard.queries import (
     Health,
     MarketQueries,
     NoData,
@@ -42,10 +37,10 @@ from dashboard.queries import (  # noqa: E402
     Ticker24h,
     ticker_of,
 )
-from dashboard.view import DEFAULT_COLOURS, RANGES, View, parse_view  # noqa: E402
-from include.candles import INTERVAL_NAMES  # noqa: E402
-from include.config import Settings, load_settings  # noqa: E402
-from include.lake.store import ObjectStore, open_lake  # noqa: E402
+from dashboard.view import DEFAULT_COLOURS, RANGES, THEMES, View, parse_view
+from include.candles import INTERVAL_NAMES
+from include.config import Settings, load_settings
+from include.lake.store import ObjectStore, open_lake
 
 REFRESH_SECONDS = 2
 WHAT_TO_RUN = (
@@ -54,6 +49,14 @@ WHAT_TO_RUN = (
     "dashboard's snapshot)."
 )
 LEVEL_COLOURS = {judged.OK: "green", judged.WARNING: "orange", judged.FAILING: "red", judged.NOT_YET: "gray"}
+CHECKS = {  # the health table's name of each section of findings
+    "freshness": "Last closed candle",
+    "completeness": "Incomplete 1m candles",
+    "pipeline": "Pipeline",
+    "gaps": "Gap repair",
+    "audit": "Exchange audit",
+    "streams": "Stream",
+}
 RANGE_LABELS = {"auto": "Auto", "max": "Max"}
 
 
@@ -78,24 +81,6 @@ def market_queries(settings: Settings) -> MarketQueries:
 def lake_of(url: str) -> ObjectStore:
     """The lake the speed layer reads, once per server process (an S3 client is slow to make)."""
     return open_lake(url)
-
-
-# The theme: the chart's colours come with the figure; the page around it follows here.
-def _theme_css(theme: str) -> str:
-    colours = THEMES[theme]
-    panel = "#1e222d" if theme == "dark" else "#f0f3fa"
-    return (
-        "<style>"
-        f".stApp, [data-testid='stHeader'] {{background-color: {colours['background']}; color: {colours['text']};}}"
-        f"[data-testid='stSidebar'] {{background-color: {panel};}}"
-        f".stApp p, .stApp label, .stApp h1, .stApp h2, .stApp h3, .stApp li, .stApp td, .stApp th, "
-        f"[data-testid='stSidebar'] p, [data-testid='stSidebar'] label {{color: {colours['text']};}}"
-        # Buttons and notices keep Streamlit's own text colour, drawn for their own backgrounds.
-        ".stApp button p, .stApp [data-testid='stAlertContainer'] p {color: inherit;}"
-        # Small screens: less padding around the page, so the chart keeps the width.
-        "@media (max-width: 640px) {.block-container {padding: 3.75rem 0.5rem 1rem 0.5rem;}}"
-        "</style>"
-    )
 
 
 # The controls: each writes the URL, then the page re-reads it ---------------------------------------
@@ -160,7 +145,7 @@ def controls(view: View, symbols: list[str]) -> None:
     bear.color_picker("Bear fill", key="bear", on_change=_on_control, args=("bear",))
     bear.color_picker("Bear border/wick", key="bear_line", on_change=_on_control, args=("bear_line",))
     sidebar.segmented_control(
-        "Theme", ["dark", "light"], key="theme", required=True, on_change=_on_control, args=("theme",)
+        "Chart theme", list(THEMES), key="theme", required=True, on_change=_on_control, args=("theme",)
     )
     sidebar.caption("Every choice is in the address bar: copy the link to share this view.")
 
@@ -176,67 +161,60 @@ def _number(value: Decimal) -> str:
     return f"{sign}{grouped}.{fraction}" if fraction else f"{sign}{grouped}"
 
 
-def header(slot: st.delta_generator.DeltaGenerator, ticker: Ticker24h | None, view: View) -> None:
+def header(row: st.delta_generator.DeltaGenerator, ticker: Ticker24h | None, view: View, now: datetime) -> None:
+    """The symbol's last price and 24 h change, high, low and volume, and its last trade's age, as metrics."""
+    label = f"{view.symbol} · {view.interval}"
     if ticker is None:
-        slot.markdown(f"**{view.symbol}** · {view.interval} &nbsp; no price in the last 24 h")
+        row.metric(label, "no price", help="No 1m candle of the last 24 h has a price.", width="content")
         return
-    colour = "green" if ticker.change >= 0 else "red"
     sign = "+" if ticker.change >= 0 else ""
-    slot.markdown(
-        f"**{ticker.symbol}** · {view.interval} &nbsp; **{_number(ticker.last_price)}** &nbsp; "
-        f":{colour}[{sign}{_number(ticker.change)} ({sign}{ticker.change_percent}%)]"
-    )
-    slot.caption(
-        f"24 h high {_number(ticker.high)} · low {_number(ticker.low)} · volume {_number(ticker.volume)} "
-        f"· as of {ticker.as_of:%Y-%m-%d %H:%M:%S}Z"
-    )
+    change = f"{sign}{_number(ticker.change)} ({sign}{ticker.change_percent}%)"  # red when it starts with "-"
+    row.metric(label, _number(ticker.last_price), change, help="Last price, and its change over 24 h", width="content")
+    for name, value in (("high", ticker.high), ("low", ticker.low), ("volume", ticker.volume)):
+        row.metric(f"24 h {name}", _number(value), width="content")
+    traded = ticker.last_trade_time
+    age = judged.age_text(None if traded is None else max(now - traded, timedelta(0)))  # the exchange's clock may lead
+    when = "before the last 24 h" if traded is None else f"{traded:%Y-%m-%d %H:%M:%S} UTC"
+    row.metric("Last trade", age, help=f"The newest trade on the chart: {when}", width="content")
 
 
-def _escape(text: str) -> str:
-    """Text from the warehouse as literal markdown."""
-    return "".join(f"\\{char}" if char in "\\`*_{}[]<>()#+-.!|:~$" else char for char in text)
-
-
-def _badge(level: str) -> str:
-    return f":{LEVEL_COLOURS[level]}[{level}]"
+def _health_table(facts: Health, findings: list[judged.Finding]) -> pa.Table:
+    """One row per finding (the worst first), then the snapshot's time and the exchange, unjudged."""
+    published = "live (Snowflake)" if facts.published_at is None else f"{facts.published_at:%Y-%m-%d %H:%M:%S}Z"
+    rows = [([f.level], CHECKS[f.section], f.subject, f.value) for f in findings]
+    rows += [([], "Pipeline", "snapshot", published), ([], "Pipeline", "exchange", facts.exchange or "?")]
+    status, check, subject, value = zip(*rows, strict=True)
+    return pa.table({"Status": status, "Check": check, "Subject": subject, "Value": value})
 
 
 def health_panel(facts: Health, now: datetime) -> None:
+    """Every check in one table, the worst first, its status in its colour; badges count what is wrong."""
     findings = judged.judge(facts, now)
-    st.subheader("Pipeline health")
-    for finding in judged.problems(findings):
-        (st.error if finding.level == judged.FAILING else st.warning)(_escape(finding.why))
-    sections: dict[str, list[judged.Finding]] = {}
-    for finding in findings:
-        sections.setdefault(finding.section, []).append(finding)
-    left, right = st.columns(2)
-    published = "live (Snowflake)" if facts.published_at is None else f"{facts.published_at:%Y-%m-%d %H:%M:%S}Z"
-    left.markdown(
-        "| Pipeline | | |\n|---|---|---|\n"
-        + "".join(f"| {f.subject} | {f.value} | {_badge(f.level)} |\n" for f in sections.get("pipeline", []))
-        + f"| snapshot | {published} | |\n| exchange | {_escape(facts.exchange or '?')} | |\n"
-    )
-    left.markdown(
-        "| Freshness | last closed candle | |\n|---|---|---|\n"
-        + "".join(f"| {f.subject} | {f.value} | {_badge(f.level)} |\n" for f in sections.get("freshness", []))
-    )
-    left.markdown(
-        "| Completeness | closed 1m candles with trades missing | |\n|---|---|---|\n"
-        + "".join(f"| {f.subject} | {f.value} | {_badge(f.level)} |\n" for f in sections.get("completeness", []))
-    )
-    for finding in sections.get("gaps", []) + sections.get("audit", []):
-        right.markdown(f"**{finding.section.capitalize()}** {_badge(finding.level)}  \n{finding.value}")
+    title = st.container(horizontal=True, vertical_alignment="center")
+    title.subheader("Pipeline health", anchor=False, width="content")
+    failing, warnings = (sum(f.level == level for f in findings) for level in (judged.FAILING, judged.WARNING))
+    if failing:
+        title.badge(f"{failing} failing", color=LEVEL_COLOURS[judged.FAILING])
+    if warnings:
+        title.badge(f"{warnings} warning{'s' if warnings > 1 else ''}", color=LEVEL_COLOURS[judged.WARNING])
+    if not failing and not warnings:
+        title.badge("all fine", color=LEVEL_COLOURS[judged.OK])
+    columns = {  # the status first: on a phone the table is wider than the screen
+        "Status": st.column_config.MultiselectColumn(
+            options=judged.LEVELS, color=[LEVEL_COLOURS[level] for level in judged.LEVELS], width=80
+        ),
+        "Check": st.column_config.TextColumn(width=160),
+        "Subject": st.column_config.TextColumn(width=110),
+        "Value": st.column_config.TextColumn(width="large"),
+    }
+    st.dataframe(_health_table(facts, findings), hide_index=True, height="content", column_config=columns)
     if facts.audit.mismatches:
-        with right.expander(f"Audit mismatches ({facts.audit.mismatched or len(facts.audit.mismatches)})"):
-            for item in facts.audit.mismatches:
-                st.text(f"{item.symbol} {item.interval} {item.open_time:%Y-%m-%d %H:%M}Z: {item.differences}")
-    streams = sections.get("streams", [])
-    right.markdown(
-        "| Stream | | |\n|---|---|---|\n"
-        + "".join(f"| {_escape(f.subject)} | {f.value} | {_badge(f.level)} |\n" for f in streams)
-        if streams
-        else "**Streams** no heartbeats in the warehouse (the stream has not run, or runs outside Airflow)."
-    )
+        with st.expander(f"Audit mismatches ({facts.audit.mismatched or len(facts.audit.mismatches)})"):
+            st.dataframe(
+                pa.Table.from_pylist([asdict(item) for item in facts.audit.mismatches]),
+                hide_index=True,
+                column_config={"open_time": st.column_config.DatetimeColumn("open time (UTC)")},
+            )
 
 
 def load_candles(queries: MarketQueries, lake: ObjectStore, view: View) -> tuple[LiveCandles, str | None]:
@@ -258,9 +236,14 @@ def _sandbox_banner(slot: st.delta_generator.DeltaGenerator, exchange: str | Non
         )
 
 
+def _unreadable(error: Exception) -> None:
+    st.error("The dashboard could not read the data:", icon=":material/error:")
+    st.code(" ".join(str(error).split()), language=None, wrap_lines=True)  # as it is: no Markdown
+
+
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(queries: MarketQueries, lake: ObjectStore, view: View) -> None:
-    banner, top = st.empty(), st.container()
+    banner, top = st.empty(), st.container(horizontal=True, gap="small")  # five metrics on one line at 1280 px
     # Drawn first from what the last refresh saw, so a refresh never removes it and moves the chart;
     # the health facts below confirm or change it.
     _sandbox_banner(banner, st.session_state.get("_exchange"))
@@ -269,20 +252,21 @@ def live(queries: MarketQueries, lake: ObjectStore, view: View) -> None:
         if loaded.candles.num_rows == 0:
             st.info(f"No {view.interval} candles of {view.symbol} in this range: pick another range or dates.")
         else:
-            figure = candle_figure(loaded.candles, view, None)
+            figure = candle_figure(loaded.candles, view)
             st.plotly_chart(figure, key="chart", config=PLOTLY_CONFIG, theme=None)
-        if lake_error:
-            unread = f"the lake could not be read: {_escape(lake_error)}"
-            st.caption(f"Live edge unavailable ({unread}); the warehouse's candles are shown.")
+        if lake_error:  # text, not Markdown: the error names keys and paths
+            st.text(
+                f"Live edge unavailable (the lake could not be read: {lake_error}); the warehouse's candles are shown."
+            )
         elif loaded.off:
             st.caption(f"Live edge off: {loaded.off}.")
-        header(top, ticker_of(view.symbol, loaded.minutes), view)
+        header(top, ticker_of(view.symbol, loaded.minutes), view, datetime.now(UTC))
         facts = queries.health()
     except NoData as error:
         st.info(f"{error}\n\n{WHAT_TO_RUN}")
         return
     except (QueryRefused, duckdb.Error) as error:  # e.g. a snapshot replaced by something unreadable
-        st.error(f"The dashboard could not read the data: {' '.join(str(error).split())}")
+        _unreadable(error)
         return
     if facts.exchange != st.session_state.get("_exchange"):
         st.session_state["_exchange"] = facts.exchange
@@ -301,7 +285,7 @@ def waiting_for_candles(settings: Settings) -> None:
         st.info(f"{error}\n\n{WHAT_TO_RUN}")
         return
     except duckdb.Error as error:
-        st.error(f"The dashboard could not read the data: {' '.join(str(error).split())}")
+        _unreadable(error)
         return
     if symbols:
         st.rerun(scope="app")
@@ -329,7 +313,6 @@ def main() -> None:
     view, notices = parse_view(params, symbols, settings.symbols[0])
     if params != view.query():  # the URL shows exactly what is on screen (refused values replaced)
         _write_view(view)
-    st.html(_theme_css(view.theme))
     for notice in notices:
         st.warning(notice, icon=":material/block:")
     controls(view, symbols)

@@ -12,6 +12,7 @@ from typing import Any
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
 NOT_YET = "not yet"  # a check that has not run: neither ok nor wrong
+LEVELS = (FAILING, WARNING, NOT_YET, OK)  # the worst first
 
 # The newest closed 1m candle closed at most a minute ago, and the marts follow the stream by tens of
 # seconds (flush every 5 s, load, transform, publish): three minutes is late, fifteen is stale.
@@ -21,6 +22,7 @@ RUN_LATE, RUN_STALE = timedelta(minutes=5), timedelta(minutes=30)
 # A stream writes its heartbeat with every flush (seconds); a minute without one is a worry.
 HEARTBEAT_LATE, HEARTBEAT_STALE = timedelta(minutes=1), timedelta(minutes=5)
 STREAM_LAG_LATE = 10.0  # seconds behind the exchange's trade time
+ALL_SYMBOLS = "all symbols"  # the subject of a check over every symbol at once
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,7 @@ class Finding:
     section: str
     subject: str
     value: str
-    level: str  # OK, WARNING, FAILING or NOT_YET
-    why: str = ""  # for warnings and failures: one line saying what is wrong
+    level: str  # one of LEVELS
 
 
 def age_text(age: timedelta | None) -> str:
@@ -61,9 +62,7 @@ def freshness(health: Any, now: datetime) -> list[Finding]:
     findings = []
     for item in health.freshness:
         age = _age(item.last_closed_close_time, now)
-        level = _by_age(age, CANDLE_LATE, CANDLE_STALE)
-        why = f"{item.symbol}: last closed candle {age_text(age)}" if level != OK else ""
-        findings.append(Finding("freshness", item.symbol, age_text(age), level, why))
+        findings.append(Finding("freshness", item.symbol, age_text(age), _by_age(age, CANDLE_LATE, CANDLE_STALE)))
     return findings
 
 
@@ -72,8 +71,7 @@ def runs(health: Any, now: datetime) -> list[Finding]:
     findings = []
     for subject, moment in (("last load", health.last_load_at), ("last transform", health.marts_loaded_at)):
         age = _age(moment, now)
-        level = _by_age(age, RUN_LATE, RUN_STALE)
-        findings.append(Finding("pipeline", subject, age_text(age), level, f"{subject} {age_text(age)}"))
+        findings.append(Finding("pipeline", subject, age_text(age), _by_age(age, RUN_LATE, RUN_STALE)))
     return findings
 
 
@@ -85,10 +83,8 @@ def completeness(health: Any) -> list[Finding]:
         if not item.incomplete:
             findings.append(Finding("completeness", item.symbol, "none incomplete", OK))
             continue
-        since = f"{item.incomplete_since:%Y-%m-%d %H:%M}Z"
-        value = f"{item.incomplete} incomplete since {since}"
-        why = f"{item.symbol}: {item.incomplete} closed 1m candles with trades missing, the oldest {since}"
-        findings.append(Finding("completeness", item.symbol, value, WARNING, why))
+        value = f"{item.incomplete} incomplete since {item.incomplete_since:%Y-%m-%d %H:%M}Z"
+        findings.append(Finding("completeness", item.symbol, value, WARNING))
     return findings
 
 
@@ -97,33 +93,29 @@ def gaps(health: Any) -> list[Finding]:
     are explained (the exchange has no such trades), so they are shown, not flagged. No window yet: not yet."""
     summary = health.gaps
     if not summary.windows:
-        return [Finding("gaps", "completeness", "not yet: no repair window checked", NOT_YET)]
-    level = WARNING if summary.missing else OK
+        return [Finding("gaps", ALL_SYMBOLS, "not yet: no repair window checked", NOT_YET)]
     value = (
         f"{summary.windows} windows: {summary.found} found, {summary.filled} filled, "
         f"{summary.holes} exchange-side holes, {summary.missing} missing"
     )
-    return [Finding("gaps", "completeness", value, level, f"{summary.missing} trades missing after repair")]
+    return [Finding("gaps", ALL_SYMBOLS, value, WARNING if summary.missing else OK)]
 
 
 def audit(health: Any) -> list[Finding]:
     """The audit against the exchange's klines: any mismatch is a failure. Nothing audited yet: not yet."""
     summary = health.audit
     if not summary.checked:
-        return [Finding("audit", "against the exchange", "not yet: no closed candle audited", NOT_YET)]
+        return [Finding("audit", ALL_SYMBOLS, "not yet: no closed candle audited", NOT_YET)]
     mismatches = summary.mismatched or len(summary.mismatches)
-    level = FAILING if mismatches else OK
     value = f"{summary.checked} buckets checked, {summary.matched} matched, {mismatches} mismatches"
-    why = ""
-    if summary.mismatches:
-        first = summary.mismatches[0]
-        when = f"{first.open_time:%Y-%m-%d %H:%M}Z"
-        why = f"{mismatches} candles differ from the exchange, first {first.symbol} {first.interval} {when}"
-    return [Finding("audit", "against the exchange", value, level, why)]
+    return [Finding("audit", ALL_SYMBOLS, value, FAILING if mismatches else OK)]
 
 
 def streams(health: Any, now: datetime) -> list[Finding]:
-    """Per symbol's stream: its heartbeat's age and its lag behind the exchange, then its connection."""
+    """Per symbol's stream: its heartbeat's age and its lag behind the exchange, then its connection.
+    No heartbeat at all: not yet (the stream has not run, or runs outside Airflow)."""
+    if not health.streams:
+        return [Finding("streams", ALL_SYMBOLS, "not yet: no heartbeat in the warehouse", NOT_YET)]
     findings = []
     for item in health.streams:
         age = _age(item.updated_at, now)
@@ -133,15 +125,14 @@ def streams(health: Any, now: datetime) -> list[Finding]:
             level = WARNING
         lag_text = "?" if lag is None else f"{lag:.1f} s"
         value = f"heartbeat {age_text(age)}, lag {lag_text}"
-        why = f"stream {item.symbol}: {value}"
         if item.connection is not None:
             value += f", connection {item.connection}" + (f" {item.state}" if item.state else "")
-        findings.append(Finding("streams", item.symbol, value, level, why))
+        findings.append(Finding("streams", item.symbol, value, level))
     return findings
 
 
 def judge(health: Any, now: datetime) -> list[Finding]:
-    """Every finding, section by section; ``why`` kept only where something is wrong."""
+    """Every finding, the worst first (failing, warning, not yet, ok), section by section within each."""
     findings = [
         *freshness(health, now),
         *completeness(health),
@@ -150,9 +141,4 @@ def judge(health: Any, now: datetime) -> list[Finding]:
         *audit(health),
         *streams(health, now),
     ]
-    return [f if f.level in (WARNING, FAILING) else Finding(f.section, f.subject, f.value, f.level) for f in findings]
-
-
-def problems(findings: list[Finding]) -> list[Finding]:
-    """The findings to show in warning colours, the failing ones first."""
-    return sorted((f for f in findings if f.level in (WARNING, FAILING)), key=lambda f: f.level != FAILING)
+    return sorted(findings, key=lambda finding: LEVELS.index(finding.level))

@@ -46,7 +46,9 @@ from include.candles import BY_NAME, CANDLE_COLUMN_NAMES, CANDLE_SCHEMA, DECIMAL
 from include.warehouse.shared import DUCKDB, SNOWFLAKE, Dialect
 from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
 
-MAX_CANDLES = 100_000  # the most one call returns
+# The most candles one read returns, and so the most the chart loads and draws (the "max" range, a
+# date range): 10,000, the scale the chart is built and benchmarked for (bench/dashboard_page.py).
+MAX_CANDLES = 10_000
 MAX_SYMBOL_LENGTH = 20  # Binance's symbols are far shorter
 MISMATCHES_SHOWN = 50  # the newest audit mismatches listed in full
 _EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
@@ -68,14 +70,12 @@ class Ticker24h:
 
     symbol: str
     last_price: Decimal  # the newest candle's close
-    open_price: Decimal  # the open of the window's first candle
-    change: Decimal
+    change: Decimal  # from the open of the window's first candle
     change_percent: Decimal  # 2 places, half-even
     high: Decimal
     low: Decimal
     volume: Decimal
-    quote_volume: Decimal
-    as_of: datetime  # the newest candle's close time
+    last_trade_time: datetime | None  # the newest trade of the window (None: its prices carried from before it)
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ class Frontier:
 @dataclass(frozen=True)
 class MartsEdge:
     """The marts' side of one chart refresh, read in one session: the interval's candles as ``candles``
-    returns them, the symbol's frontier, and its 1m candles from ``minutes_since`` on (the frontier's
-    bucket of the interval, or a day before the newest 1m candle, whichever is earlier)."""
+    returns them, the symbol's frontier, and its 1m candles from the frontier's bucket of the interval
+    or a day before the newest 1m candle, whichever is earlier."""
 
     symbol: str
     interval: str
@@ -117,7 +117,6 @@ class MartsEdge:
     candles: pa.Table
     frontier: Frontier | None
     minutes: pa.Table
-    minutes_since: datetime
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,6 @@ class AuditSummary:
     matched: int
     mismatches: list[AuditMismatch]  # the newest MISMATCHES_SHOWN of them
     mismatched: int = 0  # all of them
-    missing: int = 0  # buckets the exchange has and the marts lack
 
 
 @dataclass(frozen=True)
@@ -153,10 +151,8 @@ class StreamState:
     symbol: str
     connection: str | None  # the stream connection's number, as text
     updated_at: datetime
-    last_trade_time: datetime | None
     lag_seconds: float | None
     state: str | None = None  # connected, restarting, failed, stopped
-    restarts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -247,10 +243,9 @@ _GAPS_SQL = (
 _GAPS_SCHEMA = pa.schema([(name, pa.int64()) for name in ("windows", "found", "filled", "holes", "missing")])
 _AUDIT_COUNTS_SQL = (
     "select count(*) as checked, count(case when status = 'match' then 1 end) as matched, "
-    "count(case when status = 'mismatch' then 1 end) as mismatched, "
-    "count(case when status = 'missing' then 1 end) as missing from {candle_audit}"
+    "count(case when status = 'mismatch' then 1 end) as mismatched from {candle_audit}"
 )
-_AUDIT_COUNTS_SCHEMA = pa.schema([(name, pa.int64()) for name in ("checked", "matched", "mismatched", "missing")])
+_AUDIT_COUNTS_SCHEMA = pa.schema([(name, pa.int64()) for name in ("checked", "matched", "mismatched")])
 _MISMATCHES_SQL = (
     "select symbol, interval, open_time, differences from {candle_audit} where status = 'mismatch' "
     "order by audited_at desc, open_time desc, symbol, interval limit {p}"
@@ -258,17 +253,9 @@ _MISMATCHES_SQL = (
 _MISMATCH_SCHEMA = pa.schema(
     [("symbol", pa.string()), ("interval", pa.string()), ("open_time", _TS), ("differences", pa.string())]
 )
-_STREAMS_SQL = (
-    "select symbol, connection, updated_at, last_trade_time, lag_seconds from {stream_status} order by symbol, exchange"
-)
+_STREAMS_SQL = "select symbol, connection, updated_at, lag_seconds from {stream_status} order by symbol, exchange"
 _STREAMS_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("connection", pa.string()),
-        ("updated_at", _TS),
-        ("last_trade_time", _TS),
-        ("lag_seconds", pa.float64()),
-    ]
+    [("symbol", pa.string()), ("connection", pa.string()), ("updated_at", _TS), ("lag_seconds", pa.float64())]
 )
 _PIPELINE_SQL = "select exchange, published_at, last_load_at, marts_loaded_at from {pipeline}"
 _PIPELINE_SCHEMA = pa.schema(
@@ -412,10 +399,6 @@ class MarketQueries:
         ``exchange``: the EXCHANGE setting, for the sandbox banner."""
         return cls(_Source(SNOWFLAKE, _SNOWFLAKE_TABLES, True, lambda: _snowflake_session(run), exchange))
 
-    @property
-    def backend(self) -> str:
-        return self._source.dialect.name
-
     def symbols(self) -> list[str]:
         """Every symbol in the 1m candles, sorted: the symbol allowlist."""
         with self._source.session() as fetch:
@@ -440,7 +423,7 @@ class MarketQueries:
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
-        limit: int = 10_000,
+        limit: int = MAX_CANDLES,
     ) -> pa.Table:
         """The newest ``limit`` candles opening in [start, end), oldest first (``CANDLE_SCHEMA``)."""
         self._check_interval_and_limit(interval, limit)
@@ -461,24 +444,16 @@ class MarketQueries:
         sql = self._source.sql(_CANDLES_SQL.replace("{table}", "{" + BY_NAME[interval].mart + "}"), DECIMAL_COLUMNS)
         return fetch(sql, [symbol, first.isoformat(), last.isoformat(), limit], CANDLE_SCHEMA)
 
-    def ticker_24h(self, symbol: str) -> Ticker24h | None:
-        """Last price, and the change, high, low and volumes over the 24 h of 1m candles up to it
-        (None when no candle of that day has a price)."""
-        with self._source.session() as fetch:
-            checked = self._checked_symbol(fetch, symbol)
-            minutes = self._candles(fetch, checked, "1m", _EARLIEST, _LATEST, 1440)
-        return ticker_of(checked, minutes)
-
     def edge(
         self,
         symbol: str,
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
-        limit: int = 10_000,
+        limit: int = MAX_CANDLES,
     ) -> MartsEdge:
         """What the speed layer merges onto, read in one session: ``candles(...)``, the frontier, and the
-        1m candles it rebuilds the frontier's bucket from (and the 24 h ticker reads)."""
+        1m candles it rebuilds the frontier's bucket from (and ``ticker_of`` reads)."""
         self._check_interval_and_limit(interval, limit)
         first, last = _range(start, end)
         with self._source.session() as fetch:
@@ -491,7 +466,7 @@ class MarketQueries:
                 since = min(since, bucket_start(frontier.open_time, interval))
             sql = self._source.sql(_MINUTES_SQL, DECIMAL_COLUMNS)
             minutes = fetch(sql, [checked, since.isoformat()], CANDLE_SCHEMA)
-        return MartsEdge(checked, interval, first, last, limit, candles, frontier, minutes, since)
+        return MartsEdge(checked, interval, first, last, limit, candles, frontier, minutes)
 
     def _frontier(self, fetch: Fetch, symbol: str) -> Frontier | None:
         rows = fetch(self._source.sql(_FRONTIER_SQL, ("close",)), [symbol], _FRONTIER_SCHEMA).to_pylist()
@@ -532,7 +507,6 @@ class MarketQueries:
                 matched=counts["matched"],
                 mismatches=[AuditMismatch(**row) for row in mismatches],
                 mismatched=counts["mismatched"],
-                missing=counts["missing"],
             ),
             streams=[_stream_state(row) for row in streams],
         )
@@ -561,14 +535,12 @@ def ticker_of(symbol: str, minutes: pa.Table) -> Ticker24h | None:
     return Ticker24h(
         symbol=symbol,
         last_price=last,
-        open_price=opened,
         change=change,
         change_percent=percent,
         high=pc.max(priced["high"]).as_py(),
         low=pc.min(priced["low"]).as_py(),
         volume=pc.sum(priced["volume"]).as_py(),
-        quote_volume=pc.sum(priced["quote_volume"]).as_py(),
-        as_of=priced["close_time"][-1].as_py(),
+        last_trade_time=pc.max(priced["last_trade_time"]).as_py(),
     )
 
 
@@ -584,8 +556,6 @@ def _stream_state(row: dict[str, Any]) -> StreamState:
         symbol=row["symbol"],
         connection=None if number is None else str(number),
         updated_at=row["updated_at"],
-        last_trade_time=row["last_trade_time"],
         lag_seconds=row["lag_seconds"],
         state=details.get("state"),
-        restarts=details.get("restarts"),
     )

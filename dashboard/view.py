@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
+from dashboard.queries import MAX_CANDLES
 from include.candles import BY_NAME, INTERVAL_NAMES
 
 # The range buttons: how much history the chart loads and shows, ending at the newest candle.
 # "auto" is the newest AUTO_CANDLES candles of any interval (a readable chart, fast to draw);
-# "max" is as many as the chart draws (MAX_CANDLES). Spans are converted to candle counts.
+# "max" is as many as one read returns (queries.MAX_CANDLES). Spans are converted to candle counts.
 RANGES: dict[str, timedelta | None] = {
     "auto": None,
     "1h": timedelta(hours=1),
@@ -30,8 +31,12 @@ RANGES: dict[str, timedelta | None] = {
     "max": None,
 }
 AUTO_CANDLES = 300
-MAX_CANDLES = 10_000
-THEMES = ("dark", "light")
+# The chart's themes, TradingView's colours: background, text, crosshair, hover label. The page around
+# the chart takes its theme from dashboard/.streamlit/config.toml.
+THEMES = {
+    "dark": {"background": "#131722", "text": "#d1d4dc", "crosshair": "#758696", "hover": "#1e222d"},
+    "light": {"background": "#ffffff", "text": "#131722", "crosshair": "#9598a1", "hover": "#f0f3fa"},
+}
 # TradingView's default candle colours.
 DEFAULT_COLOURS = {"bull": "26a69a", "bull_line": "26a69a", "bear": "ef5350", "bear_line": "ef5350"}
 KEYS = ("symbol", "interval", "range", "start", "end", "bull", "bull_line", "bear", "bear_line", "theme")
@@ -165,7 +170,7 @@ def parse_view(
         "symbol": lambda value: _choice("symbol", value, symbols, "a symbol in the marts"),
         "interval": lambda value: _choice("interval", value, INTERVAL_NAMES, "an interval"),
         "range": lambda value: _choice("range", value, tuple(RANGES), "a range"),
-        "theme": lambda value: _choice("theme", value, THEMES, "a theme"),
+        "theme": lambda value: _choice("theme", value, tuple(THEMES), "a theme"),
         **{key: (lambda value, key=key: _colour(key, value)) for key in DEFAULT_COLOURS},
     }
     chosen: dict[str, object] = {}

@@ -2,7 +2,11 @@
 
 The command line is the one place that knows how the dashboard is served (``make up``, the browser
 tests and the benchmark all start it through here): headless, on the given address only, sending
-nothing anywhere and watching no files (the app is not edited while it runs).
+nothing anywhere and watching no files (the app is not edited while it runs). The server runs in the
+repository's root with the root first on ``PYTHONPATH``: ``streamlit run`` puts only the script's
+folder on ``sys.path``, and the app imports ``dashboard`` and ``include`` as packages. Its look
+(the theme) is Streamlit's own config, ``dashboard/.streamlit/config.toml``, which Streamlit reads
+beside the script whatever the working directory.
 
 The server is a child in this process's group, so a Ctrl-C in a terminal or a ``killpg`` by a
 supervisor reaches both; a signal sent to this process alone is passed on to it. Either way the
@@ -13,12 +17,13 @@ long-running commands do.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +54,14 @@ def streamlit_argv(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, script: P
         "--global.developmentMode=false",
         "--client.toolbarMode=minimal",  # no Deploy button or developer menu in front of users
     ]
+
+
+def streamlit_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with the repository's root first on ``PYTHONPATH``."""
+    environment = dict(os.environ if base is None else base)
+    paths = [str(REPO_ROOT), *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
+    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # once each, the root first
+    return environment
 
 
 def dashboard_url(host: str, port: int) -> str:
@@ -108,7 +121,7 @@ def serve(host: str, port: int) -> int:
     check_listenable(host, port)
     print(f"dashboard: {dashboard_url(host, port)}", flush=True)
     stops: list[int] = []
-    child = subprocess.Popen(streamlit_argv(host, port))
+    child = subprocess.Popen(streamlit_argv(host, port), cwd=REPO_ROOT, env=streamlit_environment())
     try:
         with _forwarding_signals(child, stops):
             status = _wait(child, stops)

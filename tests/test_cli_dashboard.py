@@ -16,7 +16,7 @@ import duckdb
 import psutil
 import pytest
 
-from include.dashboard_server import HEALTH_PATH, streamlit_argv
+from include.dashboard_server import HEALTH_PATH, streamlit_argv, streamlit_environment
 from include.warehouse.snapshot import SNAPSHOT_TABLES
 from tests.support.dashboard import assert_snapshot_equals_warehouse
 from tests.support.net import free_port, http_get
@@ -43,7 +43,24 @@ def test_the_streamlit_command_is_headless_on_the_address_asked_for_and_sends_no
         assert flag in argv
 
 
+def test_the_servers_environment_puts_the_repository_first_on_pythonpath_once():
+    elsewhere = os.pathsep.join(["/opt/site", str(REPO_ROOT), "/opt/more"])
+    environment = streamlit_environment({"PYTHONPATH": elsewhere, "SYMBOLS": "BTCUSDT"})
+    assert environment == {
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), "/opt/site", "/opt/more"]),
+        "SYMBOLS": "BTCUSDT",
+    }
+    assert streamlit_environment({})["PYTHONPATH"] == str(REPO_ROOT)
+
+
 # A real dashboard process ----------------------------------------------------------------------------
+
+
+def _streamlit_child(process: subprocess.Popen) -> psutil.Process:
+    [child] = [
+        child for child in psutil.Process(process.pid).children(recursive=True) if "streamlit" in child.cmdline()
+    ]
+    return child
 
 
 def _answers_health(process: subprocess.Popen, url: str, err: Path) -> bool:
@@ -69,12 +86,13 @@ def test_dashboard_serves_on_localhost_prints_its_url_and_stops_cleanly(tmp_path
     url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
     env["DATA_DIR"] = str(tmp_path / "data")  # no snapshot there: the page explains, it is still served
+    env["PYTHONPATH"] = str(REPO_ROOT)  # started from another folder, as a user outside the repository would
     argv = [sys.executable, "-m", "include.cli", "dashboard", "--port", str(port)]
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     with (
         out_path.open("w") as out,
         err_path.open("w") as err,
-        process_group(argv, env, cwd=REPO_ROOT, stdout=out, stderr=err) as process,
+        process_group(argv, env, cwd=tmp_path, stdout=out, stderr=err) as process,
     ):
         wait_until(lambda: _answers_health(process, url, err_path), SERVER_START_SECONDS, f"{url}{HEALTH_PATH}")
         status, _, page = http_get(url)
@@ -84,6 +102,10 @@ def test_dashboard_serves_on_localhost_prints_its_url_and_stops_cleanly(tmp_path
         listeners = listening_addresses(psutil.Process(process.pid))
         assert {address for address, _ in listeners} == {"127.0.0.1"}, listeners
         assert ("127.0.0.1", port) in listeners
+        # Streamlit runs in the repository, its root first on the path: the app imports its packages there.
+        server = _streamlit_child(process)
+        assert server.cwd() == str(REPO_ROOT)
+        assert server.environ()["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
 
         stop(process)
         assert process.wait(60) == 0, err_path.read_text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -20,8 +21,8 @@ import pytest
 from streamlit.elements.lib import policies
 from streamlit.testing.v1 import AppTest, local_script_runner
 
-from dashboard.chart import FORMING, INCOMPLETE, THEMES
-from dashboard.view import DEFAULT_COLOURS
+from dashboard.chart import FORMING, INCOMPLETE
+from dashboard.view import DEFAULT_COLOURS, THEMES, View
 from include.lake.keys import trade_key
 from include.lake.store import LocalStore
 from include.lake.trades import read_trades, write_trades
@@ -31,6 +32,7 @@ from tests.support.paths import REPO_ROOT
 from tests.support.trades import trade_columns
 
 APP = str(REPO_ROOT / "dashboard" / "app.py")
+STREAMLIT_CONFIG = REPO_ROOT / "dashboard" / ".streamlit" / "config.toml"  # beside the app: read whatever the cwd
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPETH")
 RUN_TIMEOUT = 120  # seconds: a run on a busy machine, 10,000 candles included
 DEFAULT_QUERY = {"symbol": "BTCUSDT", "interval": "1m", "range": "auto", **DEFAULT_COLOURS, "theme": "dark"}
@@ -73,15 +75,24 @@ def traces(app: AppTest) -> dict[str, dict]:
 
 
 def texts(elements) -> list[str]:
-    """Shown texts without the markdown escapes the page adds to text from the warehouse."""
-    return [element.value.replace("\\", "") for element in elements]
+    return [element.value for element in elements]
+
+
+def health_rows(app: AppTest) -> list[tuple[str, str, str, list[str]]]:
+    """The health table as shown: (check, subject, value, status) per row, in order."""
+    [table] = [frame.value for frame in app.dataframe if frame.value.columns[0] == "Status"]
+    return [(check, subject, value, list(status)) for status, check, subject, value in table.itertuples(index=False)]
+
+
+def badges(app: AppTest) -> list[str]:
+    return [item.value for item in app.markdown if "-badge[" in item.value]
 
 
 def snapshot_rows(path: Path, symbol: str, interval: str = "1m") -> list[dict]:
     """The snapshot's candles of ``symbol``, oldest first, read from its file without the app's code."""
     with duckdb.connect(str(path), read_only=True) as connection:
         cursor = connection.execute(
-            "select open_time, open, high, low, close, volume, trade_count, is_closed, is_complete "
+            "select open_time, open, high, low, close, volume, trade_count, last_trade_time, is_closed, is_complete "
             f"from candles_{interval} where symbol = ? order by open_time",
             [symbol],
         )
@@ -226,15 +237,20 @@ def test_the_header_is_the_last_price_and_the_24h_figures_of_the_snapshot(snapsh
     percent = (change * 100 / opened).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
     sign = "+" if change >= 0 else "-"
     app = page({"symbol": "ETHUSDT"})
-    heading = app.markdown[0].value
-    assert f"**ETHUSDT** · 1m &nbsp; **{grouped(last)}** &nbsp; " in heading
-    assert f"[{sign}{grouped(abs(change))} ({sign}{abs(percent)}%)]" in heading
-    assert (":green[" if change >= 0 else ":red[") in heading
     high, low = max(row["high"] for row in window), min(row["low"] for row in window)
     volume = sum(row["volume"] for row in window)
-    assert app.caption[0].value.startswith(
-        f"24 h high {grouped(high)} · low {grouped(low)} · volume {grouped(volume)} · as of "
-    )
+    shown = [(metric.label, metric.value, metric.delta) for metric in app.metric]
+    assert shown[:4] == [
+        ("ETHUSDT · 1m", grouped(last), f"{sign}{grouped(abs(change))} ({sign}{abs(percent)}%)"),
+        ("24 h high", grouped(high), ""),
+        ("24 h low", grouped(low), ""),
+        ("24 h volume", grouped(volume), ""),
+    ]
+    # The last trade: the snapshot's newest, long ago (its candles are from 2026-11-24 08:00 on).
+    [(label, age, _)] = shown[4:]
+    assert label == "Last trade"
+    assert age.endswith(" ago")
+    assert app.metric[4].help.endswith(f"{rows[-1]['last_trade_time']:%Y-%m-%d %H:%M:%S} UTC")
 
 
 # The URL -----------------------------------------------------------------------------------------
@@ -265,8 +281,18 @@ def test_every_choice_goes_into_the_url_and_the_url_reproduces_the_view(snapshot
     assert drawn["ETHUSDT 15m"]["increasing"] == {"fillcolor": "#112233", "line": {"color": "#445566", "width": 1}}
     assert drawn["ETHUSDT 15m"]["decreasing"] == {"fillcolor": "#778899", "line": {"color": "#aabbcc", "width": 1}}
     assert layout["paper_bgcolor"] == THEMES["light"]["background"]
-    assert THEMES["light"]["background"] in shared.html[0].value  # the page around the chart too
+    assert shared.get("html") == []  # no CSS: the page's theme is Streamlit's config (dashboard/.streamlit)
     assert len(drawn_candles(shared)) == len(snapshot_rows(snapshot.path, "ETHUSDT", "15m"))  # 1 d: all of them
+
+
+def test_the_pages_theme_is_streamlits_config_in_the_charts_default_colours():
+    theme = tomllib.loads(STREAMLIT_CONFIG.read_text())["theme"]
+    assert View(symbol="BTCUSDT").theme == "dark"
+    assert (theme["base"], theme["backgroundColor"], theme["textColor"]) == (
+        "dark",
+        THEMES["dark"]["background"],
+        THEMES["dark"]["text"],
+    )
 
 
 def test_a_date_range_goes_into_the_url_and_shows_those_days(snapshot_path):
@@ -335,6 +361,16 @@ def test_a_missing_snapshot_is_explained(snapshot_path):
     assert any(f"No dashboard snapshot at {snapshot_path}" in text for text in texts(app.info))
 
 
+def test_an_unreadable_snapshot_is_an_error_with_the_databases_words_as_they_are(snapshot_path):
+    snapshot_path.parent.mkdir(parents=True)
+    snapshot_path.write_bytes(b"not a database" * 100)  # published, and unreadable
+    app = page()
+    assert texts(app.error) == ["The dashboard could not read the data:"]
+    [detail] = texts(app.code)
+    assert str(snapshot_path) in detail  # literal: a code block, not Markdown
+    assert app.get("plotly_chart") == []
+
+
 # Source and health ------------------------------------------------------------------------------
 
 
@@ -349,17 +385,26 @@ def test_binance_data_has_no_sandbox_banner(snapshot_path):
     assert len(app.get("plotly_chart")) == 1
 
 
-def test_stale_and_failing_facts_are_shown_as_warnings_and_errors(snapshot_path):
+def test_stale_and_failing_facts_are_counted_and_listed_first(snapshot_path):
     long_ago = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=30)
     snapshot_with_candles(snapshot_path, start=long_ago)
     app = page()
-    errors, warnings = texts(app.error), texts(app.warning)
-    for what in ("BTCUSDT: last closed candle 29 d ago", "last load 29 d ago", "last transform 29 d ago"):
-        assert what in errors, errors
-    assert any(error.startswith("stream BTCUSDT: heartbeat 29 d ago") for error in errors), errors
-    assert any(error.startswith("1 candles differ from the exchange, first BTCUSDT 1m") for error in errors)
-    assert "3 trades missing after repair" in warnings
-    assert "| BTCUSDT | 29 d ago | :red[failing] |" in app.markdown[2].value
+    rows = health_rows(app)
+    failing = [row[:3] for row in rows if row[3] == ["failing"]]
+    assert rows[: len(failing)] == [(*row, ["failing"]) for row in failing]  # the worst first
+    for what in (
+        ("Last closed candle", "BTCUSDT", "29 d ago"),
+        ("Last closed candle", "ETHUSDT", "29 d ago"),
+        ("Pipeline", "last load", "29 d ago"),
+        ("Pipeline", "last transform", "29 d ago"),
+    ):
+        assert what in failing, failing
+    assert any(row[:2] == ("Stream", "BTCUSDT") and row[2].startswith("heartbeat 29 d ago") for row in failing)
+    assert any(row[:2] == ("Exchange audit", "all symbols") and row[2].endswith(", 1 mismatches") for row in failing)
+    [gaps] = [row for row in rows if row[0] == "Gap repair"]
+    assert (gaps[2].endswith(", 3 missing"), gaps[3]) == (True, ["warning"])
+    assert badges(app) == [f":red-badge[{len(failing)} failing]", ":orange-badge[1 warning]"]
+    assert (app.error, app.warning) == ([], [])  # no text from the warehouse in an alert's Markdown
 
 
 def test_fresh_facts_are_shown_fine(snapshot_path):
@@ -367,15 +412,19 @@ def test_fresh_facts_are_shown_fine(snapshot_path):
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=119)  # the current minute forming
     snapshot_with_candles(snapshot_path, start=start, now=now)
     app = page()
-    problems = texts(app.error) + texts(app.warning)
+    rows = health_rows(app)
     # What the snapshot holds as wrong stays shown; nothing about age or streams is.
-    mismatch = f"1 candles differ from the exchange, first BTCUSDT 1m {start + timedelta(minutes=1):%Y-%m-%d %H:%M}Z"
-    assert sorted(problems) == [mismatch, "3 trades missing after repair"]
-    freshness = app.markdown[2].value
-    assert "| BTCUSDT | " in freshness
-    assert "| ETHUSDT | " in freshness
-    assert freshness.count(":green[ok]") == 2
-    assert app.markdown[1].value.count(":green[ok]") == 2  # last load and last transform
+    assert [(row[0], row[3]) for row in rows[:2]] == [("Exchange audit", ["failing"]), ("Gap repair", ["warning"])]
+    ok = {(row[0], row[1]) for row in rows if row[3] == ["ok"]}
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        assert {("Last closed candle", symbol), ("Stream", symbol), ("Incomplete 1m candles", symbol)} <= ok
+    assert {("Pipeline", "last load"), ("Pipeline", "last transform")} <= ok
+    assert badges(app) == [":red-badge[1 failing]", ":orange-badge[1 warning]"]
+    # The audit's mismatch, in full, under the table.
+    [mismatches] = [frame.value for frame in app.dataframe if "differences" in frame.value.columns]
+    assert list(mismatches.itertuples(index=False)) == [
+        ("BTCUSDT", "1m", start + timedelta(minutes=1), "close: warehouse 1.00000000 != exchange 1.00000001")
+    ]
 
 
 def test_an_incomplete_candles_hover_says_trades_are_missing(snapshot_path):
@@ -393,29 +442,35 @@ def test_the_health_panel_counts_closed_incomplete_candles_per_symbol_and_since_
     # Minutes 5, 6 and 90 closed and incomplete, 100 without prices; minute 119 is forming.
     snapshot_with_candles(snapshot_path, start=start, now=now, incomplete=frozenset({5, 6, 90}), gaps=frozenset({100}))
     app = page()
-    table = next(item.value for item in app.markdown if item.value.startswith("| Completeness |"))
     since = f"{start + timedelta(minutes=5):%Y-%m-%d %H:%M}Z"
-    assert f"| BTCUSDT | 4 incomplete since {since} | :orange[warning] |" in table
-    assert f"| ETHUSDT | 4 incomplete since {since} | :orange[warning] |" in table
-    assert f"BTCUSDT: 4 closed 1m candles with trades missing, the oldest {since}" in texts(app.warning)
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        assert ("Incomplete 1m candles", symbol, f"4 incomplete since {since}", ["warning"]) in health_rows(app)
+    assert badges(app) == [":red-badge[1 failing]", ":orange-badge[3 warnings]"]  # and the gap repair's
 
 
 def test_checks_that_never_ran_say_not_yet_in_grey(snapshot_path):
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     snapshot_with_candles(snapshot_path, start=now - timedelta(minutes=119), now=now, health=False)
     app = page()
-    shown = [item.value for item in app.markdown]
-    assert "**Gaps** :gray[not yet]  \nnot yet: no repair window checked" in shown
-    assert "**Audit** :gray[not yet]  \nnot yet: no closed candle audited" in shown
-    assert not any("0 buckets checked" in text or "0 windows" in text for text in shown)
-    assert not any("Gaps" in text or "Audit" in text for text in texts(app.warning) + texts(app.error))
+    not_yet = [row[:3] for row in health_rows(app) if row[3] == ["not yet"]]
+    assert not_yet == [
+        ("Gap repair", "all symbols", "not yet: no repair window checked"),
+        ("Exchange audit", "all symbols", "not yet: no closed candle audited"),
+        ("Stream", "all symbols", "not yet: no heartbeat in the warehouse"),
+    ]
+    assert badges(app) == [":green-badge[all fine]"]  # not yet is not wrong
 
 
-def test_a_streams_row_starts_with_its_symbol(snapshot):
-    table = next(item.value for item in page().markdown if item.value.startswith("| Stream |"))
-    rows = [line for line in table.splitlines()[2:] if line]
-    assert [row.split(" | ")[0] for row in rows] == [f"| {symbol}" for symbol in sorted(SYMBOLS)]
-    assert all(", connection " in row for row in rows)  # the connection's number after, named
+def test_a_streams_row_is_its_symbol_and_its_connection(snapshot):
+    streams = [row for row in health_rows(page()) if row[0] == "Stream"]
+    assert [row[1] for row in streams] == sorted(SYMBOLS)
+    assert all(", connection " in row[2] for row in streams)  # the connection's number after, named
+
+
+def test_the_snapshot_and_the_exchange_close_the_health_table(snapshot):
+    *_, published, exchange = health_rows(page())
+    assert published == ("Pipeline", "snapshot", f"{snapshot.end:%Y-%m-%d %H:%M:%S}Z", [])
+    assert exchange == ("Pipeline", "exchange", "sandbox", [])
 
 
 # Live ----------------------------------------------------------------------------------------------
@@ -441,7 +496,9 @@ def test_trades_in_the_lake_above_the_marts_are_on_the_chart_and_in_the_header(s
     assert newest[-1][4] == exact(prices[int(ids[-1])])  # its close: the newest trade, exact
     assert (newest[0][5], newest[-1][5]) == ("closed", FORMING)  # a later trade closed the first
     assert next(row for row in drawn if row[0] == time_text(frontier["open_time"]))[5] == "closed"
-    assert f"**{grouped(prices[int(ids[-1])])}**" in app.markdown[0].value
+    assert app.metric[0].value == grouped(prices[int(ids[-1])])
+    traded = datetime.fromtimestamp(int(times[-1]) / 1_000_000, UTC)
+    assert app.metric[4].help.endswith(f"{traded:%Y-%m-%d %H:%M:%S} UTC")  # the last trade: the lake's newest
 
 
 def test_a_warehouse_a_day_behind_says_the_live_edge_is_off(snapshot):
@@ -491,8 +548,8 @@ def test_an_unreadable_lake_leaves_the_marts_candles_and_says_so(snapshot_path, 
     LocalStore(tmp_path / "lake").put(key, b"not parquet")  # above the frontier: read, and unreadable
     app = page()
     assert drawn_candles(app) == expected_candles(snapshot_rows(snapshot_path, "BTCUSDT"))
-    [caption] = [item.value for item in app.caption if item.value.startswith("Live edge unavailable")]
-    assert "the warehouse's candles are shown" in caption
+    [shown] = [item.value for item in app.text if item.value.startswith("Live edge unavailable")]
+    assert "the warehouse's candles are shown" in shown
 
 
 def test_the_chart_refreshes_in_its_fragment_every_few_seconds(snapshot_path, monkeypatch):
@@ -515,8 +572,8 @@ def test_the_chart_refreshes_in_its_fragment_every_few_seconds(snapshot_path, mo
         assert drawn_candles(app) == expected_candles(snapshot_rows(later.path, "BTCUSDT"))
         assert len(drawn_candles(app)) == 121
         assert figure(app)["spec"]["layout"]["uirevision"] == revision  # the user's zoom and pan are kept
-        assert app.markdown[0].value.startswith("**BTCUSDT**")  # the header refreshed with it
-        assert f"**{grouped(later.last_close['BTCUSDT'])}**" in app.markdown[0].value
+        assert app.metric[0].label == "BTCUSDT · 1m"  # the header refreshed with it
+        assert app.metric[0].value == grouped(later.last_close["BTCUSDT"])
         # Only the fragment ran: the controls were not sent again (they do not flicker).
         assert not app.sidebar.children
         assert all(m.delta.fragment_id == fragment for m in runs.messages if m.HasField("delta"))

@@ -21,6 +21,7 @@ import pytest
 
 from dashboard.chart import FORMING, GAP, INCOMPLETE, UNKNOWN
 from dashboard.queries import MarketQueries
+from dashboard.view import THEMES
 from include.lake.store import LocalStore
 from include.lake.trades import write_trades
 from include.timeutil import to_us
@@ -161,6 +162,16 @@ def test_at_5m_each_volume_bar_is_exactly_one_interval_wide_and_none_overlap(ser
     assert len(bars) == MarketQueries.duckdb_snapshot(snapshot.path).candles("BTCUSDT", "5m").num_rows
     assert all(abs(width - interval_px) <= 1 for _, width in bars), (interval_px, bars[:5])
     assert all(left + width <= right + 0.5 for (left, width), (right, _) in pairwise(bars))
+
+
+def test_the_page_wears_the_theme_of_its_streamlit_config(server, open_page):
+    """dashboard/.streamlit/config.toml, read beside the app whatever the server's folder: the page's
+    background is the chart's dark one, and the chart, drawn in it, shares it."""
+    page = open_page(server, interval="5m")
+    background = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
+    assert background == _rgb(THEMES["dark"]["background"])
+    chart = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.paper_bgcolor")
+    assert chart == THEMES["dark"]["background"]
 
 
 def test_one_set_of_range_controls(server, open_page):

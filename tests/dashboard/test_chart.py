@@ -9,9 +9,9 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from dashboard.chart import FORMING, GAP, GAP_NOTE, INCOMPLETE, INCOMPLETE_NOTE, THEMES, UNKNOWN, candle_figure, plain
+from dashboard.chart import FORMING, GAP, GAP_NOTE, INCOMPLETE, INCOMPLETE_NOTE, UNKNOWN, candle_figure, plain
 from dashboard.queries import MarketQueries
-from dashboard.view import View
+from dashboard.view import THEMES, View
 from include.candles import BY_NAME, CANDLE_SCHEMA
 from tests.support.dashboard import START, snapshot_with_candles
 
@@ -42,7 +42,7 @@ def as_shown(rows: list[dict], column: str) -> list[str]:
 def test_candles_are_the_tables_exact_decimals_the_forming_one_apart(candles):
     rows = candles.to_pylist()
     assert [row["is_closed"] for row in rows] == [True] * 24 + [False]  # the fixture's shape
-    drawn = traces(candle_figure(candles, VIEW, None))
+    drawn = traces(candle_figure(candles, VIEW))
     for name, expected in (("BTCUSDT 5m", rows[:-1]), (FORMING, rows[-1:])):
         trace = drawn[name]
         assert trace["type"] == "candlestick"
@@ -56,7 +56,7 @@ def test_candles_are_the_tables_exact_decimals_the_forming_one_apart(candles):
 
 def test_no_forming_trace_when_every_candle_is_closed(candles):
     closed = candles.slice(0, candles.num_rows - 1)
-    assert set(traces(candle_figure(closed, VIEW, None))) == {"BTCUSDT 5m", "volume up", "volume down"}
+    assert set(traces(candle_figure(closed, VIEW))) == {"BTCUSDT 5m", "volume up", "volume down"}
 
 
 def test_prices_beyond_a_floats_precision_stay_exact():
@@ -67,7 +67,7 @@ def test_prices_beyond_a_floats_precision_stay_exact():
     row |= {"is_complete": True, "trade_count": 3}
     row |= {"open": exact, "high": exact + 1, "low": exact - Decimal("0.00000001"), "close": exact, "volume": exact}
     table = pa.Table.from_pylist([row], schema=CANDLE_SCHEMA)
-    figure = candle_figure(table, VIEW, None)
+    figure = candle_figure(table, VIEW)
     candle = traces(figure)["BTCUSDT 5m"]
     assert (candle["open"][0], candle["high"][0], candle["low"][0]) == (
         "12345678901234.12345678",
@@ -80,7 +80,7 @@ def test_prices_beyond_a_floats_precision_stay_exact():
 
 def test_volume_bars_are_coloured_by_their_candles_direction(candles):
     rows = candles.to_pylist()
-    drawn = traces(candle_figure(candles, VIEW, None))
+    drawn = traces(candle_figure(candles, VIEW))
     up = [row for row in rows[:-1] if row["close"] >= row["open"]]
     down = [row for row in rows[:-1] if row["close"] < row["open"]]
     assert len(up) > 0  # the fixture has both directions
@@ -99,7 +99,7 @@ def test_volume_bars_are_coloured_by_their_candles_direction(candles):
 
 
 def test_the_four_colours_of_the_view_paint_the_candles(candles):
-    drawn = traces(candle_figure(candles, VIEW, None))
+    drawn = traces(candle_figure(candles, VIEW))
     for name in ("BTCUSDT 5m", FORMING):
         assert drawn[name]["increasing"]["fillcolor"] == "#00aa00"
         assert drawn[name]["increasing"]["line"]["color"] == "#005500"
@@ -120,7 +120,7 @@ def hover(rows: list[dict], note: str = "") -> list[str]:
 
 def test_hover_shows_each_candles_ohlcv_and_trade_count(candles):
     rows = candles.to_pylist()
-    drawn = traces(candle_figure(candles, VIEW, None))
+    drawn = traces(candle_figure(candles, VIEW))
     assert list(drawn["BTCUSDT 5m"]["hovertext"]) == hover(rows[:-1])
     assert list(drawn[FORMING]["hovertext"]) == hover(rows[-1:], "forming: not closed yet")
     assert drawn["BTCUSDT 5m"]["hoverinfo"] == "x+text"
@@ -128,7 +128,7 @@ def test_hover_shows_each_candles_ohlcv_and_trade_count(candles):
 
 def test_the_last_price_is_marked_on_the_right_price_axis(candles):
     last_close = format(candles["close"][-1].as_py().normalize(), "f")
-    layout = candle_figure(candles, VIEW, None).to_plotly_json()["layout"]
+    layout = candle_figure(candles, VIEW).to_plotly_json()["layout"]
     assert layout["yaxis"]["side"] == "right"
     [line], [label] = layout["shapes"], layout["annotations"]
     assert (line["yref"], line["y0"], line["y1"], line["xref"], line["x0"], line["x1"]) == (
@@ -147,13 +147,10 @@ def test_the_last_price_is_marked_on_the_right_price_axis(candles):
         1,
         "left",  # just right of the plot: on the price axis
     )
-    # A last price given (the ticker's) wins over the table's last close.
-    given = candle_figure(candles, VIEW, Decimal("61234.50000000")).to_plotly_json()["layout"]
-    assert given["annotations"][0]["text"] == given["shapes"][0]["y0"] == "61234.5"
 
 
 def test_navigation_crosshair_and_clean_axes(candles):
-    layout = candle_figure(candles, VIEW, None).to_plotly_json()["layout"]
+    layout = candle_figure(candles, VIEW).to_plotly_json()["layout"]
     assert "rangeselector" not in layout["xaxis"]  # the sidebar's range is the one set of range controls
     assert "rangeselector" not in layout["xaxis2"]
     assert layout["dragmode"] == "pan"
@@ -168,7 +165,7 @@ def test_navigation_crosshair_and_clean_axes(candles):
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
 def test_the_theme_colours_the_chart(candles, theme):
-    layout = candle_figure(candles, View(symbol="BTCUSDT", theme=theme), None).to_plotly_json()["layout"]
+    layout = candle_figure(candles, View(symbol="BTCUSDT", theme=theme)).to_plotly_json()["layout"]
     colours = THEMES[theme]
     assert (layout["paper_bgcolor"], layout["plot_bgcolor"]) == (colours["background"], colours["background"])
     assert layout["font"]["color"] == colours["text"]
@@ -177,7 +174,7 @@ def test_the_theme_colours_the_chart(candles, theme):
 
 def test_uirevision_is_kept_across_refreshes_and_changes_with_what_is_shown(candles):
     def revision(table: pa.Table, view: View) -> str:
-        return candle_figure(table, view, None).to_plotly_json()["layout"]["uirevision"]
+        return candle_figure(table, view).to_plotly_json()["layout"]["uirevision"]
 
     shown = revision(candles, VIEW)
     refreshed = candles.slice(1)  # a later refresh: other candles, same view
@@ -221,7 +218,7 @@ def test_an_incomplete_candle_is_drawn_apart_grey_and_hollow_and_says_trades_are
     assert [row["open_time"] for row in incomplete] == [
         START + timedelta(minutes=m) for m in sorted(INCOMPLETE_MINUTES)
     ]
-    drawn = traces(candle_figure(holey, replace(VIEW, interval="1m"), None))
+    drawn = traces(candle_figure(holey, replace(VIEW, interval="1m")))
     trace = drawn[INCOMPLETE]
     assert trace["type"] == "candlestick"
     assert list(trace["x"]) == [time_text(row["open_time"]) for row in incomplete]
@@ -238,7 +235,7 @@ def test_an_incomplete_candle_is_drawn_apart_grey_and_hollow_and_says_trades_are
 
 
 def test_a_bucket_without_prices_is_no_candle_but_a_shaded_band_and_a_named_marker(holey):
-    figure = candle_figure(holey, replace(VIEW, interval="1m"), None).to_plotly_json()
+    figure = candle_figure(holey, replace(VIEW, interval="1m")).to_plotly_json()
     drawn = {trace["name"]: trace for trace in figure["data"]}
     gaps = [START + timedelta(minutes=m) for m in sorted(GAP_MINUTES)]
     candles = [x for trace in figure["data"] if trace["type"] == "candlestick" for x in trace["x"]]
@@ -260,13 +257,13 @@ def test_a_bucket_without_prices_is_no_candle_but_a_shaded_band_and_a_named_mark
 def test_the_last_price_is_the_last_one_known(holey):
     trailing = holey.slice(0, 51)  # ends with minute 50, which has no prices
     assert trailing["close"][-1].as_py() is None
-    layout = candle_figure(trailing, replace(VIEW, interval="1m"), None).to_plotly_json()["layout"]
+    layout = candle_figure(trailing, replace(VIEW, interval="1m")).to_plotly_json()["layout"]
     assert layout["annotations"][0]["text"] == plain(holey["close"][49].as_py())
 
 
 @pytest.mark.parametrize("interval", ["1m", "5m", "15m", "1h", "4h", "1d"])
 def test_every_volume_bar_is_one_interval_wide(candles, interval):
-    drawn = candle_figure(candles, replace(VIEW, interval=interval), None).to_plotly_json()["data"]
+    drawn = candle_figure(candles, replace(VIEW, interval=interval)).to_plotly_json()["data"]
     bars = [trace for trace in drawn if trace["type"] == "bar"]
     assert len(bars) == 3  # up, down, forming
     width_ms = BY_NAME[interval].length // timedelta(milliseconds=1)

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dashboard.queries import MarketQueries
+from dashboard.queries import MarketQueries, ticker_of
 from include.candles import CANDLE_SCHEMA, INTERVAL_NAMES
 from include.config import load_settings
 from tests.support.paths import REPO_ROOT
@@ -118,7 +118,7 @@ class Reads:
             self.trades.append(sum(table.column("trade_count").to_pylist()))
 
     def _ticker(self, symbol: str) -> None:
-        ticker = self.queries.ticker_24h(symbol)
+        ticker = ticker_of(symbol, self.queries.edge(symbol, "1m").minutes)  # as the page computes it
         assert ticker.symbol == symbol
         assert ticker.high >= ticker.last_price >= ticker.low > 0
 

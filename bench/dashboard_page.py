@@ -10,7 +10,7 @@ intervals and the health tables) is what both parts read.
    ``st.plotly_chart`` sends) is timed too and printed, without a target.
 2. Browser: Debian's Chromium (Playwright, headless) loads the dashboard (``python -m include.cli
    dashboard``) and a minimal Streamlit page with one Plotly candlestick chart of the same candles
-   (``bench/dashboard_minimal_page.py``), each served by its own Streamlit server over the same
+   (``bench/minimal_page/app.py``), each served by its own Streamlit server over the same
    snapshot. Measured in the page: ``performance.now()`` (ms since the navigation started) at the
    first animation frame after candle bodies appear in the DOM (``tests/support/browser.py``).
    Each round starts both servers; the first load after a server started is *cold*, the loads after it
@@ -69,7 +69,7 @@ TARGET_REFRESH_MS = 250.0
 TARGET_LAKE_TO_CHART_P50_S, TARGET_LAKE_TO_CHART_P95_S = 5.0, 10.0
 FLUSH_SECONDS = 5  # the stream's micro-batch period: a trade file per symbol and flush
 LIVE_TRADES_PER_SECOND = 10
-MINIMAL_PAGE = REPO_ROOT / "bench" / "dashboard_minimal_page.py"
+MINIMAL_PAGE = REPO_ROOT / "bench" / "minimal_page" / "app.py"
 PAINT_TIMEOUT_SECONDS = 180
 SYMBOL = "BTCUSDT"
 
@@ -126,7 +126,7 @@ def server_side(snapshot: Path, symbol: str, size: Size, measured: Measured) -> 
     for attempt in range(size.server_rounds + 1):  # the first warms (imports, DuckDB's first open)
         began = time.perf_counter()
         candles = queries.candles(symbol, "1m", limit=size.candles)
-        figure = candle_figure(candles, view, candles["close"][-1].as_py())
+        figure = candle_figure(candles, view)
         made = time.perf_counter()
         figure.to_json()
         if attempt:
@@ -282,7 +282,7 @@ def refresh_side(live: LiveMarket, size: Size, measured: Measured) -> None:
             began = time.perf_counter()
             marts = queries.edge(view.symbol, view.interval, limit=view.candle_limit)
             loaded = with_live_edge(marts, live.lake)
-            candle_figure(loaded.candles, view, None).to_json()
+            candle_figure(loaded.candles, view).to_json()
             ticker_of(view.symbol, loaded.minutes)
             queries.health()
             if attempt:

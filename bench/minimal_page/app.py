@@ -3,27 +3,21 @@
 It shows the candles the dashboard shows by default (the benchmark passes them in the query:
 ``?symbol=BTCUSDT&interval=1m&limit=N``, the newest N), read through the same query module from the
 same published snapshot, and nothing else: no header, no controls, no health panel. Prices go to
-Plotly as exact decimal strings, as the dashboard sends them. Run by ``bench/dashboard.py`` with
-``streamlit run``, from the repository's root.
+Plotly as exact decimal strings, as the dashboard sends them. Run by ``bench/dashboard_page.py`` with
+``python -m streamlit run`` in the repository's root, which puts the root on ``sys.path`` after this
+folder (a folder of its own: ``streamlit run`` puts the script's folder first, where no module of
+the project may stand in for a package).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import plotly.graph_objects as go
+import pyarrow as pa
+import pyarrow.compute as pc
+import streamlit as st
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# `streamlit run bench/dashboard_minimal_page.py` puts bench/ first on the path, where bench/dashboard.py
-# would shadow the dashboard package: the repository's root goes before it.
-sys.path.insert(0, str(REPO_ROOT))
-
-import plotly.graph_objects as go  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from dashboard.queries import MarketQueries  # noqa: E402
-from include.config import load_settings  # noqa: E402
+from dashboard.queries import MarketQueries
+from include.config import load_settings
 
 
 def as_text(candles: pa.Table, column: str) -> list[str]:
