@@ -13,7 +13,7 @@ Two sources, the same answers:
   role) over marts.candles_*, raw.stream_status, raw.completeness and marts.candle_audit (grants:
   Snowflake setup V003, V007).
 
-The SQL is one text per query for both, but for what ``include.warehouse.sql.Dialect`` names (the
+The SQL is one text per query for both, but for what ``include.warehouse.shared.Dialect`` names (the
 placeholder: "?" for DuckDB, "%s" for Snowflake's connector in its default paramstyle, which
 ``st.connection`` uses; the timestamp type), the table names, and one more difference: on
 Snowflake the decimal columns are selected as text (``cast(... as varchar)``), because the
