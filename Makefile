@@ -44,9 +44,11 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 
 manifest: $(MANIFEST)
 
+# The dbt project's SQL too: sqlfluff, offline (include/dbt/.sqlfluff says how and why).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint include/dbt
 
 format: $(STAMP)
 	$(BIN)/ruff format .
