@@ -40,13 +40,15 @@ chromium: $(CHROMIUM)
 MANIFEST := include/dbt/target/manifest.json
 DBT_SOURCES := $(shell find include/dbt -path include/dbt/target -prune -o -path include/dbt/logs -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 $(MANIFEST): $(STAMP) $(DBT_SOURCES)
-	$(BIN)/python -m include.dbt.cosmos
+	$(BIN)/python -m include.transform_group
 
 manifest: $(MANIFEST)
 
+# The dbt project's SQL too: sqlfluff, offline (include/dbt/.sqlfluff says how and why).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint include/dbt
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -27,8 +27,8 @@ in the writer pool) runs one incremental `dbt build`, every model's tests includ
 follows it, runs green when its model was built, and emits the model's Asset. A failed test fails the
 producer, whose log names the test (the models built before it stay green). To rebuild the marts
 from scratch, run `python -m include.cli transform --full-refresh` (or clear the task group after a
-full refresh). `include/dbt/cosmos.py` says why the watcher mode (DuckDB allows one writing process)
-and why no task per model's tests (each cost a task process; the build already runs them).
+full refresh). `include/transform_group.py` says why the watcher mode (DuckDB allows one writing
+process) and why no task per model's tests (each cost a task process; the build already runs them).
 
 The audit and the publish follow the producer, not the models' tasks: they need the build, not its
 reports, and the chart's candles should not wait for a round of task processes.
@@ -77,8 +77,15 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, g
 from cosmos import DbtTaskGroup
 from lake_assets import LAKE_TRADES
 
-from include.dbt.cosmos import duckdb_path, transform_group_arguments, wire_producer
 from include.pools import WAREHOUSE_WRITER
+from include.transform_group import (
+    execution_config,
+    operator_args,
+    profile_config,
+    project_config,
+    render_config,
+    wire_producer,
+)
 
 
 def is_reconcile(context: Any) -> bool:
@@ -128,7 +135,6 @@ def audit_failed() -> None:
     params={"full": Param(False, type="boolean", description="list the whole lake (a reconcile)")},
     tags=["cryptoflow", "warehouse", "load"],
     default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow"},
-    user_defined_macros={"duckdb_path": duckdb_path},
 )
 def warehouse() -> None:
     @task(pool=WAREHOUSE_WRITER.name)
@@ -157,7 +163,15 @@ def warehouse() -> None:
 
     # The producer's one `dbt build` must not be retried by Airflow (Cosmos skips a second attempt);
     # a failed build is seen on the producer, and the next load's run builds again.
-    transform = DbtTaskGroup(group_id="transform", default_args={"retries": 0}, **transform_group_arguments())
+    transform = DbtTaskGroup(
+        group_id="transform",
+        project_config=project_config(),
+        profile_config=profile_config(),
+        execution_config=execution_config(),
+        render_config=render_config(),
+        operator_args=operator_args(),
+        default_args={"retries": 0},
+    )
     built = wire_producer(transform, WAREHOUSE_WRITER.name)
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)

@@ -1,9 +1,11 @@
 """The transform: ``dbt build`` of the project in ``include/dbt`` on the configured warehouse.
 
 dbt runs in this process through its Python API (``dbtRunner``), on the target ``WAREHOUSE`` names,
-with the DuckDB file ``DUCKDB_PATH`` resolved by ``include.config`` (profiles.yml reads it from the
-environment). Partial parsing stays on: a build after one micro-batch should not re-parse the project.
-``source_freshness`` is ``dbt source freshness`` the same way: how long ago each source was last loaded.
+with the environment ``dbt_environment`` makes of the settings (profiles.yml reads the DuckDB file
+from it; the warehouse DAG's dbt tasks get the same, include/transform_group.py). Partial parsing
+stays on: a build after one micro-batch should not re-parse the project. ``source_freshness`` is
+``dbt source freshness`` the same way: how long ago each source was last loaded. ``write_manifest``
+is ``dbt parse``: the manifest the warehouse DAG renders from.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from include.config import Settings
 
 DBT_PROJECT_DIR = Path(__file__).with_name("dbt")
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"  # `make manifest` writes it
 # The tests that read every trade (raw.trades, stg_trades): their cost grows with the history, so the
 # build after each micro-batch leaves them out and the nightly reconcile runs them (dags/warehouse.py).
 NIGHTLY_TAG = "nightly"
@@ -61,6 +64,15 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The environment profiles.yml reads: the DuckDB file as ``include.config`` resolves it.
+
+    The one place the settings reach dbt's profile, for the runs in this process and the warehouse
+    DAG's dbt tasks alike.
+    """
+    return {"DUCKDB_PATH": str(settings.duckdb_path)}
 
 
 def dbt_args(
@@ -114,6 +126,17 @@ def transform(
         seconds[kind] = seconds.get(kind, 0.0) + result.execution_time
     elapsed = getattr(outcome.result, "elapsed_time", 0.0) or 0.0
     return TransformResult(len(results), warnings, elapsed, seconds["model"], seconds["test"])
+
+
+def write_manifest(settings: Settings) -> Path:
+    """``dbt parse``: writes the manifest the warehouse DAG renders from, and returns its path.
+
+    Raises TransformFailed when the project does not parse. It opens no warehouse.
+    """
+    outcome = _invoke(settings, [*dbt_args(settings, "parse", write_json=True), "--quiet"])
+    if not outcome.success:
+        raise TransformFailed(f"dbt parse failed: {outcome.exception or 'see include/dbt/logs/dbt.log'}")
+    return MANIFEST_PATH
 
 
 @dataclass(frozen=True)
@@ -173,7 +196,7 @@ def _invoke(settings: Settings, args: list[str]) -> Any:
     """Run dbt in this process on the configured warehouse; the DuckDB file is released after."""
     from dbt.cli.main import dbtRunner
 
-    with _environment({"DUCKDB_PATH": str(settings.duckdb_path)}):
+    with _environment(dbt_environment(settings)):
         try:
             return dbtRunner().invoke(args)
         finally:

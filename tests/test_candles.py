@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from include.candles import BY_NAME, CANDLE_COLUMN_NAMES, INTERVAL_NAMES, MINUTE
-from include.transform import DBT_PROJECT_DIR
-
-MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"  # `make test` builds it before pytest
+from include.transform import MANIFEST_PATH  # `make test` builds it before pytest
 
 
 def mart_models() -> dict[str, dict]:
-    nodes = json.loads(MANIFEST.read_text())["nodes"].values()
+    nodes = json.loads(MANIFEST_PATH.read_text())["nodes"].values()
     return {node["name"]: node for node in nodes if node["resource_type"] == "model" and "marts" in node["fqn"]}
 
 
@@ -35,4 +34,4 @@ def test_intervals_are_whole_minutes_smallest_first():
     lengths = [BY_NAME[name].length for name in INTERVAL_NAMES]
     assert lengths == sorted(lengths)
     assert lengths[0] == MINUTE.length
-    assert all(length % MINUTE.length == 0 for length in lengths)
+    assert all(length % MINUTE.length == timedelta(0) for length in lengths)

@@ -13,6 +13,7 @@ from include.lake.store import LocalStore
 from include.pools import WAREHOUSE_WRITER
 from include.sandbox.server import serve_in_thread
 from include.timeutil import HOUR_US, now_us
+from include.warehouse.duckdb_backend import DuckDBWarehouse
 from tests.support.airflow_env import REPO_ROOT, airflow_subprocess_env, migrate_db
 from tests.support.candles import assert_closed_candles_are_klines, query
 from tests.support.dashboard import assert_snapshot_equals_warehouse
@@ -159,6 +160,25 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
     assert "state=failed" in log, log[-4000:]
     assert "WAREHOUSE='oracle' is not one of duckdb, snowflake" in log, log[-4000:]
     assert "up_for_retry" not in log, "a bad setting is not fixed by retrying"
+
+
+@pytest.mark.slow
+def test_the_producers_dbt_builds_the_duckdb_file_the_settings_resolve_when_it_runs(tmp_path):
+    """DUCKDB_PATH relative to DATA_DIR, as include.config resolves it: the producer's dbt gets that
+    file (include/transform_group.py sets it when the task runs), not the bare value, which dbt would
+    take relative to the folder Cosmos runs it in."""
+    settings = {"DATA_DIR": str(tmp_path / "data"), "DUCKDB_PATH": "w.duckdb"}
+    resolved = load_settings(settings).duckdb_path
+    assert resolved == tmp_path / "data" / "w.duckdb"
+    resolved.parent.mkdir()
+    with DuckDBWarehouse(resolved):  # the raw tables, as the load creates them
+        pass
+    migrate_db()
+    run = airflow_tasks_test(tmp_path, "transform.dbt_producer_watcher", **settings)
+    log = run.stdout + run.stderr
+    assert "new_state=success" in log, log[-4000:]
+    assert query(resolved, "select count(*) from marts.candles_1m") == [(0,)]  # built there, empty
+    assert not list(tmp_path.glob("*.duckdb")), "dbt wrote a warehouse of its own"
 
 
 def test_the_audit_and_the_dbt_build_are_not_retried_and_the_build_is_the_only_writer():

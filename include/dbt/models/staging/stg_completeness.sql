@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 with
 
 source as (
@@ -24,9 +22,9 @@ final as (
         hole_count,
         refused_count,
         missing,
-        missing = 0 as is_complete,
         checked_at,
-        loaded_at
+        loaded_at,
+        missing = 0 as is_complete
     from source
 
 )

@@ -1,11 +1,10 @@
 {#-
-    What the exchange told us of where trade ids fall in time: "the first trade at or after
-    anchor_time is trade_id" (docs/architecture.md, "The live edge"). From the repair's ledger, each
-    window's two ends ([first_id, end_id) are its expected ids), and from the live gap fills, the
-    `since` of a start gap. Two adjacent windows name the same anchor: it is one row.
+    What the exchange told us of where trade ids fall in time: "the first
+    trade at or after anchor_time is trade_id" (docs/architecture.md, "The
+    live edge"). From the repair's ledger, each window's two ends ([first_id,
+    end_id) are its expected ids), and from the live gap fills, the `since` of
+    a start gap. Two adjacent windows name the same anchor: it is one row.
 -#}
-{{ config(materialized='view') }}
-
 with
 
 completeness as (
@@ -22,19 +21,34 @@ gap_fills as (
 
 anchors as (
 
-    select exchange, symbol, window_start as anchor_time, first_id as trade_id, loaded_at
+    select
+        exchange,
+        symbol,
+        window_start as anchor_time,
+        first_id as trade_id,
+        loaded_at
     from completeness
     where first_id is not null
 
     union all
 
-    select exchange, symbol, window_end as anchor_time, end_id as trade_id, loaded_at
+    select
+        exchange,
+        symbol,
+        window_end as anchor_time,
+        end_id as trade_id,
+        loaded_at
     from completeness
     where end_id is not null
 
     union all
 
-    select exchange, symbol, since as anchor_time, first_id as trade_id, loaded_at
+    select
+        exchange,
+        symbol,
+        since as anchor_time,
+        first_id as trade_id,
+        loaded_at
     from gap_fills
     where since is not null
 
@@ -42,7 +56,12 @@ anchors as (
 
 final as (
 
-    select exchange, symbol, anchor_time, trade_id, max(loaded_at) as loaded_at
+    select
+        exchange,
+        symbol,
+        anchor_time,
+        trade_id,
+        max(loaded_at) as loaded_at
     from anchors
     group by exchange, symbol, anchor_time, trade_id
 

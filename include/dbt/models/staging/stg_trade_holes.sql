@@ -1,36 +1,53 @@
 {#-
-    The exchange-side holes: trade ids the exchange showed do not exist (REST answered a later id in
-    their place), one row per id, from the repair's ledger and from the live gap fills alike.
+    The exchange-side holes: trade ids the exchange showed do not exist (REST
+    answered a later id in their place), one row per id, from the repair's
+    ledger and from the live gap fills alike.
 -#}
-{{ config(materialized='view') }}
+{%- set key_columns = ['exchange', 'symbol', 'loaded_at'] -%}
 
 with
 
 completeness as (
 
-    select exchange, symbol, loaded_at, holes from {{ ref('stg_completeness') }} where hole_count > 0
+    select
+        exchange,
+        symbol,
+        loaded_at,
+        holes
+    from {{ ref('stg_completeness') }}
+    where hole_count > 0
 
 ),
 
 gap_fills as (
 
-    select exchange, symbol, loaded_at, holes from {{ ref('stg_gap_fills') }} where hole_count > 0
+    select
+        exchange,
+        symbol,
+        loaded_at,
+        holes
+    from {{ ref('stg_gap_fills') }}
+    where hole_count > 0
 
 ),
 
 holes as (
 
-    {{ cryptoflow.unnest_json_ids('completeness', ['exchange', 'symbol', 'loaded_at'], 'holes') }}
+    {{ unnest_json_ids('completeness', key_columns, 'holes') }}
 
     union all
 
-    {{ cryptoflow.unnest_json_ids('gap_fills', ['exchange', 'symbol', 'loaded_at'], 'holes') }}
+    {{ unnest_json_ids('gap_fills', key_columns, 'holes') }}
 
 ),
 
 final as (
 
-    select exchange, symbol, id as trade_id, max(loaded_at) as loaded_at
+    select
+        exchange,
+        symbol,
+        id as trade_id,
+        max(loaded_at) as loaded_at
     from holes
     group by exchange, symbol, id
 

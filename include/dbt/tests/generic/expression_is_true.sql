@@ -1,4 +1,5 @@
-{#- Every row satisfies the expression: the rows that do not are the failures. -#}
+{#- Every row satisfies the expression: the rows that do not are the
+    failures. -#}
 {% test expression_is_true(model, expression, column_name=none) %}
 
 with

@@ -1,7 +1,11 @@
-"""How Airflow runs the dbt project: the Cosmos configuration of the warehouse DAG's transform.
+"""The warehouse DAG's ``transform`` task group: how Cosmos renders and runs the dbt project (include/dbt).
+
+The DAG calls ``DbtTaskGroup(project_config=project_config(), profile_config=profile_config(), ...)``
+with the objects below, then ``wire_producer``:
 
 - **LoadMode.DBT_MANIFEST**: the DAG is rendered from ``target/manifest.json``, which setup builds
-  (``make up`` and ``make test`` run ``dbt parse``), so parsing the DAG file runs no dbt.
+  (``make manifest``, run by ``make up`` and ``make test``: ``python -m include.transform_group``),
+  so parsing the DAG file runs no dbt.
 - **ExecutionMode.WATCHER**: one producer task runs one ``dbt build`` (one DuckDB writer, in the
   ``warehouse_writer`` pool), and a sensor per model reports it. LOCAL mode would start a dbt process
   per model, and DuckDB allows one writing process per file. The tests tagged ``nightly`` (they read
@@ -10,11 +14,13 @@
   fails the producer, naming it. A task per model's tests (AFTER_EACH) only reported what the build had
   already decided, at the cost of a task process each: a micro-batch's run started twenty task
   processes on two cores, and the next run waited for all of them (issue 19).
-- **Profiles**: DuckDB reads ``profiles.yml`` (no secret: the file path comes from DUCKDB_PATH,
-  resolved by include.config when the task runs); Snowflake's credentials come from the Airflow
+- **Profiles**: DuckDB reads ``profiles.yml`` (no secret); the file comes from the environment that
+  ``include.transform.dbt_environment`` makes of the settings, set on each task when it runs
+  (``pre_execute``), not when the DAG is parsed. Snowflake's credentials come from the Airflow
   connection (SNOWFLAKE_CONN_ID, default ``snowflake_default``) through Cosmos' profile mapping.
-- Each model task emits an Asset when it succeeds; ``MART_ASSETS`` names the marts' Assets, for the DAGs
-  that schedule on fresh candles.
+
+Cosmos is imported in the functions, not at the top: ``python -m include.transform_group`` builds the
+manifest without importing Airflow.
 """
 
 from __future__ import annotations
@@ -22,24 +28,28 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from include.transform import DBT_PROJECT_DIR, PER_BATCH_EXCLUDE
+from include.transform import DBT_PROJECT_DIR, MANIFEST_PATH, PER_BATCH_EXCLUDE
 
-MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+
 PROFILE_NAME = "cryptoflow"
 # Deferred sensors look at the producer's progress this often: candles are fresh seconds after a load.
 POKE_SECONDS = 1
 PRODUCER_RUNS_TESTS = ("--resource-type", "test")
 
 
-def duckdb_path() -> str:
-    """DUCKDB_PATH resolved as everywhere else (include.config); called when a task renders, not at parse."""
-    from include.config import load_settings
+def project_config() -> ProjectConfig:
+    """The dbt project, rendered from its manifest; it has no packages to install."""
+    from cosmos import ProjectConfig
 
-    return str(load_settings().duckdb_path)
+    return ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH, install_dbt_deps=False)
 
 
-def profile_config(env: Mapping[str, str] | None = None):  # noqa: ANN201 - cosmos.ProfileConfig, imported lazily
+def profile_config(env: Mapping[str, str] | None = None) -> ProfileConfig:
     """The dbt profile for the configured warehouse.
 
     Read at parse time, so it does not fail on a bad setting: any WAREHOUSE but ``snowflake`` renders
@@ -59,32 +69,41 @@ def profile_config(env: Mapping[str, str] | None = None):  # noqa: ANN201 - cosm
     )
 
 
-def transform_group_arguments() -> dict[str, object]:
-    """The keyword arguments of the warehouse DAG's ``DbtTaskGroup``."""
-    from cosmos import ExecutionConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+def execution_config() -> ExecutionConfig:
+    """One producer running one ``dbt build`` in its task process, a sensor per model reporting it."""
+    from cosmos import ExecutionConfig
+    from cosmos.constants import ExecutionMode, InvocationMode
 
-    return {
-        "project_config": ProjectConfig(
-            dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH, install_dbt_deps=False
-        ),
-        "profile_config": profile_config(),
-        "execution_config": ExecutionConfig(
-            execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER
-        ),
-        # The tests that read every trade are the nightly reconcile's (the `nightly_tests` task).
-        "render_config": RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.NONE, exclude=list(PER_BATCH_EXCLUDE)
-        ),
-        "operator_args": {
-            "env": {"DUCKDB_PATH": "{{ duckdb_path() }}"},
-            "poke_interval": POKE_SECONDS,
-            "install_deps": False,
-        },
-    }
+    return ExecutionConfig(execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER)
 
 
-def wire_producer(group: object, pool: str) -> object:
+def render_config() -> RenderConfig:
+    """A task per model from the manifest, none per test; the tests that read every trade are the
+    nightly reconcile's (the DAG's ``nightly_tests`` task)."""
+    from cosmos import RenderConfig
+    from cosmos.constants import LoadMode, TestBehavior
+
+    return RenderConfig(
+        load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.NONE, exclude=list(PER_BATCH_EXCLUDE)
+    )
+
+
+def operator_args() -> dict[str, Any]:
+    """The arguments of every task of the group (Cosmos' ``operator_args``)."""
+    return {"pre_execute": set_dbt_environment, "poke_interval": POKE_SECONDS, "install_deps": False}
+
+
+def set_dbt_environment(context: Mapping[str, Any]) -> None:
+    """Give the task's dbt the environment its profile reads (the DuckDB file), from the settings as
+    they are when the task runs; a bad setting fails the task here, naming it."""
+    from include.config import load_settings
+    from include.transform import dbt_environment
+
+    task = context["task"]
+    task.env = {**(task.env or {}), **dbt_environment(load_settings())}
+
+
+def wire_producer(group: DbtTaskGroup, pool: str) -> BaseOperator:
     """Put the producer, the one task that writes, in the writers' pool, and upstream of the models.
 
     Cosmos does the second for a DbtDag, not for a DbtTaskGroup: there the models' sensors start beside
@@ -93,16 +112,14 @@ def wire_producer(group: object, pool: str) -> object:
     Cosmos' trigger rule ("always"), so each still reports its own model when the build failed.
     Returns the producer: the tasks that need the build, and not the sensors' reports, follow it.
     """
-    from cosmos.operators.watcher import DbtProducerWatcherOperator
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID
 
-    tasks = list(group.iter_tasks())
-    producers = [task for task in tasks if isinstance(task, DbtProducerWatcherOperator)]
-    assert len(producers) == 1, f"expected one dbt producer task, found {len(producers)}"
-    producer = producers[0]
+    producer = group.tasks_map[PRODUCER_WATCHER_TASK_ID]  # where Cosmos keeps the watcher's producer
     producer.pool = pool
     # Under TestBehavior.NONE Cosmos limits the producer's build to models, seeds and snapshots: the
     # tests go back in, so the one build still runs every model's tests and a failure fails it.
     producer.dbt_cmd_flags = [*PRODUCER_RUNS_TESTS, *(producer.dbt_cmd_flags or [])]
+    tasks = list(group.iter_tasks())
     inside = {task.task_id for task in tasks}
     for task in tasks:
         if task is not producer and not task.upstream_task_ids & inside:
@@ -111,23 +128,20 @@ def wire_producer(group: object, pool: str) -> object:
 
 
 def build_manifest() -> int:
-    """``dbt parse``: the manifest the DAG renders from (run by ``make up`` and ``make test``)."""
-    from dbt.cli.main import dbtRunner
-
+    """``dbt parse``: the manifest the DAG renders from (``make manifest``, run by ``make up`` and ``make test``)."""
     from include.config import ConfigError, load_settings
-    from include.transform import dbt_args
+    from include.transform import TransformFailed, write_manifest
 
     try:
         settings = load_settings()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    os.environ["DUCKDB_PATH"] = str(settings.duckdb_path)  # profiles.yml reads it; parse opens no file
-    outcome = dbtRunner().invoke([*dbt_args(settings, "parse", write_json=True), "--quiet"])
-    if not outcome.success:
-        print(f"error: dbt parse failed: {outcome.exception or 'see include/dbt/logs/dbt.log'}", file=sys.stderr)
+    try:
+        print(f"dbt manifest: {write_manifest(settings)}")
+    except TransformFailed as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"dbt manifest: {MANIFEST_PATH}")
     return 0
 
 
