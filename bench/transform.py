@@ -68,8 +68,9 @@ TARGET_FRESHNESS_SECONDS = 5.0
 COMMIT_TRADES = 1_000_000  # trades per load commit while the history is loaded
 CLI_TIMEOUT_SECONDS = 900
 # Python's bytecode for the fresh CLI processes, kept between runs (this machine's environment may
-# forbid writing it beside the sources, which would make every start compile dbt anew).
-PYCACHE = Path(tempfile.gettempdir()) / "cryptoflow-bench-pycache"
+# forbid writing it beside the sources, which would make every start compile dbt anew). It lives in
+# the virtualenv, the environment it was compiled for, not in /tmp: `make clean` removes both.
+PYCACHE = Path(sys.prefix) / "bench-pycache"
 QUIET = {"DBT_QUIET": "true"}  # dbt in this process prints only errors; its log file has the rest
 
 

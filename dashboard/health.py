@@ -107,7 +107,8 @@ def audit(health: Any) -> list[Finding]:
     if not summary.checked:
         return [Finding("audit", ALL_SYMBOLS, "not yet: no closed candle audited", NOT_YET)]
     mismatches = summary.mismatched or len(summary.mismatches)
-    value = f"{summary.checked} buckets checked, {summary.matched} matched, {mismatches} mismatches"
+    differ = "1 mismatch" if mismatches == 1 else f"{mismatches} mismatches"
+    value = f"{summary.checked} buckets checked, {summary.matched} matched, {differ}"
     return [Finding("audit", ALL_SYMBOLS, value, FAILING if mismatches else OK)]
 
 

@@ -113,6 +113,8 @@ def test_any_audit_mismatch_fails_counting_all_of_them():
     findings = health.audit(facts(audit=summary))
     assert findings == [Finding("audit", ALL_SYMBOLS, "40 buckets checked, 38 matched, 2 mismatches", FAILING)]
     assert health.audit(facts())[0].value == "40 buckets checked, 40 matched, 0 mismatches"
+    one = AuditSummary(checked=40, matched=39, mismatches=[mismatch], mismatched=1)
+    assert health.audit(facts(audit=one))[0].value == "40 buckets checked, 39 matched, 1 mismatch"
 
 
 @pytest.mark.parametrize(
