@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -387,7 +389,6 @@ def _run_fill_gaps(args: argparse.Namespace) -> int:
     import logging
     import os
     import socket
-    import time
 
     from include.binance.client import BinanceClient
     from include.config import load_settings
@@ -400,15 +401,30 @@ def _run_fill_gaps(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much
     lake = open_lake(settings.lake_url)
     writer = writer_id("fill", socket.gethostname(), os.getpid())  # this process's own write marker
+    stopping = _stop_after_the_pass() if args.follow is not None else None
     with _exchange_errors(settings.rest_url), BinanceClient(settings.rest_url, max_attempts=args.attempts) as client:
         while True:
             summary = fill_pending(client, lake, writer, args.symbols)
-            if args.follow is None:
+            if stopping is None:
                 print(json.dumps(summary.as_dict()))
                 return 1 if summary.incomplete else 0
             if summary.gaps:
                 print(json.dumps(summary.as_dict()), flush=True)
-            time.sleep(args.follow)
+            if stopping.wait(args.follow):
+                return 0
+
+
+def _stop_after_the_pass() -> threading.Event:
+    """Ctrl-C while following: the pass under way finishes, records its fills and prints its summary,
+    then the command exits 0. A second Ctrl-C interrupts at once."""
+    stopping = threading.Event()
+
+    def first_interrupt(signum: int, frame: object) -> None:
+        stopping.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, first_interrupt)
+    return stopping
 
 
 def _add_load(commands: argparse._SubParsersAction) -> None:

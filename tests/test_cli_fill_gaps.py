@@ -154,3 +154,43 @@ def test_the_command_is_listed_with_its_flags():
     assert result.returncode == 0
     for flag in ("--follow", "--symbols", "--attempts"):
         assert flag in result.stdout
+
+
+def test_ctrl_c_while_following_finishes_the_pass_under_way_and_says_what_it_filled(start_sandbox, tmp_path):
+    import os
+    import signal
+    import threading
+
+    from tests.support.processes import process_group
+
+    lake = LocalStore(tmp_path / "lake")
+    asked, release = threading.Event(), threading.Event()
+
+    def held(endpoint: str, query: dict[str, str], body: Any) -> Any:
+        if endpoint == "historicalTrades":  # the pass is under way: hold it until the test has pressed Ctrl-C
+            asked.set()
+            release.wait(60)
+        return body
+
+    with start_sandbox(symbols=(SYMBOL,), rate=20.0, history_seconds=60) as sandbox:
+        rows = recent_rows(sandbox.rest_url, 50)
+        record_gap(lake, rows)
+        with RestProxy(sandbox.rest_url, held) as proxy:
+            env = {
+                **{k: v for k, v in os.environ.items() if k not in ("LAKE_URL", "SYMBOLS", "EXCHANGE", "SANDBOX_PORT")},
+                "BINANCE_REST_URL": proxy.url,
+                "DATA_DIR": str(tmp_path),
+            }
+            argv = [sys.executable, "-m", "include.cli", "fill-gaps", "--follow", "5"]
+            with process_group(
+                argv, env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ) as cli:
+                assert asked.wait(60), "the follower never asked for the gap's trades"
+                cli.send_signal(signal.SIGINT)
+                release.set()
+                assert cli.wait(60) == 0
+                out, err = cli.communicate()
+    assert "Traceback" not in err
+    summaries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [(s["gaps"], s["filled"], s["missing"]) for s in summaries] == [(1, 50, 0)]
+    assert [record["missing"] for record in fill_records(lake)] == [0]

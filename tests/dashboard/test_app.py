@@ -400,7 +400,7 @@ def test_stale_and_failing_facts_are_counted_and_listed_first(snapshot_path):
     ):
         assert what in failing, failing
     assert any(row[:2] == ("Stream", "BTCUSDT") and row[2].startswith("heartbeat 29 d ago") for row in failing)
-    assert any(row[:2] == ("Exchange audit", "all symbols") and row[2].endswith(", 1 mismatches") for row in failing)
+    assert any(row[:2] == ("Exchange audit", "all symbols") and row[2].endswith(", 1 mismatch") for row in failing)
     [gaps] = [row for row in rows if row[0] == "Gap repair"]
     assert (gaps[2].endswith(", 3 missing"), gaps[3]) == (True, ["warning"])
     assert badges(app) == [f":red-badge[{len(failing)} failing]", ":orange-badge[1 warning]"]
@@ -437,8 +437,8 @@ def test_an_incomplete_candles_hover_says_trades_are_missing(snapshot_path):
 
 
 def test_the_health_panel_counts_closed_incomplete_candles_per_symbol_and_since_when(snapshot_path):
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=119)
+    now = datetime.now(UTC)  # the heartbeats' time: a minute-aligned one may already be a minute late
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=119)
     # Minutes 5, 6 and 90 closed and incomplete, 100 without prices; minute 119 is forming.
     snapshot_with_candles(snapshot_path, start=start, now=now, incomplete=frozenset({5, 6, 90}), gaps=frozenset({100}))
     app = page()
