@@ -13,7 +13,7 @@ SANDBOX_PORT ?= 9100
 help:
 	@echo "make up     run the whole pipeline on the embedded defaults (Ctrl-C stops it)"
 	@echo "make test   install what is needed, lint, and run every test"
-	@echo "make bench  run the benchmarks and print their figures"
+	@echo "make bench  run the benchmarks, print their figures and write bench/results.md"
 	@echo "make lock   recompile requirements.txt from requirements.in with uv"
 
 # The virtualenv is rebuilt whenever requirements.txt changes.
@@ -61,7 +61,8 @@ TEST_WORKERS ?= 2
 test: lint $(MANIFEST) $(CHROMIUM)
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
-# Every benchmark at full size (a few minutes); BENCH picks some or shrinks them:
+# Every benchmark at full size (a few minutes), its figures also written to bench/results.md;
+# BENCH picks some or shrinks them:
 # `make bench BENCH=stream`, `make bench BENCH=--smoke` (tiny, checks only, no targets).
 bench: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m bench $(BENCH)

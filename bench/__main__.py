@@ -4,6 +4,9 @@
 figures and checks are printed as usual, the targets are not enforced. Names pick benchmarks:
 ``python -m bench stream``. A benchmark that crashes prints its traceback and the others still run;
 the exit status is 1 if any crashed, failed a check or (at full size) missed a target.
+
+At full size the figures go to bench/results.md too (bench/results.py), with the commit, the date and
+the machine; ``--results PATH`` writes them elsewhere (a smoke run writes only there).
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from bench import backfill, dashboard_page, live_edge, load, stream, transform
+from bench.report import Report
+from bench.results import RESULTS_PATH, RunFacts, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], bool]] = {
     "stream": lambda smoke: stream.main(smoke),
@@ -37,12 +43,23 @@ def run(name: str, smoke: bool) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny size of each; checks only, no targets")
+    parser.add_argument(
+        "--results", type=Path, help=f"where the figures go (default: {RESULTS_PATH.name} beside this, full size only)"
+    )
     parser.add_argument("names", nargs="*", help=f"which benchmarks, of {', '.join(BENCHMARKS)} (default: all)")
     arguments = parser.parse_args()
     unknown = [name for name in arguments.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}: choose from {', '.join(BENCHMARKS)}")
-    passed = {name: run(name, arguments.smoke) for name in arguments.names or BENCHMARKS}
+    names = arguments.names or list(BENCHMARKS)
+    results = arguments.results or (None if arguments.smoke else RESULTS_PATH)
+    if results is not None and results.is_dir():
+        parser.error(f"--results {results} is a folder, not a file")
+    facts = RunFacts.here(Path(__file__).resolve().parents[1])  # before the run: the commit it measures
+    passed = {name: run(name, arguments.smoke) for name in names}
+    if results is not None:
+        write_results(results, Report.printed, names, list(BENCHMARKS), facts)
+        print(f"\nfigures written to {results}", flush=True)
     failed = [name for name, ok in passed.items() if not ok]
     scope = " (smoke: checks only, targets not enforced)" if arguments.smoke else ""
     print(f"\nbenchmarks {'failed: ' + ', '.join(failed) if failed else 'passed'}{scope}", flush=True)

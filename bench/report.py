@@ -16,6 +16,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 LABEL_WIDTH = 38
 _COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
@@ -34,6 +35,17 @@ class Target:
         return f"target {self.compare} {bound}"
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure as printed, kept for bench/results.md (bench/results.py)."""
+
+    benchmark: str  # the section's name: the title's first word
+    label: str
+    shown: str  # the number as printed, with its unit
+    target: str  # "target >= 100,000: met", or "" when the figure has none
+    note: str
+
+
 @dataclass
 class Report:
     """Prints one benchmark's section and remembers whether its targets and checks held."""
@@ -42,21 +54,30 @@ class Report:
     targets_met: bool = True
     checks_passed: bool = True
     _checks: int = field(default=0, repr=False)
+    printed: ClassVar[list[Figure]] = []  # every figure of this process, in order, for the results file
 
     def __post_init__(self) -> None:
         print(f"\n== {self.title} ==", flush=True)
 
+    @property
+    def benchmark(self) -> str:
+        return self.title.split(":", 1)[0]
+
     def figure(
         self, label: str, value: float, unit: str = "", digits: int = 0, target: Target | None = None, note: str = ""
     ) -> None:
+        shown = f"{value:,.{digits}f} {unit}".rstrip()
         line = f"{label:<{LABEL_WIDTH}}: {value:>12,.{digits}f} {unit:<9}"
+        judged = ""
         if target is not None:
             met = target.met(value)
             self.targets_met &= met
-            line += f"  {target}: {'met' if met else 'MISSED'}"
+            judged = f"{target}: {'met' if met else 'MISSED'}"
+            line += f"  {judged}"
         if note:
             line += f"  ({note})"
         print(line.rstrip(), flush=True)
+        self.printed.append(Figure(self.benchmark, label, shown, judged, note))
 
     def check(self, label: str, ok: bool, detail: str = "") -> None:
         self._checks += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.bench import SmokeRun, run_smoke
+from tests.support.bench import SmokeRun, printed_figures, run_smoke, written_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -102,10 +102,10 @@ CHECKS = {
 
 
 @pytest.fixture(scope="module")
-def smoke() -> SmokeRun:
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     # live_edge runs the whole `make up` stack: its smoke is tests/bench/test_live_edge_smoke.py, which
     # make test hands to the other worker, so the two run side by side.
-    return run_smoke(list(FIGURES), SMOKE_DEADLINE_SECONDS)
+    return run_smoke(list(FIGURES), SMOKE_DEADLINE_SECONDS, tmp_path_factory.mktemp("bench") / "results.md")
 
 
 def test_the_smoke_run_passes(smoke: SmokeRun) -> None:
@@ -130,3 +130,8 @@ def test_each_benchmark_passes_its_checks(smoke: SmokeRun, name: str) -> None:
         smoke.stdout
     )
     assert all(status == "ok" for status in section.checks.values()), smoke.stdout
+
+
+def test_the_results_file_holds_every_figure_printed(smoke: SmokeRun) -> None:
+    assert printed_figures(smoke), smoke.stdout
+    assert written_figures(smoke) == printed_figures(smoke)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.bench import SmokeRun, run_smoke
+from tests.support.bench import SmokeRun, printed_figures, run_smoke, written_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -37,8 +37,8 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def smoke() -> SmokeRun:
-    return run_smoke(["live_edge"], DEADLINE_SECONDS)
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    return run_smoke(["live_edge"], DEADLINE_SECONDS, tmp_path_factory.mktemp("bench") / "results.md")
 
 
 def test_the_live_edge_smoke_prints_every_figure_and_passes_its_checks(smoke: SmokeRun) -> None:
@@ -49,3 +49,8 @@ def test_the_live_edge_smoke_prints_every_figure_and_passes_its_checks(smoke: Sm
     assert not missing, f"figures missing or not numbers: {missing}\n{smoke.stdout}\n{smoke.stderr}"
     assert {label: section.checks.get(label) for label in CHECKS} == dict.fromkeys(CHECKS, "ok"), smoke.stdout
     assert smoke.returncode == 0, f"{smoke.stdout}\n{smoke.stderr}"
+
+
+def test_the_results_file_holds_every_figure_printed(smoke: SmokeRun) -> None:
+    assert printed_figures(smoke), smoke.stdout
+    assert written_figures(smoke) == printed_figures(smoke)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import run_to_end
@@ -26,6 +27,7 @@ class SmokeRun:
     stdout: str
     stderr: str
     sections: dict[str, Section]
+    results: Path  # the results file the run wrote (bench/results.md's layout)
 
 
 def parse_sections(stdout: str) -> dict[str, Section]:
@@ -42,8 +44,24 @@ def parse_sections(stdout: str) -> dict[str, Section]:
     return sections
 
 
-def run_smoke(names: list[str], deadline_seconds: float) -> SmokeRun:
-    """``python -m bench --smoke NAMES...`` to its end, its output parsed by section."""
-    argv = [sys.executable, "-m", "bench", "--smoke", *names]
+def run_smoke(names: list[str], deadline_seconds: float, results: Path) -> SmokeRun:
+    """``python -m bench --smoke --results RESULTS NAMES...`` to its end, its output parsed by section."""
+    argv = [sys.executable, "-m", "bench", "--smoke", "--results", str(results), *names]
     done = run_to_end(argv, cwd=REPO_ROOT, timeout=deadline_seconds)
-    return SmokeRun(done.returncode, done.stdout, done.stderr, parse_sections(done.stdout))
+    return SmokeRun(done.returncode, done.stdout, done.stderr, parse_sections(done.stdout), results)
+
+
+def written_figures(run: SmokeRun) -> dict[tuple[str, str], float]:
+    """(benchmark, figure) -> value, as the run's results file holds them."""
+    from bench.results import read_rows
+
+    return {(row.benchmark, row.figure): _number(row.value) for row in read_rows(run.results)}
+
+
+def printed_figures(run: SmokeRun) -> dict[tuple[str, str], float]:
+    """(benchmark, figure) -> value, as the run printed them."""
+    return {(name, label): value for name, section in run.sections.items() for label, value in section.figures.items()}
+
+
+def _number(shown: str) -> float:
+    return float(shown.split()[0].replace(",", ""))
