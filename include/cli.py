@@ -137,7 +137,12 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
         help="run the sandbox exchange (Binance spot protocol on one port)",
         description="Serve Binance spot REST and WebSocket market streams from a synthetic market or a replay.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        type=host_name,
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     parser.add_argument("--port", type=port_number, default=9100, help="port for HTTP and WebSocket (default 9100)")
     parser.add_argument("--symbols", type=symbol_list, default=("BTCUSDT", "ETHUSDT"), help="synthetic symbols")
     parser.add_argument("--rate", type=trade_rate, default=20.0, help="average trades per second per symbol")

@@ -1,7 +1,9 @@
 """The one place settings come from: environment variables, validated once, failing fast.
 
 ``EXCHANGE`` is the one switch between the offline sandbox (the default) and live Binance; the
-individual URLs can still be overridden with ``BINANCE_REST_URL`` and ``BINANCE_WS_URL``.
+individual URLs can still be overridden with ``BINANCE_REST_URL`` and ``BINANCE_WS_URL``. The sandbox
+is reached at ``SANDBOX_HOST``:``SANDBOX_PORT`` (127.0.0.1:9100; the ``sandbox`` service in
+docker-compose.yaml).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from include.binance.protocol import MAX_STREAMS_PER_CONNECTION, SYMBOL_PATTERN
 
 BINANCE_REST_URL = "https://api.binance.com"
 BINANCE_WS_URL = "wss://stream.binance.com:9443"
+# Where the pipeline reaches the sandbox: this machine under `make up`, the `sandbox` service under compose.
 SANDBOX_HOST, SANDBOX_PORT = "127.0.0.1", 9100
 # Relative paths in settings are taken from the repo, never from the working directory: Airflow's
 # task processes, make up and the command line all start in different folders.
@@ -92,6 +95,13 @@ def _file_path(name: str, value: str, base: Path) -> Path:
     return path
 
 
+def _host(name: str, value: str) -> str:
+    """A host name or IPv4 address to put in a URL (``sandbox``, ``127.0.0.1``)."""
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", value):
+        raise ConfigError(f"{name}={value!r} is not a host name or address like sandbox or 127.0.0.1")
+    return value
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
@@ -115,7 +125,8 @@ def parse_symbols(name: str, value: str) -> tuple[str, ...]:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     exchange = _choice("EXCHANGE", env.get("EXCHANGE", "sandbox"), EXCHANGES)
-    sandbox = f"{SANDBOX_HOST}:{_integer('SANDBOX_PORT', env.get('SANDBOX_PORT', str(SANDBOX_PORT)), 1, 65535)}"
+    sandbox_host = _host("SANDBOX_HOST", env.get("SANDBOX_HOST", SANDBOX_HOST))
+    sandbox = f"{sandbox_host}:{_integer('SANDBOX_PORT', env.get('SANDBOX_PORT', str(SANDBOX_PORT)), 1, 65535)}"
     default_rest = BINANCE_REST_URL if exchange == "binance" else f"http://{sandbox}"
     default_ws = BINANCE_WS_URL if exchange == "binance" else f"ws://{sandbox}"
     data_dir = _folder_path("DATA_DIR", env.get("DATA_DIR", "data"), REPO_ROOT)

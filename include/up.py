@@ -27,7 +27,7 @@ from pathlib import Path
 from include.config import SANDBOX_PORT, Settings, load_settings
 from include.dashboard_server import DEFAULT_PORT as DASHBOARD_PORT
 from include.dashboard_server import HEALTH_PATH, dashboard_url
-from include.pools import POOLS
+from include.pools import set_commands
 from include.supervisor import Service, supervise
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,9 +90,7 @@ def airflow_services(settings: Settings, api_port: int, airflow_home: Path) -> l
     """The database and pools first, then the API server, then the components that run DAGs."""
     airflow = str(Path(sys.executable).with_name("airflow"))
     env = airflow_env(airflow_home, settings, api_port)
-    prepare = [[airflow, "db", "migrate"]] + [
-        [airflow, "pools", "set", pool.name, str(pool.slots), pool.description] for pool in POOLS
-    ]
+    prepare = [[airflow, "db", "migrate"], *set_commands(airflow)]
 
     def component(name: str, *argv: str) -> Service:
         return Service(

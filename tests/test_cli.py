@@ -120,6 +120,8 @@ def test_sandbox_help_mentions_every_sandbox_flag(capsys):
 
 # (arguments after `sandbox`, the flag the error must name, the bad value it must quote)
 BAD_ARGUMENTS = [
+    (["--host", ""], "--host", ""),
+    (["--host", "0.0.0.0 "], "--host", "0.0.0.0 "),
     (["--port", "70000"], "--port", "70000"),
     (["--port", "abc"], "--port", "abc"),
     (["--rate", "0"], "--rate", "0"),

@@ -38,10 +38,22 @@ def test_urls_and_symbols_can_be_overridden():
     assert settings.symbols == ("XRPETH", "BTCUSDT")
 
 
+def test_the_sandbox_host_moves_both_sandbox_urls_and_not_binances():
+    """Under compose the pipeline reaches the sandbox by its service name, not on 127.0.0.1."""
+    sandbox = load_settings({"SANDBOX_HOST": "sandbox"})
+    assert (sandbox.rest_url, sandbox.ws_url) == ("http://sandbox:9100", "ws://sandbox:9100")
+    live = load_settings({"SANDBOX_HOST": "sandbox", "EXCHANGE": "binance"})
+    assert (live.rest_url, live.ws_url) == (BINANCE_REST_URL, BINANCE_WS_URL)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("EXCHANGE", "kraken"),
+        ("SANDBOX_HOST", ""),
+        ("SANDBOX_HOST", "sand box"),
+        ("SANDBOX_HOST", "sandbox:9100"),
+        ("SANDBOX_HOST", "http://sandbox"),
         ("BINANCE_REST_URL", "ftp://example"),
         ("BINANCE_REST_URL", "api.binance.com"),
         ("BINANCE_WS_URL", "http://127.0.0.1:9100"),
