@@ -65,6 +65,13 @@ def ensure_manifest() -> str | None:
     except subprocess.TimeoutExpired:
         return f"the dbt manifest was not built within {BUILD_TIMEOUT_SECONDS:.0f} s; build it with {BUILD_COMMAND}"
     if done.returncode != 0:
-        last = (done.stderr.strip() or done.stdout.strip() or f"status {done.returncode}").splitlines()[-1]
-        return f"the dbt manifest could not be built ({last.removeprefix('error: ')}); build it with {BUILD_COMMAND}"
+        return f"the dbt manifest could not be built ({_failure(done)}); build it with {BUILD_COMMAND}"
     return None
+
+
+def _failure(done: subprocess.CompletedProcess[str]) -> str:
+    """The build's error on one line: from its last ``error:`` on (dbt's messages span lines), else its last line."""
+    output = done.stderr.strip() or done.stdout.strip()
+    start = output.rfind("error: ")
+    message = output[start + len("error: ") :] if start >= 0 else (output.splitlines() or [""])[-1]
+    return " ".join(message.split()) or f"status {done.returncode}"
