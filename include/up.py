@@ -109,7 +109,7 @@ def airflow_services(settings: Settings, api_port: int, airflow_home: Path) -> l
     api_server.before_start = prepare
     api_server.health_url = f"http://{LOCALHOST}:{api_port}/api/v2/monitor/health"
     api_server.urls = {"Airflow UI": f"http://{LOCALHOST}:{api_port}", "lake": settings.lake_url}
-    # Started once every DAG file has parsed: what follows it, and "cryptoflow is up", wait for that;
+    # Counts as started once every DAG file has parsed: what follows it, and "cryptoflow is up", wait;
     # a DAG file that fails to import stops `up`, naming it (include/dag_parsing.py).
     dag_processor = component("dag-processor")
     dag_processor.ready = EveryDagParsed(f"http://{LOCALHOST}:{api_port}", Path(env["AIRFLOW__CORE__DAGS_FOLDER"]))
