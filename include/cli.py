@@ -230,8 +230,10 @@ def _add_up(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "up",
         help="run the whole pipeline on the embedded defaults until Ctrl-C",
-        description="Start every service of the product (settings from the environment), print the URLs, "
-        "and stop them all cleanly on Ctrl-C.",
+        description="Start every service of the product (settings from the environment), print the URLs once "
+        "Airflow has parsed every DAG file, and stop them all cleanly on Ctrl-C. The dbt manifest the warehouse "
+        "DAG renders from is built first when it is missing or stale. A DAG file that fails to import stops "
+        "everything, naming the file and its error.",
     )
     parser.add_argument(
         "--sandbox-port", type=port_number, default=None, help="sandbox port (default: $SANDBOX_PORT, else 9100)"

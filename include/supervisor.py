@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,29 +33,44 @@ class Service:
     log_file: Path | None = None  # where its output goes; None: this terminal
     # Commands run to completion, in order, before it starts (e.g. a database migration).
     before_start: list[Sequence[str]] = field(default_factory=list)
+    # Polled after health_url answers, until it returns None: a readiness no URL shows (e.g. every DAG file
+    # parsed). Else it returns what is awaited ("parse dags/x.py"), or raises StartupError for what no
+    # wait can fix (a DAG file that failed to import).
+    ready: Callable[[], str | None] | None = None
 
 
 class StartupError(RuntimeError):
     pass
 
 
+def _awaiting(service: Service) -> str | None:
+    """What the service has yet to do before it counts as started; None once it has done it all."""
+    if service.health_url is not None:
+        try:
+            with urllib.request.urlopen(service.health_url, timeout=2):
+                pass
+        except (urllib.error.URLError, OSError):
+            return f"answer {service.health_url}"
+    return None if service.ready is None else service.ready()
+
+
 def _wait_healthy(
     service: Service, process: subprocess.Popen[bytes], timeout: float, stop_requested: threading.Event
 ) -> None:
-    if service.health_url is None:
+    if service.health_url is None and service.ready is None:
         return
     deadline = time.monotonic() + timeout
+    awaited = None
     while time.monotonic() < deadline and not stop_requested.is_set():
         if process.poll() is not None:
             raise StartupError(f"{service.name} exited with status {process.returncode} while starting")
-        try:
-            with urllib.request.urlopen(service.health_url, timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.3)
+        awaited = _awaiting(service)
+        if awaited is None:
+            return
+        time.sleep(0.3)
     if stop_requested.is_set():
         return
-    raise StartupError(f"{service.name} did not answer {service.health_url} within {timeout:.0f} s")
+    raise StartupError(f"{service.name} did not {awaited} within {timeout:.0f} s")
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -10,6 +10,10 @@
 3. the dashboard (``python -m include.cli dashboard``), which reads the snapshot the warehouse DAG
    publishes after each transform.
 
+Before anything starts, the dbt manifest the warehouse DAG renders from is built when it is missing
+or stale (include/manifest.py); "cryptoflow is up" is printed only once the dag-processor has parsed
+every DAG file without an import error.
+
 Everything listens on 127.0.0.1 only: the UI has no login in this local setup, so it must not be
 reachable from other machines. That is why the components are started one by one rather than with
 ``airflow standalone``: its scheduler and triggerer also serve their task logs on every address
@@ -25,8 +29,10 @@ import sys
 from pathlib import Path
 
 from include.config import SANDBOX_PORT, Settings, load_settings
+from include.dag_parsing import EveryDagParsed
 from include.dashboard_server import DEFAULT_PORT as DASHBOARD_PORT
 from include.dashboard_server import HEALTH_PATH, dashboard_url
+from include.manifest import ensure_manifest
 from include.pools import set_commands
 from include.supervisor import Service, supervise
 
@@ -101,10 +107,14 @@ def airflow_services(settings: Settings, api_port: int, airflow_home: Path) -> l
     api_server.before_start = prepare
     api_server.health_url = f"http://{LOCALHOST}:{api_port}/api/v2/monitor/health"
     api_server.urls = {"Airflow UI": f"http://{LOCALHOST}:{api_port}", "lake": settings.lake_url}
+    # Counts as started once every DAG file has parsed: what follows it, and "cryptoflow is up", wait;
+    # a DAG file that fails to import stops `up`, naming it (include/dag_parsing.py).
+    dag_processor = component("dag-processor")
+    dag_processor.ready = EveryDagParsed(f"http://{LOCALHOST}:{api_port}", Path(env["AIRFLOW__CORE__DAGS_FOLDER"]))
     return [
         api_server,
         component("scheduler", "--skip-serve-logs"),
-        component("dag-processor"),
+        dag_processor,
         component("triggerer", "--skip-serve-logs"),
     ]
 
@@ -154,6 +164,11 @@ def run(
     if busy:
         print(f"error: port {busy[0]} is already in use (is another `make up` running?)", file=sys.stderr)
         return 2
+    # The warehouse DAG renders from dbt's manifest: without it, it would fail to import on every parse.
+    manifest_problem = ensure_manifest()
+    if manifest_problem is not None:
+        print(f"error: {manifest_problem}", file=sys.stderr)
+        return 1
     airflow_home = (airflow_home or DEFAULT_AIRFLOW_HOME).resolve()
     airflow_home.mkdir(parents=True, exist_ok=True)
     os.chdir(REPO_ROOT)

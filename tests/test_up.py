@@ -7,6 +7,7 @@ starts is ended when it ends, pass or fail (``tests/support/processes.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -28,9 +29,10 @@ from include.timeutil import HOUR_US, MINUTE_US, from_us, now_us, to_us
 from include.up import LOCALHOST, services
 from include.warehouse.audit import compare
 from tests.support.candles import klines
+from tests.support.checkout import fresh_clone
 from tests.support.net import free_port, http_get
 from tests.support.paths import REPO_ROOT
-from tests.support.processes import process_group, run_to_end, tagged
+from tests.support.processes import descendants, process_group, run_to_end, tagged
 from tests.support.waiting import wait_until
 
 # A cold start (database migration, four Airflow components) took about 100 s on these machines;
@@ -243,6 +245,48 @@ def test_a_failing_preparation_step_stops_what_was_started_and_names_the_command
     assert left == []
 
 
+NOT_READY = """
+import sys
+from include.supervisor import Service, StartupError, supervise
+
+forever = [sys.executable, "-c", "import signal; signal.pause()"]
+looks = []
+
+
+def ready():  # awaits a parse twice, then finds a broken file (or, told "never", awaits it for ever)
+    looks.append(1)
+    if len(looks) < 3 or sys.argv[1] == "never":
+        return "parse dags/slow.py"
+    raise StartupError("dags/broken.py failed to import: RuntimeError: broken on purpose")
+
+
+first = Service(name="first", argv=forever, ready=ready)
+second = Service(name="second", argv=forever)
+sys.exit(supervise([first, second], startup_timeout=float(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "timeout", "error"),
+    [
+        ("broken", 60, "error: dags/broken.py failed to import: RuntimeError: broken on purpose"),
+        ("never", 2, "error: first did not parse dags/slow.py within 2 s"),
+    ],
+)
+def test_a_service_never_ready_stops_what_was_started_and_names_what_it_awaited(mode, timeout, error):
+    argv = [sys.executable, "-c", NOT_READY, mode, str(timeout)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with process_group(argv, env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        out, err = run.communicate(timeout=STARTUP_LIVENESS_SECONDS)
+        left = tagged(run.tag)
+    assert run.returncode == 1, (out, err)
+    assert "starting second" not in out  # the next service waits for the readiness, "up" too
+    assert "cryptoflow is up" not in out
+    assert "stopping first" in out
+    assert err.strip().splitlines() == [error]
+    assert left == []
+
+
 # The real thing ------------------------------------------------------------------------------------
 
 
@@ -379,3 +423,81 @@ def test_up_refuses_to_start_over_a_port_in_use_naming_it(tmp_path, flag):
         result = run_up(tmp_path, flag, str(port))
     assert result.returncode == 2
     assert f"port {port} is already in use" in result.stderr
+
+
+# A fresh clone: the manifest built, a DAG file that fails to import named -------------------------
+
+BROKEN_DAG = '''"""A DAG file that fails at import, as one whose dependency is missing would."""
+from airflow.sdk import dag  # noqa: F401
+
+raise RuntimeError("this DAG file is broken on purpose")
+'''
+
+
+def living_descendants(existing: set[psutil.Process]) -> list[psutil.Process]:
+    """The processes started below this one since ``existing`` was taken that still run (orphans come back
+    to the test process, a subreaper; a zombie is dead, only not reaped yet)."""
+    found = []
+    for process in descendants() - existing:
+        with contextlib.suppress(psutil.Error):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3 * STARTUP_LIVENESS_SECONDS)
+def test_up_from_a_fresh_clone_builds_the_manifest_and_stops_naming_the_dag_file_that_fails_to_import(tmp_path):
+    checkout = fresh_clone(tmp_path / "checkout")
+    manifest = checkout / "include" / "dbt" / "target" / "manifest.json"
+    assert not manifest.exists()  # not in git: a new user has none
+    (checkout / "dags" / "broken_on_purpose.py").write_text(BROKEN_DAG)
+    api_port, dashboard_port, unused = free_port(), free_port(), free_port()
+    env = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
+    # Live Binance's mode on an address nothing answers: no sandbox starts, and nothing leaves the machine.
+    env.update(EXCHANGE="binance", BINANCE_REST_URL=f"http://127.0.0.1:{unused}", DATA_DIR=str(tmp_path / "data"))
+    env.update(BINANCE_WS_URL=f"ws://127.0.0.1:{unused}")
+    argv = [sys.executable, "-m", "include.cli", "up", "--airflow-port", str(api_port)]
+    argv += ["--dashboard-port", str(dashboard_port), "--airflow-home", str(tmp_path / "airflow")]
+    existing = descendants()
+    with process_group(argv, env, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as up:
+        output = Output(up)
+        wait_until(
+            lambda: "cryptoflow is up" in output.text or up.poll() is not None,
+            2 * STARTUP_LIVENESS_SECONDS,
+            "up to stop or to report up",
+        )
+        assert "cryptoflow is up" not in output.text, output.text
+        assert up.wait(60) == 1, output.text
+        out, err = output.finished(30), up.stderr.read()
+        left = living_descendants(existing)  # before the test's own clean-up: what `up` left running
+    assert "building the dbt manifest: include/dbt/target/manifest.json is missing" in out
+    assert manifest.is_file()
+    # Only the broken file is named: every other one, dags/warehouse.py (which renders from the
+    # manifest) included, was parsed, or it would be named as not parsed.
+    expected = "error: dags/broken_on_purpose.py failed to import: RuntimeError: this DAG file is broken on purpose"
+    assert err.strip().splitlines() == [expected], out
+    assert "stopping airflow dag-processor" in out
+    assert "starting airflow triggerer" not in out
+    assert left == []
+    assert not answers(LOCALHOST, api_port)
+
+
+def test_up_stops_before_starting_anything_when_the_manifest_cannot_be_built(tmp_path):
+    checkout = fresh_clone(tmp_path / "checkout")
+    model = checkout / "include" / "dbt" / "models" / "marts" / "candles_2h.sql"
+    model.write_text("select * from {{ ref('no_such_model') }}\n")  # a ref dbt cannot resolve: parse fails
+    argv = [sys.executable, "-m", "include.cli", "up", "--airflow-home", str(tmp_path / "airflow")]
+    argv += [
+        item for flag in ("--sandbox-port", "--airflow-port", "--dashboard-port") for item in (flag, str(free_port()))
+    ]
+    env = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
+    result = run_to_end(argv, {**env, "DATA_DIR": str(tmp_path / "data")}, timeout=300, cwd=checkout)
+    assert result.returncode == 1, result
+    assert "building the dbt manifest: include/dbt/target/manifest.json is missing" in result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: the dbt manifest could not be built ("), line
+    assert "no_such_model" in line
+    assert line.endswith("; build it with make manifest (or: python -m include.transform_group)")
+    assert "starting" not in result.stdout  # nothing was started
+    assert not (tmp_path / "airflow").exists()
