@@ -19,6 +19,10 @@ reachable from other machines. That is why the components are started one by one
 ``airflow standalone``: its scheduler and triggerer also serve their task logs on every address
 (a port no setting can move to 127.0.0.1); here they run with ``--skip-serve-logs``, and the API
 server reads the task logs from the shared local log folder instead.
+
+The same functions describe a distributed deployment when given its Airflow settings (another
+executor, metadata database and broker: ``airflow_settings``) and Celery workers to start
+(``celery_workers``): tests/test_topology.py runs the DAGs that way, on PostgreSQL and Redis.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from include.config import SANDBOX_PORT, Settings, load_settings
@@ -41,8 +46,14 @@ LOCALHOST = "127.0.0.1"  # every service of `make up` listens here and nowhere e
 DEFAULT_AIRFLOW_HOME = REPO_ROOT / "airflow_home"
 
 
-def airflow_env(airflow_home: Path, settings: Settings, api_port: int) -> dict[str, str]:
-    """The environment of every Airflow process: this repo's DAGs, plugins and code, dev defaults."""
+def airflow_env(
+    airflow_home: Path, settings: Settings, api_port: int, airflow_settings: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of every Airflow process: this repo's DAGs, plugins and code, dev defaults.
+
+    ``airflow_settings`` (``AIRFLOW__...`` variables) replace the defaults: e.g. CeleryExecutor with
+    its broker and a PostgreSQL metadata database instead of LocalExecutor on SQLite.
+    """
     return {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
@@ -71,6 +82,7 @@ def airflow_env(airflow_home: Path, settings: Settings, api_port: int) -> dict[s
         "BINANCE_REST_URL": settings.rest_url,
         "SYMBOLS": ",".join(settings.symbols),
         "DUCKDB_PATH": str(settings.duckdb_path),
+        **(airflow_settings or {}),
     }
 
 
@@ -92,16 +104,25 @@ def sandbox_service(settings: Settings, sandbox_port: int, sandbox_rate: float) 
     )
 
 
-def airflow_services(settings: Settings, api_port: int, airflow_home: Path) -> list[Service]:
-    """The database and pools first, then the API server, then the components that run DAGs."""
+def airflow_services(
+    settings: Settings,
+    api_port: int,
+    airflow_home: Path,
+    airflow_settings: Mapping[str, str] | None = None,
+    celery_workers: Sequence[str] = (),
+) -> list[Service]:
+    """The database and pools first, then the API server, then the components that run DAGs.
+
+    ``celery_workers``: the Celery node names (``worker-a@host``) of the workers to start as well,
+    for a CeleryExecutor that ``airflow_settings`` configure.
+    """
     airflow = str(Path(sys.executable).with_name("airflow"))
-    env = airflow_env(airflow_home, settings, api_port)
+    env = airflow_env(airflow_home, settings, api_port, airflow_settings)
     prepare = [[airflow, "db", "migrate"], *set_commands(airflow)]
 
-    def component(name: str, *argv: str) -> Service:
-        return Service(
-            name=f"airflow {name}", argv=[airflow, name, *argv], env=env, log_file=airflow_home / f"{name}.log"
-        )
+    def component(*argv: str, name: str | None = None) -> Service:
+        name = name or argv[0]
+        return Service(name=f"airflow {name}", argv=[airflow, *argv], env=env, log_file=airflow_home / f"{name}.log")
 
     api_server = component("api-server", "--host", LOCALHOST, "--port", str(api_port))
     api_server.before_start = prepare
@@ -111,11 +132,20 @@ def airflow_services(settings: Settings, api_port: int, airflow_home: Path) -> l
     # a DAG file that fails to import stops `up`, naming it (include/dag_parsing.py).
     dag_processor = component("dag-processor")
     dag_processor.ready = EveryDagParsed(f"http://{LOCALHOST}:{api_port}", Path(env["AIRFLOW__CORE__DAGS_FOLDER"]))
+    # On one machine, a worker's log server would listen on every address, on the port every worker
+    # wants: the API server reads their task logs from the shared log folder, as for the others.
+    workers = [
+        component(
+            "celery", "worker", "--celery-hostname", node, "--skip-serve-logs", name=f"celery-{node.split('@')[0]}"
+        )
+        for node in celery_workers
+    ]
     return [
         api_server,
         component("scheduler", "--skip-serve-logs"),
         dag_processor,
         component("triggerer", "--skip-serve-logs"),
+        *workers,
     ]
 
 

@@ -105,6 +105,7 @@ def moto_s3(moto_server: MotoServer, aws_test_env: None, monkeypatch: pytest.Mon
 # these first lets the short files fill in behind them, so the two workers finish together.
 LONGEST_FIRST = (
     "tests/test_up.py",
+    "tests/test_topology.py",
     "tests/bench/test_live_edge_smoke.py",
     "tests/dags/test_repair_gaps_dag.py",
     "tests/dags/test_lake_announcements_e2e.py",

@@ -26,7 +26,7 @@ from include.candles import INTERVALS
 from include.config import load_settings
 from include.pools import POOLS
 from include.timeutil import HOUR_US, MINUTE_US, from_us, now_us, to_us
-from include.up import LOCALHOST, services
+from include.up import LOCALHOST, airflow_services, services
 from include.warehouse.audit import compare
 from tests.support.candles import klines
 from tests.support.checkout import fresh_clone
@@ -213,6 +213,34 @@ def test_the_plan_on_live_binance_starts_no_sandbox(tmp_path):
         "airflow triggerer",
         "dashboard",
     ]
+
+
+def test_the_same_components_run_a_celery_deployment_when_its_settings_and_workers_are_given(tmp_path):
+    settings = load_settings({"DATA_DIR": str(tmp_path / "data")})
+    celery = {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow@127.0.0.1:5432/airflow",
+        "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/0",
+    }
+    nodes = ["worker-a@host", "worker-b@host"]
+    plan = airflow_services(settings, 8311, tmp_path / "airflow", airflow_settings=celery, celery_workers=nodes)
+
+    local = airflow_services(settings, 8311, tmp_path / "airflow")
+    assert [service.argv for service in plan[: len(local)]] == [service.argv for service in local]
+    assert plan[0].before_start == local[0].before_start  # the same migration and pools, on the new database
+    workers = plan[len(local) :]
+    for worker, node in zip(workers, nodes, strict=True):
+        assert worker.argv[1:] == ["celery", "worker", "--celery-hostname", node, "--skip-serve-logs"]
+        assert not worker.before_start
+    # Each worker its own log; every component the deployment's settings, the rest as `make up` has them.
+    assert len({service.log_file for service in plan}) == len(plan)
+    for service in plan:
+        assert service.env is not None
+        assert service.env.items() >= celery.items()
+        assert service.env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
+        assert service.env["LAKE_URL"] == settings.lake_url
+    assert local[0].env is not None
+    assert local[0].env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
 
 
 # The supervisor --------------------------------------------------------------------------------------

@@ -10,9 +10,7 @@ Every wait is on a condition with a generous deadline (the machine may be busy);
 test starts, Airflow's task processes included, is ended when it ends, pass or fail.
 """
 
-import json
 import sys
-import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -23,10 +21,10 @@ from include.lake.store import LocalStore
 from include.lake.trades import read_trade_ids
 from include.pools import WAREHOUSE_WRITER
 from include.up import airflow_env
+from tests.support.airflow_api import Airflow
 from tests.support.net import free_port, http_post_json
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import process_group, run_to_end
-from tests.support.waiting import wait_until
 
 CONSUMER_DAG = """
 from datetime import datetime
@@ -48,11 +46,6 @@ lake_consumer()
 """
 
 
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.load(response)
-
-
 def loaded_ids(path: Path) -> list[int] | None:
     """Trade ids in raw.trades, or None while a load holds DuckDB's single-writer lock."""
     if not path.exists():
@@ -62,41 +55,6 @@ def loaded_ids(path: Path) -> list[int] | None:
             return [row[0] for row in connection.execute("select trade_id from raw.trades").fetchall()]
     except duckdb.Error:
         return None
-
-
-def explained(condition):
-    """``condition`` for ``wait_until``: an API or file not answering yet counts as not yet."""
-
-    def check():
-        try:
-            return condition()
-        except OSError:
-            return None
-
-    return check
-
-
-def airflow_log_tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
-
-
-class Airflow:
-    """The REST API of the test's Airflow, and waiting on it with the log at hand."""
-
-    def __init__(self, api: str, log: Path) -> None:
-        self.api, self.log = api, log
-
-    def get(self, path: str):
-        return get_json(f"{self.api}{path}")
-
-    def wait(self, condition, timeout: float, what: str):
-        try:
-            return wait_until(explained(condition), timeout, what, interval=1.0)
-        except AssertionError as error:
-            raise AssertionError(f"{error}; Airflow log tail:\n{airflow_log_tail(self.log)}") from None
-
-    def runs(self, dag_id: str, query: str = "") -> list[dict]:
-        return self.get(f"/dags/{dag_id}/dagRuns?limit=100{query}")["dag_runs"]
 
 
 class WarehouseEqualsLake:
