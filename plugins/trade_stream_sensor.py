@@ -27,6 +27,10 @@ from include.ingest.writer import airflow_writer_id
 from include.lake.store import ObjectStore
 
 
+class StreamStopped(RuntimeError):
+    """The task was told to stop (SIGTERM) mid-window: it fails, so its retry streams on."""
+
+
 class TradeStreamSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("symbols", "window_end")
     ui_color = "#f0b90b"
@@ -53,6 +57,7 @@ class TradeStreamSensor(BaseSensorOperator):
         self._worker: BackgroundWorker | None = None
         self._lake: ObjectStore | None = None
         self._client: BinanceClient | None = None  # asked for the start boundaries of the stream's gaps
+        self._killed = False
 
     def _symbols(self) -> tuple[str, ...]:
         if isinstance(self.symbols, str):
@@ -102,6 +107,8 @@ class TradeStreamSensor(BaseSensorOperator):
         return background
 
     def poke(self, context: Any) -> bool:
+        if self._killed:
+            raise StreamStopped(f"the stream was stopped before its window ended ({self._end().isoformat()})")
         if self._worker is None:
             self._worker = self._start_worker(context)
         result = self._worker.flush()
@@ -146,4 +153,12 @@ class TradeStreamSensor(BaseSensorOperator):
             close_stream_lake(lake)
 
     def on_kill(self) -> None:
+        """SIGTERM (a worker or `make up` stopping): flush and close now, and end the task at its next poke.
+
+        Airflow's task runner calls this from its signal handler and then lets the task go on: without
+        the flag, the next poke would open a new stream in a process about to be killed, and the task
+        would stay "running" in the metadata database until its heartbeat timed out (minutes), with no
+        stream after a restart. Failed instead, it is retried within seconds.
+        """
+        self._killed = True
         self._close(timeout=10)

@@ -76,3 +76,24 @@ def test_a_stop_that_does_not_finish_in_time_fails_the_poke_instead_of_reporting
             for worker in stopped:
                 real_stop(worker)
     assert not worker.alive  # with the lake back, the same stop finishes
+
+
+def test_a_sigterm_mid_window_flushes_closes_and_fails_the_next_poke_instead_of_streaming_again(
+    start_sandbox, tmp_path, monkeypatch
+):
+    with start_sandbox(symbols=("BTCUSDT",), rate=50.0) as sandbox:
+        monkeypatch.setenv("BINANCE_REST_URL", sandbox.rest_url)
+        monkeypatch.setenv("BINANCE_WS_URL", sandbox.ws_url)
+        monkeypatch.setenv("DATA_DIR", str(tmp_path))
+        sensor = TradeStreamSensor(task_id="stream", symbols="BTCUSDT", window_end="2999-01-01T00:00:00+00:00")
+        ti = SimpleNamespace(dag_id="stream_trades", task_id="stream", run_id="manual__1", map_index=0)
+        assert sensor.poke({"ti": ti}) is False  # mid-window: streaming
+        worker = sensor._worker
+        assert worker is not None
+        assert worker.alive
+
+        sensor.on_kill()  # what Airflow's task runner calls on SIGTERM, before it lets the task go on
+        assert not worker.alive
+        with pytest.raises(sensor_module.StreamStopped, match="stopped before its window ended"):
+            sensor.poke({"ti": ti})
+        assert sensor._worker is None, "the poke after the stop opened a new stream"
