@@ -104,7 +104,7 @@ def moto_s3(moto_server: MotoServer, aws_test_env: None, monkeypatch: pytest.Mon
 # longest first. `make test` hands whole files to two xdist workers in collection order: starting
 # these first lets the short files fill in behind them, so the two workers finish together.
 LONGEST_FIRST = (
-    "tests/test_up.py",
+    "tests/test_faults_e2e.py",
     "tests/test_topology.py",
     "tests/bench/test_live_edge_smoke.py",
     "tests/dags/test_repair_gaps_dag.py",
@@ -116,6 +116,7 @@ LONGEST_FIRST = (
     "tests/dbt/",
     "tests/bench/",
     "tests/dags/",
+    "tests/test_up.py",
     "tests/test_cli.py",
     "tests/ingest/test_stream_resilience.py",
     "tests/warehouse/test_snapshot.py",

@@ -22,9 +22,9 @@ from tests.support.dashboard import assert_snapshot_equals_warehouse
 from tests.support.net import free_port, http_get
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import process_group, tagged
+from tests.support.up import listening_addresses
 from tests.support.waiting import wait_until
 from tests.test_cli import OUTSIDE_SETTINGS, assert_one_line_error, run_cli, run_main
-from tests.test_up import listening_addresses
 
 # A cold Streamlit import on a busy 2-core machine takes tens of seconds: only a hung start fails.
 SERVER_START_SECONDS = 120

@@ -40,9 +40,9 @@ from include.config import load_settings
 from include.lake.keys import hour_of_key
 from include.lake.store import open_lake
 from include.supervisor import Service
-from include.timeutil import HOUR_US, MICROS_PER_SECOND, from_us, hour_start_us, now_us
+from include.timeutil import MICROS_PER_SECOND
 from include.up import airflow_services
-from tests.support.airflow_api import Airflow
+from tests.support.airflow_api import Airflow, first_stream_key, trigger_repairs
 from tests.support.net import admin, free_port, http_get
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import process_group, run_to_end
@@ -135,25 +135,6 @@ def dags_parsed(airflow: Airflow) -> bool:
     errors = airflow.get("/importErrors")["import_errors"]
     assert not errors, errors
     return set(DAGS) <= parsed
-
-
-def trigger_repairs(airflow: Airflow, first_us: int, until_us: int) -> list[str]:
-    """A repair run for every hour window from the one holding ``first_us`` to the one before ``until_us``,
-    without the grace delay: the scheduled runs wait five minutes past the hour, the test does not."""
-    run_ids = []
-    for start_us in range(hour_start_us(first_us), hour_start_us(until_us), HOUR_US):
-        body = {
-            "logical_date": from_us(now_us()).isoformat(),
-            "data_interval_start": from_us(start_us).isoformat(),
-            "data_interval_end": from_us(start_us + HOUR_US).isoformat(),
-            "conf": {"grace_minutes": 0},
-        }
-        run_ids.append(airflow.post("/dags/repair_gaps/dagRuns", body)["dag_run_id"])
-    return run_ids
-
-
-def first_stream_key(lake) -> str | None:
-    return next((info.key for info in lake.list("trades/") if "/stream-" in info.key), None)
 
 
 def published_trades(snapshot: Path) -> int:

@@ -1,160 +1,31 @@
-"""``make up`` as a user runs it: everything starts on 127.0.0.1, the URLs are printed, Ctrl-C stops it.
+"""``make up`` as a user runs it: the plan it starts, the settings and ports it refuses, a broken DAG it names.
 
-The end-to-end test starts the real thing (sandbox, every Airflow component, the dashboard) with
-its data and Airflow home in a temporary folder, never in the repo's ``data/``; every process it
-starts is ended when it ends, pass or fail (``tests/support/processes.py``).
+The whole stack running end to end, faults, a restart and Ctrl-C included, is tests/test_faults_e2e.py.
+Processes started here run with their data and Airflow home in a temporary folder, never in the repo's
+``data/``, and are ended when the test ends, pass or fail (``tests/support/processes.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import psutil
 import pytest
 
-from include.candles import INTERVALS
 from include.config import load_settings
 from include.pools import POOLS
-from include.timeutil import HOUR_US, MINUTE_US, from_us, now_us, to_us
 from include.up import LOCALHOST, airflow_services, services
-from include.warehouse.audit import compare
-from tests.support.candles import klines
 from tests.support.checkout import fresh_clone
-from tests.support.net import free_port, http_get
+from tests.support.net import free_port
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import descendants, process_group, run_to_end, tagged
+from tests.support.up import OUTSIDE_SETTINGS, STARTUP_LIVENESS_SECONDS, Output, answers
 from tests.support.waiting import wait_until
-
-# A cold start (database migration, four Airflow components) took about 100 s on these machines;
-# the liveness timeout is several times that, so only a hung start fails.
-STARTUP_LIVENESS_SECONDS = 600
-# The first publish ends the first warehouse run (load, dbt build and tests, audit): about 10 min
-# on a busy 2-core machine; twice that, so only a pipeline that never publishes fails.
-PUBLISH_LIVENESS_SECONDS = 1200
-# Variables a developer may have set that would point the test's pipeline elsewhere.
-OUTSIDE_SETTINGS = ("EXCHANGE", "SANDBOX_PORT", "BINANCE_REST_URL", "BINANCE_WS_URL", "LAKE_URL", "DUCKDB_PATH")
-
-
-class Output:
-    """A process's output, read line by line in a thread, so waiting for a line never blocks past a deadline."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
-        self._reader.start()
-
-    def _read(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            self.lines.append(line)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def finished(self, timeout: float) -> str:
-        self._reader.join(timeout)
-        return self.text
-
-
-def answers(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        probe.settimeout(5)
-        return probe.connect_ex((host, port)) == 0
-
-
-def listening_addresses(root: psutil.Process) -> dict[tuple[str, int], str]:
-    """Every address a process or its descendants listen on, with the listener's command line."""
-    found = {}
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            sockets, command = process.net_connections(kind="inet"), " ".join(process.cmdline()[:3])
-        except psutil.Error:
-            continue
-        for sock in sockets:
-            if sock.status == psutil.CONN_LISTEN:
-                found[(sock.laddr.ip, sock.laddr.port)] = command
-    return found
-
-
-def published_candles(snapshot: Path, since: datetime) -> int:
-    """The 1m candles holding trades loaded after ``since``, in the dashboard's published snapshot.
-
-    Read there and never in the warehouse: a reader of warehouse.duckdb holds a lock that makes the
-    DAG's load and publish fail ("Could not set lock on file"), which is why the snapshot exists.
-    """
-    if not snapshot.exists():
-        return 0
-    with duckdb.connect(str(snapshot), read_only=True) as connection:
-        return connection.execute(
-            "select count(*) from candles_1m where trade_count > 0 and last_loaded_at > ?", [since]
-        ).fetchone()[0]
-
-
-# The live edge under faults (issue 19): the sandbox skips 2% of its trade messages and drops every
-# connection every 40 s; the stream records each gap and the fill_gaps DAG fetches it in seconds.
-FAULTS = {"skip_fraction": 0.02, "drop_connections_every": 40}
-FAULTED_DROPS = 3  # connections dropped (and messages skipped) before the candles are judged
-RECENT_US, SETTLED_US = 30 * MINUTE_US, 2 * MINUTE_US
-CANDLE_FIELDS = (
-    "open_time, open, high, low, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, "
-    "trade_count, close_time, is_complete"
-)
-
-
-def sandbox_admin(port: int, changes: dict[str, float] | None = None) -> dict:
-    import json
-    import urllib.request
-
-    data = None if changes is None else json.dumps(changes).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/admin", data=data, method="POST" if data else "GET")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def recent_candle_problems(snapshot: Path, rest_url: str, symbols: tuple[str, ...], covered_from_us: int) -> list[str]:
-    """Every closed candle of the last half hour that closed more than 2 minutes ago, at every interval,
-    against the exchange's kline: what is not in the published snapshot, not complete, or different."""
-    now = now_us()
-    problems: list[str] = []
-    if not snapshot.exists():
-        return ["no snapshot published"]
-    with duckdb.connect(str(snapshot), read_only=True) as connection:
-        for interval, width in ((i.name, i.length_us) for i in INTERVALS):
-            first = -(-max(now - RECENT_US, covered_from_us) // width) * width
-            last = (now - SETTLED_US) // width * width - width  # the last bucket closed 2 minutes ago
-            for symbol in symbols if last >= first else ():
-                rows = connection.execute(
-                    f"select {CANDLE_FIELDS} from candles_{interval} where symbol = ? and open_time between ? and ?",
-                    [symbol, from_us(first), from_us(last)],
-                ).fetchall()
-                ours = {to_us(row[0]): dict(zip(CANDLE_FIELDS.split(", "), row, strict=True)) for row in rows}
-                for open_us, kline in klines(rest_url, symbol, interval, first, last).items():
-                    where = f"{symbol} {interval} {from_us(open_us).isoformat()}"
-                    candle = ours.get(open_us)
-                    if candle is None or not candle["is_complete"]:
-                        problems.append(f"{where}: {'missing' if candle is None else 'incomplete'}")
-                    elif differences := compare(kline, {**candle, "close_time": to_us(candle["close_time"])}):
-                        problems.append(f"{where}: {differences}")
-    return problems
-
-
-def all_components_healthy(api_port: int) -> bool:
-    """The API server's health check: scheduler, dag-processor and triggerer heartbeating."""
-    status, _, health = http_get(f"http://127.0.0.1:{api_port}/api/v2/monitor/health")
-    components = ("metadatabase", "scheduler", "dag_processor", "triggerer")
-    return status == 200 and all(health.get(name, {}).get("status") == "healthy" for name in components)
-
 
 # The plan: what `make up` starts, in which order, with which settings ------------------------------
 
@@ -316,112 +187,6 @@ def test_a_service_never_ready_stops_what_was_started_and_names_what_it_awaited(
 
 
 # The real thing ------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(3 * STARTUP_LIVENESS_SECONDS + PUBLISH_LIVENESS_SECONDS)  # past the liveness waits below
-def test_up_starts_everything_on_localhost_prints_urls_and_stops_on_ctrl_c(tmp_path):
-    port, api_port, dashboard_port = free_port(), free_port(), free_port()
-    data_dir, airflow_home = tmp_path / "data", tmp_path / "airflow"
-    env = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
-    env.update(SYMBOLS="BTCUSDT,XRPETH", DATA_DIR=str(data_dir))
-    argv = [sys.executable, "-m", "include.cli", "up", "--sandbox-port", str(port), "--airflow-port", str(api_port)]
-    argv += ["--airflow-home", str(airflow_home), "--dashboard-port", str(dashboard_port)]
-    started = datetime.now(UTC)  # every trade loaded from here on came through this run's pipeline
-    with process_group(argv, env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as up:
-        output = Output(up)
-        wait_until(
-            lambda: "Press Ctrl-C to stop." in output.text or up.poll() is not None,
-            STARTUP_LIVENESS_SECONDS,
-            "make up printing its URLs",
-        )
-        assert up.poll() is None, output.text
-        assert f"http://127.0.0.1:{port}/admin" in output.text
-        assert f"http://127.0.0.1:{api_port}" in output.text
-        dashboard = f"http://127.0.0.1:{dashboard_port}"
-        assert re.search(rf"^ +Dashboard +{re.escape(dashboard)}$", output.text, re.MULTILINE), output.text
-        assert http_get(f"{dashboard}/_stcore/health")[::2] == (200, "ok")
-        status, _, page = http_get(dashboard)
-        assert status == 200
-        assert '<div id="root">' in page  # Streamlit's page, which loads the app over its WebSocket
-        status, _, trades = http_get(f"http://127.0.0.1:{port}/api/v3/trades?symbol=XRPETH&limit=5")
-        assert status == 200
-        assert len(trades) == 5
-        wait_until(
-            lambda: all_components_healthy(api_port), STARTUP_LIVENESS_SECONDS, "every Airflow component healthy"
-        )
-
-        # The pools existed before the DAGs were parsed: no component ever saw a DAG use a missing pool.
-        dag_processor_log = airflow_home / "dag-processor.log"
-        for dag_file in ("repair_gaps.py", "fill_gaps.py"):
-            wait_until(
-                lambda dag_file=dag_file: (
-                    dag_processor_log.exists() and dag_file in dag_processor_log.read_text(errors="replace")
-                ),
-                STARTUP_LIVENESS_SECONDS,
-                f"the dag-processor parsing dags/{dag_file}",
-            )
-        for log in airflow_home.glob("*.log"):
-            assert "non-existent pool" not in log.read_text(errors="replace"), log
-
-        # The marts follow the stream: streamed trades are loaded, built into candles and published
-        # for the dashboard by the warehouse DAG while everything runs.
-        wait_until(
-            lambda: published_candles(load_settings({"DATA_DIR": str(data_dir)}).snapshot_path, started),
-            PUBLISH_LIVENESS_SECONDS,
-            "candles of streamed trades in the dashboard's snapshot",
-            interval=1,
-        )
-
-        # The live edge under faults: skipped messages and dropped connections, repaired in seconds by
-        # the stream's gap records and the fill_gaps DAG, not by the hourly repair. Judged once the
-        # faults have run a while: every closed candle of the last half hour (from the start of the
-        # hour the stream started in, where its start gap begins) is complete and the exchange's own.
-        sandbox_admin(port, FAULTS)
-        wait_until(
-            lambda: sandbox_admin(port)["record"]["dropped_connections"] >= FAULTED_DROPS,
-            STARTUP_LIVENESS_SECONDS,
-            f"the sandbox dropping connections {FAULTED_DROPS} times",
-            interval=2,
-        )
-        faulted = sandbox_admin(port)["record"]
-        assert faulted["skipped"] > 0, faulted
-        snapshot = load_settings({"DATA_DIR": str(data_dir)}).snapshot_path
-        covered_from = to_us(started) // HOUR_US * HOUR_US
-        rest_url = f"http://127.0.0.1:{port}"
-        symbols = ("BTCUSDT", "XRPETH")
-        problems: list[str] = []
-
-        def recent_candles_settled() -> bool:
-            problems[:] = recent_candle_problems(snapshot, rest_url, symbols, covered_from)
-            return not problems
-
-        wait_until(
-            recent_candles_settled,
-            PUBLISH_LIVENESS_SECONDS,
-            "every settled candle of the last half hour complete and equal to the exchange's",
-            interval=5,
-            details=lambda: f"{len(problems)} problems, the first: {problems[:5]}",
-        )
-        with duckdb.connect(str(snapshot), read_only=True) as connection:
-            filled = connection.execute("select coalesce(sum(filled), 0) from gap_fills").fetchone()[0]
-        assert filled > 0, "no trade was filled by the live fill"
-
-        # Nothing listens beyond 127.0.0.1: not the UI, not the sandbox, not a log server.
-        listeners = listening_addresses(psutil.Process(up.pid))
-        assert (LOCALHOST, api_port) in listeners
-        assert (LOCALHOST, port) in listeners
-        assert (LOCALHOST, dashboard_port) in listeners
-        # Read from the kernel's socket table, so the test sends nothing beyond loopback.
-        assert {address for address, _ in listeners} == {LOCALHOST}, listeners
-
-        up.send_signal(signal.SIGINT)
-        assert up.wait(STARTUP_LIVENESS_SECONDS) == 0, output.text
-        rest = output.finished(30)
-    assert "stopped." in rest
-    assert not answers(LOCALHOST, port)
-    assert not answers(LOCALHOST, api_port)
-    assert not answers(LOCALHOST, dashboard_port)
 
 
 def run_up(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

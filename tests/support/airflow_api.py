@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from include.lake.store import ObjectStore
+from include.timeutil import HOUR_US, from_us, hour_start_us, now_us
 from tests.support.net import http_post_json
 from tests.support.waiting import wait_until
 
@@ -61,3 +63,23 @@ class Airflow:
 
     def runs(self, dag_id: str, query: str = "") -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns?limit=100{query}")["dag_runs"]
+
+
+def trigger_repairs(airflow: Airflow, first_us: int, until_us: int) -> list[str]:
+    """A repair run for every hour window from the one holding ``first_us`` to the one before ``until_us``,
+    without the grace delay: the scheduled runs wait five minutes past the hour, the test does not."""
+    run_ids = []
+    for start_us in range(hour_start_us(first_us), hour_start_us(until_us), HOUR_US):
+        body = {
+            "logical_date": from_us(now_us()).isoformat(),
+            "data_interval_start": from_us(start_us).isoformat(),
+            "data_interval_end": from_us(start_us + HOUR_US).isoformat(),
+            "conf": {"grace_minutes": 0},
+        }
+        run_ids.append(airflow.post("/dags/repair_gaps/dagRuns", body)["dag_run_id"])
+    return run_ids
+
+
+def first_stream_key(lake: ObjectStore) -> str | None:
+    """The key of some micro-batch a stream task wrote, once one has."""
+    return next((info.key for info in lake.list("trades/") if "/stream-" in info.key), None)
