@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ from include.dashboard_server import DEFAULT_HOST as DEFAULT_DASHBOARD_HOST
 from include.dashboard_server import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 from include.sandbox.faults import FaultSettings
 from include.sandbox.replay import ReplayFileError, symbol_of
+from include.timeutil import MICROS_PER_SECOND, now_us, to_us
 
 if TYPE_CHECKING:  # imported when a command runs, so that --help stays quick
     from include.binance.client import BinanceClient
@@ -89,7 +91,8 @@ port_number = _number(int, 0, 65535, inclusive_low=True)
 listen_port = _number(int, 1, 65535, inclusive_low=True)  # a port a user can open in a browser: not 0
 positive_int = _number(int, 0, None, inclusive_low=False)
 # Up to a week: every trade is made up front and kept in memory, so more would only exhaust it.
-history_seconds = _number(float, 0, 7 * 24 * 3600, inclusive_low=True)
+HISTORY_LIMIT_SECONDS = 7 * 24 * 3600
+history_seconds = _number(float, 0, HISTORY_LIMIT_SECONDS, inclusive_low=True)
 
 
 def symbol_list(text: str) -> tuple[str, ...]:
@@ -131,6 +134,30 @@ def hole_list(text: str) -> tuple[str, int]:
     return symbol, int(trade_id)
 
 
+def history_since_time(text: str) -> int:
+    """``--history-since``: an ISO time with a zone or Unix epoch seconds, in µs; within the week
+    ``--history`` may reach back, and not in the future."""
+    try:
+        seconds = Decimal(text)
+    except InvalidOperation:
+        seconds = None
+    if seconds is not None and seconds.is_finite():
+        moment_us = int(seconds * MICROS_PER_SECOND)
+    else:
+        try:
+            moment_us = to_us(utc_time(text))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an ISO time like 2026-01-01T00:00:00Z or Unix epoch seconds"
+            ) from None
+    now = now_us()
+    if moment_us > now:
+        raise argparse.ArgumentTypeError(f"{text!r} is in the future")
+    if moment_us < now - HISTORY_LIMIT_SECONDS * MICROS_PER_SECOND:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than a week ago (like --history, at most a week)")
+    return moment_us
+
+
 def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "sandbox",
@@ -149,6 +176,14 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of the synthetic market (default 42)")
     parser.add_argument(
         "--history", type=history_seconds, default=0.0, metavar="SECONDS", help="synthetic history made up front"
+    )
+    parser.add_argument(
+        "--history-since",
+        type=history_since_time,
+        default=None,
+        metavar="TIME",
+        help="synthetic history from TIME on (ISO time with a zone, or Unix epoch seconds) when earlier than "
+        "--history's; `up` gives the time of its first start",
     )
     parser.add_argument(
         "--hole",
@@ -198,6 +233,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 seed=args.seed,
                 history_seconds=args.history,
+                history_since_us=args.history_since,
                 holes={symbol: frozenset(ids) for symbol, ids in holes.items()},
                 replay=tuple(args.replay),
                 replay_mode=args.replay_mode,

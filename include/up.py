@@ -1,6 +1,8 @@
 """What ``make up`` runs on the embedded defaults: the services of the product, in start order.
 
-1. the sandbox exchange (unless ``EXCHANGE=binance``),
+1. the sandbox exchange (unless ``EXCHANGE=binance``), serving history from an hour before the first
+   start on the data folder (include/sandbox_history.py), so that a restart still serves every window
+   the lake and the repair DAG know about,
 2. Airflow, one process per component, with this repo's ``dags/`` and ``plugins/`` and every DAG
    unpaused (``DAGS_ARE_PAUSED_AT_CREATION=False``), so the stream starts at once, each gap it
    records is filled by ``fill_gaps`` within seconds and gap repair runs for every closed hour window:
@@ -39,7 +41,9 @@ from include.dashboard_server import DEFAULT_PORT as DASHBOARD_PORT
 from include.dashboard_server import HEALTH_PATH, dashboard_url
 from include.manifest import ensure_manifest
 from include.pools import set_commands
+from include.sandbox_history import FIRST_HISTORY_US, HistoryMarkerError, history_start
 from include.supervisor import Service, supervise
+from include.timeutil import MICROS_PER_SECOND, from_us, now_us
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCALHOST = "127.0.0.1"  # every service of `make up` listens here and nowhere else
@@ -86,14 +90,20 @@ def airflow_env(
     }
 
 
-def sandbox_service(settings: Settings, sandbox_port: int, sandbox_rate: float) -> Service:
+def sandbox_service(
+    settings: Settings, sandbox_port: int, sandbox_rate: float, history_start_us: int | None = None
+) -> Service:
+    """The sandbox with the last hour of history, or history from ``history_start_us`` when earlier."""
     base = f"{LOCALHOST}:{sandbox_port}"
     symbols = ",".join(settings.symbols)
+    history = ["--history", str(FIRST_HISTORY_US // MICROS_PER_SECOND)]
+    if history_start_us is not None:
+        history += ["--history-since", from_us(history_start_us).isoformat()]
     return Service(
         name="sandbox exchange",
         argv=[
             *(sys.executable, "-m", "include.cli", "sandbox", "--host", LOCALHOST, "--port", str(sandbox_port)),
-            *("--symbols", symbols, "--rate", str(sandbox_rate), "--history", "3600"),
+            *("--symbols", symbols, "--rate", str(sandbox_rate), *history),
         ],
         health_url=f"http://{base}/api/v3/ping",
         urls={
@@ -167,8 +177,15 @@ def services(
     api_port: int,
     airflow_home: Path,
     dashboard_port: int = DASHBOARD_PORT,
+    sandbox_history_start_us: int | None = None,
 ) -> list[Service]:
-    started = [sandbox_service(settings, sandbox_port, sandbox_rate)] if settings.exchange == "sandbox" else []
+    """What `up` starts, in order. ``sandbox_history_start_us``: where the sandbox's history begins
+    (``include.sandbox_history.history_start``), else it serves the last hour."""
+    started = (
+        [sandbox_service(settings, sandbox_port, sandbox_rate, sandbox_history_start_us)]
+        if settings.exchange == "sandbox"
+        else []
+    )
     return started + airflow_services(settings, api_port, airflow_home) + [dashboard_service(dashboard_port)]
 
 
@@ -194,6 +211,14 @@ def run(
     if busy:
         print(f"error: port {busy[0]} is already in use (is another `make up` running?)", file=sys.stderr)
         return 2
+    # Where the sandbox's history begins: recorded on the data folder's first start, read on the next.
+    try:
+        history_start_us = (
+            history_start(settings.data_dir, now_us(), sandbox_rate) if settings.exchange == "sandbox" else None
+        )
+    except HistoryMarkerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     # The warehouse DAG renders from dbt's manifest: without it, it would fail to import on every parse.
     manifest_problem = ensure_manifest()
     if manifest_problem is not None:
@@ -202,5 +227,5 @@ def run(
     airflow_home = (airflow_home or DEFAULT_AIRFLOW_HOME).resolve()
     airflow_home.mkdir(parents=True, exist_ok=True)
     os.chdir(REPO_ROOT)
-    plan = services(settings, sandbox_port, sandbox_rate, api_port, airflow_home, dashboard_port)
+    plan = services(settings, sandbox_port, sandbox_rate, api_port, airflow_home, dashboard_port, history_start_us)
     return supervise(plan, startup_timeout=300)

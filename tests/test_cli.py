@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from websockets.sync.client import connect
 import include.sandbox.server
 from include.cli import build_parser, main
 from include.sandbox.config import SandboxConfig
+from include.timeutil import MICROS_PER_SECOND, now_us, to_us
 from tests.support.net import free_port, http_get
 from tests.support.paths import BTCUSDT_DUMP, REPO_ROOT
 from tests.support.processes import process_group, run_to_end
@@ -45,6 +46,7 @@ SANDBOX_FLAGS = (
     "--rate",
     "--seed",
     "--history",
+    "--history-since",
     "--hole",
     "--replay",
     "--replay-mode",
@@ -136,6 +138,13 @@ BAD_ARGUMENTS = [
     (["--seed", "x"], "--seed", "x"),
     (["--history", "-1"], "--history", "-1"),
     (["--history", "604801"], "--history", "604801"),
+    (["--history-since", "yesterday"], "--history-since", "yesterday"),
+    (["--history-since", "2026-01-01T00:00:00"], "--history-since", "2026-01-01T00:00:00"),  # no zone
+    (["--history-since", "nan"], "--history-since", "nan"),
+    (["--history-since", "0"], "--history-since", "0"),  # 1970: more than a week ago
+    (["--history-since", "-5"], "--history-since", "-5"),
+    (["--history-since", "{eight days ago}"], "--history-since", "{eight days ago}"),
+    (["--history-since", "{tomorrow}"], "--history-since", "{tomorrow}"),
     (["--hole", "BTCUSDT"], "--hole", "BTCUSDT"),
     (["--hole", "BTCUSDT:abc"], "--hole", "BTCUSDT:abc"),
     (["--replay", "/nonexistent.csv"], "--replay", "/nonexistent.csv"),
@@ -167,8 +176,14 @@ def test_a_bad_sandbox_argument_exits_2_naming_the_value(capsys, started, tmp_pa
     }
     for path in files.values():
         path.write_bytes(BTCUSDT_DUMP.read_bytes())
-    args = [str(files.get(a, a)) for a in args]
-    value = str(files.get(value, value))
+    now = datetime.now(UTC)
+    times = {
+        "{eight days ago}": (now - timedelta(days=8)).isoformat(),
+        "{tomorrow}": f"{(now + timedelta(days=1)).timestamp():.0f}",
+    }
+    replaced = {**{name: str(path) for name, path in files.items()}, **times}
+    args = [replaced.get(a, a) for a in args]
+    value = replaced.get(value, value)
     assert run_main(["sandbox", *args]) == 2
     assert not started, f"sandbox {' '.join(args)} was accepted"
     err = capsys.readouterr().err
@@ -178,6 +193,8 @@ def test_a_bad_sandbox_argument_exits_2_naming_the_value(capsys, started, tmp_pa
 
 
 def test_good_sandbox_arguments_reach_the_config(started):
+    # Three hours ago, in another zone and to the microsecond: the moment the history is served from.
+    since = (datetime.now(UTC) - timedelta(hours=3)).astimezone(timezone(timedelta(hours=1)))
     code = run_main(
         [
             "sandbox",
@@ -187,6 +204,7 @@ def test_good_sandbox_arguments_reach_the_config(started):
             "--rate=7.5",
             "--seed=3",
             "--history=60",
+            f"--history-since={since.isoformat()}",
             "--hole=BTCUSDT:5",
             "--hole=BTCUSDT:7",
             "--hole=ETHUSDT:1",
@@ -209,6 +227,7 @@ def test_good_sandbox_arguments_reach_the_config(started):
     (config,) = started
     assert (config.host, config.port, config.symbols) == ("0.0.0.0", 9200, ("ETHUSDT", "BTCUSDT"))
     assert (config.rate, config.seed, config.history_seconds) == (7.5, 3, 60.0)
+    assert config.history_since_us == to_us(since)
     assert config.holes == {"BTCUSDT": frozenset({5, 7}), "ETHUSDT": frozenset({1})}
     assert (config.replay, config.replay_mode, config.speed) == ((BTCUSDT_DUMP,), "live", 2.0)
     assert (config.lifetime_seconds, config.ping_interval, config.pong_timeout) == (30.0, 3.0, 4.0)
@@ -219,9 +238,18 @@ def test_good_sandbox_arguments_reach_the_config(started):
     assert (faults.stall_every, faults.stall_seconds, faults.rest_error_rate) == (11.0, 1.5, 0.3)
 
 
+def test_history_since_takes_unix_epoch_seconds_too(started):
+    since_us = now_us() - 2 * 3600 * MICROS_PER_SECOND
+    seconds, micros = divmod(since_us, MICROS_PER_SECOND)
+    assert run_main(["sandbox", f"--history-since={seconds}.{micros:06d}"]) == 0
+    (config,) = started
+    assert config.history_since_us == since_us
+
+
 def test_defaults_are_binance_like(started):
     assert run_main(["sandbox"]) == 0
     (config,) = started
+    assert (config.history_seconds, config.history_since_us) == (0.0, None)
     assert (config.host, config.port, config.symbols) == ("127.0.0.1", 9100, ("BTCUSDT", "ETHUSDT"))
     assert (config.replay, config.replay_mode) == ((), "historical")
     assert (config.ping_interval, config.pong_timeout, config.weight_limit) == (20.0, 60.0, 6000)

@@ -7,6 +7,7 @@ Processes started here run with their data and Airflow home in a temporary folde
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import socket
@@ -17,8 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from include.cli import build_parser, main
 from include.config import load_settings
 from include.pools import POOLS
+from include.sandbox_history import history_start
+from include.timeutil import HOUR_US, now_us
 from include.up import LOCALHOST, airflow_services, services
 from tests.support.checkout import fresh_clone
 from tests.support.net import free_port
@@ -84,6 +88,48 @@ def test_the_plan_on_live_binance_starts_no_sandbox(tmp_path):
         "airflow triggerer",
         "dashboard",
     ]
+
+
+def test_a_second_plan_on_the_same_data_folder_asks_the_sandbox_for_history_from_the_first_start(tmp_path):
+    settings = load_settings({"DATA_DIR": str(tmp_path / "data")})
+
+    def sandbox_arguments(now: int) -> argparse.Namespace:
+        """The sandbox of the plan `up` makes at ``now``, read by the sandbox's own command line."""
+        plan = services(
+            settings,
+            9311,
+            20.0,
+            8311,
+            tmp_path / "airflow",
+            sandbox_history_start_us=history_start(settings.data_dir, now, 20.0),
+        )
+        assert plan[0].argv[1:4] == ["-m", "include.cli", "sandbox"]
+        return build_parser().parse_args(plan[0].argv[3:])
+
+    first_start = now_us()
+    first = sandbox_arguments(first_start)
+    again = sandbox_arguments(first_start + 5 * HOUR_US)  # restarted five hours later
+    assert first.history_since == again.history_since == first_start - HOUR_US
+    assert first.history == again.history == 3600  # and never less than the last hour
+
+
+def test_up_stops_with_one_line_when_the_history_marker_is_not_a_time(tmp_path, monkeypatch, capsys):
+    for name in OUTSIDE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    marker = tmp_path / "data" / "sandbox" / "history_start"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("last tuesday\n")
+    ports = [str(free_port()) for _ in range(3)]
+    argv = ["up", "--sandbox-port", ports[0], "--airflow-port", ports[1], "--dashboard-port", ports[2]]
+    argv += ["--airflow-home", str(tmp_path / "airflow")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("error: "), err
+    assert str(marker) in err, err
+    assert "'last tuesday'" in err, err
+    assert not (tmp_path / "airflow").exists(), "up went on after refusing the marker"
 
 
 def test_the_same_components_run_a_celery_deployment_when_its_settings_and_workers_are_given(tmp_path):

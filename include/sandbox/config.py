@@ -27,6 +27,7 @@ class SandboxConfig:
     rate: float = 20.0  # average trades per second per symbol
     seed: int = 42
     history_seconds: float = 0.0  # the synthetic market's trades of this past window, served from the start
+    history_since_us: int | None = None  # or its trades from this moment on, when that is earlier
     first_trade_id: int = 1  # the id of the synthetic market's first trade, at its epoch
     holes: dict[str, frozenset[int]] = field(default_factory=dict)  # ids that never exist
     replay: tuple[Path, ...] = ()

@@ -16,7 +16,11 @@ from include.sandbox.market import ReplayMarket, SyntheticMarket, TradeSource
 from include.sandbox.replay import load_replay
 from include.sandbox.store import Trade
 from include.sandbox.symbols import SymbolSpec, spec_for
-from include.timeutil import now_us
+from include.timeutil import MINUTE_US, now_us
+
+# The history is made in steps of this much market time, each step's trades dropped before the next
+# is made: a day of history then never holds a day of Trade objects at once, only the stores' columns.
+_HISTORY_STEP_US = 10 * MINUTE_US
 
 
 class Exchange:
@@ -24,6 +28,9 @@ class Exchange:
         self.config = config
         self.clock_us = clock_us
         self.started_us = clock_us()
+        self.history_start_us = self.started_us - int(config.history_seconds * 1e6)
+        if config.history_since_us is not None:
+            self.history_start_us = min(self.history_start_us, config.history_since_us)
         self.limiter = WeightLimiter(config.weight_limit, config.weight_window_seconds)
         self.faults = config.faults
         self.record = FaultRecord()
@@ -46,11 +53,14 @@ class Exchange:
                 self.specs[symbol],
                 config.rate,
                 config.seed,
-                start_us=self.started_us - int(config.history_seconds * 1e6),
+                start_us=self.history_start_us,
                 first_id=config.first_trade_id,
                 holes=config.holes.get(symbol, frozenset()),
             )
         self.listeners: list[Callable[[dict[str, list[Trade]]], None]] = []
+        for moment in range(self.history_start_us, self.started_us, _HISTORY_STEP_US):
+            for source in self.sources.values():
+                source.advance(moment)
         self.tick()
 
     def now_us(self) -> int:

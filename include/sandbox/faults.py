@@ -2,7 +2,7 @@
 
 Every fault is a field here, set from the command line at start and changed while running through
 ``/admin``. What the faults did is counted, so tests can compare what the client saw with what
-the exchange did (the ids it skipped, the malformed frames it sent).
+the exchange did (the ids it skipped, the malformed frames it sent, each with its text).
 """
 
 from __future__ import annotations
@@ -50,13 +50,28 @@ MALFORMED_KINDS = (
 )
 
 
+# The malformed frames whose text the record keeps (GET /admin returns them all, some 200 bytes
+# each): enough for any test or demo run, and a bound on the memory of a sandbox left running.
+MALFORMED_FRAMES_KEPT = 100_000
+
+
 @dataclass
 class FaultRecord:
     skipped_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    malformed: Counter[str] = field(default_factory=Counter)
+    malformed: Counter[str] = field(default_factory=Counter)  # per kind, every malformed frame sent
+    malformed_frames: list[str] = field(default_factory=list)  # their texts, in the order sent, up to the bound
+    malformed_frames_not_kept: int = 0  # those sent past the bound: counted, text not kept
     dropped_connections: int = 0
     stalls: int = 0
     rest_errors: int = 0
+
+    def malformed_sent(self, kind: str, text: str) -> None:
+        """A malformed frame was written to a client's connection (not merely queued for it)."""
+        self.malformed[kind] += 1
+        if len(self.malformed_frames) < MALFORMED_FRAMES_KEPT:
+            self.malformed_frames.append(text)
+        else:
+            self.malformed_frames_not_kept += 1
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -64,6 +79,8 @@ class FaultRecord:
             "skipped": sum(len(ids) for ids in self.skipped_ids.values()),
             "malformed": dict(self.malformed),
             "malformed_total": sum(self.malformed.values()),
+            "malformed_frames": list(self.malformed_frames),
+            "malformed_frames_not_kept": self.malformed_frames_not_kept,
             "dropped_connections": self.dropped_connections,
             "stalls": self.stalls,
             "rest_errors": self.rest_errors,

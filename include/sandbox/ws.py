@@ -5,7 +5,8 @@ Payloads are byte-for-byte Binance's trade events. The server pings every ``ping
 drops a connection whose pong is ``pong_timeout`` late, ends connections at their lifetime, limits
 streams per connection and incoming messages per second, and sends ``serverShutdown`` before a
 graceful stop. Faults (skipped messages, malformed frames, stalls, dropped connections) are applied
-here, per connection, and recorded on the exchange.
+here, per connection, and recorded on the exchange; a malformed frame is recorded when it is written
+to its connection, not when it is queued, so the record holds exactly what clients were sent.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ _MAX_QUEUED_FRAMES = 2_000_000  # a client this far behind is dropped, as Binanc
 _FRAMES_PER_WRITE = 2000
 _WRITE_BUFFER_HIGH = 4 << 20
 _HOUSEKEEPING_SECONDS = 0.05
+# A dropped connection first hands the client what was already written; one that does not read it
+# within this long is aborted, discarding it.
+_DROP_FLUSH_SECONDS = 30.0
 
 
 def text_frame(text: str) -> bytes:
@@ -59,6 +63,15 @@ def trade_event(trade: Trade, symbol: str, event_time: int, microseconds: bool) 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MalformedFrame:
+    """A broken frame in a connection's queue, told apart from the plain text of the good ones so
+    that the fault record can count it when it is written, with its kind."""
+
+    text: str
+    kind: str
+
+
 class Connection:
     def __init__(
         self, ws: web.WebSocketResponse, request: web.Request, streams: list[str], combined: bool, micro: bool
@@ -69,7 +82,8 @@ class Connection:
         self.combined = combined
         self.microseconds = micro
         self.opened = time.monotonic()
-        self.queue: deque[str] = deque()
+        self.queue: deque[str | MalformedFrame] = deque()
+        self.malformed_queued = 0  # MalformedFrames in the queue: while 0, frames are written unexamined
         self.wake = asyncio.Event()
         self.last_ping = self.opened
         self.awaiting_pong_since: float | None = None
@@ -138,7 +152,7 @@ class StreamHub:
         event_time = self.exchange.now_us()
         faults, rng, record = self.exchange.faults, self.exchange.rng, self.exchange.record
         for symbol, trades in new.items():
-            subscribers = [c for c in self.connections if symbol in c.symbols()]
+            subscribers = [c for c in self.connections if symbol in c.symbols() and not c.closing]
             if not subscribers:
                 continue
             stream = f"{symbol.lower()}@trade"
@@ -151,27 +165,29 @@ class StreamHub:
                     if conn.combined:
                         events = [f'{{"stream":"{stream}","data":{event}}}' for event in events]
                     encoded[key] = events
-                frames = encoded[key]
                 if faults.skip_fraction or faults.malformed_fraction:
-                    frames = self._with_faults(frames, trades, symbol, rng, record)
-                conn.queue.extend(frames)
+                    self._queue_with_faults(conn, encoded[key], trades, symbol, rng, record)
+                else:
+                    conn.queue.extend(encoded[key])
                 if len(conn.queue) > _MAX_QUEUED_FRAMES:
                     self._drop(conn)
                 conn.wake.set()
 
-    def _with_faults(self, frames: list[str], trades: list[Trade], symbol: str, rng: Any, record: Any) -> list[str]:
+    def _queue_with_faults(
+        self, conn: Connection, frames: list[str], trades: list[Trade], symbol: str, rng: Any, record: Any
+    ) -> None:
+        """Queue ``frames`` with a broken copy before some and some left out, as the faults say."""
         faults = self.exchange.faults
-        out = []
+        queue = conn.queue
         for frame, trade in zip(frames, trades, strict=True):
             if faults.malformed_fraction and rng.random() < faults.malformed_fraction:
                 kind = rng.choice(MALFORMED_KINDS)
-                record.malformed[kind] += 1
-                out.append(malformed_frame(kind, frame, symbol, rng))
+                queue.append(MalformedFrame(malformed_frame(kind, frame, symbol, rng), kind))
+                conn.malformed_queued += 1
             if faults.skip_fraction and rng.random() < faults.skip_fraction:
                 record.skipped_ids[symbol].append(trade.trade_id)
                 continue
-            out.append(frame)
-        return out
+            queue.append(frame)
 
     # Connections -----------------------------------------------------------------------------
 
@@ -248,16 +264,49 @@ class StreamHub:
                     return
                 # Many frames per write: framing here is what lets one sandbox core outpace a client.
                 count = min(len(conn.queue), _FRAMES_PER_WRITE)
-                transport.write(b"".join([text_frame(conn.queue.popleft()) for _ in range(count)]))
+                if conn.malformed_queued:
+                    self._write_recording_malformed(conn, transport, count)
+                else:  # the stream's hot path: the queue holds plain text only
+                    transport.write(b"".join([text_frame(conn.queue.popleft()) for _ in range(count)]))
                 while transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH and not transport.is_closing():
                     await asyncio.sleep(0.001)  # the client is behind: wait, as TCP flow control says
                 await asyncio.sleep(0)
 
+    def _write_recording_malformed(self, conn: Connection, transport: asyncio.Transport, count: int) -> None:
+        """Write the next ``count`` queued frames, and record the malformed ones among them as sent."""
+        frames: list[bytes] = []
+        malformed: list[MalformedFrame] = []
+        for _ in range(count):
+            item = conn.queue.popleft()
+            if isinstance(item, MalformedFrame):
+                malformed.append(item)
+                item = item.text
+            frames.append(text_frame(item))
+        transport.write(b"".join(frames))
+        conn.malformed_queued -= len(malformed)
+        for frame in malformed:
+            self.exchange.record.malformed_sent(frame.kind, frame.text)
+
     def _drop(self, conn: Connection) -> None:
-        """End a connection abruptly, with no close frame, as a broken network does."""
+        """End a connection abruptly, with no close frame, as a broken network does.
+
+        What is still queued is lost. What was written to the socket is still sent, then the end of
+        the stream (TCP's FIN), so the client gets every frame the fault record counts as sent; an
+        abort would throw away what the socket's buffer still holds. A client that does not read
+        that within ``_DROP_FLUSH_SECONDS`` is aborted.
+        """
         conn.closing = True
-        if conn.transport is not None:
-            conn.transport.abort()
+        transport = conn.transport
+        if transport is not None:
+            transport.close()
+            asyncio.get_running_loop().call_later(_DROP_FLUSH_SECONDS, self._abort_unflushed, transport)
+
+    @staticmethod
+    def _abort_unflushed(transport: asyncio.Transport) -> None:
+        # Only while it still holds data: a transport that has flushed after close() is gone, and
+        # asyncio's abort() would then fail.
+        if transport.get_write_buffer_size():
+            transport.abort()
 
     def _close(self, conn: Connection, code: int, reason: bytes) -> None:
         """Close with a close frame, without holding up the housekeeping loop."""
@@ -290,7 +339,7 @@ class StreamHub:
             record.stalls += 1
         if faults.drop_connections_every and now - timers.last_drop >= faults.drop_connections_every:
             timers.last_drop = now
-            for conn in list(self.connections):
+            for conn in [c for c in self.connections if not c.closing]:
                 record.dropped_connections += 1
                 self._drop(conn)
 

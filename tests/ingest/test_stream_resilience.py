@@ -196,9 +196,9 @@ def test_malformed_frames_are_quarantined_one_for_one_and_no_valid_trade_is_lost
         http_post_json(f"{sandbox.rest_url}/admin", {"malformed_fraction": 0.05})
 
         def end_faults_and_let_in_flight_frames_arrive(worker: StreamWorker) -> None:
-            # The fault record counts broken frames when they are queued, each just before its good
+            # The fault record counts a broken frame when it is written, each just before its good
             # copy; stop making them and wait until the worker has written the last trade made by
-            # then: every broken frame queued before it has arrived too.
+            # then: every broken frame queued before it has been written and has arrived too.
             http_post_json(f"{sandbox.rest_url}/admin", {"malformed_fraction": 0.0})
             last_id = admin(sandbox)["symbols"][SYMBOL]["last_id"]
             wait_until(lambda: (worker.batcher.status[SYMBOL].last_trade_id or 0) >= last_id, 60, "the last trade")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -17,9 +18,9 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection
+from websockets.sync.client import ClientConnection, connect
 
-from include.sandbox.faults import MALFORMED_KINDS, FaultSettings
+from include.sandbox.faults import MALFORMED_FRAMES_KEPT, MALFORMED_KINDS, FaultRecord, FaultSettings
 from tests.support.net import admin, http_get, http_post_json, ws_client
 from tests.support.waiting import wait_until
 
@@ -361,13 +362,22 @@ def test_skip_fraction_at_runtime(start_sandbox):
 # malformed_fraction ------------------------------------------------------------------------------
 
 
+def assert_record_is_what_was_received(record: dict[str, Any], frames: list[str], combined: bool = True) -> None:
+    """The record's malformed frames are the broken frames the client got: text for text, kind for kind."""
+    broken = [frame for frame in frames if classify(frame, combined)[0] != "valid"]
+    assert Counter(record["malformed_frames"]) == Counter(broken), "the record's frames are not those received"
+    kinds = Counter(classify(frame, combined)[0] for frame in broken)
+    assert set(kinds) <= set(MALFORMED_KINDS), kinds
+    assert kinds == record["malformed"], (kinds, record["malformed"])
+    assert record["malformed_total"] == len(broken)
+    assert record["malformed_frames_not_kept"] == 0
+
+
 def _check_malformed(sb: Any, frames: list[tuple[float, str]], final: dict[str, Any]) -> None:
-    verdicts = Counter(classify(frame)[0] for _, frame in frames)
-    invalid = {kind: n for kind, n in verdicts.items() if kind != "valid"}
-    assert set(invalid) <= set(MALFORMED_KINDS), invalid
-    assert invalid == final["record"]["malformed"], (invalid, final["record"]["malformed"])
-    assert sum(invalid.values()) == final["record"]["malformed_total"]
-    assert len(invalid) >= 4, f"too few kinds of broken frame to tell anything: {invalid}"
+    # Read once the frames queued by `final` have arrived: the record counts a frame when it is written.
+    record = admin(sb)["record"]
+    assert_record_is_what_was_received(record, [frame for _, frame in frames])
+    assert len(record["malformed"]) >= 4, f"too few kinds of broken frame to tell anything: {record['malformed']}"
     # Every valid trade still arrived, once, in order, and is REST's trade.
     received = valid_ids(frames)
     for symbol in SYMBOLS:
@@ -385,7 +395,6 @@ def test_malformed_fraction_from_config(start_sandbox):
             final = set_faults(sb, malformed_fraction=0)
             frames += drain_past(ws, last_ids(final))
         _check_malformed(sb, frames, final)
-        assert admin(sb)["record"]["malformed"] == final["record"]["malformed"]
 
 
 def test_malformed_fraction_at_runtime(start_sandbox):
@@ -409,11 +418,110 @@ def test_malformed_frames_on_a_raw_stream(start_sandbox):
         frames = read_for(ws, 2.0)
         final = set_faults(sb, malformed_fraction=0)
         frames += drain_past(ws, {"BTCUSDT": last_ids(final)["BTCUSDT"]}, combined=False)
-    verdicts = Counter(classify(frame, combined=False)[0] for _, frame in frames)
-    invalid = {kind: n for kind, n in verdicts.items() if kind != "valid"}
-    assert invalid == final["record"]["malformed"]
-    assert len(invalid) >= 4, invalid
+        record = admin(sb)["record"]
+    assert_record_is_what_was_received(record, [frame for _, frame in frames], combined=False)
+    assert len(record["malformed"]) >= 4, record["malformed"]
     assert_contiguous(valid_ids(frames, combined=False)["BTCUSDT"])
+
+
+def read_until_dropped(ws: ClientConnection) -> list[str]:
+    """Every frame until the sandbox ends the connection without a close frame (a drop)."""
+    frames: list[str] = []
+    deadline = time.monotonic() + 60
+    closed: ConnectionClosed | None = None
+    while closed is None and (left := deadline - time.monotonic()) > 0:
+        try:
+            frames.append(ws.recv(timeout=left))
+        except ConnectionClosed as error:
+            closed = error
+    assert closed is not None, "the connection was not dropped within 60 s"
+    assert closed.rcvd is None, f"closed with a close frame {closed.rcvd}, not dropped"
+    return frames
+
+
+def test_every_malformed_frame_sent_across_dropped_connections_is_in_the_record(start_sandbox):
+    """A client that reconnects after each drop has received, between them, exactly the record's frames."""
+    faults = FaultSettings(malformed_fraction=0.2, drop_connections_every=0.5)
+    with start_sandbox(symbols=SYMBOLS, rate=100, faults=faults) as sb:
+        received: list[str] = []
+        for _ in range(4):
+            with ws_client(sb.ws_url + COMBINED) as ws:
+                received += read_until_dropped(ws)
+        # No client is connected now: nothing is sent, whatever the faults.
+        record = set_faults(sb, malformed_fraction=0, drop_connections_every=0)["record"]
+    assert record["dropped_connections"] == 4
+    assert record["malformed_total"] >= 10, record["malformed"]  # enough to mean something
+    assert_record_is_what_was_received(record, received)
+
+
+def test_malformed_frames_held_back_and_lost_with_a_dropped_connection_are_not_recorded(start_sandbox):
+    """Frames queued for a connection during a stall and never written, because it is dropped before
+    the stall ends, reached no client: the record does not count them."""
+    with start_sandbox(symbols=SYMBOLS, rate=100) as sb, ws_client(sb.ws_url + COMBINED) as ws:
+        received = [frame for _, frame in drain_past(ws, last_ids(admin(sb)))]
+        # A stall that outlasts the test, renewed every housekeeping round: from its start nothing is written.
+        set_faults(sb, stall_every=0.01, stall_seconds=3600)
+        wait_until(lambda: admin(sb)["record"]["stalls"] >= 1, 60, "the sandbox to record a stall")
+        # Every trade made from now on is queued behind a broken copy of it, and held back.
+        held = set_faults(sb, malformed_fraction=1)
+        wait_until(
+            lambda: all(admin(sb)["symbols"][s]["last_id"] > last_ids(held)[s] for s in SYMBOLS),
+            60,
+            "trades made (and malformed frames queued) during the stall",
+        )
+        set_faults(sb, drop_connections_every=0.01)
+        wait_until(lambda: admin(sb)["record"]["dropped_connections"] >= 1, 60, "the sandbox to drop the connection")
+        final = set_faults(sb, malformed_fraction=0, drop_connections_every=0, stall_every=0, stall_seconds=5)
+        received += read_until_dropped(ws)
+    assert final["record"]["dropped_connections"] == 1
+    assert final["record"]["malformed_total"] == 0, final["record"]["malformed"]
+    assert_record_is_what_was_received(final["record"], received)
+    assert received, "nothing was streamed before the stall"
+
+
+def _lagging_client(sb: Any, path: str) -> ClientConnection:
+    """A client that reads nothing until asked (it buffers one message) through a small socket buffer:
+    the sandbox's socket buffers fill up, then its transport's own."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", sb.port))
+    return connect(sb.ws_url + path, sock=sock, ping_interval=None, max_queue=1, compression=None, proxy=None)
+
+
+def _transport_holds(sb: Any) -> int:
+    """Bytes written to the one connection's transport that its socket has not taken yet (read from
+    the sandbox's thread: a number, read once)."""
+    connections = list(sb.hub.connections)
+    return connections[0].transport.get_write_buffer_size() if connections else 0
+
+
+def test_a_dropped_connection_still_delivers_what_was_written_to_it(start_sandbox):
+    """A drop while the client is behind: the frames the record counts as sent, still in the sandbox's
+    buffers when the connection is cut, reach the client before the end."""
+    faults = FaultSettings(malformed_fraction=1)
+    # No pings: a pong arriving after the drop, unread, would make the kernel reset the connection.
+    with (
+        start_sandbox(symbols=("BTCUSDT",), rate=5000, ping_interval=3600, faults=faults) as sb,
+        _lagging_client(sb, "/ws/btcusdt@trade") as ws,
+    ):
+        wait_until(lambda: _transport_holds(sb) > 64 << 10, 120, "the sandbox's transport to hold frames")
+        set_faults(sb, drop_connections_every=0.01)
+        wait_until(lambda: admin(sb)["record"]["dropped_connections"] >= 1, 60, "the drop")
+        record = set_faults(sb, malformed_fraction=0, drop_connections_every=0)["record"]
+        received = read_until_dropped(ws)
+    assert record["malformed_total"] > 1000, record["malformed_total"]
+    assert_record_is_what_was_received(record, received, combined=False)
+
+
+def test_the_record_keeps_the_text_of_malformed_frames_up_to_its_bound():
+    record = FaultRecord()
+    for number in range(MALFORMED_FRAMES_KEPT + 5):
+        record.malformed_sent(MALFORMED_KINDS[number % 2], f"frame {number}")
+    summary = record.as_dict()
+    assert summary["malformed_total"] == MALFORMED_FRAMES_KEPT + 5
+    assert sum(summary["malformed"].values()) == MALFORMED_FRAMES_KEPT + 5
+    assert summary["malformed_frames"] == [f"frame {number}" for number in range(MALFORMED_FRAMES_KEPT)]
+    assert summary["malformed_frames_not_kept"] == 5
 
 
 # stall_every + stall_seconds ---------------------------------------------------------------------

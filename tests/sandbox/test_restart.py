@@ -126,3 +126,22 @@ def test_a_hole_is_an_id_that_never_exists_and_changes_no_other_trade(start_sand
     start = with_holes[0]["time"]
     assert [t for t in trades if t["time"] >= start and t["id"] not in holes] == with_holes
     assert {t["id"] for t in trades} >= holes
+
+
+def _first_trade_us(sandbox: RunningSandbox) -> int:
+    status, _, rows = http_get(f"{sandbox.rest_url}/api/v3/historicalTrades?symbol={SYMBOL}&fromId=0&limit=1", MICRO)
+    assert status == 200, rows
+    return rows[0]["time"]
+
+
+def test_history_since_serves_from_the_earlier_of_it_and_the_history_window(start_sandbox):
+    """``--history-since`` (what ``up`` gives a restarted sandbox) reaches further back than ``--history``
+    (600 s here); a moment inside the ``--history`` window changes nothing. At 20 trades/s the first
+    trade is well within a minute of where the history begins."""
+    minute_us = 60_000_000
+    since_us = now_us() - 20 * minute_us
+    with start_sandbox(**SETTINGS, history_since_us=since_us) as further_back:
+        assert since_us <= _first_trade_us(further_back) < since_us + minute_us
+    with start_sandbox(**SETTINGS, history_since_us=now_us() - minute_us) as within_the_window:
+        window_start_us = within_the_window.exchange.started_us - 10 * minute_us
+        assert window_start_us <= _first_trade_us(within_the_window) < window_start_us + minute_us
