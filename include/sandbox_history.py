@@ -4,7 +4,12 @@ The synthetic market is a pure function of (seed, symbol, rate, time), so a rest
 continues the same market; but it serves only the history it makes when it starts. The lake and the
 repair DAG know about windows from the first start on (the hour the stream started in), and a
 window that begins before the sandbox's first trade cannot be repaired. So the first start records
-when the history it serves begins (an hour back), and every later start serves history from then.
+when the history it serves begins, and every later start serves history from then.
+
+The first start serves from the start of the previous hour (one to two hours back): the first
+``repair_gaps`` run, for the last closed hour, runs as soon as the DAG is unpaused, and a window the
+exchange's history covers only in part could never be told complete (its candles would stay shaded
+for good, as for a symbol listed mid-hour).
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from include.timeutil import HOUR_US, MICROS_PER_SECOND, from_us, to_us
+from include.timeutil import HOUR_US, MICROS_PER_SECOND, from_us, hour_start_us, to_us
 
 # Under DATA_DIR: one line, the ISO time the first start's history began.
 MARKER = Path("sandbox") / "history_start"
-FIRST_HISTORY_US = HOUR_US  # what the first start serves, and every start at least
+FIRST_HISTORY_US = HOUR_US  # every start serves at least the last hour
 # Every trade of the history is made when the sandbox starts and kept in memory: a day at `up`'s
 # default 20 trades/s per symbol took 36 s to make and ~200 MB for two symbols on one core here.
 # So a restart serves at most a day, and at most that many trades per symbol: less than a day at a
@@ -32,12 +37,12 @@ class HistoryMarkerError(ValueError):
 
 def recorded_history_start(data_dir: Path, now_us: int) -> int:
     """When the history of the first start began: read from ``data_dir``, or, on the first start
-    (no marker yet), ``FIRST_HISTORY_US`` before ``now_us`` and recorded there."""
+    (no marker yet), the start of the hour before ``now_us``'s, and recorded there."""
     marker = data_dir / MARKER
     try:
         text = marker.read_text().strip()
     except FileNotFoundError:
-        start_us = now_us - FIRST_HISTORY_US
+        start_us = hour_start_us(now_us) - HOUR_US
         marker.parent.mkdir(parents=True, exist_ok=True)
         temporary = marker.with_name(f".{marker.name}.{os.getpid()}")
         temporary.write_text(from_us(start_us).isoformat() + "\n")

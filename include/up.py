@@ -1,7 +1,7 @@
 """What ``make up`` runs on the embedded defaults: the services of the product, in start order.
 
-1. the sandbox exchange (unless ``EXCHANGE=binance``), serving history from an hour before the first
-   start on the data folder (include/sandbox_history.py), so that a restart still serves every window
+1. the sandbox exchange (unless ``EXCHANGE=binance``), serving history from the start of the hour
+   before the first start on the data folder (include/sandbox_history.py), so that a restart still serves every window
    the lake and the repair DAG know about,
 2. Airflow, one process per component, with this repo's ``dags/`` and ``plugins/`` and every DAG
    unpaused (``DAGS_ARE_PAUSED_AT_CREATION=False``), so the stream starts at once, each gap it

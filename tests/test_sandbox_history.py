@@ -18,7 +18,7 @@ from include.sandbox_history import (
     recorded_history_start,
     served_history_start,
 )
-from include.timeutil import HOUR_US, now_us, to_us
+from include.timeutil import HOUR_US, MINUTE_US, now_us, to_us
 from include.up import services
 from tests.support.exchange import rest_history, sandbox_config
 from tests.support.net import MICRO, free_port, http_get
@@ -26,15 +26,17 @@ from tests.support.paths import REPO_ROOT
 from tests.support.processes import process_group
 from tests.support.waiting import wait_until
 
-SOME_TIME_US = 1_790_000_000_000_000  # 2026-09-21, a fixed "now" for the arithmetic
+SOME_TIME_US = 1_790_000_000_000_000 // HOUR_US * HOUR_US  # 2026-09-21, an hour's start, a fixed "now"
 
 
-def test_the_first_start_records_an_hour_back_and_later_starts_read_it(tmp_path):
+def test_the_first_start_records_the_start_of_the_hour_before_and_later_starts_read_it(tmp_path):
     data = tmp_path / "data"  # not made yet, as on a fresh checkout
-    assert recorded_history_start(data, SOME_TIME_US) == SOME_TIME_US - HOUR_US
+    first_start = SOME_TIME_US + 40 * MINUTE_US  # 40 minutes into an hour
+    previous_hour = SOME_TIME_US - HOUR_US  # the start of the hour before: the first repair's window
+    assert recorded_history_start(data, first_start) == previous_hour
     marker = data / "sandbox" / "history_start"
-    assert to_us(datetime.fromisoformat(marker.read_text().strip())) == SOME_TIME_US - HOUR_US
-    assert recorded_history_start(data, SOME_TIME_US + 5 * HOUR_US) == SOME_TIME_US - HOUR_US
+    assert to_us(datetime.fromisoformat(marker.read_text().strip())) == previous_hour
+    assert recorded_history_start(data, first_start + 5 * HOUR_US) == previous_hour
     assert [path.name for path in marker.parent.iterdir()] == ["history_start"]  # no temporary left behind
 
 

@@ -22,7 +22,7 @@ from include.cli import build_parser, main
 from include.config import load_settings
 from include.pools import POOLS
 from include.sandbox_history import history_start
-from include.timeutil import HOUR_US, now_us
+from include.timeutil import HOUR_US, hour_start_us, now_us
 from include.up import LOCALHOST, airflow_services, services
 from tests.support.checkout import fresh_clone
 from tests.support.net import free_port
@@ -109,7 +109,7 @@ def test_a_second_plan_on_the_same_data_folder_asks_the_sandbox_for_history_from
     first_start = now_us()
     first = sandbox_arguments(first_start)
     again = sandbox_arguments(first_start + 5 * HOUR_US)  # restarted five hours later
-    assert first.history_since == again.history_since == first_start - HOUR_US
+    assert first.history_since == again.history_since == hour_start_us(first_start) - HOUR_US
     assert first.history == again.history == 3600  # and never less than the last hour
 
 
