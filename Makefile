@@ -59,7 +59,7 @@ format: $(STAMP)
 # sockets and processes, so two share this 2-core machine well. TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
 test: lint $(MANIFEST) $(CHROMIUM)
-	$(BIN)/python -m pytest --durations=15 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+	$(BIN)/python -m pytest --durations=30 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # Every benchmark at full size (a few minutes), its figures also written to bench/results.md;
 # BENCH picks some or shrinks them:

@@ -87,7 +87,7 @@ class Size:
 
 
 FULL = Size(measure_seconds=180, gaps=3, gap_seconds=3)
-SMOKE = Size(measure_seconds=10, gaps=1, gap_seconds=2)
+SMOKE = Size(measure_seconds=25, gaps=1, gap_seconds=2)
 
 
 @dataclass

@@ -108,7 +108,6 @@ LONGEST_FIRST = (
     "tests/test_topology.py",
     "tests/bench/test_live_edge_smoke.py",
     "tests/dags/test_repair_gaps_dag.py",
-    "tests/dags/test_lake_announcements_e2e.py",
     "tests/warehouse/test_warehouse_dag.py",
     "tests/warehouse/test_duckdb_faults.py",
     "tests/dashboard/test_browser.py",
