@@ -2,7 +2,9 @@
 
 Each service is a child process in its own session, so Ctrl-C reaches only this supervisor, which
 then stops the services in reverse order: SIGTERM first (the sandbox sends ``serverShutdown``, the
-stream worker flushes), SIGKILL for anything still alive after the grace period.
+stream worker flushes), SIGKILL for anything still alive after the grace period. A stop reaches
+every process of the service's session, not only its process group: Airflow runs each task in a
+process group of its own, which a signal to the scheduler's group misses.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 GRACE_SECONDS = 15.0
 
@@ -73,33 +77,39 @@ def _wait_healthy(
     raise StartupError(f"{service.name} did not {awaited} within {timeout:.0f} s")
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Signal the service and everything it started (its own session, so its own process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
+def _session(process: subprocess.Popen[bytes]) -> list[int]:
+    """The live processes of the service's session: it and everything it started, whatever process
+    group they moved to (a zombie, already ended, is not one)."""
+    members = []
+    for candidate in psutil.process_iter():
+        try:
+            if os.getsid(candidate.pid) == process.pid and candidate.status() != psutil.STATUS_ZOMBIE:
+                members.append(candidate.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
 
 
-def _group_alive(process: subprocess.Popen[bytes]) -> bool:
-    try:
-        os.killpg(process.pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _signal_session(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the service and everything it started, each process once."""
+    for pid in _session(process):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def _stop(running: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
     for service, process in reversed(running):
         print(f"stopping {service.name} ...", flush=True)
-        _signal_group(process, signal.SIGTERM)
+        _signal_session(process, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS
         while time.monotonic() < deadline:
-            process.poll()  # reap the leader so the group can empty
-            if not _group_alive(process):
+            process.poll()  # reap the leader, so that it no longer counts
+            if not _session(process):
                 break
             time.sleep(0.2)
         else:
             print(f"{service.name} did not stop within {GRACE_SECONDS:.0f} s; killing it", flush=True)
-            _signal_group(process, signal.SIGKILL)
+            _signal_session(process, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)
 

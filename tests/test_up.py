@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -188,6 +189,38 @@ def test_a_failing_preparation_step_stops_what_was_started_and_names_the_command
     assert line.startswith("error: second: ")
     assert "failed (1): no database here" in line
     assert left == []
+
+
+TASK_IN_ITS_OWN_GROUP = """
+import os, subprocess, sys, time
+from pathlib import Path
+from include.supervisor import Service, supervise
+
+marker = Path(sys.argv[1])
+# Like Airflow's scheduler: the service runs a task in a process group of its own (setpgid), which
+# tells the service it has started by leaving a marker; the supervisor's readiness waits for it.
+task = f"import os, signal; os.setpgid(0, 0); open({str(marker)!r}, 'w').close(); signal.pause()"
+start_task = f"import subprocess, sys, signal; subprocess.Popen([sys.executable, '-c', {task!r}]); signal.pause()"
+scheduler = [sys.executable, "-c", start_task]
+service = Service(name="scheduler", argv=scheduler, ready=lambda: None if marker.exists() else "start its task")
+sys.exit(supervise([service], startup_timeout=60))
+"""
+
+
+def test_a_stop_ends_the_processes_a_service_started_in_process_groups_of_their_own(tmp_path):
+    marker = tmp_path / "task-started"
+    argv = [sys.executable, "-c", TASK_IN_ITS_OWN_GROUP, str(marker)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with process_group(argv, env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        wait_until(lambda: marker.exists() and len(tagged(run.tag)) == 3, 60, "the service to start its task")
+        groups = {os.getpgid(process.pid) for process in tagged(run.tag)}
+        assert len(groups) == 3, "the task is not in a process group of its own"
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=STARTUP_LIVENESS_SECONDS)
+        left = tagged(run.tag)  # before the test's own clean-up: what the supervisor left running
+    assert run.returncode == 0, (out, err)
+    assert "did not stop within" not in out
+    assert left == [], [process.cmdline() for process in left]
 
 
 NOT_READY = """
