@@ -179,10 +179,16 @@ def repair_cleared_and_rerun(airflow: Airflow, run_id: str) -> None:
     tasks = f"/dags/repair_gaps/dagRuns/{quote(run_id)}/taskInstances"
     repairs = [ti for ti in airflow.get(tasks)["task_instances"] if ti["task_id"] == "repair"]
     before = {ti["map_index"]: ti["try_number"] for ti in repairs}
-    airflow.post(
-        "/dags/repair_gaps/clearTaskInstances",
-        {"dry_run": False, "dag_run_id": run_id, "task_ids": ["repair"], "only_failed": False},
-    )
+    body = {"dry_run": False, "dag_run_id": run_id, "task_ids": ["repair"], "only_failed": False}
+
+    def cleared() -> bool | None:
+        status, answer = http_post_json(f"{airflow.api}/dags/repair_gaps/clearTaskInstances", body)
+        # Airflow answers 500 "Database error" while SQLite is locked by the scheduler just after a
+        # start: a user clicks again, and so does this.
+        assert status in (200, 500), (status, answer)
+        return status == 200 or None
+
+    airflow.wait(cleared, PIPELINE_SECONDS, f"the repair of {run_id} cleared")
 
     def rerun() -> bool:
         repairs = [ti for ti in airflow.get(tasks)["task_instances"] if ti["task_id"] == "repair"]

@@ -33,3 +33,21 @@ def test_an_orphan_that_hides_its_tag_is_ended_with_its_group():
     while orphan.is_running() and orphan.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
+
+
+# A server that forks a worker every 0.2 s, as PostgreSQL forks a backend per connection.
+FORKING_SERVER = """
+import subprocess, sys, time
+while True:
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.2)
+"""
+
+
+def test_the_workers_a_server_started_earlier_forks_are_not_ended_with_a_later_group():
+    with process_group([sys.executable, "-c", FORKING_SERVER]) as server:
+        with process_group([sys.executable, "-c", "import time; time.sleep(2)"]):
+            time.sleep(1)  # the server forks workers while the later group runs
+        workers = psutil.Process(server.pid).children()
+        assert workers, "the server forked no worker"
+        assert all(worker.is_running() for worker in workers), "a worker of the server was ended with the group"

@@ -52,14 +52,22 @@ def tagged(tag: str) -> list[psutil.Process]:
     return found
 
 
+def _started_by_one_of(process: psutil.Process, existing: set[psutil.Process]) -> bool:
+    """Whether ``process`` runs below one of ``existing``: e.g. a backend a database server the test
+    started earlier forks for a new connection, which is that server's, not the group's."""
+    with contextlib.suppress(psutil.Error):
+        return any(parent in existing for parent in process.parents())
+    return False
+
+
 def end_tagged(tag: str, grace_seconds: float = 10.0, existing: set[psutil.Process] | None = None) -> None:
-    """SIGTERM every process carrying ``tag`` (and, given ``existing``, every descendant not in it),
-    then SIGKILL what is left after the grace period."""
+    """SIGTERM every process carrying ``tag`` (and, given ``existing``, every new descendant that is not
+    below one of them), then SIGKILL what is left after the grace period."""
 
     def alive() -> list[psutil.Process]:
         found = set(tagged(tag))
         if existing is not None:
-            found |= descendants() - existing
+            found |= {process for process in descendants() - existing if not _started_by_one_of(process, existing)}
         return list(found)
 
     # SIGKILL in rounds: a process forked while the previous round was being sent (an executor starting
