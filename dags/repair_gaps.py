@@ -17,6 +17,12 @@ with one mapped task per symbol. Each task:
 
 The summary is the task's log line and its return value (XCom).
 
+5. `compact`, per symbol, once its `repair` is done: a window the repair verified complete (nothing
+   missing, a whole clock hour) has its ~720 small files rewritten as one,
+   `compact-<first>-<last>.parquet`, after checking they hold exactly the verified ids; the load
+   inserts only the ids the warehouse does not hold yet. A window still incomplete is skipped, and
+   compacted once a re-run of its `repair` completes it: clear `repair` *with its downstream*.
+
 **Re-backfill a window**: clear the `repair` task instance of that run (one symbol, or all) in the
 Airflow UI. It re-checks the window and fetches whatever is missing; a window that is complete
 changes nothing.
@@ -35,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensor
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from lake_assets import LAKE_TRADES
 
@@ -79,7 +85,26 @@ def repair_gaps() -> None:
             report = repair_window(client, open_lake(settings.lake_url), symbol, data_interval_start, data_interval_end)
         return asdict(report) | {"files": len(report.files)}
 
-    grace >> repair.expand(symbol=symbols())
+    @task(
+        outlets=[LAKE_TRADES],
+        trigger_rule=TriggerRule.ALL_DONE,
+        map_index_template="{{ task.op_kwargs['symbol'] }}",
+    )
+    def compact(symbol: str, data_interval_start: Any = None, data_interval_end: Any = None) -> str:
+        """Compact one symbol's window into one file, if the repair verified it complete."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from include.lake.store import open_lake
+        from include.repair.compact import NotRepaired, compact_window
+
+        lake = open_lake(load_settings().lake_url)
+        try:
+            return compact_window(lake, symbol, data_interval_start, data_interval_end).summary()
+        except NotRepaired as reason:
+            raise AirflowSkipException(str(reason)) from reason
+
+    names = symbols()
+    grace >> repair.expand(symbol=names) >> compact.expand(symbol=names)
 
 
 repair_gaps()

@@ -105,7 +105,17 @@ def _hours_to_list(frontier_time: datetime, now: datetime) -> range:
 
 
 def read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> LakeEdge:
-    """The symbol's trades in the lake with ids above the frontier's, deduplicated, by id; and its heartbeat."""
+    """The symbol's trades in the lake with ids above the frontier's, deduplicated, by id; and its heartbeat.
+
+    A file listed and gone before it is read was compacted (include/lake/compaction.py) and its rows
+    are in the compacted file, written before it was deleted: the hours are listed and read again."""
+    try:
+        return _read_lake_edge(lake, frontier, now)
+    except FileNotFoundError:
+        return _read_lake_edge(lake, frontier, now)
+
+
+def _read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> LakeEdge:
     tables, listed = [], 0
     for hour in _hours_to_list(frontier.last_trade_time, now):
         for info in lake.list(hour_prefix(frontier.symbol, hour)):

@@ -4,6 +4,7 @@ Keys are deterministic: writing the same data twice writes the same object. Part
 style (``name=value``) so that a listing of one symbol, day or hour is a listing of one prefix.
 
     trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=13/<source>-<first_id>-<last_id>.parquet
+        (<source>: stream, backfill, replay; or compact: the hour's files in one, include/lake/compaction.py)
     quarantine/exchange=binance/date=2026-11-24/hour=13/<writer>-<received_us>-<count>.jsonl
     status/stream/exchange=binance/symbol=BTCUSDT.json           a stream heartbeat per symbol
     status/completeness/exchange=binance/symbol=BTCUSDT/date=2026-11-24/20261124T130000Z.json
@@ -34,6 +35,7 @@ GAP_WRITES_PREFIX = (
 )
 WATCHERS_PREFIX = "status/watchers/"
 _TRADE_FILE = re.compile(r"/[a-z]+-(\d+)-(\d+)\.parquet$")
+COMPACT_SOURCE = "compact"  # the <source> in the name of a compacted symbol-hour's file
 
 
 def symbol_prefix(symbol: str) -> str:
@@ -124,6 +126,11 @@ def ids_of_key(key: str) -> tuple[int, int] | None:
     None for a key not named so (not a trade file)."""
     match = _TRADE_FILE.search(key)
     return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def is_compacted(key: str) -> bool:
+    """Whether a trade file is a compacted symbol-hour (its rows may already be in the warehouse)."""
+    return key.rsplit("/", 1)[-1].startswith(f"{COMPACT_SOURCE}-")
 
 
 def watcher_key(name: str) -> str:

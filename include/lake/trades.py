@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from include.lake.keys import EXCHANGE, hour_of_key, symbol_prefix, trade_key
+from include.lake.keys import EXCHANGE, hour_of_key, hour_prefix, symbol_prefix, trade_key
 from include.timeutil import HOUR_US
 
 PRICE = pa.decimal128(38, 8)
@@ -157,7 +157,13 @@ def read_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
 
 
 def trade_keys(lake: object, symbol: str, start_us: int | None = None, end_us: int | None = None) -> list[str]:
-    """Keys of the symbol's trade files whose hour overlaps [start_us, end_us)."""
+    """Keys of the symbol's trade files whose hour overlaps [start_us, end_us).
+
+    A bounded range lists only its hour partitions: a month holds thousands of them."""
+    if start_us is not None and end_us is not None:
+        hours = range(start_us - start_us % HOUR_US, end_us, HOUR_US)
+        listed = (info for hour in hours for info in lake.list(hour_prefix(symbol, hour)))  # type: ignore[attr-defined]
+        return [info.key for info in listed if info.key.endswith(".parquet")]
     keys = []
     for info in lake.list(symbol_prefix(symbol)):  # type: ignore[attr-defined]
         if not info.key.endswith(".parquet"):

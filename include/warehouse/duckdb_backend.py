@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from include.lake.keys import is_compacted
 from include.lake.store import ObjectInfo, ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
 from include.warehouse.backend import SQLWarehouse
@@ -34,6 +35,24 @@ SETUP_DIR = Path(__file__).with_name("duckdb_setup")
 READ_THREADS, READ_WINDOW = 8, 64
 # Rows per transaction: one commit per file would cost more than the rows of a small micro-batch.
 BATCH_ROWS = 2_000_000
+# A compacted file's rows, but the ids raw.trades holds already. The id range per symbol bounds the
+# scan of raw.trades (zone maps), so its cost follows the hour compacted, not the history.
+INSERT_COMPACTED = """
+insert into raw.trades by name
+with bounds as (
+    select exchange, symbol, min(trade_id) as low, max(trade_id) as high
+    from incoming_compacted group by exchange, symbol
+),
+held as (
+    select t.exchange, t.symbol, t.trade_id
+    from raw.trades as t
+    inner join bounds as b
+        on t.exchange = b.exchange and t.symbol = b.symbol and t.trade_id between b.low and b.high
+)
+select c.*, now() as loaded_at
+from incoming_compacted as c
+anti join held as h using (exchange, symbol, trade_id)
+"""
 
 
 def contract_table(key: str, data: bytes) -> pa.Table:
@@ -49,11 +68,16 @@ def contract_table(key: str, data: bytes) -> pa.Table:
     return table
 
 
-def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile:
+def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile | None:
+    """The file's rows, why it is refused, or None when it is gone since the listing (compacted: the
+    compacted file holds its rows and is announced, so a load sees it)."""
     try:
         return contract_table(info.key, lake.get(info.key))
     except RefusedFile as error:
         return error
+    except FileNotFoundError:
+        log.info("%s is gone since the listing (compacted); its rows come with the compacted file", info.key)
+        return None
 
 
 class DuckDBWarehouse(SQLWarehouse):
@@ -98,6 +122,8 @@ class DuckDBWarehouse(SQLWarehouse):
         result = LoadResult(files_skipped=len(candidates) - len(new))
         batch = _Batch()
         for info, table in _read_all(lake, new):
+            if table is None:
+                continue
             if isinstance(table, RefusedFile):
                 self.refuse(info, table, result)
                 continue
@@ -110,21 +136,31 @@ class DuckDBWarehouse(SQLWarehouse):
         return result
 
     def _commit(self, batch: _Batch, result: LoadResult) -> None:
-        """The batch's rows and its ledger rows, in one transaction."""
-        self.connection.register("incoming", pa.concat_tables(batch.tables))
+        """The batch's rows and its ledger rows, in one transaction.
+
+        A compacted file's rows are inserted only for ids ``raw.trades`` does not hold: the files it
+        replaced were most likely loaded already, and compaction must never load a trade twice.
+        """
+        inserted = 0
+        self.connection.register("incoming", batch.table(compacted=False))
+        self.connection.register("incoming_compacted", batch.table(compacted=True))
         self.connection.register("incoming_ledger", batch.ledger())
         try:
             # now() is the transaction's start: one loaded_at for every row and ledger row of the commit.
             def insert() -> None:
-                self.execute("insert into raw.trades by name select *, now() as loaded_at from incoming")
+                nonlocal inserted
+                inserted = self.execute("insert into raw.trades by name select *, now() as loaded_at from incoming")[0][
+                    0
+                ]
+                inserted += self.execute(INSERT_COMPACTED)[0][0]
                 self.execute("insert into raw.load_ledger by name select *, now() as loaded_at from incoming_ledger")
 
             in_transaction(self.execute, DUCKDB, insert)
         finally:
-            self.connection.unregister("incoming")
-            self.connection.unregister("incoming_ledger")
+            for name in ("incoming", "incoming_compacted", "incoming_ledger"):
+                self.connection.unregister(name)
         result.files_loaded += len(batch.files)
-        result.rows_loaded += batch.rows
+        result.rows_loaded += inserted
 
 
 class _Batch:
@@ -134,6 +170,11 @@ class _Batch:
         self.files: list[ObjectInfo] = []
         self.tables: list[pa.Table] = []
         self.rows = 0
+
+    def table(self, compacted: bool) -> pa.Table:
+        """The rows of the batch's compacted files, or of the others."""
+        tables = [t for info, t in zip(self.files, self.tables, strict=True) if is_compacted(info.key) == compacted]
+        return pa.concat_tables(tables) if tables else TRADE_SCHEMA.empty_table()
 
     def add(self, info: ObjectInfo, table: pa.Table) -> None:
         self.files.append(info)
@@ -151,7 +192,7 @@ class _Batch:
         )
 
 
-def _read_all(lake: ObjectStore, infos: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, pa.Table | RefusedFile]]:
+def _read_all(lake: ObjectStore, infos: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, pa.Table | RefusedFile | None]]:
     """Each object with its rows (or why it is refused), in order.
 
     Reads overlap in threads (an S3 GET is mostly waiting, Parquet decoding releases the GIL); a

@@ -18,19 +18,20 @@ from typing import Any
 import pytest
 
 from include.lake.store import LocalStore
-from include.lake.trades import read_trades, trade_keys
+from include.lake.trades import read_trades, trade_keys, write_trades
 from include.pools import EXCHANGE_REST
 from include.repair.ledger import read_report
 from include.timeutil import to_us
 from tests.support.airflow_env import airflow_subprocess_env, migrate_db
-from tests.support.exchange import assert_matches_exchange, rest_history
+from tests.support.exchange import STREAMED_OR_BACKFILLED, assert_matches_exchange, rest_columns, rest_history
 from tests.support.net import MICRO, http_get
 from tests.support.processes import run_to_end
 from tests.support.waiting import wait_until
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-BACKFILLED = frozenset({"backfill"})  # the stream never ran: every row is the repair's
+STREAM_FILES = 12  # the window as a stream leaves it: many files, BTCUSDT missing LOST_IDS of them
+LOST_IDS = 10
 
 
 def exchange_window(rest_url: str, symbol: str, start_us: int, end_us: int) -> dict[int, dict[str, Any]]:
@@ -52,7 +53,24 @@ def assert_lake_is_the_window(lake: LocalStore, truth: dict[str, dict[int, dict[
         counts = Counter(table["trade_id"].to_pylist())
         assert [i for i, n in counts.items() if n > 1] == [], f"{symbol}: ids stored twice"
         assert sorted(counts) == sorted(rows), f"{symbol}: the lake is not the exchange's window"
-        assert_matches_exchange(table, rows, symbol, BACKFILLED)
+        assert_matches_exchange(table, rows, symbol, STREAMED_OR_BACKFILLED)
+
+
+def write_stream_files(lake: LocalStore, symbol: str, rows: dict[int, dict[str, Any]], lost: int) -> None:
+    """The window's trades in ``STREAM_FILES`` stream files, without ``lost`` ids in the middle."""
+    ordered = [rows[i] for i in sorted(rows)]
+    middle = len(ordered) // 2
+    kept = ordered[:middle] + ordered[middle + lost :]
+    for part in range(STREAM_FILES):
+        chunk = kept[part * len(kept) // STREAM_FILES : (part + 1) * len(kept) // STREAM_FILES]
+        write_trades(lake, rest_columns(symbol, chunk), "stream", to_us(datetime.now(UTC)))
+
+
+def assert_one_compacted_file_each(lake: LocalStore) -> None:
+    for symbol in SYMBOLS:
+        keys = trade_keys(lake, symbol)
+        assert len(keys) == 1, keys
+        assert "/compact-" in keys[0]
 
 
 @pytest.mark.slow
@@ -88,9 +106,12 @@ def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox
             assert "state=success" in log, log[-4000:]
             return log
 
-        dags_test()
         truth = {s: exchange_window(sandbox.rest_url, s, to_us(window_start), to_us(window_end)) for s in SYMBOLS}
         assert all(len(rows) > 3000 for rows in truth.values()), {s: len(r) for s, r in truth.items()}
+        lost_ids = {"BTCUSDT": LOST_IDS, "ETHUSDT": 0}
+        for symbol in SYMBOLS:
+            write_stream_files(lake, symbol, truth[symbol], lost_ids[symbol])
+        dags_test()
         assert_lake_is_the_window(lake, truth)
         for symbol in SYMBOLS:
             report = read_report(lake, symbol, window_start)
@@ -98,13 +119,14 @@ def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox
             assert (report.start, report.end) == (window_start.isoformat(), window_end.isoformat())
             assert (report.expected, report.present_before, report.filled) == (
                 len(truth[symbol]),
-                0,
-                len(truth[symbol]),
+                len(truth[symbol]) - lost_ids[symbol],
+                lost_ids[symbol],
             )
             assert (report.missing, report.holes) == (0, [])
             assert report.end_id - report.first_id == report.expected
+        # Verified complete, each symbol's window was compacted: its stream files and the fill in one.
+        assert_one_compacted_file_each(lake)
         first_objects = trade_objects(lake)
-        assert all("/backfill-" in key for key in first_objects)
 
         # Data loss: one of BTCUSDT's backfill files of the window is deleted; the operator re-runs the window.
         keys = trade_keys(lake, "BTCUSDT", to_us(window_start), to_us(window_end))
@@ -122,8 +144,10 @@ def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox
             assert report.missing == 0
             assert report.present_before == left[symbol]
             assert report.filled == len(truth[symbol]) - left[symbol]
-        assert read_report(lake, "BTCUSDT", window_start).files == [lost]
+        (refill,) = read_report(lake, "BTCUSDT", window_start).files
+        assert "/backfill-" in refill  # compacted again since: the same key as the lost one
         assert read_report(lake, "ETHUSDT", window_start).files == []
+        assert_one_compacted_file_each(lake)
 
         # A third run finds the window complete and changes no trade object.
         second_objects = trade_objects(lake)

@@ -31,7 +31,8 @@ from dashboard.live_edge import MAX_BEHIND, read_lake_edge, with_live_edge
 from dashboard.queries import MAX_CANDLES, MarketQueries
 from include.candles import BY_NAME, CANDLE_SCHEMA, INTERVAL_NAMES
 from include.config import load_settings
-from include.lake.keys import heartbeat_key, hour_prefix, trade_key
+from include.lake.compaction import ExpectedIds, compact_hour
+from include.lake.keys import heartbeat_key, hour_of_key, hour_prefix, is_compacted, trade_key
 from include.lake.store import LocalStore, ObjectInfo
 from include.lake.trades import read_trades, write_trades
 from include.timeutil import HOUR_US, to_us
@@ -399,3 +400,32 @@ def test_a_warehouse_more_than_a_day_behind_turns_the_live_edge_off_and_says_so(
     assert live.off == "the warehouse's newest trade is more than 24 h old: the live edge waits for it to catch up"
     assert lake.listed == []  # not a day of listings every refresh
     assert with_live_edge(marts, lake, later - timedelta(seconds=2)).off is None
+
+
+class CompactingOnFirstRead(LocalStore):
+    """A local lake whose first read finds its file just compacted away (the race with compaction)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.compacted: str | None = None
+
+    def get(self, key: str) -> bytes:
+        if self.compacted is None and not is_compacted(key):
+            self.compacted = key
+            hour = hour_of_key(key)
+            ids = np.unique(read_trades(LocalStore(self.root), SYMBOL, hour, hour + HOUR_US)["trade_id"].to_numpy())
+            holes = frozenset(range(int(ids[0]), int(ids[-1]) + 1)) - set(ids.tolist())
+            compact_hour(self, SYMBOL, hour, ExpectedIds(int(ids[0]), int(ids[-1]) + 1, holes))
+        return super().get(key)
+
+
+def test_a_file_compacted_between_the_listing_and_the_read_is_read_from_the_compacted_file(live_scenario):
+    frontier = live_scenario.queries().edge(SYMBOL, "1m").frontier
+    expected = read_lake_edge(live_scenario.lake, frontier, live_scenario.now).trades
+    lake = CompactingOnFirstRead(live_scenario.lake.root)
+
+    edge = read_lake_edge(lake, frontier, live_scenario.now)
+
+    assert lake.compacted is not None
+    assert not lake.exists(lake.compacted)
+    assert edge.trades.equals(expected)

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -24,13 +23,20 @@ import pytest
 
 from include.binance.client import BinanceClient
 from include.lake.store import LocalStore
-from include.lake.trades import TradeColumns, read_table, read_trades, write_trades
-from include.repair.ledger import read_report, read_reports
+from include.lake.trades import read_table, read_trades, write_trades
+from include.repair.compact import NotRepaired, compact_window
+from include.repair.ledger import read_report, read_reports, write_report
 from include.repair.repair import RepairIncomplete, hour_windows, repair_window
 from include.sandbox.faults import FaultSettings
 from include.sandbox.server import RunningSandbox, serve_in_thread
 from include.timeutil import to_us
-from tests.support.exchange import STREAMED_OR_BACKFILLED, assert_matches_exchange, rest_history, sandbox_config
+from tests.support.exchange import (
+    STREAMED_OR_BACKFILLED,
+    assert_matches_exchange,
+    rest_columns,
+    rest_history,
+    sandbox_config,
+)
 from tests.support.net import MICRO, admin
 from tests.support.rest_proxy import RestProxy
 
@@ -53,29 +59,12 @@ def first_at_or_after(rows: list[dict[str, Any]], moment: datetime) -> dict[str,
     return next(row for row in rows if row["time"] >= to_us(moment))
 
 
-def units(text: str) -> int:
-    value = Decimal(text).scaleb(8)
-    assert value == value.to_integral_value(), text
-    return int(value)
-
-
-def columns_of(rows: list[dict[str, Any]]) -> TradeColumns:
-    return TradeColumns(
-        SYMBOL,
-        np.array([row["id"] for row in rows], dtype=np.int64),
-        np.array([units(row["price"]) for row in rows], dtype=np.int64),
-        np.array([units(row["qty"]) for row in rows], dtype=np.int64),
-        np.array([row["time"] for row in rows], dtype=np.int64),
-        np.array([row["isBuyerMaker"] for row in rows], dtype=np.bool_),
-    )
-
-
 def write_stream(lake: LocalStore, rows: list[dict[str, Any]], missing: set[int] = frozenset(), files: int = 1) -> None:
     """The window's REST rows as ``files`` stream files split by id, each written without ``missing``."""
     for chunk in np.array_split(np.arange(len(rows)), files):
         kept = [rows[i] for i in chunk if rows[i]["id"] not in missing]
         if kept:
-            write_trades(lake, columns_of(kept), "stream", INGESTED_US)
+            write_trades(lake, rest_columns(SYMBOL, kept), "stream", INGESTED_US)
 
 
 def lake_rows(lake: LocalStore, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -174,7 +163,7 @@ def test_gaps_at_both_edges_and_inside_a_file(market, tmp_path):
     assert int(middle.rsplit("-", 1)[1].removesuffix(".parquet")) > ids[second + 400]
     # Neighbours' trades in the lake change nothing about this window.
     neighbours = in_window(market.rest, start - HOUR, start)[-20:] + in_window(market.rest, end, end + HOUR)[:20]
-    write_trades(lake, columns_of(neighbours), "stream", INGESTED_US)
+    write_trades(lake, rest_columns(SYMBOL, neighbours), "stream", INGESTED_US)
     streamed = listing(lake, "trades/")
     assert len(streamed) >= 4
 
@@ -529,3 +518,48 @@ def test_a_fill_that_rest_cannot_complete_yet_stays_missing_and_the_next_run_com
     assert done.present_before == len(ids) - len(not_yet)
     assert read_report(lake, SYMBOL, start).complete
     assert_lake_is_rest(lake, start, end, market.rest)  # every id of the window, once
+
+
+# Compaction of a repaired hour ---------------------------------------------------------------------------
+
+
+def test_a_repaired_hour_is_compacted_and_the_repair_still_sees_every_id(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[0]
+    rows = in_window(market.rest, start, end)
+    write_stream(lake, rows, {row["id"] for row in rows[100:120]}, files=40)
+    with pytest.raises(NotRepaired, match="no repair report"):
+        compact_window(lake, SYMBOL, start, end)
+    with client_for(market.sandbox) as client:
+        assert repair_window(client, lake, SYMBOL, start, end).filled == 20
+
+    result = compact_window(lake, SYMBOL, start, end)
+
+    (key,) = listing(lake, "trades/")
+    assert key == result.compacted_key
+    assert "/compact-" in key
+    assert (result.files_before, result.trades) == (41, len(rows))
+    assert_lake_is_rest(lake, start, end, market.rest)
+    with client_for(market.sandbox) as client:
+        again = repair_window(client, lake, SYMBOL, start, end)
+        assert client.calls["historicalTrades"] == 0
+    assert (again.present_before, again.filled, again.missing) == (len(rows), 0, 0)
+    assert compact_window(lake, SYMBOL, start, end).compacted_key is None
+
+
+def test_an_hour_the_repair_left_incomplete_or_cut_is_not_compacted(market, tmp_path):
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[0]
+    rows = in_window(market.rest, start, end)
+    write_stream(lake, rows, {rows[7]["id"]}, files=3)
+    with client_for(market.sandbox) as client:
+        report = repair_window(client, lake, SYMBOL, start, end)
+    report.missing, report.end = 1, end.isoformat()
+    write_report(lake, report, start)  # as a fill REST could not finish leaves it
+    before = listing(lake, "trades/")
+
+    with pytest.raises(NotRepaired, match="missing 1"):
+        compact_window(lake, SYMBOL, start, end)
+    with pytest.raises(NotRepaired, match="not one clock hour"):
+        compact_window(lake, SYMBOL, start, end - timedelta(minutes=20))
+    assert listing(lake, "trades/") == before

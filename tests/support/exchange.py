@@ -18,7 +18,7 @@ from include.ingest.gaps import StartBoundary
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import StreamWorker, WorkerSettings
 from include.lake.store import ObjectStore
-from include.lake.trades import read_trades
+from include.lake.trades import TradeColumns, read_trades
 from include.sandbox.config import SandboxConfig
 from include.sandbox.server import RunningSandbox
 from tests.support.net import MICRO, http_get
@@ -172,6 +172,25 @@ def assert_contiguous(ids: np.ndarray) -> None:
     ids = np.unique(ids)
     missing = sorted(set(range(int(ids[0]), int(ids[-1]) + 1)) - set(ids.tolist()))
     assert not missing, f"{len(missing)} ids missing between {ids[0]} and {ids[-1]}: {missing[:20]}"
+
+
+def units(text: str) -> int:
+    """A decimal string of the exchange as integer 1e-8 units, exactly (it must have at most 8 decimals)."""
+    value = Decimal(text).scaleb(8)
+    assert value == value.to_integral_value(), text
+    return int(value)
+
+
+def rest_columns(symbol: str, rows: list[dict[str, Any]]) -> TradeColumns:
+    """REST historicalTrades rows (µs times) as the lake's trade columns, computed here, not by the product."""
+    return TradeColumns(
+        symbol,
+        np.array([row["id"] for row in rows], dtype=np.int64),
+        np.array([units(row["price"]) for row in rows], dtype=np.int64),
+        np.array([units(row["qty"]) for row in rows], dtype=np.int64),
+        np.array([row["time"] for row in rows], dtype=np.int64),
+        np.array([row["isBuyerMaker"] for row in rows], dtype=np.bool_),
+    )
 
 
 STREAMED = frozenset({"stream"})
