@@ -81,6 +81,11 @@ FIGURES = {
         "lake to chart, p50",
         "lake to chart, p95",
     ],
+    "compaction": [
+        "trade files per symbol-day, before",
+        "trade files per symbol-day, after",
+        "compaction time per symbol-hour",
+    ],
 }
 CHECKS = {
     "stream": ["every trade sent was written", "all ids stored exactly once"],
@@ -98,6 +103,7 @@ CHECKS = {
         "the refresh merged every trade above the frontier",
         "every trade written reached the chart",
     ],
+    "compaction": ["one file per hour after", "every id once", "rows unchanged"],
 }
 
 
