@@ -11,9 +11,11 @@ Every night at 00:30 UTC the same DAG runs a **reconcile**: it lists the whole l
 no marker announced (its writer crashed between the two writes) is loaded too. Trigger the DAG
 with `{"full": true}` to reconcile at once.
 
-`WAREHOUSE` picks the backend. DuckDB (`DUCKDB_PATH`, the default) commits a file's rows with its
-ledger row; Snowflake runs `COPY INTO raw.trades` with explicit `FILES`, and its load history
-makes a re-run a no-op. The `warehouse_writer` pool has one slot: DuckDB allows one writing process.
+`WAREHOUSE` picks the backend. Both load only the files their ledger (`raw.load_ledger`) does not
+name, and commit a file's rows with its ledger row: DuckDB (`DUCKDB_PATH`, the default) inserts
+them, Snowflake runs `COPY INTO raw.trades` with explicit `FILES` and `FORCE` (its 64-day load
+history plays no part). A re-run is a no-op. The `warehouse_writer` pool has one slot: DuckDB allows
+one writing process, and on Snowflake it keeps two loads from copying the same file at once.
 
 Each run returns the files and rows it loaded. A file that is not a trade file of the contract is
 refused by name and the run fails without retrying, after the other files loaded; the refusal is

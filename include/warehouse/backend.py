@@ -1,9 +1,10 @@
-"""What the two SQL backends share, written once: the connection's life, the discovery cursor, remembered
-refusals and the status refresh.
+"""What the two SQL backends share, written once: the connection's life, the discovery cursor, the load
+ledger's filter, remembered refusals and the status refresh.
 
 DuckDB and Snowflake keep the same bookkeeping tables (``raw.load_cursor``: the write markers the
-last load consumed, as JSON text; ``raw.load_refusals``: refused files by key and ETag) and use
-them the same way. Only the SQL dialect differs, and ``Dialect`` names each difference. A backend
+last load consumed, as JSON text; ``raw.load_ledger``: every file loaded, by key, written in the
+transaction that loaded it; ``raw.load_refusals``: refused files by key and ETag) and use them the
+same way. Only the SQL dialect differs, and ``Dialect`` names each difference. A backend
 adds how it runs a statement on its connection (``execute``) and how it loads files (``load``).
 """
 
@@ -18,10 +19,13 @@ from typing import Any, ClassVar, Self
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import Warehouse
 from include.warehouse.shared import Dialect, LoadResult, RefusedFile, StatusRefresh
-from include.warehouse.sql import in_transaction
+from include.warehouse.sql import in_transaction, row_chunks
 from include.warehouse.status import StatusLoader
 
 log = logging.getLogger(__name__)
+
+# Keys per ledger lookup: one statement per COPY's worth of files (Snowflake's FILES limit), bound values.
+KEYS_PER_LOOKUP = 1000
 
 
 class SQLWarehouse(Warehouse):
@@ -71,6 +75,20 @@ class SQLWarehouse(Warehouse):
             return []
         refused = {(key, etag) for key, etag in self.execute("select file_key, etag from raw.load_refusals")}
         return [info for info in candidates if (info.key, info.etag) not in refused]
+
+    def not_loaded(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
+        """The objects neither in the ledger (by key) nor refused as they are now (by key and ETag).
+
+        The ledger is looked up for the candidates' keys only, never read whole: the cost follows
+        the candidates, not the history.
+        """
+        candidates = self.not_refused(infos)
+        loaded: set[str] = set()
+        for keys in row_chunks([info.key for info in candidates], KEYS_PER_LOOKUP):
+            marks = ", ".join([self.dialect.placeholder] * len(keys))
+            rows = self.execute(f"select file_key from raw.load_ledger where file_key in ({marks})", list(keys))
+            loaded.update(row[0] for row in rows)
+        return [info for info in candidates if info.key not in loaded]
 
     def refuse(self, info: ObjectInfo, error: RefusedFile, result: LoadResult) -> None:
         """Report the file once (in ``result``) and remember it by key and ETag."""

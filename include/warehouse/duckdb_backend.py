@@ -96,25 +96,6 @@ class DuckDBWarehouse(SQLWarehouse):
         # Through the attribute on every call, so a test can wrap the connection to inject faults.
         return self.connection.execute(sql, params).fetchall()
 
-    def not_loaded(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
-        """The objects neither in the ledger (by key) nor refused as they are now (by key and ETag)."""
-        candidates = self.not_refused(infos)
-        if not candidates:
-            return []
-        # A semi join against the ledger, not a list of it: its cost follows the candidates.
-        keys = pa.table({"file_key": [info.key for info in candidates]})
-        self.connection.register("candidate_keys", keys)
-        try:
-            loaded = {
-                row[0]
-                for row in self.execute(
-                    "select file_key from candidate_keys semi join raw.load_ledger using (file_key)"
-                )
-            }
-        finally:
-            self.connection.unregister("candidate_keys")
-        return [info for info in candidates if info.key not in loaded]
-
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
         """Load the objects the ledger does not hold, in transactions of about ``batch_rows`` rows."""
         candidates = list(infos)

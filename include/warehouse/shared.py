@@ -23,7 +23,7 @@ class RefusedFile(ValueError):
 class LoadResult:
     files_loaded: int = 0
     rows_loaded: int = 0
-    files_skipped: int = 0  # loaded before (ledger or Snowflake's load history), or refused before
+    files_skipped: int = 0  # loaded before (in the ledger), or refused before
     refused: list[str] = field(default_factory=list)  # "key: reason", one per newly refused file
     files_listed: int = 0
     partitions_listed: int | None = None  # None: the whole lake was listed

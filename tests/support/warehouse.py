@@ -1,4 +1,5 @@
-"""A DuckDB warehouse in tests: what it holds, compared with the lake, and faults injected into it."""
+"""A warehouse in tests: what it holds, compared with the lake, and faults injected into it (DuckDB's
+connection, or the Snowflake connection fakesnow stands in for)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tests.support.trades import lake_rows
 # Snowflake raises ProgrammingError: that knowledge stays in the tests, not in the product.
 FAKESNOW_FILE_ERRORS = (ProgrammingError, duckdb.Error)
 # The Snowflake setup versions an object owner applies (--objects-only); the others are account level.
-SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006", "V008"]
+SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006", "V008", "V010"]
 
 
 def warehouse_rows(path: Path) -> list[tuple]:
@@ -37,11 +38,25 @@ def warehouse_rows(path: Path) -> list[tuple]:
         ).fetchall()
 
 
-def ledger(path: Path) -> dict[str, tuple]:
+def ledger_entries(execute: Callable[..., list[tuple]]) -> dict[str, tuple[int, str, int]]:
+    """A warehouse's load ledger, on either backend (``execute`` runs SQL): file key -> (size, etag, row count)."""
+    rows = execute("select file_key, size, etag, row_count from raw.load_ledger")
+    return {key: (int(size), etag, int(count)) for key, size, etag, count in rows}
+
+
+def ledger(path: Path) -> dict[str, tuple[int, str, int]]:
     """A DuckDB warehouse's load ledger: file key -> (size, etag, row count)."""
     with duckdb.connect(str(path), read_only=True) as connection:
-        rows = connection.execute("select file_key, size, etag, row_count from raw.load_ledger").fetchall()
-    return {key: (size, etag, count) for key, size, etag, count in rows}
+        return ledger_entries(lambda sql: connection.execute(sql).fetchall())
+
+
+def assert_ledger_is_the_lake(lake, entries: dict[str, tuple[int, str, int]]) -> None:
+    """The ledger names every lake trade file once, with its size, its ETag and its rows."""
+    files = {info.key: info for info in lake.list("trades/")}
+    assert set(entries) == set(files)
+    for key, (size, etag, count) in entries.items():
+        assert (size, etag) == (files[key].size, files[key].etag)
+        assert count == len(read_table(lake.get(key)))
 
 
 def assert_exactly_the_lake(lake, path: Path) -> None:
@@ -50,12 +65,7 @@ def assert_exactly_the_lake(lake, path: Path) -> None:
     assert len(rows) == len(set(rows)), "a row was loaded twice"
     assert set(rows) == lake_rows(lake)
     assert all(isinstance(row[2], Decimal) for row in rows), "prices must be exact decimals"
-    files = {info.key: info for info in lake.list("trades/")}
-    entries = ledger(path)
-    assert set(entries) == set(files)
-    for key, (size, etag, count) in entries.items():
-        assert (size, etag) == (files[key].size, files[key].etag)
-        assert count == len(read_table(lake.get(key)))
+    assert_ledger_is_the_lake(lake, ledger(path))
 
 
 class Crash(RuntimeError):
@@ -84,6 +94,54 @@ class FaultyConnection:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+class DyingConnection:
+    """A Snowflake connection (fakesnow's) that dies at the first statement ``dies_at`` picks.
+
+    That statement and every later one (a rollback included) raise ``Crash``, as for a process
+    killed there: nothing more reaches Snowflake. Closing the real connection then ends the session
+    with its transaction open and uncommitted, as Snowflake ends a dead client's session.
+    """
+
+    def __init__(self, real: Any, dies_at: Callable[[str], bool]) -> None:
+        self.real, self.dies_at = real, dies_at
+        self.died_at: str | None = None
+
+    def cursor(self) -> _DyingCursor:
+        return _DyingCursor(self, self.real.cursor())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class _DyingCursor:
+    def __init__(self, connection: DyingConnection, real: Any) -> None:
+        self.connection, self.real = connection, real
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        if self.connection.died_at is None and self.connection.dies_at(sql):
+            self.connection.died_at = sql
+        if self.connection.died_at is not None:
+            raise Crash(f"the connection died at: {self.connection.died_at}")
+        return self.real.execute(sql, params)
+
+    def __enter__(self) -> _DyingCursor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def forget_load_history(execute: Callable[..., list[tuple]]) -> int:
+    """What 64 days do to Snowflake's load history of raw.trades, done to fakesnow's model of it
+    (a table behind information_schema.load_history, which Snowflake itself would never let one
+    delete from). The number of files forgotten."""
+    (forgotten,) = execute("delete from information_schema.load_history where table_name = 'TRADES'")[0]
+    return int(forgotten)
 
 
 def loaded_at_of_each_file(lake, execute: Callable[..., list[tuple]]) -> dict[str, set]:
