@@ -42,6 +42,7 @@ from urllib.parse import urlparse
 
 from snowflake.connector.errors import ProgrammingError
 
+from include.lake.keys import is_compacted
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.backend import SQLWarehouse
 from include.warehouse.migrations import Migration, migrate, statements, versions
@@ -58,6 +59,22 @@ ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005", "V007", "V009", "V01
 FILE_ERRORS: tuple[type[Exception], ...] = (ProgrammingError,)
 FILES_PER_COPY = 1000  # Snowflake's limit for an explicit FILES list
 LOADER_ROLE, READER_ROLE, COMPUTE = "cryptoflow_loader", "cryptoflow_reader", "cryptoflow_wh"
+# The rows a COPY of compacted files just inserted (loaded_at not stamped yet) whose id was held before.
+DROP_HELD = """
+delete from raw.trades as fresh using (
+    select held.exchange, held.symbol, held.trade_id
+    from raw.trades as held
+    inner join (
+        select exchange, symbol, min(trade_id) as low, max(trade_id) as high
+        from raw.trades where loaded_at is null group by exchange, symbol
+    ) as copied
+        on held.exchange = copied.exchange and held.symbol = copied.symbol
+        and held.trade_id between copied.low and copied.high
+    where held.loaded_at is not null
+) as held
+where fresh.loaded_at is null
+    and fresh.exchange = held.exchange and fresh.symbol = held.symbol and fresh.trade_id = held.trade_id
+"""
 
 
 def _quoted(value: str) -> str:
@@ -167,39 +184,59 @@ class SnowflakeWarehouse(SQLWarehouse):
         return applied
 
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
-        """COPY in the files the ledger does not hold, each COPY in one transaction with their ledger rows."""
+        """COPY in the files the ledger does not hold, each COPY in one transaction with their ledger rows.
+
+        Compacted files (include/lake/compaction.py) are copied in COPYs of their own, which keep
+        only the ids ``raw.trades`` did not hold (``_drop_held``)."""
         listed = list(infos)
         candidates = self.not_loaded(listed)
         result = LoadResult(files_skipped=len(listed) - len(candidates))
-        for start in range(0, len(candidates), FILES_PER_COPY):
-            chunk = candidates[start : start + FILES_PER_COPY]
-            try:
-                self._commit(chunk, result)
-            except self.file_errors as error:
-                if len(chunk) == 1:
-                    self._refuse(chunk[0], error, result)
-                    continue
-                log.warning("COPY of %d files failed (%s): copying them one by one", len(chunk), _first_line(error))
-                for info in chunk:
-                    try:
-                        self._commit([info], result)
-                    except self.file_errors as single_error:
-                        self._refuse(info, single_error, result)
+        for compacted in (False, True):
+            files = [info for info in candidates if is_compacted(info.key) == compacted]
+            for start in range(0, len(files), FILES_PER_COPY):
+                self._load_chunk(lake, files[start : start + FILES_PER_COPY], result)
         return result
+
+    def _load_chunk(self, lake: ObjectStore, chunk: list[ObjectInfo], result: LoadResult) -> None:
+        try:
+            self._commit(chunk, result)
+        except self.file_errors as error:
+            if len(chunk) == 1:
+                self._refuse(lake, chunk[0], error, result)
+                return
+            log.warning("COPY of %d files failed (%s): copying them one by one", len(chunk), _first_line(error))
+            for info in chunk:
+                try:
+                    self._commit([info], result)
+                except self.file_errors as single_error:
+                    self._refuse(lake, info, single_error, result)
 
     def _commit(self, infos: list[ObjectInfo], result: LoadResult) -> None:
         """The files' rows, their ``loaded_at`` and their ledger rows, in one transaction; counted once committed."""
         rows: dict[str, int] = {}
+        dropped = 0
 
         def copy_stamp_and_record() -> None:
+            nonlocal dropped
             loaded_at = self._now()
             rows.update(rows_per_file(self._copy(infos), infos))
+            if is_compacted(infos[0].key):
+                dropped = self._drop_held()
             self._stamp_loaded_at(loaded_at)
             self._record(infos, rows, loaded_at)
 
         in_transaction(self.execute, SNOWFLAKE, copy_stamp_and_record)
         result.files_loaded += len(infos)
-        result.rows_loaded += sum(rows.values())
+        result.rows_loaded += sum(rows.values()) - dropped
+
+    def _drop_held(self) -> int:
+        """Delete the rows just copied (``loaded_at`` still null) whose id ``raw.trades`` held already.
+
+        Compacted files repeat trades that were most likely loaded from the files they replace; a
+        warehouse that never saw those keeps every row. Runs in the COPY's transaction, so no reader
+        sees the repeats. The held ids are looked up within the copied ids' range per symbol only."""
+        ((deleted, *_),) = self.execute(DROP_HELD)
+        return int(deleted)
 
     def _now(self) -> str:
         """Snowflake's clock, as ISO text: the one ``loaded_at`` of a commit's rows and ledger rows.
@@ -245,5 +282,10 @@ class SnowflakeWarehouse(SQLWarehouse):
                 values,
             )
 
-    def _refuse(self, info: ObjectInfo, copy_error: Exception, result: LoadResult) -> None:
+    def _refuse(self, lake: ObjectStore, info: ObjectInfo, copy_error: Exception, result: LoadResult) -> None:
+        """Refuse the file by name, unless it is gone since the listing (compacted: its rows come with
+        the compacted file, which is announced)."""
+        if not lake.exists(info.key):
+            log.info("%s is gone since the listing (compacted); its rows come with the compacted file", info.key)
+            return
         self.refuse(info, RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})"), result)

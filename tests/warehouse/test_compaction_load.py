@@ -1,4 +1,6 @@
-"""The load after compaction: a compacted file never loads a trade twice, and never loses one."""
+"""The load after compaction: a compacted file never loads a trade twice, and never loses one.
+
+On each backend: DuckDB, and Snowflake's SQL through fakesnow (its stage on the same lake)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ import numpy as np
 
 from include.lake.compaction import ExpectedIds, compact_hour, trade_files
 from include.lake.store import LocalStore
-from include.lake.trades import write_trades
+from include.lake.trades import read_trades, write_trades
+from include.warehouse.base import Warehouse
 from include.warehouse.discover import discover
-from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from tests.support.trades import START_US, columns
 
@@ -26,71 +28,69 @@ def stream_hour(lake: LocalStore) -> None:
     write_trades(lake, every.take(np.arange(40, 45)), "backfill", START_US + 1)
 
 
-def id_counts(warehouse: DuckDBWarehouse) -> Counter[int]:
-    return Counter(dict(warehouse.execute("select trade_id, count(*) from raw.trades group by trade_id")))
+def id_counts(warehouse: Warehouse) -> Counter[int]:
+    return Counter(
+        {int(i): int(n) for i, n in warehouse.execute("select trade_id, count(*) from raw.trades group by 1")}
+    )
 
 
-def values(warehouse: DuckDBWarehouse) -> set[tuple]:
-    return set(warehouse.execute("select trade_id, price, quantity, quote_quantity, trade_time from raw.trades"))
+def values(warehouse: Warehouse) -> set[tuple]:
+    """Each row's id and exact decimals (the warehouse's loaded_at aside)."""
+    return {tuple(row) for row in warehouse.execute("select trade_id, price, quantity, quote_quantity from raw.trades")}
 
 
-def test_compacting_what_was_loaded_adds_no_row(tmp_path):
-    lake = LocalStore(tmp_path / "lake")
+def lake_values(lake: LocalStore) -> set[tuple]:
+    rows = read_trades(lake, SYMBOL).select(["trade_id", "price", "quantity", "quote_quantity"]).to_pylist()
+    return {tuple(row.values()) for row in rows}
+
+
+def test_compacting_what_was_loaded_adds_no_row(lake, each_warehouse):
     stream_hour(lake)
-    with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
-        assert load_lake(lake, warehouse).rows_loaded == TRADES + 5
-        before, rows_before = id_counts(warehouse), values(warehouse)
+    assert load_lake(lake, each_warehouse).rows_loaded == TRADES + 5
+    before = id_counts(each_warehouse)
 
-        compact_hour(lake, SYMBOL, START_US, EXPECTED)
-        after = load_lake(lake, warehouse)
+    compact_hour(lake, SYMBOL, START_US, EXPECTED)
+    after = load_lake(lake, each_warehouse)
 
-        assert (after.files_loaded, after.rows_loaded, after.refused) == (1, 0, [])
-        assert id_counts(warehouse) == before
-        assert values(warehouse) == rows_before
-        assert load_lake(lake, warehouse, full=True).rows_loaded == 0  # the nightly reconcile too
+    assert (after.files_loaded, after.rows_loaded, after.refused) == (1, 0, [])
+    assert id_counts(each_warehouse) == before
+    assert load_lake(lake, each_warehouse, full=True).rows_loaded == 0  # the nightly reconcile too
+    assert id_counts(each_warehouse) == before
 
 
-def test_a_warehouse_that_never_saw_the_small_files_loads_the_compacted_one_whole(tmp_path):
-    lake = LocalStore(tmp_path / "lake")
+def test_a_warehouse_that_never_saw_the_small_files_loads_the_compacted_one_whole(lake, each_warehouse):
     stream_hour(lake)
-    with DuckDBWarehouse(tmp_path / "before.duckdb") as warehouse:
-        load_lake(lake, warehouse)
-        truth = values(warehouse)
+    truth = lake_values(lake)
     compact_hour(lake, SYMBOL, START_US, EXPECTED)
 
-    with DuckDBWarehouse(tmp_path / "after.duckdb") as warehouse:
-        assert load_lake(lake, warehouse).rows_loaded == TRADES
-        assert id_counts(warehouse) == Counter(range(FIRST_ID, FIRST_ID + TRADES))
-        assert values(warehouse) == truth
+    assert load_lake(lake, each_warehouse).rows_loaded == TRADES
+    assert id_counts(each_warehouse) == Counter(range(FIRST_ID, FIRST_ID + TRADES))
+    assert values(each_warehouse) == truth
 
 
-def test_a_half_loaded_hour_gets_exactly_the_rest_from_the_compacted_file(tmp_path):
-    lake = LocalStore(tmp_path / "lake")
+def test_a_half_loaded_hour_gets_exactly_the_rest_from_the_compacted_file(lake, each_warehouse):
     stream_hour(lake)
     files = trade_files(lake, SYMBOL, START_US)
-    with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
-        warehouse.load(lake, files[::2])  # the load fell behind: every other file only
-        loaded = id_counts(warehouse)
-        assert 0 < len(loaded) < TRADES
+    each_warehouse.load(lake, files[::2])  # the load fell behind: every other file only
+    loaded = id_counts(each_warehouse)
+    assert 0 < len(loaded) < TRADES
 
-        compact_hour(lake, SYMBOL, START_US, EXPECTED)
-        result = load_lake(lake, warehouse)
+    compact_hour(lake, SYMBOL, START_US, EXPECTED)
+    result = load_lake(lake, each_warehouse)
 
-        counts = id_counts(warehouse)
-        assert set(counts) == set(range(FIRST_ID, FIRST_ID + TRADES))
-        assert result.rows_loaded == TRADES - len(loaded)
-        assert all(counts[i] == loaded.get(i, 1) for i in counts), "a trade was loaded twice"
+    counts = id_counts(each_warehouse)
+    assert set(counts) == set(range(FIRST_ID, FIRST_ID + TRADES))
+    assert result.rows_loaded == TRADES - len(loaded)
+    assert all(counts[i] == loaded.get(i, 1) for i in counts), "a trade was loaded twice"
 
 
-def test_a_file_compacted_between_the_listing_and_the_read_is_skipped_and_its_rows_come_once(tmp_path):
-    lake = LocalStore(tmp_path / "lake")
+def test_a_file_compacted_between_the_listing_and_the_read_is_skipped_and_its_rows_come_once(lake, each_warehouse):
     stream_hour(lake)
-    with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
-        listed = discover(lake, warehouse.read_cursor()).files
-        compact_hour(lake, SYMBOL, START_US, EXPECTED)  # deletes every listed file
+    listed = discover(lake, each_warehouse.read_cursor()).files
+    compact_hour(lake, SYMBOL, START_US, EXPECTED)  # deletes every listed file
 
-        gone = warehouse.load(lake, listed)
-        assert (gone.files_loaded, gone.rows_loaded, gone.refused) == (0, 0, [])
+    gone = each_warehouse.load(lake, listed)
+    assert (gone.files_loaded, gone.rows_loaded, gone.refused) == (0, 0, [])
 
-        load_lake(lake, warehouse)
-        assert id_counts(warehouse) == Counter(range(FIRST_ID, FIRST_ID + TRADES))
+    load_lake(lake, each_warehouse)
+    assert id_counts(each_warehouse) == Counter(range(FIRST_ID, FIRST_ID + TRADES))
