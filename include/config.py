@@ -4,6 +4,9 @@
 individual URLs can still be overridden with ``BINANCE_REST_URL`` and ``BINANCE_WS_URL``. The sandbox
 is reached at ``SANDBOX_HOST``:``SANDBOX_PORT`` (127.0.0.1:9100; the ``sandbox`` service in
 docker-compose.yaml).
+
+``MAINTENANCE_DB_URL`` is a secret (the metadata database's password): no message and no repr shows
+its value.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -46,6 +49,9 @@ class Settings:
     snowflake_conn_id: str = "snowflake_default"
     snowflake_storage_integration: str = "cryptoflow_lake"
     stream_shard_size: int = 50  # symbols per mapped stream task
+    maintenance_retention_days: int = 30  # Airflow's metadata rows and task logs older than this are removed
+    # Airflow 3 hides its metadata database from task processes, so the maintenance DAG is given it here.
+    maintenance_db_url: str | None = field(default=None, repr=False)
 
     def spool_dir(self, writer: str) -> Path:
         """The local spool of one writer: its own folder, so two writers never share one."""
@@ -93,6 +99,20 @@ def _file_path(name: str, value: str, base: Path) -> Path:
     if path.is_dir():
         raise ConfigError(f"{name}={value!r} is a folder, not a file")
     return path
+
+
+def _database_url(name: str, value: str) -> str | None:
+    """A SQLAlchemy URL (``postgresql+psycopg2://...``, ``sqlite:////path``), or None when empty.
+
+    The message names the variable only: the value holds a password."""
+    if not value:
+        return None
+    if not re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S+", value):
+        raise ConfigError(
+            f"{name} is not a database URL like postgresql+psycopg2://user:password@host/airflow"
+            " (its value is not shown: it holds a password)"
+        )
+    return value
 
 
 def _host(name: str, value: str) -> str:
@@ -152,4 +172,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stream_shard_size=_integer(
             "STREAM_SHARD_SIZE", env.get("STREAM_SHARD_SIZE", "50"), 1, MAX_STREAMS_PER_CONNECTION
         ),
+        maintenance_retention_days=_integer(
+            "MAINTENANCE_RETENTION_DAYS", env.get("MAINTENANCE_RETENTION_DAYS", "30"), 1, 3650
+        ),
+        maintenance_db_url=_database_url("MAINTENANCE_DB_URL", env.get("MAINTENANCE_DB_URL", "")),
     )

@@ -58,7 +58,7 @@ def airflow_env(
     ``airflow_settings`` (``AIRFLOW__...`` variables) replace the defaults: e.g. CeleryExecutor with
     its broker and a PostgreSQL metadata database instead of LocalExecutor on SQLite.
     """
-    return {
+    env = {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
         # Airflow starts its own helpers as `airflow ...` from PATH: this virtualenv's
@@ -86,8 +86,15 @@ def airflow_env(
         "BINANCE_REST_URL": settings.rest_url,
         "SYMBOLS": ",".join(settings.symbols),
         "DUCKDB_PATH": str(settings.duckdb_path),
+        # The metadata database, named once: SQLite in the Airflow home unless the settings say otherwise.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": os.environ.get(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{airflow_home / 'airflow.db'}"
+        ),
         **(airflow_settings or {}),
     }
+    # Airflow 3 hides its metadata database from task processes; the maintenance DAG is told it here.
+    env["MAINTENANCE_DB_URL"] = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    return env
 
 
 def sandbox_service(

@@ -17,6 +17,8 @@ def test_defaults_point_at_the_local_sandbox():
     assert settings.duckdb_path == repo / "data" / "warehouse.duckdb"
     assert settings.spool_dir("stream-a") == repo / "data" / "spool" / "stream-a"
     assert settings.stream_shard_size == 50
+    assert settings.maintenance_retention_days == 30
+    assert settings.maintenance_db_url is None
     assert settings.symbols == ("BTCUSDT", "ETHUSDT")
     assert (settings.snowflake_conn_id, settings.snowflake_storage_integration) == (
         "snowflake_default",
@@ -73,6 +75,8 @@ def test_the_sandbox_host_moves_both_sandbox_urls_and_not_binances():
         ("DUCKDB_PATH", "/dev/null/x"),
         ("DUCKDB_PATH", "/tmp"),
         ("DASHBOARD_SNAPSHOT", "/dev/null/marts.duckdb"),
+        ("MAINTENANCE_RETENTION_DAYS", "0"),
+        ("MAINTENANCE_RETENTION_DAYS", "thirty"),
     ],
 )
 def test_a_bad_value_fails_fast_naming_variable_and_value(name, value):

@@ -159,6 +159,10 @@ def test_the_same_components_run_a_celery_deployment_when_its_settings_and_worke
         assert service.env["LAKE_URL"] == settings.lake_url
     assert local[0].env is not None
     assert local[0].env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    # The maintenance DAG's tasks are told the database Airflow uses (they cannot read Airflow's own).
+    assert {service.env["MAINTENANCE_DB_URL"] for service in plan} == {celery["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]}
+    sqlite = f"sqlite:///{tmp_path / 'airflow' / 'airflow.db'}"
+    assert local[0].env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == local[0].env["MAINTENANCE_DB_URL"] == sqlite
 
 
 # The supervisor --------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ BAD_SETTINGS = {
     "SANDBOX_PORT": "abc",
     "WAREHOUSE": "oracle",
     "DUCKDB_PATH": "/dev/null/x",
+    "MAINTENANCE_RETENTION_DAYS": "0",
 }
 
 
@@ -62,7 +63,7 @@ def test_a_bad_setting_breaks_no_dag_parse():
     assert result.returncode == 0, result.stderr
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
-    assert {"stream_trades", "repair_gaps", "warehouse", "fill_gaps"} <= set(parsed["dags"])
+    assert {"stream_trades", "repair_gaps", "warehouse", "fill_gaps", "maintenance"} <= set(parsed["dags"])
 
 
 def test_every_dag_has_docs_tags_and_an_owner(dagbag):
@@ -138,3 +139,14 @@ def test_fill_gaps_runs_on_each_recorded_gap_one_run_at_a_time_within_the_rest_p
     assert type(fill).__name__ == "DecoratedMappedOperator"  # one task per symbol with a pending gap
     assert fill.partial_kwargs["pool"] == EXCHANGE_REST.name
     assert dag.get_task("pending_symbols").downstream_task_ids == {"fill"}
+
+
+def test_maintenance_runs_daily_one_run_at_a_time_its_two_tasks_apart(dagbag):
+    dag = dagbag.dags["maintenance"]
+    assert dag.timetable.summary == "0 3 * * *"
+    assert dag.max_active_runs == 1
+    assert not dag.catchup
+    assert {task.task_id: task.upstream_task_ids for task in dag.tasks} == {
+        "clean_metadata": set(),  # a failure of one does not keep the other from running
+        "remove_old_logs": set(),
+    }
