@@ -9,14 +9,19 @@ Every step can crash and be run again:
 
 1. the compacted file is written (one atomic PUT; its key and bytes follow from the rows, so a re-run
    writes the same object);
-2. it is announced in the compactor's write marker, so the load sees it like any new file (the load
-   inserts only the ids ``raw.trades`` does not hold yet: ``is_compacted``);
-3. the files it replaces are deleted, each only if it is still the object that was read (same
+2. the files it replaces are deleted, each only if it is still the object that was read (same
    ETag): a file rewritten meanwhile stays, for the next compaction to fold in.
 
-Between 1 and 3 the hour holds both, and every reader keeps one row per id (repair, the live fill, the
+Between 1 and 2 the hour holds both, and every reader keeps one row per id (repair, the live fill, the
 speed layer, staging). A file that lands in a compacted hour later (a backfill repeating ids) is
 folded in by the next compaction of that hour.
+
+The compacted file is not announced in a write marker of its own: one marker per symbol-hour would
+pile up under ``status/writes/``, which every watcher poll lists. Every file it replaces was announced
+by its writer, so a load that has not read one yet lists the partition (its writer's marker names it)
+and finds the compacted file instead; a file never announced (its writer crashed first) is the
+nightly reconcile's, before and after compaction alike. The load inserts a compacted file's rows
+only for ids ``raw.trades`` does not hold (``is_compacted``), so it may see it any number of times.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from include.lake.keys import COMPACT_SOURCE, hour_prefix, ids_of_key, is_compacted, trade_key
-from include.lake.markers import mark_written
 from include.lake.store import ObjectInfo, ObjectStore
 from include.lake.trades import parquet_bytes, read_table
 
@@ -106,7 +110,6 @@ def compact_hour(lake: ObjectStore, symbol: str, hour_start_us: int, expected: E
         raise NotVerified(f"{symbol} hour {hour_start_us}: not compacted, {why}")
     key = trade_key(symbol, hour_start_us, COMPACT_SOURCE, int(ids[0]), int(ids[-1]))
     lake.put(key, parquet_bytes(table))
-    mark_written(lake, f"compact-{symbol}-{hour_start_us}", [key])
     result = Compaction(symbol, hour_start_us, len(files), len(table), key)
     read = {(info.key, info.etag) for info in files}
     for info in trade_files(lake, symbol, hour_start_us):
