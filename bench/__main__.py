@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import backfill, compaction, dashboard_page, live_edge, load, stream, transform
+from bench import backfill, compaction, dashboard_page, history, live_edge, load, stream, symbols, transform
 from bench.report import Report
 from bench.results import RESULTS_PATH, RunFacts, write_results
 
@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, Callable[[bool], bool]] = {
     "backfill": lambda smoke: backfill.main(smoke),
     "load": lambda smoke: load.main(smoke),
     "transform": lambda smoke: transform.main(smoke),
+    "history": lambda smoke: history.main(smoke),
+    "symbols": lambda smoke: symbols.main(smoke),
     "dashboard": lambda smoke: dashboard_page.main(smoke),
     "live_edge": lambda smoke: live_edge.main(smoke),
     "compaction": lambda smoke: compaction.main(smoke),

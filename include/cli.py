@@ -134,6 +134,17 @@ def hole_list(text: str) -> tuple[str, int]:
     return symbol, int(trade_id)
 
 
+def symbol_rate(text: str) -> tuple[str, float]:
+    """``--symbol-rate SYMBOL:RATE``: one symbol's own average trades per second."""
+    symbol, _, rate = text.partition(":")
+    if not SYMBOL_PATTERN.match(symbol) or not rate:
+        raise argparse.ArgumentTypeError(f"invalid symbol rate {text!r}: use SYMBOL:RATE, e.g. BTCUSDT:20")
+    try:
+        return symbol, trade_rate(rate)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"invalid symbol rate {text!r}: {error}") from None
+
+
 def history_since_time(text: str) -> int:
     """``--history-since``: an ISO time with a zone or Unix epoch seconds, in µs; within the week
     ``--history`` may reach back, and not in the future."""
@@ -173,6 +184,14 @@ def _add_sandbox(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=port_number, default=9100, help="port for HTTP and WebSocket (default 9100)")
     parser.add_argument("--symbols", type=symbol_list, default=("BTCUSDT", "ETHUSDT"), help="synthetic symbols")
     parser.add_argument("--rate", type=trade_rate, default=20.0, help="average trades per second per symbol")
+    parser.add_argument(
+        "--symbol-rate",
+        type=symbol_rate,
+        action="append",
+        default=[],
+        metavar="SYMBOL:RATE",
+        help="one symbol's own average trades per second instead of --rate; repeatable",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of the synthetic market (default 42)")
     parser.add_argument(
         "--history", type=history_seconds, default=0.0, metavar="SECONDS", help="synthetic history made up front"
@@ -224,6 +243,13 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     holes: dict[str, set[int]] = {}
     for symbol, trade_id in args.hole:
         holes.setdefault(symbol, set()).add(trade_id)
+    unserved = [symbol for symbol, _ in args.symbol_rate if symbol not in args.symbols]
+    if unserved:  # a rate for a market the sandbox does not make would be ignored, silently
+        print(
+            f"python -m include.cli sandbox: error: argument --symbol-rate: {unserved[0]!r} is not one of --symbols",
+            file=sys.stderr,
+        )
+        return 2
     try:
         run(
             SandboxConfig(
@@ -231,6 +257,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
                 port=int(args.port),
                 symbols=args.symbols,
                 rate=args.rate,
+                symbol_rates=dict(args.symbol_rate),
                 seed=args.seed,
                 history_seconds=args.history,
                 history_since_us=args.history_since,

@@ -44,6 +44,7 @@ SANDBOX_FLAGS = (
     "--port",
     "--symbols",
     "--rate",
+    "--symbol-rate",
     "--seed",
     "--history",
     "--history-since",
@@ -145,6 +146,12 @@ BAD_ARGUMENTS = [
     (["--history-since", "-5"], "--history-since", "-5"),
     (["--history-since", "{eight days ago}"], "--history-since", "{eight days ago}"),
     (["--history-since", "{tomorrow}"], "--history-since", "{tomorrow}"),
+    (["--symbol-rate", "BTCUSDT"], "--symbol-rate", "BTCUSDT"),
+    (["--symbol-rate", "BTCUSDT:"], "--symbol-rate", "BTCUSDT:"),
+    (["--symbol-rate", "btcusdt:5"], "--symbol-rate", "btcusdt:5"),
+    (["--symbol-rate", "BTCUSDT:0"], "--symbol-rate", "BTCUSDT:0"),
+    (["--symbol-rate", "BTCUSDT:abc"], "--symbol-rate", "BTCUSDT:abc"),
+    (["--symbol-rate", "BTCUSDT:1000000"], "--symbol-rate", "BTCUSDT:1000000"),
     (["--hole", "BTCUSDT"], "--hole", "BTCUSDT"),
     (["--hole", "BTCUSDT:abc"], "--hole", "BTCUSDT:abc"),
     (["--replay", "/nonexistent.csv"], "--replay", "/nonexistent.csv"),
@@ -202,6 +209,8 @@ def test_good_sandbox_arguments_reach_the_config(started):
             "--port=9200",
             "--symbols=ETHUSDT,BTCUSDT,ETHUSDT",
             "--rate=7.5",
+            "--symbol-rate=ETHUSDT:0.25",
+            "--symbol-rate=BTCUSDT:40",
             "--seed=3",
             "--history=60",
             f"--history-since={since.isoformat()}",
@@ -227,6 +236,7 @@ def test_good_sandbox_arguments_reach_the_config(started):
     (config,) = started
     assert (config.host, config.port, config.symbols) == ("0.0.0.0", 9200, ("ETHUSDT", "BTCUSDT"))
     assert (config.rate, config.seed, config.history_seconds) == (7.5, 3, 60.0)
+    assert config.symbol_rates == {"ETHUSDT": 0.25, "BTCUSDT": 40.0}
     assert config.history_since_us == to_us(since)
     assert config.holes == {"BTCUSDT": frozenset({5, 7}), "ETHUSDT": frozenset({1})}
     assert (config.replay, config.replay_mode, config.speed) == ((BTCUSDT_DUMP,), "live", 2.0)
@@ -236,6 +246,14 @@ def test_good_sandbox_arguments_reach_the_config(started):
     faults = config.faults
     assert (faults.drop_connections_every, faults.skip_fraction, faults.malformed_fraction) == (9.0, 0.1, 0.2)
     assert (faults.stall_every, faults.stall_seconds, faults.rest_error_rate) == (11.0, 1.5, 0.3)
+
+
+def test_a_rate_for_a_symbol_not_served_exits_2_naming_it(capsys, started):
+    assert run_main(["sandbox", "--symbols=BTCUSDT", "--symbol-rate=ETHUSDT:2"]) == 2
+    assert not started
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "argument --symbol-rate: 'ETHUSDT' is not one of --symbols" in err
 
 
 def test_history_since_takes_unix_epoch_seconds_too(started):
@@ -251,6 +269,7 @@ def test_defaults_are_binance_like(started):
     (config,) = started
     assert (config.history_seconds, config.history_since_us) == (0.0, None)
     assert (config.host, config.port, config.symbols) == ("127.0.0.1", 9100, ("BTCUSDT", "ETHUSDT"))
+    assert (config.rate, config.symbol_rates) == (20.0, {})
     assert (config.replay, config.replay_mode) == ((), "historical")
     assert (config.ping_interval, config.pong_timeout, config.weight_limit) == (20.0, 60.0, 6000)
     assert config.lifetime_seconds == 24 * 3600

@@ -56,10 +56,16 @@ def run_worker(
     flush_seconds: float = DEFAULT_FLUSH_SECONDS,
     flush_trades: int = DEFAULT_FLUSH_TRADES,
     silence_seconds: float = 30.0,
+    lake: ObjectStore | None = None,
 ) -> dict[str, object]:
+    """Stream ``symbols`` into the lake until SIGINT/SIGTERM or ``duration``; the worker's counters.
+
+    ``lake`` is where to write instead of ``LAKE_URL`` (the caller keeps it, e.g. a benchmark counting
+    what the lake receives); by default the writer's own lake is opened and closed here."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     writer = process_writer_id()
-    lake = open_stream_lake(settings, writer)
+    own_lake = lake is None
+    lake = open_stream_lake(settings, writer) if lake is None else lake
     client = boundary_client(settings)
     worker = StreamWorker(
         WorkerSettings(
@@ -87,5 +93,6 @@ def run_worker(
         asyncio.run(main())
     finally:
         client.close()
-        close_stream_lake(lake)
+        if own_lake:
+            close_stream_lake(lake)
     return worker.stats.as_dict()

@@ -25,6 +25,8 @@ class SandboxConfig:
     port: int = 9100
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     rate: float = 20.0  # average trades per second per symbol
+    # Per symbol, its own average instead of ``rate``: a few busy symbols and many quiet ones, as on Binance.
+    symbol_rates: dict[str, float] = field(default_factory=dict)
     seed: int = 42
     history_seconds: float = 0.0  # the synthetic market's trades of this past window, served from the start
     history_since_us: int | None = None  # or its trades from this moment on, when that is earlier

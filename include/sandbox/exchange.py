@@ -51,7 +51,7 @@ class Exchange:
             self.specs[symbol] = spec_for(symbol)
             self.sources[symbol] = SyntheticMarket(
                 self.specs[symbol],
-                config.rate,
+                config.symbol_rates.get(symbol, config.rate),
                 config.seed,
                 start_us=self.history_start_us,
                 first_id=config.first_trade_id,

@@ -2,7 +2,8 @@
 prints each of its figures as a number, and passes the correctness checks it makes (every id stored
 exactly once, no 429, candles equal to a hand GROUP BY and to a full refresh, the dashboard's
 chart holding every candle and drawing as many as the minimal page, its live refresh merging the
-lake's new trades and a trade written to the lake reaching the open chart). No timing is
+lake's new trades and a trade written to the lake reaching the open chart, every trade of a long
+history and of a 400-symbol stream loaded once). No timing is
 asserted: at this size the figures mean nothing, and performance is ``make bench``'s business.
 What this catches is a benchmark that no longer runs.
 """
@@ -67,6 +68,43 @@ FIGURES = {
         "freshness, models only (no tests)",
         "full refresh (dbt build)",
     ],
+    "history": [
+        *(f"ledger rows, {which} history" for which in ("short", "long")),
+        *(f"full build, {which} history" for which in ("short", "long")),
+        *(
+            f"{figure}, {which}"
+            for figure in (
+                "load of a micro-batch",
+                "ledger look-up",
+                "incremental build",
+                "incremental models",
+                "incremental tests",
+                "load and build",
+            )
+            for which in ("short history", "long history", "long / short")
+        ),
+        "files listed by a load",
+    ],
+    "symbols": [
+        f"{count} symbols, {figure}"
+        for count in (2, 40, 400)
+        for figure in (
+            "trade files",
+            "heartbeats",
+            "write markers",
+            "gap records",
+            "gap markers",
+            "quarantine",
+            "objects per hour",
+            "PUTs per second",
+            "trades per second",
+            "trades per trade file",
+            "trade files per flush",
+            "objects per flush",
+            "load of the window",
+            "load / window",
+        )
+    ],
     "dashboard": [
         "query and figure, server",
         "figure JSON (st.plotly_chart's)",
@@ -96,6 +134,20 @@ CHECKS = {
         "the six marts equal the hand script's",
         "every trade counted once in 1m candles",
         "incremental marts equal a full refresh",
+    ],
+    "history": [
+        f"{check}, {which} history"
+        for which in ("short", "long")
+        for check in (
+            "every trade loaded exactly once",
+            "every file in the ledger exactly once",
+            "every trade counted once in 1m candles",
+        )
+    ],
+    "symbols": [
+        "every trade written was loaded once",
+        "no id missing in any symbol's run",
+        "every trade file counted is in the lake",
     ],
     "dashboard": [
         "the figure holds every candle queried",
