@@ -3,7 +3,8 @@
 Two DuckDB warehouses hold the same market (a few symbols at about one trade a second each), one
 with 1 day of history and one with 30 days, as a month of loads leaves them: raw.trades with each
 load's ``loaded_at`` (a load a minute, 30 s after it), and raw.load_ledger with one row per lake
-file, a file per symbol per 5 s flush (720 an hour; nothing compacts them yet). The rows are made
+file, a file per symbol per 5 s flush (720 an hour) in the hour the history ends in, and one per
+symbol-hour before it (compacted: the load forgets the rows of the files a compacted file replaced). The rows are made
 directly as the lake's contract table (``include.lake.trades.to_table``: exact DECIMAL(38, 8) from
 integer units, no float) and inserted with the ledger in the loader's shape; the lake itself holds
 only what comes next. Each warehouse gets dbt's full build once (every model and test), then, a few
@@ -118,8 +119,10 @@ def loaded_at(flush_end_us: np.ndarray) -> np.ndarray:
     return -(-flush_end_us // LOAD_EVERY_US) * LOAD_EVERY_US + LOAD_DELAY_US
 
 
-def history_tables(columns: TradeColumns) -> tuple[pa.Table, pa.Table]:
-    """raw.trades rows and raw.load_ledger rows of one symbol's trades, as their loads left them."""
+def history_tables(columns: TradeColumns, compacted_before_us: int) -> tuple[pa.Table, pa.Table]:
+    """raw.trades rows and raw.load_ledger rows of one symbol's trades, as their loads left them: a
+    ledger row per 5 s flush file, but one per hour for the hours before ``compacted_before_us``
+    (compacted once repaired; the load forgets the rows of the files a compacted file replaced)."""
     starts, flush_end = flush_files(columns)
     counts = np.diff(np.append(starts, len(columns)))
     loaded = loaded_at(flush_end)
@@ -129,21 +132,40 @@ def history_tables(columns: TradeColumns) -> tuple[pa.Table, pa.Table]:
     trades = trades.append_column("loaded_at", pa.array(np.repeat(loaded, counts)).cast(pa.timestamp("us", tz="UTC")))
     first_ids, last_ids = columns.trade_id[starts], columns.trade_id[starts + counts - 1]
     hours = columns.trade_time_us[starts] // HOUR_US * HOUR_US
-    prefixes = {int(hour): hour_prefix(columns.symbol, int(hour)) for hour in np.unique(hours)}
     sizes = FILE_OVERHEAD_BYTES + BYTES_PER_TRADE * counts
-    ledger = pa.table(
+    files = pa.table({"hour": hours, "first": first_ids, "last": last_ids, "size": sizes, "rows": counts, "at": loaded})
+    return trades, ledger_rows(columns.symbol, files, compacted_before_us)
+
+
+def ledger_rows(symbol: str, files: pa.Table, compacted_before_us: int) -> pa.Table:
+    """The ledger rows of a symbol's flush files (hour, first, last, size, rows, at): one per file of
+    the hours from ``compacted_before_us`` on, one per compacted hour before it."""
+    hours = files["hour"].to_numpy()
+    old = files.filter(pa.array(hours < compacted_before_us))
+    compacted = old.group_by("hour").aggregate(
+        [("first", "min"), ("last", "max"), ("size", "sum"), ("rows", "sum"), ("at", "max")]
+    )
+    compacted = compacted.rename_columns(["hour", "first", "last", "size", "rows", "at"])
+    recent = files.filter(pa.array(hours >= compacted_before_us))
+    keys, sizes, etags, counts, loaded = [], [], [], [], []
+    for source, table in (("compact", compacted), ("stream", recent)):
+        for hour, first, last, size, rows, at in zip(
+            *(table[name].to_pylist() for name in files.column_names), strict=True
+        ):
+            keys.append(f"{hour_prefix(symbol, hour)}{source}-{first}-{last}.parquet")
+            sizes.append(size)
+            etags.append(f"{size}-{at * 1000}")
+            counts.append(rows)
+            loaded.append(at)
+    return pa.table(
         {
-            "file_key": [
-                f"{prefixes[int(h)]}stream-{a}-{b}.parquet"
-                for h, a, b in zip(hours.tolist(), first_ids.tolist(), last_ids.tolist(), strict=True)
-            ],
-            "size": sizes,
-            "etag": [f"{size}-{at * 1000}" for size, at in zip(sizes.tolist(), flush_end.tolist(), strict=True)],
-            "row_count": counts,
-            "loaded_at": pa.array(loaded).cast(pa.timestamp("us", tz="UTC")),
+            "file_key": keys,
+            "size": pa.array(sizes, pa.int64()),
+            "etag": etags,
+            "row_count": pa.array(counts, pa.int64()),
+            "loaded_at": pa.array(loaded, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         }
     )
-    return trades, ledger
 
 
 def fill_history(warehouse: DuckDBWarehouse, market: Market, end_us: int) -> tuple[int, int]:
@@ -151,7 +173,10 @@ def fill_history(warehouse: DuckDBWarehouse, market: Market, end_us: int) -> tup
     trades = files = 0
     for day_start in range(market.start_us, end_us, DAY_US):
         day_end = min(day_start + DAY_US, end_us)
-        tables = [history_tables(market.between(i, day_start, day_end)) for i in range(market.symbols)]
+        tables = [
+            history_tables(market.between(i, day_start, day_end), end_us // HOUR_US * HOUR_US)
+            for i in range(market.symbols)
+        ]
         day = pa.concat_tables([t for t, _ in tables]).sort_by([("loaded_at", "ascending"), ("symbol", "ascending")])
         ledger = pa.concat_tables([ledger for _, ledger in tables]).sort_by("loaded_at")
         warehouse.connection.register("incoming", day)
@@ -338,7 +363,7 @@ def main(smoke: bool = False) -> bool:
     size = SMOKE if smoke else FULL
     report = Report(
         f"history: a micro-batch's load and incremental build, {days(size.short_days)} vs {days(size.long_days)}"
-        f" of history ({size.symbols} symbols at {size.rate:g} trades/s each; a ledger row per 5 s flush file)"
+        f" of history ({size.symbols} symbols at {size.rate:g} trades/s each; compacted hours in the ledger)"
     )
     with tempfile.TemporaryDirectory() as work_dir:
         short, long = measure(Path(work_dir), size)

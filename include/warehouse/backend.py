@@ -16,6 +16,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Self
 
+from include.lake.keys import partition_of
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import Warehouse
 from include.warehouse.shared import Dialect, LoadResult, RefusedFile, StatusRefresh
@@ -89,6 +90,28 @@ class SQLWarehouse(Warehouse):
             rows = self.execute(f"select file_key from raw.load_ledger where file_key in ({marks})", list(keys))
             loaded.update(row[0] for row in rows)
         return [info for info in candidates if info.key not in loaded]
+
+    def forget_replaced(self, lake: ObjectStore, compacted_keys: Iterable[str]) -> int:
+        """Delete the ledger rows of the files each compacted file replaced, once they are gone.
+
+        Compaction deletes an hour's small files (include/lake/compaction.py): their keys can never
+        be listed again, so their rows would only make the ledger grow with every flush ever loaded.
+        What is gone is read from a listing of the partition now, never assumed; a small file still
+        there (a compaction that crashed before deleting it) keeps its row. Returns the rows deleted.
+        """
+        forgotten = 0
+        for key in compacted_keys:
+            partition = partition_of(key)
+            present = [info.key for info in lake.list(partition)]
+            marks = ", ".join([self.dialect.placeholder] * len(present))
+            kept = f" and file_key not in ({marks})" if present else ""
+            deleted = self.execute(
+                "delete from raw.load_ledger"
+                f" where substr(file_key, 1, {len(partition)}) = {self.dialect.placeholder}{kept}",
+                [partition, *present],
+            )
+            forgotten += int(deleted[0][0]) if deleted else 0
+        return forgotten
 
     def refuse(self, info: ObjectInfo, error: RefusedFile, result: LoadResult) -> None:
         """Report the file once (in ``result``) and remember it by key and ETag."""

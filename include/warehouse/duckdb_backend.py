@@ -110,13 +110,13 @@ class DuckDBWarehouse(SQLWarehouse):
                 continue
             batch.add(info, table)
             if batch.rows >= self.batch_rows:
-                self._commit(batch, result)
+                self._commit(lake, batch, result)
                 batch = _Batch()
         if batch.files:
-            self._commit(batch, result)
+            self._commit(lake, batch, result)
         return result
 
-    def _commit(self, batch: _Batch, result: LoadResult) -> None:
+    def _commit(self, lake: ObjectStore, batch: _Batch, result: LoadResult) -> None:
         """The batch's rows and its ledger rows, in one transaction.
 
         A compacted file's rows are inserted only for ids ``raw.trades`` does not hold: the files it
@@ -142,6 +142,7 @@ class DuckDBWarehouse(SQLWarehouse):
                 self.connection.unregister(name)
         result.files_loaded += len(batch.files)
         result.rows_loaded += inserted
+        self.forget_replaced(lake, [info.key for info in batch.files if is_compacted(info.key)])
 
 
 class _Batch:

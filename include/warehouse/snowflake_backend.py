@@ -199,7 +199,7 @@ class SnowflakeWarehouse(SQLWarehouse):
 
     def _load_chunk(self, lake: ObjectStore, chunk: list[ObjectInfo], result: LoadResult) -> None:
         try:
-            self._commit(chunk, result)
+            self._commit(lake, chunk, result)
         except self.file_errors as error:
             if len(chunk) == 1:
                 self._refuse(lake, chunk[0], error, result)
@@ -207,11 +207,11 @@ class SnowflakeWarehouse(SQLWarehouse):
             log.warning("COPY of %d files failed (%s): copying them one by one", len(chunk), _first_line(error))
             for info in chunk:
                 try:
-                    self._commit([info], result)
+                    self._commit(lake, [info], result)
                 except self.file_errors as single_error:
                     self._refuse(lake, info, single_error, result)
 
-    def _commit(self, infos: list[ObjectInfo], result: LoadResult) -> None:
+    def _commit(self, lake: ObjectStore, infos: list[ObjectInfo], result: LoadResult) -> None:
         """The files' rows, their ``loaded_at`` and their ledger rows, in one transaction; counted once committed."""
         rows: dict[str, int] = {}
         dropped = 0
@@ -228,6 +228,7 @@ class SnowflakeWarehouse(SQLWarehouse):
         in_transaction(self.execute, SNOWFLAKE, copy_stamp_and_record)
         result.files_loaded += len(infos)
         result.rows_loaded += sum(rows.values()) - dropped
+        self.forget_replaced(lake, [info.key for info in infos if is_compacted(info.key)])
 
     def _drop_held(self) -> int:
         """Delete the rows just copied (``loaded_at`` still null) whose id ``raw.trades`` held already.

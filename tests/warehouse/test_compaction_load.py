@@ -97,3 +97,23 @@ def test_a_file_compacted_between_the_listing_and_the_read_is_skipped_and_its_ro
 
     load_lake(lake, each_warehouse)
     assert id_counts(each_warehouse) == Counter(range(FIRST_ID, FIRST_ID + TRADES))
+
+
+def ledger_keys(warehouse: Warehouse) -> set[str]:
+    return {row[0] for row in warehouse.execute("select file_key from raw.load_ledger")}
+
+
+def test_the_ledger_forgets_the_files_a_compacted_file_replaced_once_they_are_gone(lake, each_warehouse):
+    stream_hour(lake)
+    load_lake(lake, each_warehouse)
+    small = ledger_keys(each_warehouse)
+    assert len(small) == 31
+    survivor = sorted(small)[3]
+    survivor_bytes = lake.get(survivor)
+
+    result = compact_hour(lake, SYMBOL, START_US, EXPECTED)
+    lake.put(survivor, survivor_bytes)  # as if the compaction had crashed before deleting this one
+    load_lake(lake, each_warehouse, full=True)
+
+    assert ledger_keys(each_warehouse) == {result.compacted_key, survivor}
+    assert load_lake(lake, each_warehouse, full=True).files_loaded == 0  # and nothing loads again
