@@ -48,7 +48,7 @@ from include.warehouse.audit import compare
 from tests.support.airflow_api import Airflow, first_stream_key, trigger_repairs
 from tests.support.browser import chromium, new_page, wait_for_candles
 from tests.support.candles import klines
-from tests.support.net import http_get, http_post_json
+from tests.support.net import admin, http_get, http_post_json, set_faults
 from tests.support.up import STARTUP_LIVENESS_SECONDS, UpCommand, all_components_healthy, answers, listening_addresses
 from tests.support.waiting import wait_until
 
@@ -66,15 +66,6 @@ CANDLE_FIELDS = (
     "open_time, open, high, low, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, "
     "trade_count, close_time, is_complete"
 )
-
-
-def sandbox_admin(rest_url: str, changes: dict[str, float] | None = None) -> dict:
-    if changes is None:
-        status, _, body = http_get(f"{rest_url}/admin")
-    else:
-        status, body = http_post_json(f"{rest_url}/admin", changes)
-    assert status == 200, body
-    return body
 
 
 def first_id_at(rest_url: str, symbol: str, time_us: int) -> int:
@@ -243,7 +234,7 @@ def test_every_trade_once_and_every_candle_the_exchanges_through_kills_restarts_
 
     with deployment.running() as (up, output):
         check_first_start(deployment, output.text, settings)
-        sandbox_admin(rest_url, FAULTS | MALFORMED)
+        set_faults(rest_url, FAULTS | MALFORMED)
         stream_key = airflow.wait(lambda: first_stream_key(lake), PIPELINE_SECONDS, "a stream micro-batch in the lake")
         # The stream's start gap reaches back to its hour's start; the hour before is imported by a repair.
         covered_from = hour_of_key(stream_key) - HOUR_US
@@ -251,16 +242,16 @@ def test_every_trade_once_and_every_candle_the_exchanges_through_kills_restarts_
 
         wait_until(
             lambda: (
-                (record := sandbox_admin(rest_url)["record"])["malformed_total"] >= MALFORMED_FRAMES
+                (record := admin(rest_url)["record"])["malformed_total"] >= MALFORMED_FRAMES
                 and record["dropped_connections"] >= 1
             ),
             PIPELINE_SECONDS,
             f"{MALFORMED_FRAMES} malformed frames sent and a connection dropped",
             interval=1,
         )
-        sandbox_admin(rest_url, {"malformed_fraction": 0.0})
+        set_faults(rest_url, {"malformed_fraction": 0.0})
         malformed_off = now_us()
-        sent = Counter(sandbox_admin(rest_url)["record"]["malformed_frames"])
+        sent = Counter(admin(rest_url)["record"]["malformed_frames"])
         # Flushes run one after another: the second heartbeat after the frames stopped closes a flush that
         # took everything received before it.
         first = airflow.wait(lambda: heartbeats_after(lake, malformed_off + 2_000_000), PIPELINE_SECONDS, "a flush")
@@ -273,7 +264,7 @@ def test_every_trade_once_and_every_candle_the_exchanges_through_kills_restarts_
 
     with deployment.running() as (up, output):
         restarted = now_us()
-        sandbox_admin(rest_url, FAULTS)
+        set_faults(rest_url, FAULTS)
         # The cut-off: the restart, so the outage lies before it (the candles judged are those that closed
         # by then, the trades those made before it).
         cutoff = restarted // 1000 * 1000  # a whole millisecond: aggTrades' startTime below is in ms

@@ -48,7 +48,7 @@ from tests.support.exchange import (
     stream_for,
 )
 from tests.support.exchange import assert_lake_is_the_exchange_history as exchange_history_check
-from tests.support.net import admin, free_port, http_get, http_post_json
+from tests.support.net import admin, free_port, http_get, set_faults
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import process_group
 from tests.support.waiting import wait_until
@@ -111,7 +111,7 @@ def test_abrupt_drops_lose_only_what_the_cuts_had_in_flight(start_sandbox, tmp_p
     lake = LocalStore(tmp_path / "lake")
     with start_sandbox(symbols=(SYMBOL,), rate=RATE, lifetime_seconds=3.0) as sandbox:
         cuts = CutRecorder(sandbox)
-        http_post_json(f"{sandbox.rest_url}/admin", {"drop_connections_every": 2.0})
+        set_faults(sandbox, {"drop_connections_every": 2.0})
         worker = stream_for(lake, sandbox.ws_url, 12.0, silence_seconds=30)
         record = admin(sandbox)["record"]
         table = lake_table(lake)
@@ -133,7 +133,7 @@ def test_abrupt_drops_lose_only_what_the_cuts_had_in_flight(start_sandbox, tmp_p
 def test_skipped_messages_are_exactly_the_gaps_in_the_lake(start_sandbox, tmp_path):
     lake = LocalStore(tmp_path / "lake")
     with start_sandbox(symbols=(SYMBOL,), rate=RATE) as sandbox:
-        http_post_json(f"{sandbox.rest_url}/admin", {"skip_fraction": 0.05})
+        set_faults(sandbox, {"skip_fraction": 0.05})
         stream_for(lake, sandbox.ws_url, 8.0)
         record = admin(sandbox)["record"]
         ids = lake_ids(lake_table(lake))
@@ -193,13 +193,13 @@ def broken_kind(raw: str) -> str | None:
 def test_malformed_frames_are_quarantined_one_for_one_and_no_valid_trade_is_lost(start_sandbox, tmp_path):
     lake = LocalStore(tmp_path / "lake")
     with start_sandbox(symbols=(SYMBOL,), rate=RATE) as sandbox:
-        http_post_json(f"{sandbox.rest_url}/admin", {"malformed_fraction": 0.05})
+        set_faults(sandbox, {"malformed_fraction": 0.05})
 
         def end_faults_and_let_in_flight_frames_arrive(worker: StreamWorker) -> None:
             # The fault record counts a broken frame when it is written, each just before its good
             # copy; stop making them and wait until the worker has written the last trade made by
             # then: every broken frame queued before it has been written and has arrived too.
-            http_post_json(f"{sandbox.rest_url}/admin", {"malformed_fraction": 0.0})
+            set_faults(sandbox, {"malformed_fraction": 0.0})
             last_id = admin(sandbox)["symbols"][SYMBOL]["last_id"]
             wait_until(lambda: (worker.batcher.status[SYMBOL].last_trade_id or 0) >= last_id, 60, "the last trade")
 
@@ -232,7 +232,7 @@ def test_a_stalled_connection_is_handed_over_without_losing_what_it_still_holds(
     caplog.set_level(logging.INFO, logger="include.ingest")
     lake = LocalStore(tmp_path / "lake")
     with start_sandbox(symbols=(SYMBOL,), rate=RATE) as sandbox:
-        http_post_json(f"{sandbox.rest_url}/admin", {"stall_every": 3.0, "stall_seconds": 2.5})
+        set_faults(sandbox, {"stall_every": 3.0, "stall_seconds": 2.5})
         worker = stream_for(lake, sandbox.ws_url, 12.0, silence_seconds=1.0)
         record = admin(sandbox)["record"]
         ids = assert_lake_is_the_exchange_history(lake, sandbox.rest_url)

@@ -28,7 +28,7 @@ from include.lake.store import LocalStore, ObjectStore
 from include.lake.trades import read_trades
 from tests.support.exchange import assert_lake_is_the_exchange_history as exchange_history_check
 from tests.support.exchange import assert_matches_exchange, assert_no_duplicates, history, lake_ids
-from tests.support.net import admin, http_post_json
+from tests.support.net import admin, set_faults
 from tests.support.waiting import wait_until
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -191,8 +191,7 @@ def test_the_last_heartbeat_says_stopped_even_when_no_trade_came_since_the_last_
         background.start()
         try:
             wait_until(lambda: heartbeat(lake, "BTCUSDT").get("connection", {}).get("state") == "connected", 60, "hb")
-            status, body = http_post_json(f"{sandbox.rest_url}/admin", {"skip_fraction": 1.0})
-            assert status == 200, body
+            set_faults(sandbox, {"skip_fraction": 1.0})
             worker, seen = background.worker, [-1]
 
             def quiet_and_flushed() -> bool:  # nothing received since the last poll, nothing left to write

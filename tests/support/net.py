@@ -46,6 +46,14 @@ def admin(sandbox: RunningSandbox | str) -> dict[str, Any]:
     return body
 
 
+def set_faults(sandbox: RunningSandbox | str, changes: dict[str, float]) -> dict[str, Any]:
+    """The sandbox's ``POST /admin``: change fault settings; the settings now in force."""
+    base = sandbox if isinstance(sandbox, str) else sandbox.rest_url
+    status, body = http_post_json(f"{base}/admin", changes)
+    assert status == 200, body
+    return body
+
+
 @contextmanager
 def ws_client(url: str) -> Iterator[ClientConnection]:
     """A plain client: no client-side pings (they would count against the 5/s limit), no proxy."""
