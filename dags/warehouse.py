@@ -14,8 +14,11 @@ with `{"full": true}` to reconcile at once.
 `WAREHOUSE` picks the backend. Both load only the files their ledger (`raw.load_ledger`) does not
 name, and commit a file's rows with its ledger row: DuckDB (`DUCKDB_PATH`, the default) inserts
 them, Snowflake runs `COPY INTO raw.trades` with explicit `FILES` and `FORCE` (its 64-day load
-history plays no part). A re-run is a no-op. The `warehouse_writer` pool has one slot: DuckDB allows
-one writing process, and on Snowflake it keeps two loads from copying the same file at once.
+history plays no part). A re-run is a no-op. The first run after a Snowflake warehouse loaded
+before the ledger is upgraded (setup V010 to V013) lists the whole lake and enters every file in the
+ledger, adding only the trades `raw.trades` lacks; runs are incremental again once it went through.
+The `warehouse_writer` pool has one slot: DuckDB allows one writing process, and on Snowflake it
+keeps two loads from copying the same file at once.
 
 Each run returns the files and rows it loaded. A file that is not a trade file of the contract is
 refused by name and the run fails without retrying, after the other files loaded; the refusal is

@@ -61,13 +61,12 @@ class SQLWarehouse(Warehouse):
         return json.loads(rows[0][0]) if rows else None
 
     def save_cursor(self, cursor: dict[str, str]) -> None:
-        def replace() -> None:
-            self.execute("delete from raw.load_cursor")
-            self.execute(
-                f"insert into raw.load_cursor (markers) values ({self.dialect.placeholder})", [json.dumps(cursor)]
-            )
+        in_transaction(self.execute, self.dialect, lambda: self.replace_cursor(cursor))
 
-        in_transaction(self.execute, self.dialect, replace)
+    def replace_cursor(self, cursor: dict[str, str]) -> None:
+        """The cursor's one row replaced, in the caller's transaction."""
+        self.execute("delete from raw.load_cursor")
+        self.execute(f"insert into raw.load_cursor (markers) values ({self.dialect.placeholder})", [json.dumps(cursor)])
 
     def not_refused(self, infos: Iterable[ObjectInfo]) -> list[ObjectInfo]:
         """The objects not refused before as they are now: a replaced file (a new ETag) is tried again."""

@@ -26,10 +26,13 @@ class Warehouse(Protocol):
         ...
 
     def read_cursor(self) -> dict[str, str] | None:
-        """The write markers (key -> ETag) consumed by the last load; None before the first."""
+        """The write markers (key -> ETag) consumed by the last load; None before the first, or
+        whenever the next load must list the whole lake (Snowflake's ledger adopting older loads)."""
         ...
 
-    def save_cursor(self, cursor: dict[str, str]) -> None: ...
+    def save_cursor(self, cursor: dict[str, str]) -> None:
+        """Save the cursor of a discovery made from ``read_cursor()``, once its files are loaded."""
+        ...
 
     def refresh_status(self, lake: ObjectStore) -> StatusRefresh:
         """Bring raw.stream_status and raw.completeness up to date with the lake's status objects."""

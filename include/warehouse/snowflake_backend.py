@@ -15,8 +15,33 @@ which those are, on day 1 or day 1000. ``LOAD_UNCERTAIN_FILES = TRUE`` was the a
 would still let the history skip a file loaded in the last 64 days that the ledger does not name
 (one whose COPY was rolled back, had the history outlived the rollback), which would be a loss
 the ledger could not see, and fakesnow, which models FORCE, rejects it untested. FORCE leaves one
-judge, tested the same way on both backends. A warehouse loaded before V010 starts with an empty
-ledger: its files must be entered in it before this load runs, or they load again (README).
+judge, tested the same way on both backends.
+
+Adopting: a warehouse loaded before V010 holds rows that no ledger row accounts for, and a load by
+the ledger alone would copy its files again. Until ``raw.ledger_adopted`` (V012) holds its one row,
+the warehouse is adopting: ``read_cursor`` answers None, so the load lists the whole lake, and every
+COPY keeps only the trade ids ``raw.trades`` does not hold yet (``_drop_held``, the rule of compacted
+files) in the transaction that enters its files in the ledger. A file the old code loaded gets its
+ledger row and adds no row; a file it never loaded is loaded. The load that went through the whole
+listing inserts the flag in the transaction that saves its cursor (``save_cursor``); a crash before
+leaves the warehouse adopting, and adopting again is harmless: the ledger filters what committed,
+the ids the rest. Rows an old load left without ``loaded_at`` (it stamped after its COPY had
+committed) are stamped first, so they count as held. V012 sets the flag at once where ``raw.trades``
+is empty: a new warehouse never adopts. One set up with V010 adopts too, which costs one listing of
+the lake and copies nothing its ledger names.
+
+Adopting by ids, not by Snowflake's load history (which the old code trusted: a COPY without FORCE
+would skip the files it remembers, without reading them), because the history would decide three
+things no test can check: a file older than 64 days is "uncertain" and skipped whether it was
+loaded or not (adopted on the belief that the old code, running continuously, loaded it); a file
+re-uploaded with a new ETag loads a second time; and whether the history of a COPY rolled back with
+its transaction is rolled back too is not documented (the old code kept its COPY out of any
+transaction for that reason): if not, a crash mid-adoption would leave a file the history names and
+``raw.trades`` lacks, which the next pass would adopt unloaded, a silent loss. fakesnow models none
+of the three, and its report of a skipped file (a LOAD_SKIPPED row) is not Snowflake's, which
+leaves the file out (or answers "Copy executed with 0 files processed.").
+The price of the ids: the adopting load reads the whole lake once, and deletes the rows it copied
+again, in COPYs of at most 1000 files, once per warehouse.
 
 Each load names its files explicitly (``FILES = (...)``, at most 1000 per statement). The connection
 is Airflow's Snowflake provider (``SnowflakeHook``, connection ``SNOWFLAKE_CONN_ID``), so credentials
@@ -53,13 +78,14 @@ log = logging.getLogger(__name__)
 
 SETUP_DIR = Path(__file__).with_name("snowflake_setup")
 # Versions that create roles, a warehouse and grants: they need ACCOUNTADMIN or SECURITYADMIN.
-ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005", "V007", "V009", "V011"})
+ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005", "V007", "V009", "V011", "V013"})
 # Errors about the files themselves: Snowflake raises ProgrammingError for a file COPY cannot load.
 # A lost connection (OperationalError, ...) is not one, and raises.
 FILE_ERRORS: tuple[type[Exception], ...] = (ProgrammingError,)
 FILES_PER_COPY = 1000  # Snowflake's limit for an explicit FILES list
 LOADER_ROLE, READER_ROLE, COMPUTE = "cryptoflow_loader", "cryptoflow_reader", "cryptoflow_wh"
-# The rows a COPY of compacted files just inserted (loaded_at not stamped yet) whose id was held before.
+# The rows a COPY of compacted files, or an adopting COPY, just inserted (loaded_at not stamped yet)
+# whose id was held before.
 DROP_HELD = """
 delete from raw.trades as fresh using (
     select held.exchange, held.symbol, held.trade_id
@@ -183,23 +209,53 @@ class SnowflakeWarehouse(SQLWarehouse):
             log.info("applied Snowflake setup %s", version)
         return applied
 
+    def adopting(self) -> bool:
+        """Whether the ledger has still to adopt what loads before it copied (module docstring)."""
+        ((flags,),) = self.execute("select count(*) from raw.ledger_adopted")
+        return int(flags) == 0
+
+    def read_cursor(self) -> dict[str, str] | None:
+        """None while adopting: the load lists the whole lake, so every file gets its ledger row."""
+        return None if self.adopting() else super().read_cursor()
+
+    def save_cursor(self, cursor: dict[str, str]) -> None:
+        """Save the cursor; while adopting, and the flag with it, in one transaction.
+
+        The cursor is saved after the load of a discovery made from ``read_cursor()``, which was
+        None while adopting: that load listed the whole lake, and each file it listed is now in the
+        ledger (or refused, or compacted away since the listing, its rows in the compacted file)."""
+        adopting = self.adopting()
+
+        def replace_and_adopt() -> None:
+            self.replace_cursor(cursor)
+            if adopting:
+                self.execute("insert into raw.ledger_adopted (adopted_at) values (current_timestamp())")
+
+        in_transaction(self.execute, SNOWFLAKE, replace_and_adopt)
+        if adopting:
+            log.info("the load ledger has adopted every file of the lake: loads list what markers name again")
+
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
         """COPY in the files the ledger does not hold, each COPY in one transaction with their ledger rows.
 
-        Compacted files (include/lake/compaction.py) are copied in COPYs of their own, which keep
-        only the ids ``raw.trades`` did not hold (``_drop_held``)."""
+        Compacted files (include/lake/compaction.py) are copied in COPYs of their own. They, and
+        every file while adopting, keep only the ids ``raw.trades`` did not hold (``_drop_held``)."""
         listed = list(infos)
+        adopting = self.adopting()
         candidates = self.not_loaded(listed)
         result = LoadResult(files_skipped=len(listed) - len(candidates))
+        if adopting and candidates:
+            log.info("adopting %d files into the load ledger: only ids raw.trades lacks are kept", len(candidates))
+            self._stamp_loaded_at(self._now())  # an old load's unstamped rows: held, not fresh
         for compacted in (False, True):
             files = [info for info in candidates if is_compacted(info.key) == compacted]
             for start in range(0, len(files), FILES_PER_COPY):
-                self._load_chunk(lake, files[start : start + FILES_PER_COPY], result)
+                self._load_chunk(lake, files[start : start + FILES_PER_COPY], result, adopting or compacted)
         return result
 
-    def _load_chunk(self, lake: ObjectStore, chunk: list[ObjectInfo], result: LoadResult) -> None:
+    def _load_chunk(self, lake: ObjectStore, chunk: list[ObjectInfo], result: LoadResult, new_ids_only: bool) -> None:
         try:
-            self._commit(lake, chunk, result)
+            self._commit(lake, chunk, result, new_ids_only)
         except self.file_errors as error:
             if len(chunk) == 1:
                 self._refuse(lake, chunk[0], error, result)
@@ -207,12 +263,13 @@ class SnowflakeWarehouse(SQLWarehouse):
             log.warning("COPY of %d files failed (%s): copying them one by one", len(chunk), _first_line(error))
             for info in chunk:
                 try:
-                    self._commit(lake, [info], result)
+                    self._commit(lake, [info], result, new_ids_only)
                 except self.file_errors as single_error:
                     self._refuse(lake, info, single_error, result)
 
-    def _commit(self, lake: ObjectStore, infos: list[ObjectInfo], result: LoadResult) -> None:
-        """The files' rows, their ``loaded_at`` and their ledger rows, in one transaction; counted once committed."""
+    def _commit(self, lake: ObjectStore, infos: list[ObjectInfo], result: LoadResult, new_ids_only: bool) -> None:
+        """The files' rows (with ``new_ids_only``, those whose id ``raw.trades`` lacked), their
+        ``loaded_at`` and their ledger rows, in one transaction; counted once committed."""
         rows: dict[str, int] = {}
         dropped = 0
 
@@ -220,7 +277,7 @@ class SnowflakeWarehouse(SQLWarehouse):
             nonlocal dropped
             loaded_at = self._now()
             rows.update(rows_per_file(self._copy(infos), infos))
-            if is_compacted(infos[0].key):
+            if new_ids_only:
                 dropped = self._drop_held()
             self._stamp_loaded_at(loaded_at)
             self._record(infos, rows, loaded_at)
@@ -233,9 +290,10 @@ class SnowflakeWarehouse(SQLWarehouse):
     def _drop_held(self) -> int:
         """Delete the rows just copied (``loaded_at`` still null) whose id ``raw.trades`` held already.
 
-        Compacted files repeat trades that were most likely loaded from the files they replace; a
-        warehouse that never saw those keeps every row. Runs in the COPY's transaction, so no reader
-        sees the repeats. The held ids are looked up within the copied ids' range per symbol only."""
+        Compacted files repeat trades that were most likely loaded from the files they replace, and
+        an adopting load copies files a load before the ledger most likely loaded; a warehouse that
+        never saw those keeps every row. Runs in the COPY's transaction, so no reader sees the
+        repeats. The held ids are looked up within the copied ids' range per symbol only."""
         ((deleted, *_),) = self.execute(DROP_HELD)
         return int(deleted)
 

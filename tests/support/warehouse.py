@@ -26,7 +26,7 @@ from tests.support.trades import lake_rows
 # Snowflake raises ProgrammingError: that knowledge stays in the tests, not in the product.
 FAKESNOW_FILE_ERRORS = (ProgrammingError, duckdb.Error)
 # The Snowflake setup versions an object owner applies (--objects-only); the others are account level.
-SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006", "V008", "V010"]
+SNOWFLAKE_OBJECT_VERSIONS = ["V002", "V004", "V006", "V008", "V010", "V012"]
 
 
 def warehouse_rows(path: Path) -> list[tuple]:
@@ -142,6 +142,16 @@ def forget_load_history(execute: Callable[..., list[tuple]]) -> int:
     delete from). The number of files forgotten."""
     (forgotten,) = execute("delete from information_schema.load_history where table_name = 'TRADES'")[0]
     return int(forgotten)
+
+
+def as_loaded_before_the_ledger(warehouse, lake_url: str) -> list[str]:
+    """A Snowflake warehouse (fakesnow's) as the code before V010 left it, then upgraded: its raw.trades,
+    cursor and load history kept, its ledger and adoption flag dropped with the record of the versions
+    that made them (V010, V012), then the setup that applies those again. The versions applied."""
+    warehouse.execute("drop table raw.load_ledger")
+    warehouse.execute("drop table raw.ledger_adopted")
+    warehouse.execute("delete from raw.schema_migrations where version in ('V010', 'V012')")
+    return warehouse.setup(lake_url, "cryptoflow_lake", account_level=False)
 
 
 def loaded_at_of_each_file(lake, execute: Callable[..., list[tuple]]) -> dict[str, set]:

@@ -208,15 +208,16 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
         migration.version: render_setup(migration.path, "cryptoflow", "s3://lake-bucket", "cryptoflow_lake")
         for migration in setup_versions()
     }
-    assert list(statements) == [f"V{number:03}" for number in range(1, 12)]
+    assert list(statements) == [f"V{number:03}" for number in range(1, 14)]
     text = {version: "\n".join(parts).lower() for version, parts in statements.items()}
     assert not any("${" in body for body in text.values())
     assert f"create role if not exists {LOADER_ROLE}" in text["V001"]
     assert f"create role if not exists {READER_ROLE}" in text["V001"]
     assert "url = 's3://lake-bucket/' storage_integration = cryptoflow_lake" in text["V002"]
-    grants = "\n".join(text[version] for version in ("V003", "V005", "V007", "V009", "V011")).splitlines()
+    grants = "\n".join(text[version] for version in ("V003", "V005", "V007", "V009", "V011", "V013")).splitlines()
     # The loader copies through the stage and its format into raw, stamps loaded_at (an update),
-    # and reads and adds to the ledger, which it may not change (no update, no delete);
+    # reads and adds to the ledger, which it may not change (no update, no delete), and so the flag
+    # that the ledger has adopted what loads before it copied;
     # the reader only reads: marts, and of raw the two health tables and the gap fills.
     for needed in (
         "on stage cryptoflow.raw.lake",
@@ -226,6 +227,8 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
         "grant update on future tables in schema cryptoflow.raw",
         "grant select, insert on table cryptoflow.raw.load_ledger",
         "revoke update, delete on table cryptoflow.raw.load_ledger",
+        "grant select, insert on table cryptoflow.raw.ledger_adopted",
+        "revoke update, delete on table cryptoflow.raw.ledger_adopted",
     ):
         assert any(needed in line and LOADER_ROLE in line for line in grants), needed
     reader = [line for line in grants if line.endswith(READER_ROLE)]
@@ -267,7 +270,7 @@ def test_every_version_that_grants_is_applied_only_at_account_level():
         for migration in setup_versions()
         if re.search(r"^\s*(grant|revoke)\b", migration.path.read_text(), re.MULTILINE | re.IGNORECASE)
     }
-    assert granting == {"V001", "V003", "V005", "V007", "V009", "V011"}
+    assert granting == {"V001", "V003", "V005", "V007", "V009", "V011", "V013"}
     assert granting <= ACCOUNT_LEVEL_VERSIONS
 
 
