@@ -14,7 +14,8 @@ the whole window and flushes a Parquet micro-batch into the lake on every poke.
 - **A crashed stream is back in seconds**: retries with a 5-second delay. Whatever an outage
   missed is found by trade id and filled by the `repair_gaps` DAG.
 - Watch it in the task logs: every poke logs trades, quarantined, duplicates, reconnects and lag.
-  Per-symbol heartbeats are in the lake under `status/stream/`.
+  Each writer's heartbeat (every symbol's last trade, lag and connection) is in the lake under
+  `status/stream/`, one object per writer.
 
 Trigger it by hand with `{"window_minutes": 5}` for a short stream.
 """

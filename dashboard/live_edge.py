@@ -20,7 +20,7 @@ marts' rules and merges them onto the marts' candles from the frontier on:
   its end. Ids missing between the frontier and the new trades, or among them, make every minute
   from the trade before the missing ids to the trade after them incomplete. A minute without a trade
   is flat at the previous close only when complete; else its prices are null, never a flat candle.
-- Closed: once a later trade or the stream's heartbeat (``keys.heartbeat_key``, written at every
+- Closed: once a later trade or the stream's heartbeat (``include/lake/heartbeats.py``, written at every
   flush) covers the bucket's last microsecond, or the marts already said so.
 - Larger intervals: the frontier's bucket of the interval and every one after it are rolled up from
   1m candles (the marts' ones of that bucket before the frontier minute, then the merged ones) with
@@ -38,7 +38,6 @@ DuckDB snapshot and Snowflake alike.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -53,7 +52,8 @@ from dashboard.queries import (
     memory_cursor,
 )
 from include.candles import BY_NAME, CANDLE_SCHEMA
-from include.lake.keys import heartbeat_key, hour_prefix, ids_of_key
+from include.lake.heartbeats import BodyCache, read_status
+from include.lake.keys import hour_prefix, ids_of_key
 from include.lake.store import ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
 from include.timeutil import HOUR_US, MINUTE_US, hour_start_us, to_us
@@ -86,13 +86,14 @@ class LiveCandles:
     off: str | None = None  # why the live edge was not read, when it was not
 
 
+# The heartbeats this process read, per lake: each refresh reads only those that changed since.
+_HEARTBEATS: dict[str, BodyCache] = {}
+
+
 def heartbeat_of(lake: ObjectStore, symbol: str) -> datetime | None:
-    """The ``updated_at`` of the symbol's stream heartbeat in the lake; None when there is none."""
-    try:
-        body = json.loads(lake.get(heartbeat_key(symbol)))
-    except FileNotFoundError:
-        return None
-    updated = body.get("updated_at") if isinstance(body, dict) else None
+    """The ``updated_at`` of the symbol's newest stream heartbeat in the lake; None when there is none."""
+    status = read_status(lake, symbol, _HEARTBEATS.setdefault(lake.url, {}))
+    updated = status.get("updated_at") if status is not None else None
     return datetime.fromisoformat(updated).astimezone(UTC) if isinstance(updated, str) else None
 
 

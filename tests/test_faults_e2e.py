@@ -40,7 +40,8 @@ import pytest
 
 from include.candles import INTERVALS
 from include.config import Settings, load_settings
-from include.lake.keys import QUARANTINE_PREFIX, heartbeat_key, hour_of_key
+from include.lake.heartbeats import read_statuses
+from include.lake.keys import QUARANTINE_PREFIX, hour_of_key
 from include.lake.store import ObjectStore, open_lake
 from include.timeutil import HOUR_US, from_us, now_us, to_us
 from include.up import LOCALHOST
@@ -102,14 +103,11 @@ def candle_problems(snapshot: Path, rest_url: str, first_us: int, end_us: int) -
 
 
 def heartbeats_after(lake: ObjectStore, moment_us: int) -> int | None:
-    """The oldest of the stream's per-symbol heartbeats, once every one was written after ``moment_us``."""
-    times = []
-    for symbol in SYMBOLS:
-        try:
-            body = json.loads(lake.get(heartbeat_key(symbol)))
-        except FileNotFoundError:
-            return None
-        times.append(to_us(datetime.fromisoformat(body["updated_at"])))
+    """The oldest of the stream's symbols' heartbeats, once every one was written after ``moment_us``."""
+    statuses = read_statuses(lake)
+    if any(symbol not in statuses for symbol in SYMBOLS):
+        return None
+    times = [to_us(datetime.fromisoformat(statuses[symbol]["updated_at"])) for symbol in SYMBOLS]
     return min(times) if min(times) > moment_us else None
 
 

@@ -15,13 +15,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
 from include.ingest.gaps import Gap, GapDetector, StartBoundary
 from include.ingest.parse import Control, Rejected, decode, decode_many, looks_like_trade, validate
-from include.lake.keys import GAP_WRITES_PREFIX, WRITES_PREFIX, heartbeat_key, quarantine_key
+from include.lake.heartbeats import write_heartbeat
+from include.lake.keys import GAP_WRITES_PREFIX, WRITES_PREFIX, quarantine_key
 from include.lake.markers import MarkerWriter
 from include.lake.store import LakeError, ObjectStore
 from include.lake.trades import TradeColumns, trade_objects
@@ -316,26 +316,25 @@ class MicroBatcher:
         return key, ("\n".join(lines) + "\n").encode()
 
     def write_heartbeats(self) -> None:
-        """One small status object per symbol: what later parts and the dashboard read."""
-        updated = datetime.now(UTC).isoformat()
-        for symbol, status in self.status.items():
-            body = {
-                "symbol": symbol,
-                "updated_at": updated,
+        """The writer's heartbeat: one small object with every symbol's status (include/lake/heartbeats.py)."""
+        now = now_us()
+        symbols = {
+            symbol: {
                 "last_trade_id": status.last_trade_id,
                 "last_trade_time": None
                 if status.last_trade_time_us is None
                 else from_us(status.last_trade_time_us).isoformat(),
                 "lag_seconds": None
                 if status.last_trade_time_us is None
-                else round((now_us() - status.last_trade_time_us) / 1e6, 3),
+                else round((now - status.last_trade_time_us) / 1e6, 3),
                 "trades_written": status.trades_written,
                 "gaps": status.gaps,
                 "gap_ids": status.gap_ids,
-                "counters": self.stats.as_dict(),
                 "connection": self.connection_states.get(symbol),
             }
-            self.lake.put(heartbeat_key(symbol), json.dumps(body, indent=2).encode())
+            for symbol, status in self.status.items()
+        }
+        write_heartbeat(self.lake, self.writer, from_us(now), self.stats.as_dict(), symbols)
 
 
 def _reason_kind(reason: str) -> str:

@@ -6,7 +6,7 @@ style (``name=value``) so that a listing of one symbol, day or hour is a listing
     trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=13/<source>-<first_id>-<last_id>.parquet
         (<source>: stream, backfill, replay; or compact: the hour's files in one, include/lake/compaction.py)
     quarantine/exchange=binance/date=2026-11-24/hour=13/<writer>-<received_us>-<count>.jsonl
-    status/stream/exchange=binance/symbol=BTCUSDT.json           a stream heartbeat per symbol
+    status/stream/exchange=binance/writer=<writer>.json          a stream writer's heartbeat (its symbols)
     status/completeness/exchange=binance/symbol=BTCUSDT/date=2026-11-24/20261124T130000Z.json
     status/gaps/exchange=binance/symbol=BTCUSDT/date=2026-11-24/<first_id>-<last_id>-<writer>.json
     status/gap_fills/exchange=binance/symbol=BTCUSDT/date=2026-11-24/<first_id>-<last_id>.json
@@ -79,8 +79,9 @@ def quarantine_key(writer: str, received_us: int, count: int) -> str:
     )
 
 
-def heartbeat_key(symbol: str) -> str:
-    return f"{HEARTBEAT_PREFIX}exchange={EXCHANGE}/symbol={symbol}.json"
+def heartbeat_key(writer: str) -> str:
+    """A stream writer's heartbeat: the status of every symbol it streams (include/lake/heartbeats.py)."""
+    return f"{HEARTBEAT_PREFIX}exchange={EXCHANGE}/writer={writer}.json"
 
 
 def ledger_symbol_prefix(symbol: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from include.config import Settings
+from include.lake.heartbeats import prune_stale as prune_stale_heartbeats
 from include.lake.store import ObjectStore
 from include.warehouse.base import Warehouse
 from include.warehouse.discover import discover, prune_stale_markers
@@ -39,4 +40,6 @@ def load_lake(lake: ObjectStore, warehouse: Warehouse, full: bool = False) -> Lo
     if found.partitions is None:
         for key in prune_stale_markers(lake, found.cursor):
             log.info("deleted the stale write marker %s", key)
+        for key in prune_stale_heartbeats(lake):
+            log.info("deleted the stale stream heartbeat %s", key)
     return result

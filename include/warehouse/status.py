@@ -1,7 +1,8 @@
 """The lake's status objects in the warehouse: ``raw.stream_status``, ``raw.completeness``, ``raw.gap_fills``.
 
 Every load refreshes them from the small JSON objects the product keeps in the lake: the stream
-heartbeats (``status/stream/...``, one per symbol, written by include/ingest/batcher.py), the
+heartbeats (``status/stream/...``, one per stream writer holding each of its symbols' status,
+include/lake/heartbeats.py; a symbol's row is its newest among the changed ones), the
 completeness ledger (``status/completeness/...``, one per symbol and window, include/repair/ledger.py)
 and the live gap fills (``status/gap_fills/...``, one per gap the stream saw). dbt's candles read
 them to know how far each symbol's coverage reaches, and which trade ids exist (docs/architecture.md,
@@ -21,8 +22,10 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from include.lake.heartbeats import symbol_statuses
 from include.lake.keys import GAP_FILLS_PREFIX, HEARTBEAT_PREFIX, LEDGER_PREFIX, partition_values
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.shared import Dialect, Execute, StatusRefresh
@@ -40,20 +43,30 @@ class StatusTable:
     columns: tuple[str, ...]
     key_columns: tuple[str, ...]
     timestamps: frozenset[str]  # columns bound as ISO text and cast to the dialect's timestamp
-    row: Callable[[str, dict[str, Any]], tuple]  # (object key, parsed body) -> values, without loaded_at
+    rows: Callable[[str, dict[str, Any]], list[tuple]]  # (object key, parsed body) -> rows, without loaded_at
+    newest_by: str | None = None  # of two rows with one key, the one with the latest value of this column
 
 
-def _heartbeat_row(key: str, body: dict[str, Any]) -> tuple:
-    connection = body.get("connection")
-    return (
-        partition_values(key)["exchange"],
-        body["symbol"],
-        body["updated_at"],
-        body["last_trade_id"],
-        body["last_trade_time"],
-        body["lag_seconds"],
-        None if connection is None else json.dumps(connection, sort_keys=True),
-    )
+def _heartbeat_rows(key: str, body: dict[str, Any]) -> list[tuple]:
+    """A writer's heartbeat: a row per symbol it streams."""
+    exchange = partition_values(key)["exchange"]
+    return [
+        (
+            exchange,
+            status["symbol"],
+            status["updated_at"],
+            status["last_trade_id"],
+            status["last_trade_time"],
+            status["lag_seconds"],
+            None if status.get("connection") is None else json.dumps(status["connection"], sort_keys=True),
+        )
+        for status in symbol_statuses(body)
+    ]
+
+
+def _one(row: Callable[[str, dict[str, Any]], tuple]) -> Callable[[str, dict[str, Any]], list[tuple]]:
+    """A status object that is one row."""
+    return lambda key, body: [row(key, body)]
 
 
 def _window_row(key: str, body: dict[str, Any]) -> tuple:
@@ -109,7 +122,8 @@ STREAM_STATUS = StatusTable(
     ("exchange", "symbol", "updated_at", "last_trade_id", "last_trade_time", "lag_seconds", "connection"),
     ("exchange", "symbol"),
     frozenset({"updated_at", "last_trade_time"}),
-    _heartbeat_row,
+    _heartbeat_rows,
+    newest_by="updated_at",
 )
 COMPLETENESS = StatusTable(
     "raw.completeness",
@@ -132,7 +146,7 @@ COMPLETENESS = StatusTable(
     ),
     ("exchange", "symbol", "window_start"),
     frozenset({"window_start", "window_end", "checked_at"}),
-    _window_row,
+    _one(_window_row),
 )
 GAP_FILLS = StatusTable(
     "raw.gap_fills",
@@ -140,9 +154,24 @@ GAP_FILLS = StatusTable(
     ("exchange", "symbol", "first_id", "last_id", "since", "filled", "holes", "hole_count", "missing", "checked_at"),
     ("exchange", "symbol", "first_id", "last_id"),
     frozenset({"since", "checked_at"}),
-    _gap_fill_row,
+    _one(_gap_fill_row),
 )
 STATUS_TABLES = (STREAM_STATUS, COMPLETENESS, GAP_FILLS)
+
+
+def _newest_per_key(table: StatusTable, rows: list[tuple]) -> list[tuple]:
+    """One row per key: where two objects name one key (two stream writers carry a symbol while
+    their windows overlap), the one with the latest ``newest_by``."""
+    if table.newest_by is None:
+        return rows
+    key_index = [table.columns.index(column) for column in table.key_columns]
+    newest = table.columns.index(table.newest_by)
+    kept: dict[tuple, tuple] = {}
+    for row in rows:
+        key = tuple(row[i] for i in key_index)
+        if key not in kept or datetime.fromisoformat(row[newest]) > datetime.fromisoformat(kept[key][newest]):
+            kept[key] = row
+    return list(kept.values())
 
 
 class StatusLoader:
@@ -191,12 +220,12 @@ class StatusLoader:
         rows = []
         for info in infos:
             try:
-                rows.append(table.row(info.key, json.loads(lake.get(info.key))))
-            except (ValueError, KeyError, TypeError) as error:
+                rows += table.rows(info.key, json.loads(lake.get(info.key)))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
                 message = f"{info.key}: not a status object of {table.name} ({type(error).__name__}: {error})"
                 log.error("refused %s", message)
                 result.refused.append(message)
-        return rows
+        return _newest_per_key(table, rows)
 
     def _replace(self, table: StatusTable, rows: list[tuple], infos: list[ObjectInfo], loaded_at: str) -> None:
         """Each row replaces the row with its key, and the objects' ETags join the cursor."""

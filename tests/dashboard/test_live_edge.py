@@ -16,7 +16,6 @@ live-edge columns (the dbt change of issue 19 is made on another branch).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,8 +30,10 @@ from dashboard.live_edge import MAX_BEHIND, read_lake_edge, with_live_edge
 from dashboard.queries import MAX_CANDLES, MarketQueries
 from include.candles import BY_NAME, CANDLE_SCHEMA, INTERVAL_NAMES
 from include.config import load_settings
+from include.lake import heartbeats
 from include.lake.compaction import ExpectedIds, compact_hour
-from include.lake.keys import heartbeat_key, hour_of_key, hour_prefix, is_compacted, trade_key
+from include.lake.heartbeats import read_status
+from include.lake.keys import hour_of_key, hour_prefix, is_compacted, trade_key
 from include.lake.store import LocalStore, ObjectInfo
 from include.lake.trades import read_trades, write_trades
 from include.timeutil import HOUR_US, to_us
@@ -60,18 +61,15 @@ def write_ids(lake: LocalStore, ids: list[int], source: str = "stream") -> list[
 
 
 def write_heartbeat(lake: LocalStore, updated_at: datetime, last_trade_id: int) -> None:
-    """The stream's heartbeat (include/ingest/batcher.py's body) as of ``updated_at``."""
-    body = {
-        "symbol": SYMBOL,
-        "updated_at": updated_at.isoformat(),
+    """The stream writer's heartbeat (include/lake/heartbeats.py) as of ``updated_at``."""
+    status = {
         "last_trade_id": last_trade_id,
         "last_trade_time": trade_time(last_trade_id).isoformat(),
         "lag_seconds": 0.5,
         "trades_written": 1,
-        "counters": {},
         "connection": {"connection": 0, "state": "connected"},
     }
-    lake.put(heartbeat_key(SYMBOL), json.dumps(body).encode())
+    heartbeats.write_heartbeat(lake, "stream-test", updated_at, {}, {SYMBOL: status})
 
 
 def rules(trades: list[dict[str, Any]], heartbeat: datetime | None) -> dict[str, list[dict[str, Any]]]:
@@ -136,7 +134,7 @@ def make_scenario(
 
 
 def heartbeat_of(scenario: Scenario) -> datetime:
-    return datetime.fromisoformat(json.loads(scenario.lake.get(heartbeat_key(SYMBOL)))["updated_at"])
+    return datetime.fromisoformat(read_status(scenario.lake, SYMBOL)["updated_at"])
 
 
 # --- trades above the frontier -----------------------------------------------------------------------

@@ -20,7 +20,6 @@ then a backfill. After the second and the third, a copy of the warehouse is buil
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +30,7 @@ import numpy as np
 import pytest
 
 from include.decimals import to_units
-from include.lake.keys import heartbeat_key
+from include.lake.heartbeats import write_heartbeat
 from include.lake.store import ObjectStore, open_lake
 from include.lake.trades import TradeColumns, write_trades
 from include.timeutil import from_us, to_us
@@ -79,15 +78,8 @@ def _minute(number: int):
 
 def _heartbeat(lake: ObjectStore, symbol: str, updated_at_us: int, last: tuple[int, int]) -> None:
     """A stream heartbeat as the batcher writes it, at a chosen time (the batcher stamps the clock's)."""
-    body = {
-        "symbol": symbol,
-        "updated_at": from_us(updated_at_us).isoformat(),
-        "last_trade_id": last[0],
-        "last_trade_time": from_us(last[1]).isoformat(),
-        "lag_seconds": 0.5,
-        "connection": None,
-    }
-    lake.put(heartbeat_key(symbol), json.dumps(body).encode())
+    status = {"last_trade_id": last[0], "last_trade_time": from_us(last[1]).isoformat(), "lag_seconds": 0.5}
+    write_heartbeat(lake, f"stream-{symbol}", from_us(updated_at_us), {}, {symbol: status | {"connection": None}})
 
 
 Marts = dict[str, dict[tuple[str, int], Candle]]

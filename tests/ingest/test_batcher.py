@@ -13,6 +13,7 @@ import pytest
 
 from include.ingest.batcher import MicroBatcher
 from include.ingest.parse import Control
+from include.lake.heartbeats import read_status
 from include.lake.markers import writes_fingerprint
 from include.lake.store import LakeError, LocalStore
 from include.lake.trades import read_table, read_trades
@@ -227,11 +228,8 @@ def test_heartbeats_hold_the_last_trade_and_counters(lake):
     flush(batcher, [trade("BTCUSDT", 9, at(13, 0, 0, 250_000))])  # a duplicate changes nothing
     batcher.write_heartbeats()
     keys = [info.key for info in lake.list("status/stream/")]
-    assert keys == [
-        "status/stream/exchange=binance/symbol=BTCUSDT.json",
-        "status/stream/exchange=binance/symbol=ETHUSDT.json",
-    ]
-    btc = json.loads(lake.get("status/stream/exchange=binance/symbol=BTCUSDT.json"))
+    assert keys == [f"status/stream/exchange=binance/writer={WRITER}.json"]  # one object, every symbol
+    btc = read_status(lake, "BTCUSDT")
     assert btc["symbol"] == "BTCUSDT"
     assert btc["last_trade_id"] == 9
     assert btc["last_trade_time"] == datetime(2026, 11, 24, 13, 0, 0, 250_000, tzinfo=UTC).isoformat()
@@ -251,7 +249,7 @@ def test_heartbeats_hold_the_last_trade_and_counters(lake):
     expected_lag = (time.time_ns() // 1000 - at(13, 0, 0, 250_000)) / 1e6
     assert abs(btc["lag_seconds"] - expected_lag) < 60
     assert datetime.fromisoformat(btc["updated_at"]).tzinfo is not None
-    eth = json.loads(lake.get("status/stream/exchange=binance/symbol=ETHUSDT.json"))
+    eth = read_status(lake, "ETHUSDT")
     assert eth["last_trade_id"] is None
     assert eth["last_trade_time"] is None
     assert eth["trades_written"] == 0

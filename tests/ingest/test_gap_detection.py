@@ -16,7 +16,8 @@ import pytest
 
 from include.binance.client import BinanceClient
 from include.ingest.gaps import Boundary, GapDetector, lake_last_id
-from include.lake.keys import GAP_WRITES_PREFIX, gap_key, heartbeat_key
+from include.lake.heartbeats import read_status
+from include.lake.keys import GAP_WRITES_PREFIX, gap_key
 from include.lake.markers import writes_fingerprint
 from include.lake.store import LocalStore
 from include.lake.trades import write_trades
@@ -203,7 +204,7 @@ def test_skipped_messages_are_jumps_exactly_and_the_start_gap_runs_from_the_hour
     # Counted in the stats and the heartbeat; announced in the writer's gap marker.
     assert worker.stats.gaps == len(records)
     assert worker.stats.gap_ids == len(ids_of(records))
-    heartbeat = json.loads(lake.get(heartbeat_key(SYMBOL)))
+    heartbeat = read_status(lake, SYMBOL)
     assert (heartbeat["gaps"], heartbeat["gap_ids"]) == (len(records), len(ids_of(records)))
     assert heartbeat["counters"]["gaps"] == len(records)
     (marker,) = [json.loads(lake.get(info.key)) for info in lake.list(GAP_WRITES_PREFIX)]

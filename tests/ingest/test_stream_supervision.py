@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 from typing import Any
@@ -23,7 +22,7 @@ import include.ingest.worker as worker_module
 from include.ingest.background import BackgroundWorker, WorkerStopTimeout
 from include.ingest.stream import ShardConnection, StreamSettings
 from include.ingest.worker import ConnectionFailed, StreamWorker, WorkerSettings
-from include.lake.keys import heartbeat_key
+from include.lake.heartbeats import read_status
 from include.lake.store import LocalStore, ObjectStore
 from include.lake.trades import read_trades
 from tests.support.exchange import assert_lake_is_the_exchange_history as exchange_history_check
@@ -48,8 +47,7 @@ def worker_for(lake: ObjectStore, ws_url: str, **settings: Any) -> BackgroundWor
 
 
 def heartbeat(lake: ObjectStore, symbol: str) -> dict[str, Any]:
-    key = heartbeat_key(symbol)
-    return json.loads(lake.get(key)) if lake.exists(key) else {}
+    return read_status(lake, symbol) or {}
 
 
 def fail_reader(monkeypatch: pytest.MonkeyPatch, times: int | None) -> list[int]:

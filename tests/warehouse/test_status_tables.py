@@ -2,10 +2,11 @@
 every load."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from include.lake.keys import gap_fill_key, heartbeat_key, report_key
-from include.timeutil import to_us
+from include.lake.heartbeats import read_status, write_heartbeat
+from include.lake.keys import gap_fill_key, report_key
+from include.timeutil import from_us, to_us
 from include.warehouse.load import load_lake
 from tests.support.trades import START_US
 from tests.support.warehouse import write_gap_fill, write_heartbeats, write_window
@@ -44,7 +45,7 @@ def gap_fill_rows(warehouse) -> set[tuple]:
 
 
 def expected_heartbeat(lake, symbol: str) -> tuple:
-    body = json.loads(lake.get(heartbeat_key(symbol)))
+    body = read_status(lake, symbol)
     connection = None if body["connection"] is None else json.dumps(body["connection"], sort_keys=True)
     return (
         "binance",
@@ -106,7 +107,7 @@ def test_the_status_objects_arrive_exactly(each_warehouse, lake):
         write_gap_fill(lake, "ETHUSDT", 900, 899, since=HOUR_9),
     ]
     result = load_lake(lake, each_warehouse)
-    assert (result.status_objects, result.refused) == (7, [])
+    assert (result.status_objects, result.refused) == (6, [])  # one heartbeat object, both symbols' rows
     assert stream_rows(each_warehouse) == {expected_heartbeat(lake, s) for s in ("BTCUSDT", "ETHUSDT")}
     ethusdt = [row for row in stream_rows(each_warehouse) if row[1] == "ETHUSDT"]
     assert ethusdt[0][3:6] == (None, None, None), "no trade yet: no id, time or lag"
@@ -197,3 +198,18 @@ def test_a_rewritten_gap_fill_replaces_its_row_and_a_bad_one_is_refused_by_name(
     assert "'30'" in result.refused[0]
     assert gap_fill_rows(each_warehouse) == {expected_gap_fill(again)}
     assert [row[5:9] for row in gap_fill_rows(each_warehouse)] == [(8, "[12, 17]", 2, 0)]
+
+
+def test_two_writers_carrying_a_symbol_make_one_row_the_newest(each_warehouse, lake):
+    """Overlapping stream windows: the old and the new writer both report BTCUSDT; one row, the newer's."""
+    now = datetime.now(UTC)  # a heartbeat a day old is pruned by the first (whole-lake) load
+    old = {"last_trade_id": 10, "last_trade_time": from_us(START_US).isoformat(), "lag_seconds": 1.0}
+    new = {"last_trade_id": 20, "last_trade_time": from_us(START_US + 1).isoformat(), "lag_seconds": 0.5}
+    write_heartbeat(lake, "window-1", now - timedelta(seconds=9), {}, {"BTCUSDT": old | {"connection": None}})
+    write_heartbeat(lake, "window-2", now - timedelta(seconds=5), {}, {"BTCUSDT": new | {"connection": None}})
+
+    load_lake(lake, each_warehouse)
+
+    (row,) = stream_rows(each_warehouse)
+    assert row[3] == 20
+    assert row == expected_heartbeat(lake, "BTCUSDT")
