@@ -130,7 +130,7 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
             connection.execute("update marts.candles_1m set high = high + 1 where open_time = ?", [open_time])
             connection.execute("delete from marts.candle_audit where interval = '1m' and open_time >= ?", [open_time])
         failed = airflow_tasks_test(tmp_path, "audit", **settings)
-        # The tests that read every trade: skipped after a micro-batch, run on a reconcile.
+        # The tests that read every trade or every row of a mart: skipped after a micro-batch, run on a reconcile.
         skipped = airflow_tasks_test(tmp_path, "nightly_tests", **settings)
         nightly = airflow_tasks_test(tmp_path, "nightly_tests", "--task-params", '{"full": true}', **settings)
         # A candle that breaks an invariant, in a bucket the incremental build does not recompute, and a
