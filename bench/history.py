@@ -1,29 +1,34 @@
 """History: what a user waits for after one more micro-batch, with a day and with a month behind it.
 
-Two DuckDB warehouses hold the same market (a few symbols at about one trade a second each), one
-with 1 day of history and one with 30 days, as a month of loads leaves them: raw.trades with each
-load's ``loaded_at`` (a load a minute, 30 s after it), and raw.load_ledger with one row per lake
-file, a file per symbol per 5 s flush (720 an hour) in the hour the history ends in, and one per
-symbol-hour before it (compacted: the load forgets the rows of the files a compacted file replaced). The rows are made
-directly as the lake's contract table (``include.lake.trades.to_table``: exact DECIMAL(38, 8) from
-integer units, no float) and inserted with the ledger in the loader's shape; the lake itself holds
-only what comes next. Each warehouse gets dbt's full build once (every model and test), then, a few
-times: one new micro-batch (one stream file per symbol, 5 s of trades) is written to its lake and
-announced by a write marker, ``load_lake`` loads it (the real load path, include/warehouse/load.py),
-and the per-batch ``transform`` builds on it (include/transform.py, in this process, without the
-tests tagged nightly, as the warehouse DAG after a micro-batch). Both are timed (median of the
-rounds); the 30-day figures are printed against the 1-day ones. No target: issue 22 asks for the
-figures and, where the month costs more, why.
+Two markets, each measured the same way: a few busy symbols (2 at one trade a second each), then
+many quiet ones (100 at one trade in 100 s each, labels prefixed ``quiet,``), where the marts grow
+most per trade: a row per symbol-minute, traded or not. For each, two DuckDB warehouses hold the same
+market, one with 1 day of history and one with 30 days, as a month of loads leaves them: raw.trades
+with each load's ``loaded_at`` (a load a minute, 30 s after it), and raw.load_ledger with one row
+per lake file, a file per symbol per 5 s flush (720 an hour) in the hour the history ends in, and
+one per symbol-hour before it (compacted: the load forgets the rows of the files a compacted file
+replaced). The rows are made directly as the lake's contract table (``include.lake.trades.to_table``:
+exact DECIMAL(38, 8) from integer units, no float) and inserted with the ledger in the loader's
+shape; the lake itself holds only what comes next. Each warehouse gets dbt's full build once (every
+model and test), then, a few times: one new micro-batch (one stream file per symbol with trades,
+5 s of trades) is written to its lake and announced by a write marker, ``load_lake`` loads it (the
+real load path, include/warehouse/load.py), and the per-batch ``transform`` builds on it
+(include/transform.py, in this process, without the tests tagged nightly, as the warehouse DAG
+after a micro-batch). Both are timed (median of the rounds), and dbt's own time of candles_1m and
+of each of its tests (the mart with the most rows), against that of every other node; the 30-day
+figures are printed against the 1-day ones. No target: issue 22 asks for the figures and, where the
+month costs more, why.
 
 Checks: every trade loaded exactly once, every lake file in the ledger exactly once, and every
 trade counted once in the 1m candles.
-``--smoke`` runs it at a tiny size (two days instead of thirty, a quiet market).
+``--smoke`` runs it at a tiny size (two days instead of thirty, quieter markets, 5 quiet symbols).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -58,20 +63,41 @@ WRITER = "stream-bench"  # the stream writer of the history's last hour and of t
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
 FIRST_IDS = (4_200_000_001, 1_900_000_001, 800_000_001, 600_000_001)
 BASE_UNITS = (9_000_000_000_000, 300_000_000_000, 20_000_000_000, 60_000_000_000)
+CANDLES_1M_NODE = re.compile(r"(^|_)candles_1m(_|$)")  # the model, or a test of it (its name holds the model's)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One market measured with both histories: ``symbols`` symbols at ``rate`` trades per second each.
+    ``prefix`` starts its figures' labels (none for the first case, whose labels predate the others)."""
+
+    prefix: str
+    symbols: int
+    rate: float
+
+    @property
+    def described(self) -> str:
+        return f"{self.symbols} symbols at {self.rate:g} trades/s each"
 
 
 @dataclass(frozen=True)
 class Size:
     short_days: int
     long_days: int
-    symbols: int
-    rate: float  # trades per second per symbol
+    # A few busy symbols, then many quiet ones: the marts' rows grow with symbols x days whatever the
+    # trades, and the quiet market is where a per-batch build's tests would read the most rows per trade.
+    cases: tuple[Case, ...]
     rounds: int
     warm_up: bool  # dbt's full parse of the project before the first build, an untimed first round
 
 
-FULL = Size(short_days=1, long_days=30, symbols=2, rate=1.0, rounds=5, warm_up=True)
-SMOKE = Size(short_days=1, long_days=2, symbols=2, rate=0.2, rounds=1, warm_up=False)
+FULL = Size(short_days=1, long_days=30, cases=(Case("", 2, 1.0), Case("quiet, ", 100, 0.01)), rounds=5, warm_up=True)
+SMOKE = Size(short_days=1, long_days=2, cases=(Case("", 2, 0.2), Case("quiet, ", 5, 0.01)), rounds=1, warm_up=False)
+
+
+def symbol_name(index: int) -> str:
+    """The market's ``index``-th symbol: a few real names, then made-up quiet ones."""
+    return SYMBOLS[index] if index < len(SYMBOLS) else f"Q{index:03d}USDT"
 
 
 @dataclass(frozen=True)
@@ -89,11 +115,12 @@ class Market:
     def trades(self, index: int, first: int, count: int) -> TradeColumns:
         """Symbol ``index``'s trades ``first .. first + count - 1`` (0 is its first at ``start_us``)."""
         k = np.arange(first, first + count, dtype=np.int64)
-        base = BASE_UNITS[index]
+        base = BASE_UNITS[index % len(BASE_UNITS)]
+        first_id = FIRST_IDS[index] if index < len(FIRST_IDS) else 100_000_001 + index * 1_000_000
         jitter = (k * 7919) % (self.spacing_us // 2)  # below half the spacing: times stay in id order
         return TradeColumns(
-            SYMBOLS[index],
-            FIRST_IDS[index] + k,
+            symbol_name(index),
+            first_id + k,
             base + (k // 997 * 7919) % (base // 40) + (k * 104_729) % (base // 4000),
             1000 + (k * 15_485_863) % 99_999_000,
             self.start_us + k * self.spacing_us + jitter,
@@ -212,6 +239,7 @@ class Round:
     build: Build
     files_listed: int  # by the load's discovery: every file of the partitions the writer's marker names
     ledger_lookup: float  # the load's semi-join of those files against raw.load_ledger
+    nodes: dict[str, float] = field(default_factory=dict)  # dbt's own time of each model and test
 
 
 @dataclass
@@ -237,14 +265,15 @@ class HistoryWarehouse:
     def lake(self) -> LocalStore:
         return LocalStore(self.work / "lake")
 
-    def build(self, per_batch: bool) -> Build:
-        """``transform`` in this process, timed; ``per_batch`` as the warehouse DAG after a micro-batch."""
+    def build(self, per_batch: bool) -> tuple[Build, dict[str, float]]:
+        """``transform`` in this process, timed, and each node's time; ``per_batch`` as the warehouse
+        DAG after a micro-batch."""
         began = time.perf_counter()
         with mock.patch.dict(os.environ, QUIET):
             result = transform(
                 self.settings, target_dir=self.work / "dbt", exclude=PER_BATCH_EXCLUDE if per_batch else ()
             )
-        return Build.measured(time.perf_counter() - began, result.as_dict())
+        return Build.measured(time.perf_counter() - began, result.as_dict()), result.node_seconds
 
     def prepare(self, warm_up: bool) -> None:
         """The history, a first load of the empty lake (the load cursor), dbt's full build."""
@@ -272,7 +301,7 @@ class HistoryWarehouse:
             environment = {"DUCKDB_PATH": str(self.settings.duckdb_path), **QUIET}
             with mock.patch.dict(os.environ, environment):
                 dbtRunner().invoke(dbt_args(self.settings, "parse", target_dir=self.work / "dbt"))
-        self.full_build = self.build(per_batch=False).seconds
+        self.full_build = self.build(per_batch=False)[0].seconds
 
     def micro_batch(self) -> None:
         """The next 5 s of every symbol's trades, written to the lake as a stream writes them, announced."""
@@ -298,7 +327,8 @@ class HistoryWarehouse:
             began = time.perf_counter()
             result = load_lake(self.lake, warehouse)
             load = time.perf_counter() - began
-        measured = Round(load, self.build(per_batch=True), result.files_listed, lookup)
+        build, nodes = self.build(per_batch=True)
+        measured = Round(load, build, result.files_listed, lookup, nodes)
         if timed:
             self.rounds.append(measured)
 
@@ -310,6 +340,7 @@ class HistoryWarehouse:
             builds[len(builds) // 2],
             self.rounds[-1].files_listed,
             statistics.median(r.ledger_lookup for r in self.rounds),
+            {name: statistics.median(r.nodes.get(name, 0.0) for r in self.rounds) for name in self.rounds[-1].nodes},
         )
 
     def checks(self) -> dict[str, bool]:
@@ -331,12 +362,12 @@ class HistoryWarehouse:
         }
 
 
-def measure(work: Path, size: Size) -> tuple[HistoryWarehouse, HistoryWarehouse]:
+def measure(work: Path, size: Size, case: Case) -> tuple[HistoryWarehouse, HistoryWarehouse]:
     # The history ends 5 minutes before the current hour (every load it records happened before now),
     # so the hour the micro-batches land in already holds 55 minutes of stream files.
     end_us = now_us() // HOUR_US * HOUR_US - HOUR_END_GAP_US
     short, long = (
-        HistoryWarehouse(days, Market(size.symbols, size.rate, end_us - days * DAY_US), end_us, work / f"{days}-days")
+        HistoryWarehouse(days, Market(case.symbols, case.rate, end_us - days * DAY_US), end_us, work / f"{days}-days")
         for days in (size.short_days, size.long_days)
     )
     for warehouse in (short, long):
@@ -359,36 +390,65 @@ def report_pair(report: Report, label: str, short: float, long: float, unit: str
     report.figure(f"{label}, long / short", long / short if short else float("nan"), digits=2)
 
 
-def main(smoke: bool = False) -> bool:
-    size = SMOKE if smoke else FULL
-    report = Report(
-        f"history: a micro-batch's load and incremental build, {days(size.short_days)} vs {days(size.long_days)}"
-        f" of history ({size.symbols} symbols at {size.rate:g} trades/s each; compacted hours in the ledger)"
-    )
-    with tempfile.TemporaryDirectory() as work_dir:
-        short, long = measure(Path(work_dir), size)
-        checks = {
-            (name, which): ok for w, which in ((short, "short"), (long, "long")) for name, ok in w.checks().items()
-        }
+def node_label(name: str) -> str:
+    """A node's name without what dbt adds to a test's: its namespace, its arguments but a row scope."""
+    head, model, arguments = name.removeprefix("cryptoflow_").partition("candles_1m")
+    return head + model + ("_rebuilt" if arguments.endswith("rebuilt") else "")
+
+
+def report_nodes(report: Report, prefix: str, short: Round, long: Round) -> None:
+    """candles_1m's model and each of its tests in the per-batch build (the mart that grows most with the
+    history: a row per symbol-minute), then the other nodes' sum, each short against long."""
+    names = sorted(name for name in long.nodes if CANDLES_1M_NODE.search(name))
+    for name in [*names, None]:
+        label, note = (node_label(name), "dbt's own time") if name else ("every other node", "dbt's own times, summed")
+
+        def time_of(nodes: dict[str, float], name: str | None = name) -> float:
+            return nodes.get(name, 0.0) if name else sum(t for n, t in nodes.items() if n not in names)
+
+        report_pair(report, f"{prefix}{label}", time_of(short.nodes), time_of(long.nodes), "s", 3, note)
+
+
+def report_case(report: Report, size: Size, case: Case, short: HistoryWarehouse, long: HistoryWarehouse) -> None:
+    prefix = case.prefix
     for warehouse, which in ((short, "short"), (long, "long")):
-        held = f"{days(warehouse.days)}: {warehouse.trades:,} trades"
-        report.figure(f"ledger rows, {which} history", warehouse.files, "files", note=held)
-    report.figure("full build, short history", short.full_build, "s", digits=2, note="dbt build, every test")
-    report.figure("full build, long history", long.full_build, "s", digits=2, note="dbt build, every test")
+        held = f"{case.described}, {days(warehouse.days)}: {warehouse.trades:,} trades"
+        report.figure(f"{prefix}ledger rows, {which} history", warehouse.files, "files", note=held)
+    for warehouse, which in ((short, "short"), (long, "long")):
+        report.figure(f"{prefix}full build, {which} history", warehouse.full_build, "s", digits=2, note="every test")
     s, lg = short.median(), long.median()
     rounds = f"median of {size.rounds}"
-    report_pair(report, "load of a micro-batch", s.load * 1000, lg.load * 1000, "ms", 1, f"load_lake, {rounds}")
+    load = f"load_lake, {rounds}"
+    report_pair(report, f"{prefix}load of a micro-batch", s.load * 1000, lg.load * 1000, "ms", 1, load)
     lookup = f"the listed files against raw.load_ledger, part of the load, {rounds}"
-    report_pair(report, "ledger look-up", s.ledger_lookup * 1000, lg.ledger_lookup * 1000, "ms", 1, lookup)
-    report_pair(
-        report, "incremental build", s.build.seconds, lg.build.seconds, "s", 2, f"per-batch dbt build, {rounds}"
-    )
-    report_pair(report, "incremental models", s.build.models, lg.build.models, "s", 2, "dbt's own timings")
-    report_pair(report, "incremental tests", s.build.tests, lg.build.tests, "s", 2, "dbt's own timings")
+    report_pair(report, f"{prefix}ledger look-up", s.ledger_lookup * 1000, lg.ledger_lookup * 1000, "ms", 1, lookup)
+    build = f"per-batch dbt build, {rounds}"
+    report_pair(report, f"{prefix}incremental build", s.build.seconds, lg.build.seconds, "s", 2, build)
+    report_pair(report, f"{prefix}incremental models", s.build.models, lg.build.models, "s", 2, "dbt's own timings")
+    report_pair(report, f"{prefix}incremental tests", s.build.tests, lg.build.tests, "s", 2, "dbt's own timings")
+    report_nodes(report, prefix, s, lg)
     listed = "every file of the hour partitions the writer's marker names, in the last round"
-    report.figure("files listed by a load", lg.files_listed, "files", note=listed)
+    report.figure(f"{prefix}files listed by a load", lg.files_listed, "files", note=listed)
     s_total, lg_total = s.load + s.build.seconds, lg.load + lg.build.seconds
-    report_pair(report, "load and build", s_total, lg_total, "s", 2, "what a user waits for, in this process")
+    waited = "what a user waits for, in this process"
+    report_pair(report, f"{prefix}load and build", s_total, lg_total, "s", 2, waited)
+
+
+def main(smoke: bool = False) -> bool:
+    size = SMOKE if smoke else FULL
+    markets = "; ".join(case.described for case in size.cases)
+    report = Report(
+        f"history: a micro-batch's load and incremental build, {days(size.short_days)} vs {days(size.long_days)}"
+        f" of history ({markets}; compacted hours in the ledger)"
+    )
+    checks: dict[tuple[str, str], bool] = {}
+    for case in size.cases:
+        with tempfile.TemporaryDirectory() as work_dir:
+            short, long = measure(Path(work_dir), size, case)
+            for warehouse, which in ((short, "short"), (long, "long")):
+                for name, ok in warehouse.checks().items():
+                    checks[(f"{case.prefix}{name}", which)] = ok
+        report_case(report, size, case, short, long)
     for (name, which), ok in checks.items():
         report.check(f"{name}, {which} history", ok)
     return report.passed(enforce_targets=not smoke)

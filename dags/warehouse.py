@@ -39,9 +39,12 @@ The audit and the publish follow the producer, not the models' tasks: they need 
 reports, and the chart's candles should not wait for a round of task processes.
 
 The tests that read every trade (the keys of `stg_trades`, trade-id contiguity, the hourly volume
-check, the raw source's columns; tagged `nightly`) cost more as the history grows, so the build
-after each micro-batch leaves them out and `nightly_tests` runs them on the nightly reconcile (and
-on a run triggered with `{"full": true}`). A failure there fails that task, naming the test.
+check, the raw source's columns) or every row of a mart (its keys, nulls and candle invariants)
+are tagged `nightly`: they cost more as the history grows, so the build after each micro-batch
+leaves them out and `nightly_tests` runs them on the nightly reconcile (and on a run triggered with
+`{"full": true}`). The build runs the same tests of the marts on the rows it rewrote, each key of
+those against the whole mart. A failure fails its task, naming the test: after a micro-batch, a
+rebuilt candle is wrong; at night, a candle may have gone bad outside a build.
 
 #### Audit: the candles against the exchange
 
@@ -201,14 +204,14 @@ def warehouse() -> None:
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)
     def nightly_tests() -> dict[str, object]:
-        """On the reconcile only: the dbt tests that read every trade (tagged nightly)."""
+        """On the reconcile only: the dbt tests that read every trade or every row of a mart (tagged nightly)."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from include.config import load_settings
         from include.transform import NIGHTLY_TAG, TransformFailed, transform
 
         if not is_reconcile(get_current_context()):
-            raise AirflowSkipException("the tests that read every trade run on the nightly reconcile")
+            raise AirflowSkipException("the tests that read the whole history run on the nightly reconcile")
         try:
             result = transform(load_settings(), select=[f"tag:{NIGHTLY_TAG}"], command="test")
         except TransformFailed as error:

@@ -576,7 +576,7 @@ def _add_transform(commands: argparse._SubParsersAction) -> None:
         "--per-batch",
         action="store_true",
         help="what the warehouse DAG builds after each micro-batch: without the tests tagged nightly, "
-        "which read every trade",
+        "which read every trade or every row of a mart",
     )
     parser.set_defaults(run=_run_transform)
 

@@ -22,8 +22,9 @@ from include.config import Settings
 
 DBT_PROJECT_DIR = Path(__file__).with_name("dbt")
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"  # `make manifest` writes it
-# The tests that read every trade (raw.trades, stg_trades): their cost grows with the history, so the
-# build after each micro-batch leaves them out and the nightly reconcile runs them (dags/warehouse.py).
+# The tests that read every trade (raw.trades, stg_trades) or every row of a mart: their cost grows with
+# the history, so the build after each micro-batch leaves them out (it tests the marts' rows it rewrote:
+# include/dbt/macros/tested_rows.sql) and the nightly reconcile runs them (dags/warehouse.py).
 NIGHTLY_TAG = "nightly"
 PER_BATCH_EXCLUDE = (f"tag:{NIGHTLY_TAG}",)
 FAILED_STATUSES = ("error", "fail", "runtime error")
@@ -41,6 +42,8 @@ class TransformResult:
     elapsed_seconds: float = 0.0
     model_seconds: float = 0.0
     test_seconds: float = 0.0
+    # each node's own time by its name (a test's name names its model): which node a build's time is in
+    node_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         timings = {
@@ -125,7 +128,8 @@ def transform(
         kind = str(result.node.resource_type)
         seconds[kind] = seconds.get(kind, 0.0) + result.execution_time
     elapsed = getattr(outcome.result, "elapsed_time", 0.0) or 0.0
-    return TransformResult(len(results), warnings, elapsed, seconds["model"], seconds["test"])
+    nodes = {result.node.name: result.execution_time for result in results}
+    return TransformResult(len(results), warnings, elapsed, seconds["model"], seconds["test"], nodes)
 
 
 def write_manifest(settings: Settings) -> Path:

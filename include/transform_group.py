@@ -9,7 +9,8 @@ with the objects below, then ``wire_producer``:
 - **ExecutionMode.WATCHER**: one producer task runs one ``dbt build`` (one DuckDB writer, in the
   ``warehouse_writer`` pool), and a sensor per model reports it. LOCAL mode would start a dbt process
   per model, and DuckDB allows one writing process per file. The tests tagged ``nightly`` (they read
-  every trade, so their cost grows with the history) are left out here and run by the nightly reconcile.
+  every trade, or every row of a mart, so their cost grows with the history) are left out here and
+  run by the nightly reconcile; the marts' tests here read the rows the build rewrote.
 - **TestBehavior.NONE**: the producer's ``dbt build`` runs every model's tests, and a failed test
   fails the producer, naming it. A task per model's tests (AFTER_EACH) only reported what the build had
   already decided, at the cost of a task process each: a micro-batch's run started twenty task
@@ -78,8 +79,8 @@ def execution_config() -> ExecutionConfig:
 
 
 def render_config() -> RenderConfig:
-    """A task per model from the manifest, none per test; the tests that read every trade are the
-    nightly reconcile's (the DAG's ``nightly_tests`` task)."""
+    """A task per model from the manifest, none per test; the tests that read every trade or every row
+    of a mart are the nightly reconcile's (the DAG's ``nightly_tests`` task)."""
     from cosmos import RenderConfig
     from cosmos.constants import LoadMode, TestBehavior
 

@@ -69,21 +69,27 @@ FIGURES = {
         "full refresh (dbt build)",
     ],
     "history": [
-        *(f"ledger rows, {which} history" for which in ("short", "long")),
-        *(f"full build, {which} history" for which in ("short", "long")),
-        *(
-            f"{figure}, {which}"
-            for figure in (
-                "load of a micro-batch",
-                "ledger look-up",
-                "incremental build",
-                "incremental models",
-                "incremental tests",
-                "load and build",
-            )
-            for which in ("short history", "long history", "long / short")
-        ),
-        "files listed by a load",
+        f"{market}{figure}"
+        for market in ("", "quiet, ")  # a few busy symbols, many quiet ones
+        for figure in (
+            *(f"ledger rows, {which} history" for which in ("short", "long")),
+            *(f"full build, {which} history" for which in ("short", "long")),
+            *(
+                f"{figure}, {which}"
+                for figure in (
+                    "load of a micro-batch",
+                    "ledger look-up",
+                    "incremental build",
+                    "incremental models",
+                    "incremental tests",
+                    "candles_1m",
+                    "every other node",
+                    "load and build",
+                )
+                for which in ("short history", "long history", "long / short")
+            ),
+            "files listed by a load",
+        )
     ],
     "symbols": [
         f"{count} symbols, {figure}"
@@ -136,7 +142,8 @@ CHECKS = {
         "incremental marts equal a full refresh",
     ],
     "history": [
-        f"{check}, {which} history"
+        f"{market}{check}, {which} history"
+        for market in ("", "quiet, ")
         for which in ("short", "long")
         for check in (
             "every trade loaded exactly once",

@@ -11,7 +11,7 @@ import duckdb
 from include.config import load_settings
 from include.lake.store import ObjectStore
 from include.timeutil import to_us
-from include.transform import TransformResult, transform
+from include.transform import NIGHTLY_TAG, PER_BATCH_EXCLUDE, TransformResult, transform
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from include.warehouse.snapshot import CANDLE_TABLE_COLUMNS as MART_COLUMNS
@@ -64,10 +64,23 @@ def load(lake: ObjectStore, path: Path) -> None:
         load_lake(lake, warehouse, full=True)  # a reconcile: files written without a marker too
 
 
-def build(path: Path, target_dir: Path, full_refresh: bool = False, select: tuple[str, ...] = ()) -> TransformResult:
-    """``dbt build`` on the DuckDB file ``path``; ``target_dir`` keeps dbt's artifacts for partial parsing."""
+def build(
+    path: Path, target_dir: Path, full_refresh: bool = False, select: tuple[str, ...] = (), per_batch: bool = False
+) -> TransformResult:
+    """``dbt build`` on the DuckDB file ``path``; ``target_dir`` keeps dbt's artifacts for partial parsing.
+    ``per_batch``: as the warehouse DAG builds after a micro-batch, without the tests tagged nightly."""
     settings = load_settings({"DUCKDB_PATH": str(path), "WAREHOUSE": "duckdb"})
-    return transform(settings, full_refresh=full_refresh, select=select, target_dir=target_dir)
+    exclude = PER_BATCH_EXCLUDE if per_batch else ()
+    return transform(settings, full_refresh=full_refresh, select=select, target_dir=target_dir, exclude=exclude)
+
+
+def run_tests(path: Path, target_dir: Path, nightly: bool) -> TransformResult:
+    """``dbt test`` on the DuckDB file ``path``, nothing built: the tests tagged nightly, as the nightly
+    reconcile runs them (dags/warehouse.py, ``nightly_tests``), or the others, a per-batch build's."""
+    settings = load_settings({"DUCKDB_PATH": str(path), "WAREHOUSE": "duckdb"})
+    if nightly:
+        return transform(settings, select=[f"tag:{NIGHTLY_TAG}"], target_dir=target_dir, command="test")
+    return transform(settings, exclude=PER_BATCH_EXCLUDE, target_dir=target_dir, command="test")
 
 
 def project_nodes(target_dir: Path) -> tuple[int, int]:

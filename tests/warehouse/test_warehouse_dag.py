@@ -130,17 +130,28 @@ def test_a_run_loads_transforms_and_audits_and_a_bad_setting_or_candle_fails_it_
             connection.execute("update marts.candles_1m set high = high + 1 where open_time = ?", [open_time])
             connection.execute("delete from marts.candle_audit where interval = '1m' and open_time >= ?", [open_time])
         failed = airflow_tasks_test(tmp_path, "audit", **settings)
-        # The tests that read every trade: skipped after a micro-batch, run on a reconcile.
+        # The tests that read every trade or every row of a mart: skipped after a micro-batch, run on a reconcile.
         skipped = airflow_tasks_test(tmp_path, "nightly_tests", **settings)
         nightly = airflow_tasks_test(tmp_path, "nightly_tests", "--task-params", '{"full": true}', **settings)
-        # A candle that breaks an invariant, in a bucket the incremental build does not recompute: the
-        # producer's build runs the marts' tests (no task per model's tests), so the producer fails.
+        # A candle that breaks an invariant, in a bucket the incremental build does not recompute, and a
+        # trade no validation stopped (a sale of -1000), which breaks the candle it lands in. The
+        # producer's build runs the marts' tests on the rows it rewrote (no task per model's tests), so
+        # the producer fails on the second; the nightly tests read every row, so they fail on the first.
         with duckdb.connect(str(path)) as connection:
             connection.execute("update marts.candles_1m set low = high + 1 where open_time = ?", [open_time])
+            connection.execute(
+                "insert into raw.trades by name select * replace (trade_id + 1 as trade_id, -1000 as quantity,"
+                " -1000 * price as quote_quantity, trade_time + interval 1 second as trade_time,"
+                " now() as loaded_at) from raw.trades order by trade_id desc limit 1"
+            )
         broken = airflow_tasks_test(tmp_path, "transform.dbt_producer_watcher", **settings)
+        broken_nightly = airflow_tasks_test(tmp_path, "nightly_tests", "--task-params", '{"full": true}', **settings)
     log = broken.stdout + broken.stderr
     assert "new_state=failed" in log, log[-4000:]
-    assert "candle_invariants_candles_1m" in log, log[-4000:]
+    assert "candle_invariants_candles_1m_rebuilt" in log, log[-4000:]
+    log = broken_nightly.stdout + broken_nightly.stderr
+    assert "new_state=failed" in log, log[-4000:]
+    assert "candle_invariants_candles_1m_: fail" in log, log[-4000:]  # the test of every row of the mart
     assert "new_state=skipped" in skipped.stdout + skipped.stderr, (skipped.stdout + skipped.stderr)[-4000:]
     log = nightly.stdout + nightly.stderr
     assert "new_state=success" in log, log[-4000:]

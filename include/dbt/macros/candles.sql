@@ -38,6 +38,12 @@
     minutes) of its range only, and the mart itself. dbt's microbatch was not
     used: its lookback counts back from now, not from the data, so it misses
     an older backfill.
+
+    Rows are written in time order (`in_time_order`), so the mart's storage
+    holds recent buckets together: what a build reads from its range start on
+    skips the older row groups (DuckDB) or micro-partitions (Snowflake).
+    Incremental builds append in time order anyway; this makes a full build
+    lay the history out the same way.
 -#}
 
 {#- The candles of one interval: the minutes from the trades, the larger
@@ -101,7 +107,7 @@ final as (
 
 )
 
-select * from final
+{{ in_time_order('final') }}
 {%- endmacro %}
 
 {#- candles_5m to candles_1d: rolled up from candles_1m. -#}
@@ -126,7 +132,7 @@ complete_minutes as (
 
 coverage as (
 
-    {{ minute_coverage(interval_us) }}
+    {{ minute_coverage('source_rows', interval_us) }}
 
 ),
 
@@ -144,7 +150,13 @@ final as (
 
 )
 
-select * from final
+{{ in_time_order('final') }}
+{%- endmacro %}
+
+{#- Every row of `relation`, the oldest buckets first. -#}
+{% macro in_time_order(relation) -%}
+select * from {{ relation }}
+order by open_time, symbol
 {%- endmacro %}
 
 {#- The mart's columns, in the contract's order (include/candles.py

@@ -37,10 +37,15 @@
     group by 1, 2
 {%- endmacro %}
 
-{#- Per symbol, from candles_1m: its last minute's bucket, the end of its last
-    closed minute, and its last minute (a larger bucket is complete only if
-    every minute of it so far is). -#}
-{% macro minute_coverage(interval_us) -%}
+{#- Per symbol, from the minutes of candles_1m read (`relation`: those from the
+    start of the recomputed range on, every minute on a full build): its last
+    minute's bucket, the end of its last closed minute, and its last minute (a
+    larger bucket is complete only if every minute of it so far is). The
+    minutes before the range change nothing: the last minute is in it (the
+    range reaches the last kept bucket), and a closed minute before it closes
+    no bucket of the range, which ends after it. So the whole of candles_1m is
+    never read for them. -#}
+{% macro minute_coverage(relation, interval_us) -%}
     {%- set minute_us = interval_length_us('1m') -%}
     select
         symbol,
@@ -52,7 +57,7 @@
             end
         ) as closed_until_us,
         max(open_time) as last_minute
-    from {{ ref('candles_1m') }}
+    from {{ relation }}
     group by symbol
 {%- endmacro %}
 

@@ -1,9 +1,9 @@
 {#- Binance's kline invariants and the completeness rules, all in one query
     (one test per mart, where a test per invariant would read the mart once
-    each). The failures are the candles that break one; `broken` says which.
-    A null in a column that is never null is not judged here:
-    not_null_columns fails it. -#}
-{% test candle_invariants(model) %}
+    each). The failures are the candles (of `rows`: macros/tested_rows.sql)
+    that break one; `broken` says which. A null in a column that is never
+    null is not judged here: not_null_columns fails it. -#}
+{% test candle_invariants(model, rows='all') %}
 
 with
 
@@ -50,7 +50,7 @@ checked as (
             when last_trade_id - first_trade_id + 1 < trade_count
                 then 'more trades than trade ids'
         end as broken
-    from {{ model }}
+    from {{ tested_rows(model, rows) }} as tested
 
 ),
 
