@@ -107,7 +107,7 @@ def _database_url(name: str, value: str) -> str | None:
     The message names the variable only: the value holds a password."""
     if not value:
         return None
-    if not re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S+", value):
+    if not re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://.+", value):  # a path may hold spaces
         raise ConfigError(
             f"{name} is not a database URL like postgresql+psycopg2://user:password@host/airflow"
             " (its value is not shown: it holds a password)"

@@ -157,6 +157,9 @@ def test_the_metadata_db_url_is_required_and_never_shown():
     settings = load_settings({"MAINTENANCE_DB_URL": url})
     assert metadata_db_url(settings) == url
     assert "hunter2" not in repr(settings)
+    # make up's SQLite URL is the checkout's path, which may hold a space
+    spaced = "sqlite:////home/ana/My Projects/cryptoflow/.airflow/airflow.db"
+    assert metadata_db_url(load_settings({"MAINTENANCE_DB_URL": spaced})) == spaced
 
 
 def test_the_cleaned_tables_are_ones_airflow_cleans_and_leave_the_dags_and_the_asset_watchers():

@@ -25,6 +25,10 @@ class Warehouse(Protocol):
         """Load the given lake objects that are not loaded yet; each exactly once."""
         ...
 
+    def forget_replaced(self, lake: ObjectStore, compacted_keys: Iterable[str]) -> int:
+        """Delete the ledger rows of the files these compacted files replaced, once they are gone."""
+        ...
+
     def read_cursor(self) -> dict[str, str] | None:
         """The write markers (key -> ETag) consumed by the last load; None before the first, or
         whenever the next load must list the whole lake (Snowflake's ledger adopting older loads)."""

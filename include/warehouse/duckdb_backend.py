@@ -69,8 +69,8 @@ def contract_table(key: str, data: bytes) -> pa.Table:
 
 
 def _read(lake: ObjectStore, info: ObjectInfo) -> pa.Table | RefusedFile | None:
-    """The file's rows, why it is refused, or None when it is gone since the listing (compacted: the
-    compacted file holds its rows and is announced, so a load sees it)."""
+    """The file's rows, why it is refused, or None when it is gone since the listing (compacted away:
+    its rows are in the compacted file, which ``load_lake`` looks for in the file's partition)."""
     try:
         return contract_table(info.key, lake.get(info.key))
     except RefusedFile as error:
@@ -104,6 +104,7 @@ class DuckDBWarehouse(SQLWarehouse):
         batch = _Batch()
         for info, table in _read_all(lake, new):
             if table is None:
+                result.vanished.append(info.key)
                 continue
             if isinstance(table, RefusedFile):
                 self.refuse(info, table, result)
@@ -142,7 +143,7 @@ class DuckDBWarehouse(SQLWarehouse):
                 self.connection.unregister(name)
         result.files_loaded += len(batch.files)
         result.rows_loaded += inserted
-        self.forget_replaced(lake, [info.key for info in batch.files if is_compacted(info.key)])
+        result.compacted += [info.key for info in batch.files if is_compacted(info.key)]
 
 
 class _Batch:

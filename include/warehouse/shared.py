@@ -28,6 +28,8 @@ class LoadResult:
     files_listed: int = 0
     partitions_listed: int | None = None  # None: the whole lake was listed
     status_objects: int = 0  # changed status objects (heartbeats, ledger windows) read into raw
+    compacted: list[str] = field(default_factory=list)  # compacted files loaded (include/lake/compaction.py)
+    vanished: list[str] = field(default_factory=list)  # listed, then gone before the read: compacted away
 
     def summary(self) -> str:
         listed = "the whole lake" if self.partitions_listed is None else f"{self.partitions_listed} partitions"

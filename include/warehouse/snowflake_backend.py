@@ -78,7 +78,7 @@ log = logging.getLogger(__name__)
 
 SETUP_DIR = Path(__file__).with_name("snowflake_setup")
 # Versions that create roles, a warehouse and grants: they need ACCOUNTADMIN or SECURITYADMIN.
-ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005", "V007", "V009", "V011", "V013"})
+ACCOUNT_LEVEL_VERSIONS = frozenset({"V001", "V003", "V005", "V007", "V009", "V011", "V013", "V014"})
 # Errors about the files themselves: Snowflake raises ProgrammingError for a file COPY cannot load.
 # A lost connection (OperationalError, ...) is not one, and raises.
 FILE_ERRORS: tuple[type[Exception], ...] = (ProgrammingError,)
@@ -285,7 +285,7 @@ class SnowflakeWarehouse(SQLWarehouse):
         in_transaction(self.execute, SNOWFLAKE, copy_stamp_and_record)
         result.files_loaded += len(infos)
         result.rows_loaded += sum(rows.values()) - dropped
-        self.forget_replaced(lake, [info.key for info in infos if is_compacted(info.key)])
+        result.compacted += [info.key for info in infos if is_compacted(info.key)]
 
     def _drop_held(self) -> int:
         """Delete the rows just copied (``loaded_at`` still null) whose id ``raw.trades`` held already.
@@ -342,9 +342,10 @@ class SnowflakeWarehouse(SQLWarehouse):
             )
 
     def _refuse(self, lake: ObjectStore, info: ObjectInfo, copy_error: Exception, result: LoadResult) -> None:
-        """Refuse the file by name, unless it is gone since the listing (compacted: its rows come with
-        the compacted file, which is announced)."""
+        """Refuse the file by name, unless it is gone since the listing (compacted away: its rows are in
+        the compacted file, which ``load_lake`` looks for in the file's partition)."""
         if not lake.exists(info.key):
             log.info("%s is gone since the listing (compacted); its rows come with the compacted file", info.key)
+            result.vanished.append(info.key)
             return
         self.refuse(info, RefusedFile(f"{info.key}: COPY INTO refused it ({_first_line(copy_error)})"), result)

@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from include.lake.heartbeats import symbol_statuses
@@ -174,6 +174,11 @@ def _newest_per_key(table: StatusTable, rows: list[tuple]) -> list[tuple]:
     return list(kept.values())
 
 
+def _utc(moment: datetime) -> datetime:
+    """An instant as an aware UTC datetime (a connector may hand back a naive one, in UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 class StatusLoader:
     """Refresh the status tables of one warehouse, through its ``execute`` and its dialect."""
 
@@ -197,11 +202,31 @@ class StatusLoader:
                 if info.key.endswith(".json") and consumed.get(info.key) != info.etag
             ]
             if changed:
-                changes.append((table, self._rows(lake, table, changed, result), changed))
+                rows = self._not_older_than_stored(table, self._rows(lake, table, changed, result))
+                changes.append((table, rows, changed))
                 result.objects_read += len(changed)
         if changes:
             in_transaction(self.execute, self.dialect, lambda: self._replace_all(changes, result))
         return result
+
+    def _not_older_than_stored(self, table: StatusTable, rows: list[tuple]) -> list[tuple]:
+        """Leave out a row older (by ``newest_by``) than the stored row of its key: a heartbeat that
+        changed after another writer's newer one (a writer's clock behind) never turns a symbol back."""
+        if table.newest_by is None or not rows:
+            return rows
+        keys = ", ".join(table.key_columns)
+        stored = {
+            tuple(found[:-1]): _utc(found[-1])
+            for found in self.execute(f"select {keys}, {table.newest_by} from {table.name}")
+        }
+        key_index = [table.columns.index(column) for column in table.key_columns]
+        newest = table.columns.index(table.newest_by)
+        return [
+            row
+            for row in rows
+            if (held := stored.get(tuple(row[i] for i in key_index))) is None
+            or _utc(datetime.fromisoformat(row[newest])) >= held
+        ]
 
     def _replace_all(
         self, changes: list[tuple[StatusTable, list[tuple], list[ObjectInfo]]], result: StatusRefresh

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
+from snowflake.connector.errors import ProgrammingError
 
 from include.lake.compaction import ExpectedIds, compact_hour, trade_files
 from include.lake.markers import mark_written
 from include.lake.store import LocalStore
 from include.lake.trades import read_trades, write_trades
 from include.warehouse.base import Warehouse
-from include.warehouse.discover import discover
 from include.warehouse.load import load_lake
 from tests.support.trades import START_US, columns
 
@@ -87,16 +88,33 @@ def test_a_half_loaded_hour_gets_exactly_the_rest_from_the_compacted_file(lake, 
     assert all(counts[i] == loaded.get(i, 1) for i in counts), "a trade was loaded twice"
 
 
-def test_a_file_compacted_between_the_listing_and_the_read_is_skipped_and_its_rows_come_once(lake, each_warehouse):
+class CompactingAfterListing(LocalStore):
+    """A lake whose hour is compacted right after a load lists its partition, before any file is read."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.compacted = False
+
+    def list(self, prefix: str = ""):
+        yield from super().list(prefix)
+        if prefix.startswith("trades/") and not self.compacted:
+            self.compacted = True
+            compact_hour(self, SYMBOL, START_US, EXPECTED)
+
+
+def test_a_file_compacted_between_the_listing_and_the_read_comes_in_the_same_load(lake, each_warehouse):
+    load_lake(lake, each_warehouse)  # an empty lake: from now on a load lists what markers name
     stream_hour(lake)
-    listed = discover(lake, each_warehouse.read_cursor()).files
-    compact_hour(lake, SYMBOL, START_US, EXPECTED)  # deletes every listed file
+    mark_written(lake, "stream-test", [info.key for info in lake.list("trades/")])
+    racing = CompactingAfterListing(lake.root)
 
-    gone = each_warehouse.load(lake, listed)
-    assert (gone.files_loaded, gone.rows_loaded, gone.refused) == (0, 0, [])
+    result = load_lake(racing, each_warehouse)
 
-    load_lake(lake, each_warehouse)
+    assert racing.compacted
+    assert result.refused == []
     assert id_counts(each_warehouse) == Counter(range(FIRST_ID, FIRST_ID + TRADES))
+    assert ledger_keys(each_warehouse) == {info.key for info in lake.list("trades/")}  # the compacted file
+    assert load_lake(lake, each_warehouse).files_loaded == 0
 
 
 def ledger_keys(warehouse: Warehouse) -> set[str]:
@@ -117,3 +135,23 @@ def test_the_ledger_forgets_the_files_a_compacted_file_replaced_once_they_are_go
 
     assert ledger_keys(each_warehouse) == {result.compacted_key, survivor}
     assert load_lake(lake, each_warehouse, full=True).files_loaded == 0  # and nothing loads again
+
+
+def test_a_failure_to_forget_replaced_rows_never_refuses_or_copies_again_a_loaded_file(lake, snowflake_warehouse):
+    """Forgetting happens after the COPYs, outside their error handling: a failure there (a grant
+    missing on Snowflake) fails the load loudly, and the compacted file stays loaded once."""
+    stream_hour(lake)
+    load_lake(lake, snowflake_warehouse)
+    compact_hour(lake, SYMBOL, START_US, EXPECTED)
+
+    def denied(*_: object) -> int:
+        raise ProgrammingError(msg="Insufficient privileges to operate on table 'LOAD_LEDGER'")
+
+    snowflake_warehouse.forget_replaced = denied
+    with pytest.raises(ProgrammingError, match="Insufficient privileges"):
+        load_lake(lake, snowflake_warehouse, full=True)
+
+    (compacted,) = [info.key for info in lake.list("trades/")]
+    rows = snowflake_warehouse.execute("select file_key from raw.load_ledger where file_key = %s", [compacted])
+    assert rows == [(compacted,)]
+    assert snowflake_warehouse.execute("select count(*) from raw.load_refusals") == [(0,)]

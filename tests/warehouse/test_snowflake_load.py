@@ -208,15 +208,18 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
         migration.version: render_setup(migration.path, "cryptoflow", "s3://lake-bucket", "cryptoflow_lake")
         for migration in setup_versions()
     }
-    assert list(statements) == [f"V{number:03}" for number in range(1, 14)]
+    assert list(statements) == [f"V{number:03}" for number in range(1, 15)]
     text = {version: "\n".join(parts).lower() for version, parts in statements.items()}
     assert not any("${" in body for body in text.values())
     assert f"create role if not exists {LOADER_ROLE}" in text["V001"]
     assert f"create role if not exists {READER_ROLE}" in text["V001"]
     assert "url = 's3://lake-bucket/' storage_integration = cryptoflow_lake" in text["V002"]
-    grants = "\n".join(text[version] for version in ("V003", "V005", "V007", "V009", "V011", "V013")).splitlines()
+    grants = "\n".join(
+        text[version] for version in ("V003", "V005", "V007", "V009", "V011", "V013", "V014")
+    ).splitlines()
     # The loader copies through the stage and its format into raw, stamps loaded_at (an update),
-    # reads and adds to the ledger, which it may not change (no update, no delete), and so the flag
+    # reads and adds to the ledger, which it may not change (no update; delete only for the rows of
+    # files a compacted file replaced, once they are gone: V014), and so the flag
     # that the ledger has adopted what loads before it copied;
     # the reader only reads: marts, and of raw the two health tables and the gap fills.
     for needed in (
@@ -227,6 +230,7 @@ def test_every_setup_version_renders_and_grants_what_each_role_needs():
         "grant update on future tables in schema cryptoflow.raw",
         "grant select, insert on table cryptoflow.raw.load_ledger",
         "revoke update, delete on table cryptoflow.raw.load_ledger",
+        "grant delete on table cryptoflow.raw.load_ledger",
         "grant select, insert on table cryptoflow.raw.ledger_adopted",
         "revoke update, delete on table cryptoflow.raw.ledger_adopted",
     ):
@@ -270,7 +274,7 @@ def test_every_version_that_grants_is_applied_only_at_account_level():
         for migration in setup_versions()
         if re.search(r"^\s*(grant|revoke)\b", migration.path.read_text(), re.MULTILINE | re.IGNORECASE)
     }
-    assert granting == {"V001", "V003", "V005", "V007", "V009", "V011", "V013"}
+    assert granting == {"V001", "V003", "V005", "V007", "V009", "V011", "V013", "V014"}
     assert granting <= ACCOUNT_LEVEL_VERSIONS
 
 

@@ -213,3 +213,18 @@ def test_two_writers_carrying_a_symbol_make_one_row_the_newest(each_warehouse, l
     (row,) = stream_rows(each_warehouse)
     assert row[3] == 20
     assert row == expected_heartbeat(lake, "BTCUSDT")
+
+
+def test_a_heartbeat_changed_later_with_an_older_time_never_turns_a_symbol_back(each_warehouse, lake):
+    """Writer A's newer heartbeat is loaded; then writer B's, stamped earlier (its clock behind), changes."""
+    now = datetime.now(UTC)
+    newer = {"last_trade_id": 20, "last_trade_time": now.isoformat(), "lag_seconds": 0.5, "connection": None}
+    older = {"last_trade_id": 10, "last_trade_time": now.isoformat(), "lag_seconds": 1.0, "connection": None}
+    write_heartbeat(lake, "writer-a", now - timedelta(seconds=5), {}, {"BTCUSDT": newer})
+    load_lake(lake, each_warehouse)
+    write_heartbeat(lake, "writer-b", now - timedelta(seconds=9), {}, {"BTCUSDT": older})
+
+    load_lake(lake, each_warehouse)
+
+    (row,) = stream_rows(each_warehouse)
+    assert row[3] == 20
