@@ -16,7 +16,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Self
 
-from include.lake.keys import partition_of
+from include.lake.keys import is_compacted, partition_of
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import Warehouse
 from include.warehouse.shared import Dialect, LoadResult, RefusedFile, StatusRefresh
@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 
 # Keys per ledger lookup: one statement per COPY's worth of files (Snowflake's FILES limit), bound values.
 KEYS_PER_LOOKUP = 1000
+
+
+def new_ids_only(listed: Iterable[ObjectInfo]) -> set[str]:
+    """The keys to load keeping only the ids ``raw.trades`` lacks: compacted files, and every file of
+    a partition the listing shows compacted. A small file there is one the compaction replaced,
+    written again (a spool drained late) after the ledger forgot it: its trades are in already."""
+    infos = list(listed)
+    compacted = {partition_of(info.key) for info in infos if is_compacted(info.key)}
+    return {info.key for info in infos if partition_of(info.key) in compacted}
 
 
 class SQLWarehouse(Warehouse):

@@ -24,7 +24,7 @@ import pyarrow as pa
 from include.lake.keys import is_compacted
 from include.lake.store import ObjectInfo, ObjectStore
 from include.lake.trades import TRADE_SCHEMA, read_table
-from include.warehouse.backend import SQLWarehouse
+from include.warehouse.backend import SQLWarehouse, new_ids_only
 from include.warehouse.migrations import migrate
 from include.warehouse.shared import DUCKDB, LoadResult, RefusedFile
 from include.warehouse.sql import in_transaction
@@ -101,7 +101,8 @@ class DuckDBWarehouse(SQLWarehouse):
         candidates = list(infos)
         new = self.not_loaded(candidates)
         result = LoadResult(files_skipped=len(candidates) - len(new))
-        batch = _Batch()
+        ids_only = new_ids_only(candidates)
+        batch = _Batch(ids_only)
         for info, table in _read_all(lake, new):
             if table is None:
                 result.vanished.append(info.key)
@@ -112,7 +113,7 @@ class DuckDBWarehouse(SQLWarehouse):
             batch.add(info, table)
             if batch.rows >= self.batch_rows:
                 self._commit(lake, batch, result)
-                batch = _Batch()
+                batch = _Batch(ids_only)
         if batch.files:
             self._commit(lake, batch, result)
         return result
@@ -120,12 +121,13 @@ class DuckDBWarehouse(SQLWarehouse):
     def _commit(self, lake: ObjectStore, batch: _Batch, result: LoadResult) -> None:
         """The batch's rows and its ledger rows, in one transaction.
 
-        A compacted file's rows are inserted only for ids ``raw.trades`` does not hold: the files it
-        replaced were most likely loaded already, and compaction must never load a trade twice.
+        A compacted file's rows (and a file's of a compacted partition: ``new_ids_only``) are inserted
+        only for ids ``raw.trades`` does not hold: the files it replaced were most likely loaded
+        already, and compaction must never load a trade twice.
         """
         inserted = 0
-        self.connection.register("incoming", batch.table(compacted=False))
-        self.connection.register("incoming_compacted", batch.table(compacted=True))
+        self.connection.register("incoming", batch.table(ids_only=False))
+        self.connection.register("incoming_compacted", batch.table(ids_only=True))
         self.connection.register("incoming_ledger", batch.ledger())
         try:
             # now() is the transaction's start: one loaded_at for every row and ledger row of the commit.
@@ -149,14 +151,15 @@ class DuckDBWarehouse(SQLWarehouse):
 class _Batch:
     """Files read and not committed yet: their rows and what their ledger rows will say."""
 
-    def __init__(self) -> None:
+    def __init__(self, ids_only: set[str]) -> None:
+        self.ids_only = ids_only  # the keys whose rows go in only for ids raw.trades lacks
         self.files: list[ObjectInfo] = []
         self.tables: list[pa.Table] = []
         self.rows = 0
 
-    def table(self, compacted: bool) -> pa.Table:
-        """The rows of the batch's compacted files, or of the others."""
-        tables = [t for info, t in zip(self.files, self.tables, strict=True) if is_compacted(info.key) == compacted]
+    def table(self, ids_only: bool) -> pa.Table:
+        """The rows of the batch's files to load for new ids only (compacted ones), or of the others."""
+        tables = [t for info, t in zip(self.files, self.tables, strict=True) if (info.key in self.ids_only) == ids_only]
         return pa.concat_tables(tables) if tables else TRADE_SCHEMA.empty_table()
 
     def add(self, info: ObjectInfo, table: pa.Table) -> None:

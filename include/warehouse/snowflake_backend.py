@@ -69,7 +69,7 @@ from snowflake.connector.errors import ProgrammingError
 
 from include.lake.keys import is_compacted
 from include.lake.store import ObjectInfo, ObjectStore
-from include.warehouse.backend import SQLWarehouse
+from include.warehouse.backend import SQLWarehouse, new_ids_only
 from include.warehouse.migrations import Migration, migrate, statements, versions
 from include.warehouse.shared import SNOWFLAKE, LoadResult, RefusedFile
 from include.warehouse.sql import in_transaction, row_chunks
@@ -238,8 +238,9 @@ class SnowflakeWarehouse(SQLWarehouse):
     def load(self, lake: ObjectStore, infos: Iterable[ObjectInfo]) -> LoadResult:
         """COPY in the files the ledger does not hold, each COPY in one transaction with their ledger rows.
 
-        Compacted files (include/lake/compaction.py) are copied in COPYs of their own. They, and
-        every file while adopting, keep only the ids ``raw.trades`` did not hold (``_drop_held``)."""
+        Compacted files (include/lake/compaction.py), and files of a compacted partition
+        (``new_ids_only``), are copied in COPYs of their own. They, and every file while adopting,
+        keep only the ids ``raw.trades`` did not hold (``_drop_held``)."""
         listed = list(infos)
         adopting = self.adopting()
         candidates = self.not_loaded(listed)
@@ -247,8 +248,9 @@ class SnowflakeWarehouse(SQLWarehouse):
         if adopting and candidates:
             log.info("adopting %d files into the load ledger: only ids raw.trades lacks are kept", len(candidates))
             self._stamp_loaded_at(self._now())  # an old load's unstamped rows: held, not fresh
+        ids_only = new_ids_only(listed)
         for compacted in (False, True):
-            files = [info for info in candidates if is_compacted(info.key) == compacted]
+            files = [info for info in candidates if (info.key in ids_only) == compacted]
             for start in range(0, len(files), FILES_PER_COPY):
                 self._load_chunk(lake, files[start : start + FILES_PER_COPY], result, adopting or compacted)
         return result

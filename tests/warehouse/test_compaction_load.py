@@ -155,3 +155,21 @@ def test_a_failure_to_forget_replaced_rows_never_refuses_or_copies_again_a_loade
     rows = snowflake_warehouse.execute("select file_key from raw.load_ledger where file_key = %s", [compacted])
     assert rows == [(compacted,)]
     assert snowflake_warehouse.execute("select count(*) from raw.load_refusals") == [(0,)]
+
+
+def test_a_small_file_written_again_into_a_compacted_hour_adds_no_row(lake, each_warehouse):
+    """A file the compaction replaced comes back (a spool drained late) after the ledger forgot it."""
+    stream_hour(lake)
+    small = sorted(info.key for info in lake.list("trades/"))[0]
+    small_bytes = lake.get(small)
+    load_lake(lake, each_warehouse)
+    compact_hour(lake, SYMBOL, START_US, EXPECTED)
+    load_lake(lake, each_warehouse, full=True)  # loads the compacted file, forgets the small ones
+    assert small not in ledger_keys(each_warehouse)
+    before = id_counts(each_warehouse)
+
+    lake.put(small, small_bytes)
+    again = load_lake(lake, each_warehouse, full=True)
+
+    assert (again.files_loaded, again.rows_loaded) == (1, 0)
+    assert id_counts(each_warehouse) == before
