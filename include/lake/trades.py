@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from include.lake.keys import EXCHANGE, hour_of_key, hour_prefix, symbol_prefix, trade_key
-from include.timeutil import HOUR_US
+from include.timeutil import HOUR_US, hour_start_us
 
 PRICE = pa.decimal128(38, 8)
 QUOTE = pa.decimal128(38, 16)
@@ -161,7 +161,7 @@ def trade_keys(lake: object, symbol: str, start_us: int | None = None, end_us: i
 
     A bounded range lists only its hour partitions: a month holds thousands of them."""
     if start_us is not None and end_us is not None:
-        hours = range(start_us - start_us % HOUR_US, end_us, HOUR_US)
+        hours = range(hour_start_us(start_us), end_us, HOUR_US)
         listed = (info for hour in hours for info in lake.list(hour_prefix(symbol, hour)))  # type: ignore[attr-defined]
         return [info.key for info in listed if info.key.endswith(".parquet")]
     keys = []

@@ -159,21 +159,6 @@ GAP_FILLS = StatusTable(
 STATUS_TABLES = (STREAM_STATUS, COMPLETENESS, GAP_FILLS)
 
 
-def _newest_per_key(table: StatusTable, rows: list[tuple]) -> list[tuple]:
-    """One row per key: where two objects name one key (two stream writers carry a symbol while
-    their windows overlap), the one with the latest ``newest_by``."""
-    if table.newest_by is None:
-        return rows
-    key_index = [table.columns.index(column) for column in table.key_columns]
-    newest = table.columns.index(table.newest_by)
-    kept: dict[tuple, tuple] = {}
-    for row in rows:
-        key = tuple(row[i] for i in key_index)
-        if key not in kept or datetime.fromisoformat(row[newest]) > datetime.fromisoformat(kept[key][newest]):
-            kept[key] = row
-    return list(kept.values())
-
-
 def _utc(moment: datetime) -> datetime:
     """An instant as an aware UTC datetime (a connector may hand back a naive one, in UTC)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -202,31 +187,33 @@ class StatusLoader:
                 if info.key.endswith(".json") and consumed.get(info.key) != info.etag
             ]
             if changed:
-                rows = self._not_older_than_stored(table, self._rows(lake, table, changed, result))
+                rows = self._newest_rows(table, self._rows(lake, table, changed, result))
                 changes.append((table, rows, changed))
                 result.objects_read += len(changed)
         if changes:
             in_transaction(self.execute, self.dialect, lambda: self._replace_all(changes, result))
         return result
 
-    def _not_older_than_stored(self, table: StatusTable, rows: list[tuple]) -> list[tuple]:
-        """Leave out a row older (by ``newest_by``) than the stored row of its key: a heartbeat that
+    def _newest_rows(self, table: StatusTable, rows: list[tuple]) -> list[tuple]:
+        """One row per key, the newest by ``newest_by``, and none older than the stored row of its key.
+
+        Two objects name one key while two stream writers' windows overlap; and a heartbeat that
         changed after another writer's newer one (a writer's clock behind) never turns a symbol back."""
         if table.newest_by is None or not rows:
             return rows
         keys = ", ".join(table.key_columns)
-        stored = {
+        newest = {
             tuple(found[:-1]): _utc(found[-1])
             for found in self.execute(f"select {keys}, {table.newest_by} from {table.name}")
         }
         key_index = [table.columns.index(column) for column in table.key_columns]
-        newest = table.columns.index(table.newest_by)
-        return [
-            row
-            for row in rows
-            if (held := stored.get(tuple(row[i] for i in key_index))) is None
-            or _utc(datetime.fromisoformat(row[newest])) >= held
-        ]
+        at = table.columns.index(table.newest_by)
+        kept: dict[tuple, tuple] = {}
+        for row in rows:
+            key, moment = tuple(row[i] for i in key_index), _utc(datetime.fromisoformat(row[at]))
+            if key not in newest or moment >= newest[key]:
+                newest[key], kept[key] = moment, row
+        return list(kept.values())
 
     def _replace_all(
         self, changes: list[tuple[StatusTable, list[tuple], list[ObjectInfo]]], result: StatusRefresh
@@ -250,7 +237,7 @@ class StatusLoader:
                 message = f"{info.key}: not a status object of {table.name} ({type(error).__name__}: {error})"
                 log.error("refused %s", message)
                 result.refused.append(message)
-        return _newest_per_key(table, rows)
+        return rows
 
     def _replace(self, table: StatusTable, rows: list[tuple], infos: list[ObjectInfo], loaded_at: str) -> None:
         """Each row replaces the row with its key, and the objects' ETags join the cursor."""
