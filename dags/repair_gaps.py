@@ -2,7 +2,12 @@
 ### Repair gaps: every trade of every window, exactly once
 
 One run per hour-long window, once the window has closed plus a grace delay (`grace_minutes`),
-with one mapped task per symbol. Each task:
+with one mapped task per symbol.
+
+First, `split` turns the stream's batches (one object per writer and flush, every symbol of its
+shard) of every hour up to the window's end into one file per symbol-hour,
+`split-<first>-<last>.parquet` (include/lake/split.py); the load inserts only the ids it lacks.
+Then each `repair` task:
 
 1. asks Binance (aggTrades `startTime`, `limit=1`) for the window's expected trade-id range:
    the first trade at or after its start, up to the first at or after its end;
@@ -103,8 +108,17 @@ def repair_gaps() -> None:
         except NotRepaired as reason:
             raise AirflowSkipException(str(reason)) from reason
 
+    @task(outlets=[LAKE_TRADES], max_active_tis_per_dag=1)  # one split at a time: runs overlap (max_active_runs)
+    def split(data_interval_end: Any = None) -> str:
+        """Split the stream batches of every hour before the window's end into files per symbol-hour."""
+        from include.lake.split import split_batches
+        from include.lake.store import open_lake
+        from include.timeutil import to_us
+
+        return split_batches(open_lake(load_settings().lake_url), to_us(data_interval_end)).summary()
+
     names = symbols()
-    grace >> repair.expand(symbol=names) >> compact.expand(symbol=names)
+    grace >> split() >> repair.expand(symbol=names) >> compact.expand(symbol=names)
 
 
 repair_gaps()

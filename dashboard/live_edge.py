@@ -55,7 +55,7 @@ from include.candles import BY_NAME, CANDLE_SCHEMA
 from include.lake.heartbeats import BodyCache, read_status
 from include.lake.keys import hour_prefix, ids_of_key
 from include.lake.store import ObjectStore
-from include.lake.trades import TRADE_SCHEMA, read_table
+from include.lake.trades import TRADE_SCHEMA, batch_keys, read_symbol_rows, read_table
 from include.timeutil import HOUR_US, MINUTE_US, hour_start_us, to_us
 
 TRADE_COLUMNS = ("trade_id", "price", "quantity", "quote_quantity", "trade_time", "is_buyer_maker", "source")
@@ -126,6 +126,11 @@ def _read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> Lak
                 continue  # every trade of it is in the marts already
             table = read_table(lake.get(info.key), TRADE_COLUMNS)
             tables.append(table.filter(pc.greater(table["trade_id"], frontier.last_trade_id)))
+    # The stream's batches not split yet: trades above the frontier's id are at or after its time.
+    for key in batch_keys(lake, to_us(frontier.last_trade_time)):
+        listed += 1
+        table = read_symbol_rows(lake, key, frontier.symbol, TRADE_COLUMNS)
+        tables.append(table.filter(pc.greater(table["trade_id"], frontier.last_trade_id)))
     trades = _one_per_id(tables)
     return LakeEdge(trades, heartbeat_of(lake, frontier.symbol), listed, len(tables))
 

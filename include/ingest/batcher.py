@@ -3,8 +3,9 @@
 ``add`` is the hot path and does as little as it can: decode the frame and keep it. ``take`` swaps
 the buffers out (cheap, on the event loop), and ``write`` does the heavy part off the loop:
 validate the batch, drop ids already written, see the gaps (include/ingest/gaps.py), write one
-Parquet object per symbol and hour, write the rejects to quarantine, and update the per-symbol
-heartbeats. A gap is recorded in the lake in the same flush as the trades after it, before them.
+Parquet object holding every symbol (a batch: include/lake/trades.py), write the rejects to
+quarantine, and update the per-symbol heartbeats. The lake's objects per flush follow the flush,
+not the number of symbols. A gap is recorded in the lake in the same flush as the trades after it, before them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from include.lake.heartbeats import write_heartbeat
 from include.lake.keys import GAP_WRITES_PREFIX, WRITES_PREFIX, quarantine_key
 from include.lake.markers import MarkerWriter
 from include.lake.store import LakeError, ObjectStore
-from include.lake.trades import TradeColumns, trade_objects
+from include.lake.trades import TradeColumns, batch_object
 from include.timeutil import from_us, now_us
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Prepared:
     quarantined: int
     seconds: float
     gaps: list[Gap] = field(default_factory=list)
+    parts: list[TradeColumns] = field(default_factory=list)  # each symbol's new trades, for the batch
 
 
 @dataclass
@@ -241,6 +243,8 @@ class MicroBatcher:
             rejected += decoded.rejected + validated.rejected
             for columns in validated.by_symbol.values():
                 self._prepare_symbol(columns, prepared, ingested_at)
+        if (trades := batch_object(prepared.parts, self.source, ingested_at, self.writer, batch.taken_us)) is not None:
+            prepared.objects.append(trades)
         if rejected:
             prepared.objects.append(self._quarantine(rejected, batch.taken_us))
             self.stats.quarantine_reasons.update(_reason_kind(r.reason) for r in rejected)
@@ -258,7 +262,7 @@ class MicroBatcher:
         if not len(fresh):
             return
         prepared.gaps += self.gaps.observe(fresh.symbol, fresh.trade_id, fresh.trade_time_us, ingested_at)
-        prepared.objects += trade_objects(fresh, self.source, ingested_at)
+        prepared.parts.append(fresh)
         prepared.trades_written += len(fresh)
         status = self.status[fresh.symbol]
         status.last_trade_id = max(status.last_trade_id or 0, int(fresh.trade_id.max()))

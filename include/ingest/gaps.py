@@ -6,7 +6,8 @@ arrives (docs/architecture.md, "The live edge", part 2). Four kinds:
 - ``jump``: ids skipped inside one connection (the next id is not the last written + 1);
 - ``reconnect``: the last id written before a connection was opened again against the first after;
 - ``restart``: a writer's first trade of a symbol against the last id the lake holds for it in
-  that hour or the hour before (a predecessor's, or another writer's), found from the keys alone;
+  that hour or the hour before (a predecessor's, or another writer's), found from the keys of the
+  symbol's files and from the stream batches of those hours (read once per writer, for every symbol);
 - ``start``: nothing in the lake for those two hours: the first trade against a boundary the
   exchange vouches for (``Boundary``: the end of the last complete repaired window, else the first
   trade at or after the start of the hour). That time is the gap's ``since``: an anchor worth
@@ -26,10 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from include.binance.client import BinanceError
 from include.lake.keys import gap_key, hour_prefix, ids_of_key
 from include.lake.store import LakeError, ObjectStore
+from include.lake.trades import batch_keys, read_table
 from include.timeutil import HOUR_US, from_us, hour_start_us, to_us
 
 log = logging.getLogger(__name__)
@@ -79,10 +83,13 @@ class Boundary:
 StartBoundary = Callable[[str, int], Boundary | None]
 
 
-def lake_last_id(lake: ObjectStore, symbol: str, before_id: int, time_us: int) -> int | None:
+def lake_last_id(
+    lake: ObjectStore, symbol: str, before_id: int, time_us: int, batches: dict[str, pa.Table] | None = None
+) -> int | None:
     """The last id the lake holds for ``symbol`` below ``before_id``, in the hour of ``time_us`` or the
-    hour before; None if it holds none there. Read from the keys (``<source>-<first>-<last>``), never
-    from the files."""
+    hour before; None if it holds none there. A symbol's files are judged by their keys
+    (``<source>-<first>-<last>``); the stream batches of those hours are read, their symbol and id
+    columns only, once each into ``batches`` (key -> table) when a caller asks for many symbols."""
     hour = hour_start_us(time_us)
     last = None
     for prefix in (hour_prefix(symbol, hour - HOUR_US), hour_prefix(symbol, hour)):
@@ -90,6 +97,15 @@ def lake_last_id(lake: ObjectStore, symbol: str, before_id: int, time_us: int) -
             ids = ids_of_key(info.key)
             if ids is not None and ids[0] < before_id:
                 last = ids[1] if last is None else max(last, ids[1])
+    batches = {} if batches is None else batches
+    for key in batch_keys(lake, hour - HOUR_US, hour + HOUR_US):
+        if key not in batches:
+            batches[key] = read_table(lake.get(key), ["symbol", "trade_id"])
+        table = batches[key]
+        ids = table.filter(pc.equal(table["symbol"], symbol))["trade_id"].to_numpy()
+        below = ids[ids < before_id]
+        if len(below):
+            last = int(below.max()) if last is None else max(last, int(below.max()))
     return last
 
 
@@ -116,6 +132,7 @@ class GapDetector:
         self.start_boundary = start_boundary  # None: no start gap is recorded (nothing to ask)
         self.last_written: dict[str, int] = {}
         self.unanchored: dict[str, _First] = {}
+        self._batches: dict[str, pa.Table] = {}  # stream batches read while anchoring (lake_last_id)
         self._reconnected: set[str] = set()
 
     def reconnected(self, symbols: Iterable[str]) -> None:
@@ -166,10 +183,12 @@ class GapDetector:
             del self.unanchored[symbol]
             if gap is not None:
                 gaps.append(gap)
+        if not self.unanchored:
+            self._batches.clear()  # every symbol is anchored: no lookup reads them again
         return gaps
 
     def _before_first(self, symbol: str, first: _First, now_us: int) -> Gap | None:
-        last = lake_last_id(self.lake, symbol, first.trade_id, first.time_us)
+        last = lake_last_id(self.lake, symbol, first.trade_id, first.time_us, self._batches)
         if last is not None:
             if last + 1 >= first.trade_id:
                 return None

@@ -4,7 +4,10 @@ Keys are deterministic: writing the same data twice writes the same object. Part
 style (``name=value``) so that a listing of one symbol, day or hour is a listing of one prefix.
 
     trades/exchange=binance/symbol=BTCUSDT/date=2026-11-24/hour=13/<source>-<first_id>-<last_id>.parquet
-        (<source>: stream, backfill, replay; or compact: the hour's files in one, include/lake/compaction.py)
+        (<source>: backfill, replay; split: a stream batch's trades of the symbol-hour, include/lake/split.py;
+         compact: the hour's files in one, include/lake/compaction.py)
+    trades/exchange=binance/batch/date=2026-11-24/hour=13/<first_us>_<last_us>_<flushed_us>_<writer>.parquet
+        a stream writer's flush: every symbol of its shard in one object (hour: of its first trade)
     quarantine/exchange=binance/date=2026-11-24/hour=13/<writer>-<received_us>-<count>.jsonl
     status/stream/exchange=binance/writer=<writer>.json          a stream writer's heartbeat (its symbols)
     status/completeness/exchange=binance/symbol=BTCUSDT/date=2026-11-24/20261124T130000Z.json
@@ -36,6 +39,8 @@ GAP_WRITES_PREFIX = (
 WATCHERS_PREFIX = "status/watchers/"
 _TRADE_FILE = re.compile(r"/[a-z]+-(\d+)-(\d+)\.parquet$")
 COMPACT_SOURCE = "compact"  # the <source> in the name of a compacted symbol-hour's file
+SPLIT_SOURCE = "split"  # the <source> in the name of a symbol-hour's trades split out of stream batches
+BATCH_PREFIX = f"{TRADES_PREFIX}exchange={EXCHANGE}/batch/"
 
 
 def symbol_prefix(symbol: str) -> str:
@@ -52,6 +57,26 @@ def hour_prefix(symbol: str, hour_start_us: int) -> str:
 def trade_key(symbol: str, hour_start_us: int, source: str, first_id: int, last_id: int) -> str:
     """The key of a trade file: one symbol, one UTC hour, the ids it holds."""
     return f"{hour_prefix(symbol, hour_start_us)}{source}-{first_id}-{last_id}.parquet"
+
+
+def batch_key(writer: str, first_time_us: int, last_time_us: int, flushed_us: int) -> str:
+    """A stream writer's flush: every symbol of its shard in one object, under the hour of its first trade.
+
+    The name carries the trade times it spans, so a reader picks the batches of a time range from a
+    listing; the flush time and the writer make it unique (a writer flushes one batch at a time)."""
+    hour = from_us(first_time_us)
+    return (
+        f"{BATCH_PREFIX}date={hour:%Y-%m-%d}/hour={hour:%H}/"
+        f"{first_time_us}_{last_time_us}_{flushed_us}_{writer}.parquet"
+    )
+
+
+def batch_times_of_key(key: str) -> tuple[int, int] | None:
+    """``(first, last)`` trade time (µs) of a stream batch, from its name; None for any other key."""
+    if not key.startswith(BATCH_PREFIX) or not key.endswith(".parquet"):
+        return None
+    first, last, _flushed, _writer = key.rsplit("/", 1)[-1].split("_", 3)
+    return int(first), int(last)
 
 
 def partition_values(key: str) -> dict[str, str]:
@@ -132,6 +157,12 @@ def ids_of_key(key: str) -> tuple[int, int] | None:
 def is_compacted(key: str) -> bool:
     """Whether a trade file is a compacted symbol-hour (its rows may already be in the warehouse)."""
     return key.rsplit("/", 1)[-1].startswith(f"{COMPACT_SOURCE}-")
+
+
+def is_rewritten(key: str) -> bool:
+    """Whether a trade file rewrites rows the lake held before (compacted, or split out of stream
+    batches): the warehouse most likely holds its rows already, so it loads only the ids it lacks."""
+    return is_compacted(key) or key.rsplit("/", 1)[-1].startswith(f"{SPLIT_SOURCE}-")
 
 
 def watcher_key(name: str) -> str:

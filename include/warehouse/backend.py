@@ -16,7 +16,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Self
 
-from include.lake.keys import is_compacted, partition_of
+from include.lake.keys import BATCH_PREFIX, hour_of_key, is_compacted, is_rewritten, partition_of
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import Warehouse
 from include.warehouse.shared import Dialect, LoadResult, RefusedFile, StatusRefresh
@@ -30,12 +30,13 @@ KEYS_PER_LOOKUP = 1000
 
 
 def new_ids_only(listed: Iterable[ObjectInfo]) -> set[str]:
-    """The keys to load keeping only the ids ``raw.trades`` lacks: compacted files, and every file of
-    a partition the listing shows compacted. A small file there is one the compaction replaced,
-    written again (a spool drained late) after the ledger forgot it: its trades are in already."""
+    """The keys to load keeping only the ids ``raw.trades`` lacks: files that rewrite rows (compacted,
+    or split out of stream batches), and every file of a partition the listing shows compacted. A
+    small file there is one the compaction replaced, written again (a spool drained late) after the
+    ledger forgot it: its trades are in already."""
     infos = list(listed)
     compacted = {partition_of(info.key) for info in infos if is_compacted(info.key)}
-    return {info.key for info in infos if partition_of(info.key) in compacted}
+    return {info.key for info in infos if partition_of(info.key) in compacted or is_rewritten(info.key)}
 
 
 class SQLWarehouse(Warehouse):
@@ -120,6 +121,25 @@ class SQLWarehouse(Warehouse):
             )
             forgotten += int(deleted[0][0]) if deleted else 0
         return forgotten
+
+    def forget_gone_batches(self, present_keys: Iterable[str], before_us: int) -> int:
+        """Delete the ledger rows of stream batches the hourly split deleted (include/lake/split.py).
+
+        Only a listing of the whole lake says what is gone, and only batches of hours before
+        ``before_us`` are forgotten: a batch PUT that failed late and waits in a writer's spool is
+        uploaded within that time, and its row must still be there to keep it from loading twice."""
+        present = set(present_keys)
+        rows = self.execute(
+            f"select file_key from raw.load_ledger where substr(file_key, 1, {len(BATCH_PREFIX)}) = "
+            f"{self.dialect.placeholder}",
+            [BATCH_PREFIX],
+        )
+        gone = [key for (key,) in rows if key not in present and hour_of_key(key) < before_us]
+        for start in range(0, len(gone), KEYS_PER_LOOKUP):
+            chunk = gone[start : start + KEYS_PER_LOOKUP]
+            marks = ", ".join([self.dialect.placeholder] * len(chunk))
+            self.execute(f"delete from raw.load_ledger where file_key in ({marks})", chunk)
+        return len(gone)
 
     def refuse(self, info: ObjectInfo, error: RefusedFile, result: LoadResult) -> None:
         """Report the file once (in ``result``) and remember it by key and ETag."""

@@ -29,6 +29,11 @@ class Warehouse(Protocol):
         """Delete the ledger rows of the files these compacted files replaced, once they are gone."""
         ...
 
+    def forget_gone_batches(self, present_keys: Iterable[str], before_us: int) -> int:
+        """Delete the ledger rows of stream batches split away (not among ``present_keys``, a listing of
+        the whole lake) whose hour started before ``before_us``."""
+        ...
+
     def read_cursor(self) -> dict[str, str] | None:
         """The write markers (key -> ETag) consumed by the last load; None before the first, or
         whenever the next load must list the whole lake (Snowflake's ledger adopting older loads)."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from include.config import Settings
 from include.lake.heartbeats import prune_stale as prune_stale_heartbeats
 from include.lake.keys import partition_of
+from include.lake.markers import PARTITION_MEMORY
 from include.lake.store import ObjectStore
+from include.timeutil import to_us
 from include.warehouse.base import Warehouse
 from include.warehouse.discover import discover, prune_stale_markers
 from include.warehouse.shared import LoadResult
@@ -58,6 +61,9 @@ def load_lake(lake: ObjectStore, warehouse: Warehouse, full: bool = False) -> Lo
     result.files_listed = len(found.files)
     result.partitions_listed = None if found.partitions is None else len(found.partitions)
     if found.partitions is None:
+        horizon = to_us(datetime.now(UTC) - PARTITION_MEMORY)
+        forgotten = warehouse.forget_gone_batches([info.key for info in found.files], horizon)
+        log.info("forgot the ledger rows of %d stream batches split away", forgotten)
         for key in prune_stale_markers(lake, found.cursor):
             log.info("deleted the stale write marker %s", key)
         for key in prune_stale_heartbeats(lake):

@@ -1,7 +1,8 @@
-"""Micro-batches over a local lake: frames in, Parquet per symbol and hour, quarantine and status out."""
+"""Micro-batches over a local lake: frames in, one Parquet batch per flush, quarantine and status out."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -9,6 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pyarrow.parquet as pq
 import pytest
 
 from include.ingest.batcher import MicroBatcher
@@ -16,7 +18,7 @@ from include.ingest.parse import Control
 from include.lake.heartbeats import read_status
 from include.lake.markers import writes_fingerprint
 from include.lake.store import LakeError, LocalStore
-from include.lake.trades import read_table, read_trades
+from include.lake.trades import read_symbol_rows, read_table, read_trades
 from include.timeutil import to_us
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
@@ -80,18 +82,31 @@ def test_two_symbols_across_an_hour_boundary(lake):
         trade("BTCUSDT", 1004, at(13, 30), "60000.40000000", "0.00400000"),
     ]
     result = flush(batcher, frames)
-    expected = {
-        key("BTCUSDT", 12, 1001, 1002): [1001, 1002],
-        key("BTCUSDT", 13, 1003, 1004): [1003, 1004],
-        key("ETHUSDT", 12, 501, 501): [501],
-        key("ETHUSDT", 13, 502, 503): [502, 503],
-    }
-    assert sorted(result.keys) == sorted(expected)
+
+    (only,) = [info.key for info in lake.list("trades/")]  # one object for the flush, whatever the symbols
+    assert result.keys == [only]
+    first_us, taken = at(12, 59, 58), re.escape(WRITER)
+    assert re.fullmatch(
+        rf"trades/exchange=binance/batch/date=2026-11-24/hour=12/{first_us}_{at(13, 30)}_\d+_{taken}\.parquet", only
+    )
     assert (result.trades_written, result.duplicates, result.quarantined) == (7, 0, 0)
-    assert sorted(info.key for info in lake.list("trades/")) == sorted(expected)
-    for object_key, ids in expected.items():
-        assert ids_in(lake, object_key) == ids
-    btc12 = read_table(lake.get(key("BTCUSDT", 12, 1001, 1002)))
+    table = read_table(lake.get(only))
+    assert list(zip(table["symbol"].to_pylist(), table["trade_id"].to_pylist(), strict=True)) == [
+        ("BTCUSDT", 1001),
+        ("BTCUSDT", 1002),
+        ("BTCUSDT", 1003),
+        ("BTCUSDT", 1004),
+        ("ETHUSDT", 501),
+        ("ETHUSDT", 502),
+        ("ETHUSDT", 503),
+    ]
+    metadata = pq.ParquetFile(io.BytesIO(lake.get(only))).metadata  # a row group per symbol: read on its own
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [4, 3]
+    assert read_symbol_rows(lake, only, "ETHUSDT", ["trade_id"])["trade_id"].to_pylist() == [501, 502, 503]
+    hour_12, hour_13 = at(12), at(13)
+    assert read_trades(lake, "BTCUSDT", hour_12, hour_13)["trade_id"].to_pylist() == [1001, 1002]
+    assert read_trades(lake, "ETHUSDT", hour_13, at(14))["trade_id"].to_pylist() == [502, 503]
+    btc12 = read_trades(lake, "BTCUSDT", hour_12, hour_13)
     assert btc12["price"].to_pylist() == [Decimal("60000.1"), Decimal("60000.2")]
     assert btc12["quote_quantity"].to_pylist() == [
         Decimal("60000.1") * Decimal("0.001"),

@@ -11,12 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from include.lake.keys import BATCH_PREFIX
+from include.lake.split import split_batches
 from include.lake.store import LocalStore, open_lake
 from include.lake.trades import (
     PRICE,
     QUOTE,
     TRADE_SCHEMA,
     TradeColumns,
+    batch_object,
     decimal_array,
     read_table,
     read_trade_ids,
@@ -346,3 +349,52 @@ def test_read_trades_of_an_unknown_symbol_is_empty_with_the_schema(tmp_path):
     assert len(table) == 0
     assert table.schema.equals(TRADE_SCHEMA)
     assert read_trade_ids(LocalStore(tmp_path), "BTCUSDT").tolist() == []
+
+
+def write_sample_as_batches(lake) -> list[str]:
+    """The sample's trades as a stream writes them: one batch per flush, BTCUSDTX's rows beside BTCUSDT's."""
+    rows = [(trade_id, "1.5", "2", time, False) for trade_id, time in TIMES.items()]
+    keys = []
+    for flush, part in enumerate(([r for r in rows if r[0] <= 4], [r for r in rows if 4 < r[0] <= 7], rows[-2:])):
+        key, data = batch_object(
+            [columns("BTCUSDTX", part), columns("BTCUSDT", part)], "stream", at(14), "stream-w", at(14) + flush
+        )
+        lake.put(key, data)
+        keys.append(key)
+    return keys
+
+
+def test_trade_keys_and_reads_see_the_stream_batches_not_split_yet(lake):
+    first, second, third = write_sample_as_batches(lake)  # ids 1..4, 5..7, 8..9
+    assert trade_keys(lake, "BTCUSDT") == [first, second, third]
+    assert trade_keys(lake, "BTCUSDT", at(12, 30), at(13)) == [second]  # by the times in their names
+    assert trade_keys(lake, "BTCUSDT", at(13, 0, 0, 1), at(13, 45)) == []
+    assert trade_keys(lake, "BTCUSDT", at(13, 45)) == [third]
+    for start, end in ((None, None), (at(12, 30), at(13)), (at(12), at(13, 45)), (at(13), None)):
+        expected = [i for i, time in TIMES.items() if (start is None or time >= start) and (end is None or time < end)]
+        table = read_trades(lake, "BTCUSDT", start, end)
+        assert table["trade_id"].to_pylist() == expected
+        assert set(table["symbol"].to_pylist()) <= {"BTCUSDT"}  # never the other symbol of the batch
+
+
+class SplittingLake(LocalStore):
+    """A lake whose first read of a stream batch comes after the hourly split deleted every batch."""
+
+    split = False
+
+    def get(self, key: str) -> bytes:
+        if key.startswith(BATCH_PREFIX) and not self.split:
+            self.split = True
+            split_batches(self, at(23))
+        return super().get(key)
+
+
+def test_a_read_that_loses_its_batches_to_the_split_reads_the_split_files(tmp_path):
+    lake = SplittingLake(tmp_path)
+    write_sample_as_batches(lake)
+
+    ids = read_trades(lake, "BTCUSDT")["trade_id"].to_pylist()
+
+    assert lake.split
+    assert list(lake.list(BATCH_PREFIX)) == []
+    assert ids == list(TIMES)
