@@ -31,11 +31,12 @@ from dashboard.queries import MAX_CANDLES, MarketQueries
 from include.candles import BY_NAME, CANDLE_SCHEMA, INTERVAL_NAMES
 from include.config import load_settings
 from include.lake import heartbeats
-from include.lake.compaction import ExpectedIds, compact_hour
+from include.lake.compaction import ExpectedIds, compact_hour, trade_files
 from include.lake.heartbeats import read_status
-from include.lake.keys import hour_of_key, hour_prefix, is_compacted, trade_key
+from include.lake.keys import BATCH_PREFIX, hour_of_key, hour_prefix, is_compacted, trade_key
+from include.lake.split import split_batches
 from include.lake.store import LocalStore, ObjectInfo
-from include.lake.trades import read_trades, write_trades
+from include.lake.trades import batch_object, read_table, read_trades, write_trades
 from include.timeutil import HOUR_US, to_us
 from include.warehouse.snapshot import publish_snapshot
 from tests.support.candle_rules import MINUTE, bucket_of, minute_candles, roll_up
@@ -58,6 +59,15 @@ def trade_time(trade_id: int) -> datetime:
 def write_ids(lake: LocalStore, ids: list[int], source: str = "stream") -> list[str]:
     times = [to_us(trade_time(trade_id)) for trade_id in ids]
     return write_trades(lake, trade_columns(SYMBOL, np.array(ids), np.array(times)), source, to_us(FIRST_TRADE))
+
+
+def write_batch(lake: LocalStore, ids: list[int]) -> str:
+    """``ids`` as a stream writer flushes them: one batch with another symbol's trades beside (not split yet)."""
+    times = np.array([to_us(trade_time(trade_id)) for trade_id in ids])
+    parts = [trade_columns(SYMBOL, np.array(ids), times), trade_columns("ETHUSDT", np.array(ids) + 10_000, times)]
+    key, data = batch_object(parts, "stream", to_us(FIRST_TRADE), "stream-test", to_us(FIRST_TRADE))
+    lake.put(key, data)
+    return key
 
 
 def write_heartbeat(lake: LocalStore, updated_at: datetime, last_trade_id: int) -> None:
@@ -115,14 +125,15 @@ def make_scenario(
     heartbeat: timedelta = timedelta(seconds=2),
 ) -> Scenario:
     """The marts of ids 1..``loaded`` (heartbeat ``load_heartbeat`` after the last of them); the lake
-    with ids 1..``loaded`` and ``lake_ids`` above them (two overlapping stream files and a backfill of
-    their middle, so most ids are there twice or three times), heartbeat ``heartbeat`` after the last."""
+    with ids 1..``loaded`` and ``lake_ids`` above them (a stream batch not split yet, an overlapping
+    stream file and a backfill of their middle, so most ids are there twice or three times), heartbeat
+    ``heartbeat`` after the last."""
     lake = LocalStore(folder / "lake")
     write_ids(lake, list(range(1, loaded + 1)))
     newer = sorted(lake_ids)
     if newer:
         third = len(newer) // 3
-        write_ids(lake, newer[: 2 * third + 1])
+        write_batch(lake, newer[: 2 * third + 1])
         write_ids(lake, newer[third:])
         write_ids(lake, newer[third : 2 * third], source="backfill")
     loaded_trades = [row for row in read_trades(lake, SYMBOL).to_pylist() if row["trade_id"] <= loaded]
@@ -334,7 +345,8 @@ def test_only_the_hours_that_can_hold_new_trades_are_listed(live_scenario, now, 
     frontier = live_scenario.queries().edge(SYMBOL, "1m").frontier
     read_lake_edge(lake, frontier, now)
     first, last = (moment.replace(tzinfo=UTC) for moment in hours)
-    assert [prefix for prefix in lake.listed if prefix.startswith("trades/")] == _hours(first, last)
+    # and the stream batches not split yet: one listing of their folder, however many symbols
+    assert [prefix for prefix in lake.listed if prefix.startswith("trades/")] == [*_hours(first, last), BATCH_PREFIX]
 
 
 # --- against the dbt marts ----------------------------------------------------------------------------
@@ -411,7 +423,9 @@ class CompactingOnFirstRead(LocalStore):
         if self.compacted is None and not is_compacted(key):
             self.compacted = key
             hour = hour_of_key(key)
-            ids = np.unique(read_trades(LocalStore(self.root), SYMBOL, hour, hour + HOUR_US)["trade_id"].to_numpy())
+            plain = LocalStore(self.root)
+            files = trade_files(plain, SYMBOL, hour)  # what compaction sees: not the stream batches
+            ids = np.unique(np.concatenate([read_table(plain.get(i.key))["trade_id"].to_numpy() for i in files]))
             holes = frozenset(range(int(ids[0]), int(ids[-1]) + 1)) - set(ids.tolist())
             compact_hour(self, SYMBOL, hour, ExpectedIds(int(ids[0]), int(ids[-1]) + 1, holes))
         return super().get(key)
@@ -426,4 +440,29 @@ def test_a_file_compacted_between_the_listing_and_the_read_is_read_from_the_comp
 
     assert lake.compacted is not None
     assert not lake.exists(lake.compacted)
+    assert edge.trades.equals(expected)
+
+
+class SplittingOnFirstBatchRead(LocalStore):
+    """A local lake whose first read of a stream batch finds it just split away (the race with the split)."""
+
+    split = False
+
+    def get(self, key: str) -> bytes:
+        if key.startswith(BATCH_PREFIX) and not self.split:
+            self.split = True
+            split_batches(self, to_us(datetime.now(UTC)))  # every hour before now: all of them
+        return super().get(key)
+
+
+def test_a_batch_split_between_the_listing_and_the_read_is_read_from_the_split_files(tmp_path):
+    scenario = make_scenario(tmp_path, list(range(LOADED + 1, TRADES + 1)))
+    frontier = scenario.queries().edge(SYMBOL, "1m").frontier
+    expected = read_lake_edge(scenario.lake, frontier, scenario.now).trades
+    lake = SplittingOnFirstBatchRead(scenario.lake.root)
+
+    edge = read_lake_edge(lake, frontier, scenario.now)
+
+    assert lake.split
+    assert list(lake.list(BATCH_PREFIX)) == []
     assert edge.trades.equals(expected)

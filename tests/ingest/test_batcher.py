@@ -52,12 +52,15 @@ def flush(batcher: MicroBatcher, frames: list[bytes]):
     return batcher.write(batcher.take())
 
 
-def key(symbol: str, hour: int, first: int, last: int) -> str:
-    return f"trades/exchange=binance/symbol={symbol}/date=2026-11-24/hour={hour:02d}/stream-{first}-{last}.parquet"
-
-
-def ids_in(lake, object_key: str) -> list[int]:
-    return read_table(lake.get(object_key))["trade_id"].to_pylist()
+def batch_ids(lake, result) -> dict[str, list[int]]:
+    """The ids per symbol of the one batch a flush wrote (every symbol of the flush in one object)."""
+    (batch,) = [k for k in result.keys if k.startswith("trades/")]
+    assert batch.startswith("trades/exchange=binance/batch/"), batch
+    table = read_table(lake.get(batch))
+    ids: dict[str, list[int]] = {}
+    for symbol, trade_id in zip(table["symbol"].to_pylist(), table["trade_id"].to_pylist(), strict=True):
+        ids.setdefault(symbol, []).append(trade_id)
+    return ids
 
 
 def marker(lake) -> dict:
@@ -130,12 +133,11 @@ def test_duplicates_inside_a_batch_are_dropped_and_counted(lake):
         trade("BTCUSDT", 2, at(13, 0, 2), "2.00000000"),
     ]
     result = flush(batcher, frames)
-    assert result.keys == [key("BTCUSDT", 13, 1, 3)]
+    assert batch_ids(lake, result) == {"BTCUSDT": [1, 2, 3]}
     assert (result.trades_written, result.duplicates) == (3, 3)
     assert batcher.stats.duplicates == 3
     assert batcher.stats.written == 3
-    table = read_table(lake.get(key("BTCUSDT", 13, 1, 3)))
-    assert table["trade_id"].to_pylist() == [1, 2, 3]
+    table = read_table(lake.get(result.keys[0]))
     assert table["price"].to_pylist() == [Decimal(1), Decimal(2), Decimal(3)]
 
 
@@ -143,11 +145,10 @@ def test_duplicates_across_batches_are_dropped(lake):
     """Two connections overlap during a handover: the second repeats ids the first already wrote."""
     batcher = MicroBatcher(lake, SYMBOLS, WRITER)
     first = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in range(1, 6)])
-    assert first.keys == [key("BTCUSDT", 13, 1, 5)]
+    assert batch_ids(lake, first) == {"BTCUSDT": [1, 2, 3, 4, 5]}
     second = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in range(4, 9)])
-    assert second.keys == [key("BTCUSDT", 13, 6, 8)]
+    assert batch_ids(lake, second) == {"BTCUSDT": [6, 7, 8]}
     assert (second.trades_written, second.duplicates) == (3, 2)
-    assert ids_in(lake, key("BTCUSDT", 13, 6, 8)) == [6, 7, 8]
     assert sorted(read_trades(lake, "BTCUSDT")["trade_id"].to_pylist()) == list(range(1, 9))  # each id once
     only_old = flush(batcher, [trade("BTCUSDT", i, at(13, 0, i)) for i in (2, 7, 3)])
     assert only_old.keys == []
@@ -156,7 +157,7 @@ def test_duplicates_across_batches_are_dropped(lake):
     assert len(list(lake.list("trades/"))) == 2
     # the ids of one symbol never hide another symbol's
     other = flush(batcher, [trade("ETHUSDT", i, at(13, 0, i)) for i in (1, 2)])
-    assert other.keys == [key("ETHUSDT", 13, 1, 2)]
+    assert batch_ids(lake, other) == {"ETHUSDT": [1, 2]}
     assert other.duplicates == 0
 
 
@@ -204,10 +205,7 @@ def test_malformed_frames_go_to_quarantine_with_raw_text_and_reason(lake):
     assert batcher.stats.quarantine_reasons == Counter(bad.values())
     assert batcher.stats.as_dict()["quarantine_reasons"] == dict(Counter(bad.values()))
     # the good trades of the same batch are written
-    assert sorted(k for k in result.keys if k.startswith("trades/")) == [
-        key("BTCUSDT", 13, 20, 20),
-        key("ETHUSDT", 13, 21, 21),
-    ]
+    assert batch_ids(lake, result) == {"BTCUSDT": [20], "ETHUSDT": [21]}
 
 
 def test_control_messages_are_handed_back_not_kept(lake):
@@ -291,7 +289,7 @@ def test_a_write_marker_follows_every_write_of_files(lake):
     assert writes_fingerprint(lake) == after_first
 
     second = flush(batcher, [trade("ETHUSDT", 5, at(14)), trade("BTCUSDT", 2, at(14))])
-    assert sorted(second.keys) == [key("BTCUSDT", 14, 2, 2), key("ETHUSDT", 14, 5, 5)]
+    assert batch_ids(lake, second) == {"BTCUSDT": [2], "ETHUSDT": [5]}
     assert sorted(marker(lake)["keys"]) == sorted(second.keys)
     assert writes_fingerprint(lake) != after_first
 

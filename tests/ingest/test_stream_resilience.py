@@ -34,6 +34,7 @@ from include.ingest.run import close_stream_lake, open_stream_lake
 from include.ingest.stream import StreamSettings
 from include.ingest.worker import StreamWorker, WorkerSettings
 from include.ingest.writer import airflow_writer_id, writer_id
+from include.lake.keys import batch_times_of_key
 from include.lake.spool import SpoolFolder
 from include.lake.store import LocalStore, ObjectStore, S3Store
 from include.lake.trades import read_trades
@@ -394,9 +395,16 @@ def spooled(spool_root: Path) -> list[tuple[str, bytes]]:
     return [item for folder in folders for item in spooled_in(folder)]
 
 
-def last_id_of(key: str) -> int:
-    """The last trade id a trade file holds, from its key (``...-<first>-<last>.parquet``)."""
-    return int(key.rsplit("-", 1)[1].split(".")[0])
+def last_time_of(key: str) -> int:
+    """The last trade time a stream batch holds, from its key (``keys.batch_key``)."""
+    times = batch_times_of_key(key)
+    assert times is not None, f"{key} is not a stream batch"
+    return times[1]
+
+
+def writer_of(key: str) -> str:
+    """The writer that flushed a stream batch, from its key (``<first>_<last>_<flushed>_<writer>.parquet``)."""
+    return key.rsplit("/", 1)[-1].removesuffix(".parquet").split("_", 3)[3]
 
 
 def spooled_trade_keys(spool_root: Path) -> list[str]:
@@ -455,9 +463,9 @@ def test_kill_9_leaves_only_complete_objects_and_contiguous_ids(start_sandbox, t
         for key in listed:
             if key.endswith(".parquet"):
                 table = pq.read_table(lake_dir / key)
-                first, last = (int(part) for part in re.findall(r"stream-(\d+)-(\d+)\.parquet$", key)[0])
+                assert batch_times_of_key(key) is not None, key  # one batch per flush
                 file_ids = table["trade_id"].to_pylist()
-                assert file_ids == list(range(first, last + 1)), key
+                assert file_ids == list(range(file_ids[0], file_ids[-1] + 1)), key
                 total += len(file_ids)
             else:
                 assert key.endswith(".json"), key
@@ -485,9 +493,9 @@ def test_an_s3_outage_is_spooled_and_uploaded_in_order_when_s3_returns(start_san
 
             moto_s3.start()  # empty, like any S3 after such an outage here: moto keeps nothing
             wait_until(lambda: not spooled(spool), 90, "the spool to drain")
-            spooled_max = max(int(k.rsplit("-", 1)[1].split(".")[0]) for k, _ in snapshot if k.startswith("trades/"))
+            spooled_max = max(last_time_of(k) for k, _ in snapshot if k.startswith("trades/"))
             wait_until(
-                lambda: any(int(k.rsplit("-", 1)[1].split(".")[0]) > spooled_max for k in trade_files(s3)),
+                lambda: any(last_time_of(k) > spooled_max for k in trade_files(s3)),
                 60,
                 "a flush after the spool drained",
             )
@@ -506,7 +514,7 @@ def test_an_s3_outage_is_spooled_and_uploaded_in_order_when_s3_returns(start_san
         uploaded = re.findall(r"uploaded spooled (\S+)", stderr)
         assert uploaded[: len(snapshot)] == [key for key, _ in snapshot]
         uploaded_trades = [key for key in uploaded if key.startswith("trades/")]
-        firsts = [int(key.rsplit("-", 2)[1]) for key in uploaded_trades]
+        firsts = [batch_times_of_key(key)[0] for key in uploaded_trades]
         assert firsts == sorted(firsts)
         # S3 lost what it held before the outage; from the spool on, nothing is missing.
         ids = assert_lake_is_the_exchange_history(s3, rest_url)
@@ -550,7 +558,7 @@ def test_two_stream_shards_spool_into_their_own_folders_during_an_s3_outage(star
             for worker in workers.values():
                 worker.start()
             wait_until(
-                lambda: {k.split("/")[2] for k in trade_files(s3)} >= {f"symbol={s}" for s in shards.values()},
+                lambda: {writer_of(k) for k in trade_files(s3)} >= set(writers.values()),
                 60,
                 "both shards in S3",
             )
@@ -559,16 +567,19 @@ def test_two_stream_shards_spool_into_their_own_folders_during_an_s3_outage(star
             wait_until(lambda: all(len(spooled_trade_keys_in(f)) >= 2 for f in folders.values()), 60, "both spools")
             snapshot = {index: spooled_in(folder) for index, folder in folders.items()}
             for index, symbol in shards.items():  # each shard's folder holds its own trades only
-                assert {key.split("/")[2] for key, _ in snapshot[index] if key.startswith("trades/")} == {
-                    f"symbol={symbol}"
+                batches = [data for key, data in snapshot[index] if key.startswith("trades/")]
+                assert {s for data in batches for s in pq.read_table(pa.BufferReader(data))["symbol"].to_pylist()} == {
+                    symbol
                 }
 
             moto_s3.start()
             wait_until(lambda: not any(spooled_in(f) for f in folders.values()), 90, "both spools to drain")
-            for index, symbol in shards.items():
-                spooled_last = max(last_id_of(key) for key, _ in snapshot[index] if key.startswith("trades/"))
+            for index, writer in writers.items():
+                spooled_last = max(last_time_of(key) for key, _ in snapshot[index] if key.startswith("trades/"))
                 wait_until(
-                    lambda last=spooled_last, s=symbol: any(last_id_of(k) > last for k in trade_files(s3) if s in k),
+                    lambda last=spooled_last, w=writer: any(
+                        last_time_of(k) > last for k in trade_files(s3) if writer_of(k) == w
+                    ),
                     60,
                     "a later flush",
                 )

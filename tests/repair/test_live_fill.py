@@ -28,7 +28,7 @@ from include.lake.keys import (
 )
 from include.lake.markers import PARTITION_MEMORY, MarkerWriter, WriteMarker
 from include.lake.store import LocalStore
-from include.lake.trades import read_trades, write_trades
+from include.lake.trades import batch_object, read_trades, write_trades
 from include.repair.boundary import start_boundary
 from include.repair.live import FillSummary, chunks, fill_pending, pending_gaps
 from include.repair.repair import to_contract
@@ -261,3 +261,24 @@ def test_a_fill_rest_cannot_finish_yet_stays_pending_and_the_next_run_fetches_on
         assert set(second.files) < set(record["files"])  # the files of both runs
         assert_lake_holds_every_id_once(lake, sandbox.rest_url, before[0]["id"], after[-1]["id"])
         assert pending_gaps(lake) == []
+
+
+def test_ids_of_a_gap_another_writer_holds_in_a_stream_batch_are_not_fetched_again(start_sandbox, tmp_path):
+    """Two writers overlap: one missed ids the other flushed in a batch the split has not reached yet."""
+    lake = LocalStore(tmp_path / "lake")
+    with start_sandbox(symbols=(SYMBOL,), rate=20.0, history_seconds=600) as sandbox:
+        rows = trades_around_now(sandbox.rest_url)
+        before, gap_rows, after = rows[:20], rows[20:120], rows[120:]
+        write_rows(lake, before + after)
+        held, _ = to_contract(SYMBOL, gap_rows[30:70])  # the other writer's flush, with ETHUSDT's trades beside
+        other, _ = to_contract("ETHUSDT", [{**row, "id": row["id"] + 7} for row in gap_rows[:5]])
+        key, data = batch_object([held, other], "stream", now_us(), "stream-other", now_us())
+        lake.put(key, data)
+        record_gap(lake, Gap(SYMBOL, gap_rows[0]["id"], gap_rows[-1]["id"], "jump", after[0]["time"], now_us()))
+
+        summary, _ = fill(sandbox.rest_url, lake)
+
+        assert (summary.gaps, summary.filled, summary.missing) == (1, 60, 0)
+        backfilled = lake_id_set(lake, SYMBOL, "backfill")
+        assert backfilled == {row["id"] for row in gap_rows[:30] + gap_rows[70:]}  # not the 40 in the batch
+        assert_lake_holds_every_id_once(lake, sandbox.rest_url, before[0]["id"], after[-1]["id"])

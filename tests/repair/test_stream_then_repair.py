@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 import pytest
 
 from include.binance.client import BinanceClient
+from include.lake.keys import BATCH_PREFIX
+from include.lake.split import split_batches
 from include.lake.store import LocalStore
 from include.lake.trades import read_table, read_trades
 from include.repair.ledger import read_report
@@ -52,7 +54,7 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
         streamed = {symbol: read_trades(lake, symbol) for symbol in SYMBOLS}
         streamed_keys = {info.key for info in lake.list("trades/")}
         assert streamed_keys
-        assert all("/stream-" in key for key in streamed_keys), streamed_keys
+        assert all(key.startswith(BATCH_PREFIX) for key in streamed_keys), streamed_keys
 
         # The range the stream covered: from its first trade to just after its last, over both symbols.
         times = [pc.cast(streamed[s]["trade_time"], pa.int64()).to_numpy() for s in SYMBOLS]
@@ -70,6 +72,9 @@ def test_streamed_through_skips_and_drops_then_repaired_the_lake_is_the_exchange
             lake_before_again = {info.key: info.etag for info in lake.list("trades/")}
             again = {s: [repair_window(client, lake, s, start, end) for start, end in windows] for s in SYMBOLS}
             assert {info.key: info.etag for info in lake.list("trades/")} == lake_before_again
+        # The hourly split turns the stream's batches into files per symbol-hour: what follows reads those.
+        split_batches(lake, end_us + 3_600_000_000)
+        assert list(lake.list(BATCH_PREFIX)) == []
         exchange = {
             symbol: rest_history(sandbox.rest_url, symbol, headers=MICRO, until_us=end_us) for symbol in SYMBOLS
         }
