@@ -11,11 +11,14 @@ kind's count in the window, the objects per hour (extrapolated from the window; 
 new writer records once per symbol, and their markers, left out), PUTs, trades per second and trades
 per trade file. Then ``load_lake`` loads what was written into a DuckDB warehouse whose cursor was
 set on the empty lake (so it discovers by write marker, as in production), timed against the
-window: below 1, the load keeps up.
+window: below 1, the load keeps up. Then the hourly split (include/lake/split.py) turns the window's
+batches into files per symbol-hour, timed, and a second load takes its files in (only the ids the
+warehouse lacks: none). An hour's objects with the split are the writer's per hour plus the split's
+files (one per symbol that traded in the hour, at most) and its marker.
 
-Target (issue 22, for the writer to meet): at most one trade file per shard (here: the one writer)
-per flush. Checks: every trade written was loaded exactly once; no id is missing between a symbol's
-first and last trade in the warehouse; every trade file counted is in the lake.
+Target (issue 22): at most one trade file per shard (here: the one writer) per flush. Checks: every
+trade written was loaded exactly once, before and after the split; no id is missing between a
+symbol's first and last trade in the warehouse; every trade file counted is in the lake.
 ``--smoke`` streams each count for 2 s with a 1 s flush (the target is reported, not enforced).
 """
 
@@ -36,6 +39,7 @@ import numpy as np
 from bench.common import CLIENT_CORE, REPO_ROOT, free_port, pinned, start_sandbox
 from bench.report import Report, Target
 from bench.symbols_client import KINDS
+from include.lake.split import split_batches
 from include.lake.store import LocalStore
 from include.lake.trades import TradeColumns, write_trades
 from include.timeutil import now_us
@@ -76,6 +80,9 @@ class Run:
     load_seconds: float
     files_in_lake: int
     loaded: tuple[int, int, int]  # rows, distinct (symbol, trade_id), sum over symbols of last - first + 1
+    split_files: int  # the hourly split's files of the window's batches: one per symbol that traded
+    split_seconds: float
+    rows_after_split: int  # raw.trades' rows after the split's files were loaded too
 
     @property
     def seconds(self) -> float:
@@ -105,6 +112,11 @@ class Run:
     @property
     def per_hour(self) -> float:
         return self.steady_puts * 3600 / self.seconds
+
+    @property
+    def per_hour_with_split(self) -> float:
+        """The writer's objects per hour, and the split's: a file per symbol (at most) and a marker."""
+        return self.per_hour + self.symbols + 1
 
 
 def stream(port: int, symbols: list[str], size: Size, lake: Path) -> dict[str, Any]:
@@ -150,11 +162,17 @@ def measure(port: int, rates: dict[str, float], count: int, size: Size, work: Pa
             " (select coalesce(sum(last - first + 1), 0) from"
             "  (select max(trade_id) as last, min(trade_id) as first from raw.trades group by symbol))"
         )
-    files = sum(1 for info in lake.list("trades/") if info.key.endswith(".parquet"))
+        files = sum(1 for info in lake.list("trades/") if info.key.endswith(".parquet"))
+        began = time.perf_counter()
+        split = split_batches(lake, now_us() + 3_600_000_000)  # every batch: the window's hour(s), closed
+        split_seconds = time.perf_counter() - began
+        load_lake(lake, warehouse)
+        ((rows_after_split,),) = warehouse.execute("select count(*) from raw.trades")
     offered = sum(rates[symbol] for symbol in symbols)
     written = client["stats"]["written"]
     print(f"{count} symbols streamed ({written:,} trades; the writer ran {client['seconds']:.1f} s in all)", flush=True)
-    return Run(count, offered, client, load_seconds, files, (loaded[0], loaded[1], loaded[2]))
+    counts = (loaded[0], loaded[1], loaded[2])
+    return Run(count, offered, client, load_seconds, files, counts, len(split.written), split_seconds, rows_after_split)
 
 
 def report_run(report: Report, run: Run, size: Size) -> None:
@@ -183,12 +201,27 @@ def report_run(report: Report, run: Run, size: Size) -> None:
     )
     report.figure(f"{name} load of the window", run.load_seconds, "s", digits=2, note=f"{run.files_in_lake:,} files")
     report.figure(f"{name} load / window", run.load_seconds / run.seconds, digits=3, note="below 1: it keeps up")
+    report.figure(
+        f"{name} split files",
+        run.split_files,
+        "objects",
+        note=f"the window's batches, split in {run.split_seconds:.2f} s",
+    )
+    report.figure(
+        f"{name} objects per hour with the split",
+        run.per_hour_with_split,
+        "objects",
+        note="the writer's, and the hourly split's: a file per symbol at most, and a marker",
+    )
 
 
 def report_checks(report: Report, runs: list[Run]) -> None:
     loaded = {run.symbols: f"{run.loaded[0]:,} of {run.written:,}" for run in runs}
     ok = all(run.loaded[0] == run.loaded[1] == run.written > 0 for run in runs)
     report.check("every trade written was loaded once", ok, f"symbols: rows loaded of written {loaded}")
+    after = {run.symbols: f"{run.rows_after_split:,} of {run.written:,}" for run in runs}
+    ok = all(run.rows_after_split == run.written for run in runs)
+    report.check("the split's files loaded no trade twice", ok, f"symbols: rows after the split of written {after}")
     spans = {run.symbols: f"{run.loaded[0]:,} of {run.loaded[2]:,}" for run in runs}
     ok = all(run.loaded[0] == run.loaded[2] for run in runs)
     report.check("no id missing in any symbol's run", ok, f"symbols: trades of ids first..last {spans}")

@@ -1,7 +1,8 @@
 """Compaction: a closed hour's trade files of one symbol become one file.
 
-The stream writes a file per symbol per flush, about 720 an hour. Once an hour is complete (the
-repair verified every id, ``include/repair/compact.py`` decides), its files are rewritten as one:
+The split (include/lake/split.py), backfills and live fills leave a symbol-hour several files. Once
+an hour is complete (the repair verified every id, ``include/repair/compact.py`` decides), its files
+are rewritten as one:
 ``trades/.../hour=13/compact-<first_id>-<last_id>.parquet``, one row per trade id, in id order, each
 row as it was first written (its ``source`` and ``ingested_at`` kept).
 

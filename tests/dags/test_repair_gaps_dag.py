@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from include.lake.keys import BATCH_PREFIX
 from include.lake.store import LocalStore
-from include.lake.trades import read_trades, trade_keys, write_trades
+from include.lake.trades import batch_object, read_trades, trade_keys
 from include.pools import EXCHANGE_REST
 from include.repair.ledger import read_report
 from include.timeutil import to_us
@@ -30,7 +31,7 @@ from tests.support.waiting import wait_until
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-STREAM_FILES = 12  # the window as a stream leaves it: many files, BTCUSDT missing LOST_IDS of them
+STREAM_FILES = 12  # the window as a stream leaves it: many batches, BTCUSDT missing LOST_IDS of its ids
 LOST_IDS = 10
 
 
@@ -56,14 +57,22 @@ def assert_lake_is_the_window(lake: LocalStore, truth: dict[str, dict[int, dict[
         assert_matches_exchange(table, rows, symbol, STREAMED_OR_BACKFILLED)
 
 
-def write_stream_files(lake: LocalStore, symbol: str, rows: dict[int, dict[str, Any]], lost: int) -> None:
-    """The window's trades in ``STREAM_FILES`` stream files, without ``lost`` ids in the middle."""
-    ordered = [rows[i] for i in sorted(rows)]
-    middle = len(ordered) // 2
-    kept = ordered[:middle] + ordered[middle + lost :]
+def write_stream_batches(lake: LocalStore, truth: dict[str, dict[int, dict[str, Any]]], lost: dict[str, int]) -> None:
+    """The window's trades as a stream writer flushes them: ``STREAM_FILES`` batches, each holding
+    every symbol, without ``lost[symbol]`` ids in the middle."""
+    kept = {}
+    for symbol, rows in truth.items():
+        ordered = [rows[i] for i in sorted(rows)]
+        middle = len(ordered) // 2
+        kept[symbol] = ordered[:middle] + ordered[middle + lost[symbol] :]
     for part in range(STREAM_FILES):
-        chunk = kept[part * len(kept) // STREAM_FILES : (part + 1) * len(kept) // STREAM_FILES]
-        write_trades(lake, rest_columns(symbol, chunk), "stream", to_us(datetime.now(UTC)))
+        parts = [
+            rest_columns(symbol, rows[part * len(rows) // STREAM_FILES : (part + 1) * len(rows) // STREAM_FILES])
+            for symbol, rows in kept.items()
+        ]
+        now = to_us(datetime.now(UTC)) + part
+        key, data = batch_object(parts, "stream", now, "stream-test", now)
+        lake.put(key, data)
 
 
 def assert_one_compacted_file_each(lake: LocalStore) -> None:
@@ -109,9 +118,9 @@ def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox
         truth = {s: exchange_window(sandbox.rest_url, s, to_us(window_start), to_us(window_end)) for s in SYMBOLS}
         assert all(len(rows) > 3000 for rows in truth.values()), {s: len(r) for s, r in truth.items()}
         lost_ids = {"BTCUSDT": LOST_IDS, "ETHUSDT": 0}
-        for symbol in SYMBOLS:
-            write_stream_files(lake, symbol, truth[symbol], lost_ids[symbol])
+        write_stream_batches(lake, truth, lost_ids)
         dags_test()
+        assert list(lake.list(BATCH_PREFIX)) == []  # split into files per symbol-hour first
         assert_lake_is_the_window(lake, truth)
         for symbol in SYMBOLS:
             report = read_report(lake, symbol, window_start)
@@ -124,7 +133,7 @@ def test_dags_test_repairs_a_window_and_refills_it_after_data_loss(start_sandbox
             )
             assert (report.missing, report.holes) == (0, [])
             assert report.end_id - report.first_id == report.expected
-        # Verified complete, each symbol's window was compacted: its stream files and the fill in one.
+        # Verified complete, each symbol's window was compacted: its split stream batches and the fill in one.
         assert_one_compacted_file_each(lake)
         first_objects = trade_objects(lake)
 
