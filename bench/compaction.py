@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from bench.report import Report
 from include.ingest.worker import DEFAULT_FLUSH_SECONDS
-from include.lake.keys import BATCH_PREFIX
+from include.lake.keys import BATCH_PREFIX, symbol_prefix
 from include.lake.split import split_batches
 from include.lake.store import LocalStore
 from include.lake.trades import TradeColumns, batch_object, read_trades, write_trades
@@ -80,7 +80,7 @@ def stream_hour(lake: LocalStore, hour_start_us: int, first_id: int, flushes: in
 
 
 def symbol_files(lake: LocalStore) -> int:
-    return sum(1 for _ in lake.list(f"trades/exchange=binance/symbol={SYMBOL}/"))
+    return sum(1 for _ in lake.list(symbol_prefix(SYMBOL)))
 
 
 def compact_day(lake: LocalStore, hours: int) -> float:

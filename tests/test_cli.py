@@ -462,7 +462,7 @@ def test_stream_of_listed_symbols_still_streams(start_sandbox, tmp_path):
         result = run_cli("stream", "--symbols", "BTCUSDT", "--duration", "3", "--flush-seconds", "1", env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["written"] > 0
-    assert list((tmp_path / "lake" / "trades").rglob("stream-*.parquet"))
+    assert list((tmp_path / "lake" / "trades" / "exchange=binance" / "batch").rglob("*.parquet"))  # its flushes
 
 
 @pytest.mark.parametrize("command", ["stream", "backfill"])

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from include.lake.keys import BATCH_PREFIX
 from include.lake.store import ObjectStore
 from include.timeutil import HOUR_US, from_us, hour_start_us, now_us
 from tests.support.net import http_post_json
@@ -82,4 +83,4 @@ def trigger_repairs(airflow: Airflow, first_us: int, until_us: int) -> list[str]
 
 def first_stream_key(lake: ObjectStore) -> str | None:
     """The key of some micro-batch a stream task wrote, once one has."""
-    return next((info.key for info in lake.list("trades/") if "/stream-" in info.key), None)
+    return next((info.key for info in lake.list(BATCH_PREFIX)), None)
