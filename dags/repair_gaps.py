@@ -11,7 +11,8 @@ Then each `repair` task:
 
 1. asks Binance (aggTrades `startTime`, `limit=1`) for the window's expected trade-id range:
    the first trade at or after its start, up to the first at or after its end;
-2. reads the ids the lake holds for the window, from stream and backfill files alike;
+2. reads the ids the lake holds for the window, from split, backfill and compacted files and from
+   stream batches not split yet alike;
 3. fetches exactly the missing ids from `historicalTrades`, within the REST weight budget, and
    writes them as `backfill-<first>-<last>.parquet`;
 4. records the result per symbol and window in the lake (`status/completeness/...`): expected,
@@ -23,9 +24,10 @@ Then each `repair` task:
 The summary is the task's log line and its return value (XCom).
 
 5. `compact`, per symbol, once its `repair` is done: a window the repair verified complete (nothing
-   missing, a whole clock hour) has its ~720 small files rewritten as one,
+   missing, a whole clock hour) has its files (the split's, the fills') rewritten as one,
    `compact-<first>-<last>.parquet`, after checking they hold exactly the verified ids; the load
-   inserts only the ids the warehouse does not hold yet. A window still incomplete is skipped, and
+   inserts only the ids the warehouse does not hold yet. A window still incomplete, or holding a
+   stream batch that came after the split, is skipped, and
    compacted once a re-run of its `repair` completes it: clear `repair` *with its downstream*.
 
 **Re-backfill a window**: clear the `repair` task instance of that run (one symbol, or all) in the

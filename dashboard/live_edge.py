@@ -118,6 +118,9 @@ def read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> Lake
 
 def _read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> LakeEdge:
     tables, listed = [], 0
+    # The stream's batches not split yet, listed first (what the split takes away is then in a file
+    # listed below): trades above the frontier's id are at or after its time.
+    batches = batch_keys(lake, to_us(frontier.last_trade_time))
     for hour in _hours_to_list(frontier.last_trade_time, now):
         for info in lake.list(hour_prefix(frontier.symbol, hour)):
             ids = ids_of_key(info.key)
@@ -126,8 +129,7 @@ def _read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> Lak
                 continue  # every trade of it is in the marts already
             table = read_table(lake.get(info.key), TRADE_COLUMNS)
             tables.append(table.filter(pc.greater(table["trade_id"], frontier.last_trade_id)))
-    # The stream's batches not split yet: trades above the frontier's id are at or after its time.
-    for key in batch_keys(lake, to_us(frontier.last_trade_time)):
+    for key in batches:
         listed += 1
         table = read_symbol_rows(lake, key, frontier.symbol, TRADE_COLUMNS)
         tables.append(table.filter(pc.greater(table["trade_id"], frontier.last_trade_id)))

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from include.binance.client import BinanceError
 from include.lake.keys import gap_key, hour_prefix, ids_of_key
 from include.lake.store import LakeError, ObjectStore
-from include.lake.trades import batch_keys, read_table
+from include.lake.trades import READ_ATTEMPTS, batch_keys, read_table
 from include.timeutil import HOUR_US, from_us, hour_start_us, to_us
 
 log = logging.getLogger(__name__)
@@ -89,16 +89,29 @@ def lake_last_id(
     """The last id the lake holds for ``symbol`` below ``before_id``, in the hour of ``time_us`` or the
     hour before; None if it holds none there. A symbol's files are judged by their keys
     (``<source>-<first>-<last>``); the stream batches of those hours are read, their symbol and id
-    columns only, once each into ``batches`` (key -> table) when a caller asks for many symbols."""
+    columns only, once each into ``batches`` (key -> table) when a caller asks for many symbols.
+    A batch gone before it is read was split into files written before: all is listed again."""
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return _lake_last_id(lake, symbol, before_id, time_us, batches)
+        except FileNotFoundError:
+            continue
+    return _lake_last_id(lake, symbol, before_id, time_us, batches)
+
+
+def _lake_last_id(
+    lake: ObjectStore, symbol: str, before_id: int, time_us: int, batches: dict[str, pa.Table] | None
+) -> int | None:
     hour = hour_start_us(time_us)
     last = None
+    listed = batch_keys(lake, hour - HOUR_US, hour + HOUR_US)  # first: what the split takes away is then listed
     for prefix in (hour_prefix(symbol, hour - HOUR_US), hour_prefix(symbol, hour)):
         for info in lake.list(prefix):
             ids = ids_of_key(info.key)
             if ids is not None and ids[0] < before_id:
                 last = ids[1] if last is None else max(last, ids[1])
     batches = {} if batches is None else batches
-    for key in batch_keys(lake, hour - HOUR_US, hour + HOUR_US):
+    for key in listed:
         if key not in batches:
             batches[key] = read_table(lake.get(key), ["symbol", "trade_id"])
         table = batches[key]

@@ -38,6 +38,7 @@ GAP_WRITES_PREFIX = (
 )
 WATCHERS_PREFIX = "status/watchers/"
 _TRADE_FILE = re.compile(r"/[a-z]+-(\d+)-(\d+)\.parquet$")
+_BATCH_FILE = re.compile(r"(\d+)_(\d+)_(\d+)_(.+)\.parquet")  # <first_us>_<last_us>_<flushed_us>_<writer>
 COMPACT_SOURCE = "compact"  # the <source> in the name of a compacted symbol-hour's file
 SPLIT_SOURCE = "split"  # the <source> in the name of a symbol-hour's trades split out of stream batches
 BATCH_PREFIX = f"{TRADES_PREFIX}exchange={EXCHANGE}/batch/"
@@ -72,11 +73,17 @@ def batch_key(writer: str, first_time_us: int, last_time_us: int, flushed_us: in
 
 
 def batch_times_of_key(key: str) -> tuple[int, int] | None:
-    """``(first, last)`` trade time (µs) of a stream batch, from its name; None for any other key."""
-    if not key.startswith(BATCH_PREFIX) or not key.endswith(".parquet"):
-        return None
-    first, last, _flushed, _writer = key.rsplit("/", 1)[-1].split("_", 3)
-    return int(first), int(last)
+    """``(first, last)`` trade time (µs) of a stream batch, from its name; None for any other key
+    (a name under ``batch/`` not made by ``batch_key`` is no batch: readers pass it by)."""
+    match = _BATCH_FILE.fullmatch(key.rsplit("/", 1)[-1]) if key.startswith(BATCH_PREFIX) else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def split_writer(partition: str) -> str:
+    """The writer the hourly split names its marker after, for one batch partition: its marker's
+    existence says the hour was split, so a batch landing there later is late (include/lake/split.py)."""
+    values = partition_values(partition)
+    return f"split-{values['date']}T{values['hour']}"
 
 
 def partition_values(key: str) -> dict[str, str]:

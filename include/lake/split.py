@@ -9,13 +9,19 @@ per symbol-hour as they always did.
 
 Every step can crash and be run again:
 
-1. each symbol-hour's file is written (one atomic PUT; its key and bytes follow from the rows), with
-   the rows of the split file already there, if any, which is then deleted: a symbol-hour has one;
-2. a write marker of the split names the partitions written, so the load finds them;
+1. each symbol-hour's file is written, holding only the ids its partition does not hold yet (one
+   atomic PUT; key and bytes follow from those rows). A file once written is never rewritten: the
+   load's ledger knows a file by its key, so a key must never come to hold other rows. A re-run
+   finds its ids there and writes nothing; a batch that came late adds a file of its new ids;
+2. a write marker of the split (``keys.split_writer``) names the partitions written, so the load
+   finds them, and says the hour was split: a batch landing in it later is loaded only for the ids
+   the warehouse lacks;
 3. the batches are deleted, each only if it is still the object that was read (same ETag).
 
-Between 1 and 3 the lake holds both, and every reader keeps one row per id. The load inserts a split
-file's rows only for ids ``raw.trades`` lacks (``keys.is_rewritten``): it loaded the batches already.
+Between 1 and 3 the lake holds both, and every reader keeps one row per id; readers list the batches
+before the symbol's partitions, so a batch the split deletes meanwhile is in a file they list. The
+load inserts a split file's rows only for ids ``raw.trades`` lacks (``keys.is_rewritten``): it
+loaded the batches already.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from include.lake.keys import (
     batch_times_of_key,
     hour_of_key,
     hour_prefix,
+    ids_of_key,
     partition_of,
-    partition_values,
+    split_writer,
     trade_key,
 )
 from include.lake.markers import mark_written
@@ -84,12 +91,11 @@ def split_batches(lake: ObjectStore, before_us: int) -> Split:
 
 
 def split_partition(lake: ObjectStore, partition: str, infos: list[ObjectInfo], result: Split) -> None:
-    """Write one batch partition's trades per symbol-hour, announce them, then delete the batches read."""
+    """Write one batch partition's new trades per symbol-hour, announce them, then delete the batches read."""
     read = {(info.key, info.etag) for info in infos}
     table = pa.concat_tables([read_table(lake.get(info.key)) for info in infos])
-    written = [_write_symbol_hour(lake, part) for part in _symbol_hours(table)]
-    values = partition_values(partition)
-    mark_written(lake, f"split-{values['date']}T{values['hour']}", written)  # one marker per hour split
+    written = [key for part in _symbol_hours(table) if (key := _write_new_ids(lake, part)) is not None]
+    mark_written(lake, split_writer(partition), written)  # also when nothing was new: the hour was split
     result.partitions.append(partition)
     result.batches += len(infos)
     result.trades += len(table)
@@ -101,33 +107,30 @@ def split_partition(lake: ObjectStore, partition: str, infos: list[ObjectInfo], 
 
 
 def _symbol_hours(table: pa.Table) -> list[pa.Table]:
-    """The rows of each symbol and hour of trade time, one row per id, in id order."""
-    parts = []
-    hours = pc.cast(table["trade_time"], pa.int64()).to_numpy() // HOUR_US
-    symbols = table["symbol"].to_numpy(zero_copy_only=False)
-    for symbol in np.unique(symbols):
-        for hour in np.unique(hours[symbols == symbol]):
-            parts.append(one_row_per_id(table.filter(pa.array((symbols == symbol) & (hours == hour)))))
-    return parts
+    """The rows of each symbol and hour of trade time, one row per id, in id order: sorted once, then sliced."""
+    ordered = table.sort_by([("symbol", "ascending"), ("trade_time", "ascending")])
+    symbols = ordered["symbol"].to_numpy(zero_copy_only=False)
+    hours = pc.cast(ordered["trade_time"], pa.int64()).to_numpy() // HOUR_US
+    starts = np.flatnonzero(np.r_[True, (symbols[1:] != symbols[:-1]) | (hours[1:] != hours[:-1])])
+    ends = np.r_[starts[1:], len(ordered)]
+    return [one_row_per_id(ordered.slice(start, end - start)) for start, end in zip(starts, ends, strict=True)]
 
 
-def _write_symbol_hour(lake: ObjectStore, rows: pa.Table) -> str:
-    """Write one symbol-hour's rows as its one split file, with the rows of the split files already
-    there (an earlier hour's batch that reached into this one, a re-run, a batch that came late),
-    then delete those: written first, so no row is ever only in a deleted file."""
+def _write_new_ids(lake: ObjectStore, rows: pa.Table) -> str | None:
+    """Write the symbol-hour's rows whose ids its partition does not hold yet, as one file; its key,
+    or None when every id is there already."""
     hour = int(pc.cast(rows["trade_time"], pa.int64())[0].as_py()) // HOUR_US * HOUR_US
     symbol = rows["symbol"][0].as_py()
-    earlier = [
-        info
-        for info in lake.list(hour_prefix(symbol, hour))
-        if info.key.rsplit("/", 1)[-1].startswith(f"{SPLIT_SOURCE}-")
-    ]
-    if earlier:
-        rows = one_row_per_id(pa.concat_tables([read_table(lake.get(info.key)) for info in earlier] + [rows]))
+    held = [read_table(lake.get(key), ["trade_id"])["trade_id"] for key in _symbol_hour_files(lake, symbol, hour)]
+    if held:
+        rows = rows.filter(pc.invert(pc.is_in(rows["trade_id"], pa.concat_arrays([c for a in held for c in a.chunks]))))
+    if not len(rows):
+        return None
     ids = rows["trade_id"].to_numpy()
     key = trade_key(symbol, hour, SPLIT_SOURCE, int(ids[0]), int(ids[-1]))
     lake.put(key, parquet_bytes(rows))
-    for info in earlier:
-        if info.key != key:
-            lake.delete(info.key)
     return key
+
+
+def _symbol_hour_files(lake: ObjectStore, symbol: str, hour_start_us: int) -> list[str]:
+    return [info.key for info in lake.list(hour_prefix(symbol, hour_start_us)) if ids_of_key(info.key) is not None]

@@ -6,8 +6,8 @@ price x quantity exactly, which can need up to 16 decimals (e.g. ETHBTC), hence 
 A symbol's file never spans two hours, and its key is derived from its content, so writing the same
 trades twice writes the same object.
 
-The stream writes a *batch* per flush instead (``write_batch``): every symbol of its shard in one
-object, a row group per symbol, so a reader of one symbol reads only that symbol's rows. The hourly
+The stream writes a *batch* per flush instead (``batch_object``): every symbol of its shard in one
+object, a row group per symbol, so a reader of one symbol decodes only that symbol's rows. The hourly
 split (include/lake/split.py) turns a closed hour's batches into files per symbol-hour. Readers of a
 symbol (``trade_keys``, ``read_trades``, ``read_symbol_rows``) see both, so nothing depends on whether
 the split has run yet.
@@ -245,8 +245,11 @@ def trade_keys(lake: object, symbol: str, start_us: int | None = None, end_us: i
     """Keys of the symbol's trade files whose hour overlaps [start_us, end_us), then of the stream
     batches not split yet whose times overlap it (they hold other symbols too: ``read_symbol_rows``).
 
-    A bounded range lists only its hour partitions: a month holds thousands of them."""
-    return _symbol_file_keys(lake, symbol, start_us, end_us) + batch_keys(lake, start_us, end_us)
+    A bounded range lists only its hour partitions: a month holds thousands of them. The batches are
+    listed first: the split writes a symbol's file before it deletes the batches, so whatever left the
+    batch listing by the time the symbol's partitions are listed is in a file listed there."""
+    batches = batch_keys(lake, start_us, end_us)
+    return _symbol_file_keys(lake, symbol, start_us, end_us) + batches
 
 
 def _symbol_file_keys(lake: object, symbol: str, start_us: int | None, end_us: int | None) -> list[str]:

@@ -3,7 +3,8 @@
 The completeness ledger's report of the window says which ids the hour must hold (``[first_id,
 end_id)`` but the exchange-side holes) and that none is missing; compaction then checks the files hold
 exactly those (``include/lake/compaction.py``). A window the repair has not verified, one still
-missing ids, or one that is not a whole clock hour (a backfill cut to a range) is left as it is.
+missing ids, or one that is not a whole clock hour (a backfill cut to a range) is left as it is; so
+is an hour that still has stream batches (one that came after the split: the next split takes it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 
 from include.lake.compaction import Compaction, ExpectedIds, compact_hour
 from include.lake.store import ObjectStore
+from include.lake.trades import batch_keys
 from include.repair.ledger import read_report
 from include.repair.repair import WINDOW
 from include.timeutil import HOUR_US, to_us
@@ -30,5 +32,7 @@ def compact_window(lake: ObjectStore, symbol: str, start: datetime, end: datetim
     if report is None or not whole or not report.complete or report.first_id is None or report.end_id is None:
         state = "no repair report" if report is None else report.summary()
         raise NotRepaired(f"{symbol} [{start.isoformat()}, {end.isoformat()}) is not verified complete: {state}")
+    if batch_keys(lake, to_us(start), to_us(end)):  # a batch came after the split: the repair counted its ids
+        raise NotRepaired(f"{symbol} [{start.isoformat()}, {end.isoformat()}) has stream batches not split yet")
     expected = ExpectedIds(report.first_id, report.end_id, frozenset(report.holes))
     return compact_hour(lake, symbol, to_us(start), expected)

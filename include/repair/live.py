@@ -42,7 +42,7 @@ from include.lake.keys import (
 )
 from include.lake.markers import PARTITION_MEMORY, MarkerWriter, read_marker
 from include.lake.store import ObjectStore
-from include.lake.trades import batch_keys, read_symbol_rows, read_table, write_trades
+from include.lake.trades import READ_ATTEMPTS, batch_keys, read_symbol_rows, read_table, write_trades
 from include.repair.gaps import count, missing_ranges
 from include.repair.repair import fetch_ranges
 from include.timeutil import HOUR_US, from_us, hour_start_us, now_us
@@ -166,11 +166,22 @@ def lake_ids_between(lake: ObjectStore, gap: Gap) -> np.ndarray:
 
     Trade ids rise with trade time, so the gap's ids lie at or before the trade after it: the hour
     partitions are listed from that trade's hour back to the first hour holding a trade before the
-    gap (or the start gap's ``since``), and only files whose key's ids overlap the gap are read; then
-    the stream batches of that time (not split yet), the symbol's rows only.
+    gap (or the start gap's ``since``), and only files whose key's ids overlap the gap are read; and
+    the stream batches of that time not split yet, the symbol's rows only, listed first. A file gone
+    before it is read was compacted or split into files written before: all is listed again.
     """
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return _lake_ids_between(lake, gap)
+        except FileNotFoundError:
+            continue
+    return _lake_ids_between(lake, gap)
+
+
+def _lake_ids_between(lake: ObjectStore, gap: Gap) -> np.ndarray:
     hour = hour_start_us(gap.next_trade_time_us)
     floor = hour - LOOKBACK_HOURS * HOUR_US if gap.since_us is None else hour_start_us(gap.since_us)
+    batches = batch_keys(lake, floor, gap.next_trade_time_us + 1)  # the stream batches not split yet
     found: list[np.ndarray] = []
     reached_before = False
     while hour >= floor and not reached_before:
@@ -183,7 +194,7 @@ def lake_ids_between(lake: ObjectStore, gap: Gap) -> np.ndarray:
                 ids = read_table(lake.get(info.key), ["trade_id"])["trade_id"].to_numpy()
                 found.append(ids[(ids >= gap.first_id) & (ids <= gap.last_id)])
         hour -= HOUR_US
-    for key in batch_keys(lake, floor, gap.next_trade_time_us + 1):  # the stream batches not split yet
+    for key in batches:
         ids = read_symbol_rows(lake, key, gap.symbol, ["trade_id"])["trade_id"].to_numpy()
         found.append(ids[(ids >= gap.first_id) & (ids <= gap.last_id)])
     return np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)

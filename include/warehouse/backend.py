@@ -16,7 +16,15 @@ from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Self
 
-from include.lake.keys import BATCH_PREFIX, hour_of_key, is_compacted, is_rewritten, partition_of
+from include.lake.keys import (
+    BATCH_PREFIX,
+    hour_of_key,
+    is_compacted,
+    is_rewritten,
+    marker_key,
+    partition_of,
+    split_writer,
+)
 from include.lake.store import ObjectInfo, ObjectStore
 from include.warehouse.base import Warehouse
 from include.warehouse.shared import Dialect, LoadResult, RefusedFile, StatusRefresh
@@ -29,14 +37,23 @@ log = logging.getLogger(__name__)
 KEYS_PER_LOOKUP = 1000
 
 
-def new_ids_only(listed: Iterable[ObjectInfo]) -> set[str]:
-    """The keys to load keeping only the ids ``raw.trades`` lacks: files that rewrite rows (compacted,
-    or split out of stream batches), and every file of a partition the listing shows compacted. A
-    small file there is one the compaction replaced, written again (a spool drained late) after the
-    ledger forgot it: its trades are in already."""
+def new_ids_only(lake: ObjectStore, listed: Iterable[ObjectInfo]) -> set[str]:
+    """The keys to load keeping only the ids ``raw.trades`` lacks.
+
+    - files that rewrite rows (compacted, or split out of stream batches: ``is_rewritten``);
+    - every file of a partition the listing shows compacted: a small file there is one the
+      compaction replaced, written again (a spool drained late) after the ledger forgot it;
+    - a stream batch of an hour the split has split already (its marker says so): it came late, or
+      again (a spooled PUT that had in fact landed), and its trades may be in already."""
     infos = list(listed)
     compacted = {partition_of(info.key) for info in infos if is_compacted(info.key)}
-    return {info.key for info in infos if partition_of(info.key) in compacted or is_rewritten(info.key)}
+    batch_partitions = {partition_of(info.key) for info in infos if info.key.startswith(BATCH_PREFIX)}
+    split = {partition for partition in batch_partitions if lake.exists(marker_key(split_writer(partition)))}
+    return {
+        info.key
+        for info in infos
+        if partition_of(info.key) in compacted or partition_of(info.key) in split or is_rewritten(info.key)
+    }
 
 
 class SQLWarehouse(Warehouse):
@@ -126,8 +143,9 @@ class SQLWarehouse(Warehouse):
         """Delete the ledger rows of stream batches the hourly split deleted (include/lake/split.py).
 
         Only a listing of the whole lake says what is gone, and only batches of hours before
-        ``before_us`` are forgotten: a batch PUT that failed late and waits in a writer's spool is
-        uploaded within that time, and its row must still be there to keep it from loading twice."""
+        ``before_us``. Should a batch come back after all (a PUT that had landed though it failed,
+        uploaded again from a writer's spool), the split's marker of its hour makes the load take only
+        the ids the warehouse lacks (``new_ids_only``)."""
         present = set(present_keys)
         rows = self.execute(
             f"select file_key from raw.load_ledger where substr(file_key, 1, {len(BATCH_PREFIX)}) = "

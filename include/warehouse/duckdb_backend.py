@@ -35,8 +35,8 @@ SETUP_DIR = Path(__file__).with_name("duckdb_setup")
 READ_THREADS, READ_WINDOW = 8, 64
 # Rows per transaction: one commit per file would cost more than the rows of a small micro-batch.
 BATCH_ROWS = 2_000_000
-# A compacted file's rows, but the ids raw.trades holds already. The id range per symbol bounds the
-# scan of raw.trades (zone maps), so its cost follows the hour compacted, not the history.
+# A compacted (or split) file's rows, once per id, but the ids raw.trades holds already. The id range
+# per symbol bounds the scan of raw.trades (zone maps), so its cost follows the hour, not the history.
 INSERT_COMPACTED = """
 insert into raw.trades by name
 with bounds as (
@@ -50,7 +50,11 @@ held as (
         on t.exchange = b.exchange and t.symbol = b.symbol and t.trade_id between b.low and b.high
 )
 select c.*, now() as loaded_at
-from incoming_compacted as c
+from (
+    -- one row per id: a load that fell behind may list a split file and the compacted file after it
+    select * from incoming_compacted
+    qualify row_number() over (partition by exchange, symbol, trade_id order by ingested_at, source) = 1
+) as c
 anti join held as h using (exchange, symbol, trade_id)
 """
 
@@ -101,7 +105,7 @@ class DuckDBWarehouse(SQLWarehouse):
         candidates = list(infos)
         new = self.not_loaded(candidates)
         result = LoadResult(files_skipped=len(candidates) - len(new))
-        ids_only = new_ids_only(candidates)
+        ids_only = new_ids_only(lake, candidates)
         batch = _Batch(ids_only)
         for info, table in _read_all(lake, new):
             if table is None:

@@ -33,7 +33,8 @@ def _load_what_replaced_the_vanished(lake: ObjectStore, warehouse: Warehouse, re
     """A file listed and gone before its read was compacted away: its partition now holds the
     compacted file, which no write marker announces. It is loaded now (only the ids raw.trades
     lacks), not left for the nightly reconcile, as this load's cursor consumes the markers that
-    named the partition."""
+    named the partition. A stream batch gone so was split: the split's marker, written before it
+    deleted the batch, names the symbols' partitions for this load or the next."""
     partitions = sorted({partition_of(key) for key in result.vanished})
     if not partitions:
         return

@@ -248,7 +248,7 @@ class SnowflakeWarehouse(SQLWarehouse):
         if adopting and candidates:
             log.info("adopting %d files into the load ledger: only ids raw.trades lacks are kept", len(candidates))
             self._stamp_loaded_at(self._now())  # an old load's unstamped rows: held, not fresh
-        ids_only = new_ids_only(listed)
+        ids_only = new_ids_only(lake, listed)
         for compacted in (False, True):
             files = [info for info in candidates if (info.key in ids_only) == compacted]
             for start in range(0, len(files), FILES_PER_COPY):

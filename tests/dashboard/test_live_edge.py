@@ -42,7 +42,7 @@ from include.warehouse.snapshot import publish_snapshot
 from tests.support.candle_rules import MINUTE, bucket_of, minute_candles, roll_up
 from tests.support.candles import build, load, query
 from tests.support.dashboard import write_snapshot
-from tests.support.trades import trade_columns
+from tests.support.trades import SplitAfterFirstListing, trade_columns
 
 SYMBOL = "BTCUSDT"
 FIRST_TRADE = datetime(2026, 11, 24, 8, 50, 3, tzinfo=UTC)
@@ -345,8 +345,8 @@ def test_only_the_hours_that_can_hold_new_trades_are_listed(live_scenario, now, 
     frontier = live_scenario.queries().edge(SYMBOL, "1m").frontier
     read_lake_edge(lake, frontier, now)
     first, last = (moment.replace(tzinfo=UTC) for moment in hours)
-    # and the stream batches not split yet: one listing of their folder, however many symbols
-    assert [prefix for prefix in lake.listed if prefix.startswith("trades/")] == [*_hours(first, last), BATCH_PREFIX]
+    # and first the stream batches not split yet: one listing of their folder, however many symbols
+    assert [prefix for prefix in lake.listed if prefix.startswith("trades/")] == [BATCH_PREFIX, *_hours(first, last)]
 
 
 # --- against the dbt marts ----------------------------------------------------------------------------
@@ -460,6 +460,19 @@ def test_a_batch_split_between_the_listing_and_the_read_is_read_from_the_split_f
     frontier = scenario.queries().edge(SYMBOL, "1m").frontier
     expected = read_lake_edge(scenario.lake, frontier, scenario.now).trades
     lake = SplittingOnFirstBatchRead(scenario.lake.root)
+
+    edge = read_lake_edge(lake, frontier, scenario.now)
+
+    assert lake.split
+    assert list(lake.list(BATCH_PREFIX)) == []
+    assert edge.trades.equals(expected)
+
+
+def test_a_split_between_the_listings_of_batches_and_of_hours_misses_no_trade(tmp_path):
+    scenario = make_scenario(tmp_path, list(range(LOADED + 1, TRADES + 1)))
+    frontier = scenario.queries().edge(SYMBOL, "1m").frontier
+    expected = read_lake_edge(scenario.lake, frontier, scenario.now).trades
+    lake = SplitAfterFirstListing(scenario.lake.root, to_us(datetime.now(UTC)))
 
     edge = read_lake_edge(lake, frontier, scenario.now)
 

@@ -17,10 +17,10 @@ import pytest
 from include.binance.client import BinanceClient
 from include.ingest.gaps import Boundary, GapDetector, lake_last_id
 from include.lake.heartbeats import read_status
-from include.lake.keys import GAP_WRITES_PREFIX, gap_key
+from include.lake.keys import BATCH_PREFIX, GAP_WRITES_PREFIX, gap_key
 from include.lake.markers import writes_fingerprint
 from include.lake.store import LocalStore
-from include.lake.trades import write_trades
+from include.lake.trades import batch_object, write_trades
 from include.repair.boundary import start_boundary
 from include.repair.ledger import read_report
 from include.repair.repair import repair_window
@@ -29,7 +29,7 @@ from include.timeutil import HOUR_US, from_us, hour_start_us, to_us
 from tests.support.exchange import CutRecorder, history, stream_for
 from tests.support.gaps import gap_records, ids_of, lake_id_set
 from tests.support.net import admin
-from tests.support.trades import columns
+from tests.support.trades import SplitAfterFirstListing, columns
 from tests.support.waiting import wait_until
 
 SYMBOL = "BTCUSDT"
@@ -93,6 +93,32 @@ def test_the_first_trades_are_anchored_against_the_lake_from_its_keys_alone(tmp_
     assert lake_last_id(lake, SYMBOL, 600, T0) == 509
     assert lake_last_id(lake, SYMBOL, 100, T0) is None
     assert lake_last_id(lake, "ETHUSDT", 170, T0) is None
+
+
+def batch_of(lake, parts, writer: str = "stream-old") -> None:
+    key, data = batch_object(parts, "stream", T0, writer, T0)
+    lake.put(key, data)
+
+
+def test_the_first_trades_are_anchored_against_the_stream_batches_split_or_not(tmp_path):
+    lake = LocalStore(tmp_path)
+    hour = hour_start_us(T0)
+    batch_of(lake, [columns(SYMBOL, 100, 50, hour - HOUR_US + 60_000_000), columns("ETHUSDT", 7, 3, hour)])
+    batch_of(lake, [columns(SYMBOL, 150, 10, hour + 60_000_000)])  # 150..159
+    batch_of(lake, [columns("ETHUSDT", 900, 5, hour + 60_000_000)], "stream-other")
+    cache = {}
+    assert lake_last_id(lake, SYMBOL, 170, T0, cache) == 159
+    assert lake_last_id(lake, SYMBOL, 155, T0, cache) == 154  # below the first id, inside a batch
+    assert lake_last_id(lake, "ETHUSDT", 900, T0, cache) == 9
+    assert lake_last_id(lake, SYMBOL, 100, T0, cache) is None
+    assert len(cache) == 3  # each batch read once, for every symbol
+
+    # The hourly split runs between the lookup's listing of the batches and of the symbol's hours.
+    splitting = SplitAfterFirstListing(tmp_path, hour + HOUR_US)
+    assert lake_last_id(splitting, SYMBOL, 170, T0) == 159
+    assert splitting.split
+    assert list(lake.list(BATCH_PREFIX)) == []
+    assert lake_last_id(lake, SYMBOL, 170, T0) == 159  # from the split files' keys now
 
     asked: list[tuple[str, int]] = []
     detector = GapDetector(lake, lambda symbol, time_us: asked.append((symbol, time_us)) or Boundary(40, hour))

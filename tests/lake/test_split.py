@@ -45,12 +45,16 @@ def held(symbol: str) -> list[int]:
     return [i for i in range(FLUSHES * PER_FLUSH) if symbol != "XRPUSDT" or (i // PER_FLUSH) % 3 == 0 or 95 <= i < 125]
 
 
-def stream_batches(lake) -> dict[str, set[tuple]]:
-    """Two writers' flushes of three symbols over an hour and past its end, with a handover overlap.
-    Returns each symbol's rows, one per id, as first written."""
+def stream_batches(lake, btc_without: frozenset[int] = frozenset()) -> dict[str, set[tuple]]:
+    """Two writers' flushes of three symbols over an hour and past its end, with a handover overlap
+    (BTCUSDT's trades ``btc_without`` left out). Returns each symbol's rows, one per id, as first written."""
     for flush in range(FLUSHES):
         index = np.arange(flush * PER_FLUSH, (flush + 1) * PER_FLUSH)
-        parts = [trades(symbol, index) for symbol in SYMBOLS if not (symbol == "XRPUSDT" and flush % 3)]
+        parts = [
+            trades(symbol, index if symbol != "BTCUSDT" else np.setdiff1d(index, list(btc_without)))
+            for symbol in SYMBOLS
+            if not (symbol == "XRPUSDT" and flush % 3)
+        ]
         put_batch(lake, parts, "stream-a", START_US + 500_000_000 + flush * 200_000_000)
     overlap = np.arange(95, 125)  # a second writer repeats 30 trades of each symbol
     put_batch(lake, [trades(symbol, overlap) for symbol in SYMBOLS], "stream-b", START_US + 2_600_000_000)
@@ -69,14 +73,21 @@ def batches(lake) -> list[str]:
     return [info.key for info in lake.list(BATCH_PREFIX)]
 
 
+def split_files(lake, symbol: str, hour: int) -> dict[str, list[int]]:
+    """The split files of a symbol-hour and their ids, each file named by its first and last id."""
+    files = {}
+    for info in lake.list(hour_prefix(symbol, hour)):
+        assert is_rewritten(info.key)
+        ids = read_table(lake.get(info.key))["trade_id"].to_pylist()
+        assert info.key.endswith(f"split-{ids[0]}-{ids[-1]}.parquet")
+        files[info.key] = ids
+    return files
+
+
 def split_ids(lake, symbol: str, hour: int) -> list[int]:
-    files = [info.key for info in lake.list(hour_prefix(symbol, hour))]
-    if not files:
-        return []
-    (only,) = files
-    assert is_rewritten(only)
-    ids = read_table(lake.get(only))["trade_id"].to_pylist()
-    assert only.endswith(f"split-{ids[0]}-{ids[-1]}.parquet")
+    """Every id of the symbol-hour's split files: each in one file only."""
+    ids = sorted(i for file_ids in split_files(lake, symbol, hour).values() for i in file_ids)
+    assert len(ids) == len(set(ids))
     return ids
 
 
@@ -111,18 +122,27 @@ def test_a_closed_hours_batches_become_one_file_per_symbol_hour_with_every_id_on
         assert len(read_trades(lake, symbol)) == len(held(symbol))  # each id once
 
 
-def test_a_late_batch_is_merged_into_the_symbol_hour_it_belongs_to(tmp_path):
+def test_a_late_batch_adds_a_file_of_its_new_ids_and_never_rewrites_one(tmp_path):
     lake = LocalStore(tmp_path)
-    truth = stream_batches(lake)
+    truth = stream_batches(lake, btc_without=frozenset({60}))
     split_batches(lake, START_US + HOUR_US)
-    # The same ids again, first and last of the hour's file among them: the same key, fewer rows.
-    index = np.array([0, 50, IN_FIRST_HOUR - 1])
-    put_batch(lake, [trades("BTCUSDT", index)], "stream-c", START_US + 5_000_000_000)
-
+    before = {info.key: lake.get(info.key) for info in lake.list(hour_prefix("BTCUSDT", START_US))}
+    assert FIRST_IDS["BTCUSDT"] + 60 not in split_ids(lake, "BTCUSDT", START_US)
+    # Ids the hour holds, first and last of its file among them: nothing new, nothing written.
+    put_batch(lake, [trades("BTCUSDT", np.array([0, 50, IN_FIRST_HOUR - 1]))], "stream-c", START_US + 5_000_000_000)
     split_batches(lake, START_US + HOUR_US)
+    assert {info.key: lake.get(info.key) for info in lake.list(hour_prefix("BTCUSDT", START_US))} == before
+    # The id the hour lacked: a file of its own, under a key never used (the load's ledger knows keys).
+    put_batch(lake, [trades("BTCUSDT", np.array([59, 60, 61]))], "stream-d", START_US + 5_100_000_000)
 
-    assert len(split_ids(lake, "BTCUSDT", START_US)) == IN_FIRST_HOUR  # not overwritten with the late 3 rows
-    assert symbol_rows(lake, "BTCUSDT") == truth["BTCUSDT"]
+    result = split_batches(lake, START_US + HOUR_US)
+
+    first = FIRST_IDS["BTCUSDT"]
+    assert [key.rsplit("/", 1)[-1] for key in result.written] == [f"split-{first + 60}-{first + 60}.parquet"]
+    after = {info.key: lake.get(info.key) for info in lake.list(hour_prefix("BTCUSDT", START_US))}
+    assert {key: after[key] for key in before} == before  # the earlier file as it was
+    assert split_ids(lake, "BTCUSDT", START_US) == [first + i for i in range(IN_FIRST_HOUR)]
+    assert symbol_rows(lake, "BTCUSDT") >= truth["BTCUSDT"]
 
 
 def test_a_crash_at_any_step_is_made_whole_by_running_it_again(tmp_path):

@@ -31,6 +31,7 @@ from include.lake.trades import (
     write_trades,
 )
 from include.timeutil import to_us
+from tests.support.trades import SplitAfterFirstListing
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -391,6 +392,17 @@ class SplittingLake(LocalStore):
 
 def test_a_read_that_loses_its_batches_to_the_split_reads_the_split_files(tmp_path):
     lake = SplittingLake(tmp_path)
+    write_sample_as_batches(lake)
+
+    ids = read_trades(lake, "BTCUSDT")["trade_id"].to_pylist()
+
+    assert lake.split
+    assert list(lake.list(BATCH_PREFIX)) == []
+    assert ids == list(TIMES)
+
+
+def test_a_read_the_split_runs_under_between_its_listings_misses_no_row(tmp_path):
+    lake = SplitAfterFirstListing(tmp_path, at(23))
     write_sample_as_batches(lake)
 
     ids = read_trades(lake, "BTCUSDT")["trade_id"].to_pylist()

@@ -22,8 +22,9 @@ import pyarrow as pa
 import pytest
 
 from include.binance.client import BinanceClient
+from include.lake.split import split_batches
 from include.lake.store import LocalStore
-from include.lake.trades import read_table, read_trades, write_trades
+from include.lake.trades import batch_object, read_table, read_trades, write_trades
 from include.repair.compact import NotRepaired, compact_window
 from include.repair.ledger import read_report, read_reports, write_report
 from include.repair.repair import RepairIncomplete, hour_windows, repair_window
@@ -563,3 +564,27 @@ def test_an_hour_the_repair_left_incomplete_or_cut_is_not_compacted(market, tmp_
     with pytest.raises(NotRepaired, match="not one clock hour"):
         compact_window(lake, SYMBOL, start, end - timedelta(minutes=20))
     assert listing(lake, "trades/") == before
+
+
+def test_an_hour_with_a_batch_the_split_has_not_taken_yet_waits_for_it_then_compacts(market, tmp_path):
+    """A batch that came after the split (a spool drained late): the repair counts its ids, compaction
+    waits for the next split to turn it into the symbol's file, as it checks files, not batches."""
+    lake = LocalStore(tmp_path)
+    start, end = market.windows[0]
+    rows = in_window(market.rest, start, end)
+    late = rows[100:120]
+    write_stream(lake, rows, {row["id"] for row in late}, files=4)
+    key, data = batch_object([rest_columns(SYMBOL, late)], "stream", INGESTED_US, "stream-late", INGESTED_US)
+    lake.put(key, data)
+    with client_for(market.sandbox) as client:
+        assert repair_window(client, lake, SYMBOL, start, end).filled == 0  # the batch's ids are there
+
+    with pytest.raises(NotRepaired, match="stream batches not split yet"):
+        compact_window(lake, SYMBOL, start, end)
+    assert key in listing(lake, "trades/")
+
+    split_batches(lake, to_us(end))
+    result = compact_window(lake, SYMBOL, start, end)
+
+    assert list(listing(lake, "trades/")) == [result.compacted_key]
+    assert_lake_is_rest(lake, start, end, market.rest)

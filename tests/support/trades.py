@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 
+from include.lake.keys import TRADES_PREFIX
 from include.lake.markers import mark_written
+from include.lake.split import split_batches
+from include.lake.store import LocalStore, ObjectInfo
 from include.lake.trades import TradeColumns, read_trades, write_trades
 from include.timeutil import HOUR_US
 
@@ -64,3 +70,19 @@ def announce_new_files(lake, writer: str, files: int = 12, per_file: int = 500) 
         keys += write_trades(lake, columns(symbol, first_id + n * per_file, per_file, start_us), "stream", START_US)
     mark_written(lake, writer, keys)
     return keys
+
+
+class SplitAfterFirstListing(LocalStore):
+    """A local lake where the hourly split runs just after a reader's first listing of trade files:
+    between its listing of the stream batches and of the symbol's partitions, whichever comes first."""
+
+    def __init__(self, root: Path, before_us: int) -> None:
+        super().__init__(root)
+        self.before_us = before_us
+        self.split = False
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        yield from super().list(prefix)
+        if prefix.startswith(TRADES_PREFIX) and not self.split:
+            self.split = True
+            split_batches(LocalStore(self.root), self.before_us)
