@@ -14,7 +14,7 @@ from include.lake.store import LocalStore, ObjectInfo
 from include.lake.trades import TradeColumns, read_trades, write_trades
 from include.timeutil import HOUR_US
 
-START_US = 1_795_514_400_000_000  # 2026-11-24T08:00:00Z
+START_US = 1_795_514_400_000_000  # 2026-11-24T10:00:00Z
 
 
 def columns(symbol: str, first_id: int, count: int, start_us: int = START_US) -> TradeColumns:
