@@ -15,6 +15,7 @@ from include.lake.store import LocalStore
 from include.lake.trades import TradeColumns, batch_object
 from include.timeutil import HOUR_US
 from include.warehouse.base import Warehouse
+from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.load import load_lake
 from tests.support.trades import START_US, columns
 
@@ -126,3 +127,19 @@ def test_a_batch_uploaded_again_after_its_hour_was_split_and_forgotten_adds_no_r
 
     assert (result.files_loaded, result.rows_loaded) == (1, 0)
     assert id_counts(each_warehouse) == every_id()
+
+
+def test_a_split_file_and_the_compacted_file_after_it_in_one_load_add_each_id_once(lake, tmp_path):
+    """A load that fell behind lists a symbol-hour's split file and the compacted file that replaced it
+    (the compaction writes before it deletes): both rewrite the same rows. DuckDB only: on Snowflake
+    the COPY of both keeps such duplicates, a gap not closed yet."""
+    stream(lake, range(FLUSHES))
+    split = split_batches(lake, START_US + HOUR_US)
+    btc = next(key for key in split.written if "symbol=BTCUSDT" in key)
+    compacted = btc.replace("/split-", "/compact-")
+    lake.put(compacted, lake.get(btc))  # the same rows under the compacted file's name
+    with DuckDBWarehouse(tmp_path / "behind.duckdb") as warehouse:
+        result = warehouse.load(lake, [info for info in lake.list("trades/") if "symbol=BTCUSDT" in info.key])
+
+        assert result.rows_loaded == FLUSHES * PER_FLUSH
+        assert set(id_counts(warehouse).values()) == {1}
