@@ -55,7 +55,7 @@ from include.candles import BY_NAME, CANDLE_SCHEMA
 from include.lake.heartbeats import BodyCache, read_status
 from include.lake.keys import hour_prefix, ids_of_key
 from include.lake.store import ObjectStore
-from include.lake.trades import TRADE_SCHEMA, batch_keys, read_symbol_rows, read_table
+from include.lake.trades import TRADE_SCHEMA, batch_keys, read_again_if_vanished, read_symbol_rows, read_table
 from include.timeutil import HOUR_US, MINUTE_US, hour_start_us, to_us
 
 TRADE_COLUMNS = ("trade_id", "price", "quantity", "quote_quantity", "trade_time", "is_buyer_maker", "source")
@@ -108,12 +108,9 @@ def _hours_to_list(frontier_time: datetime, now: datetime) -> range:
 def read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> LakeEdge:
     """The symbol's trades in the lake with ids above the frontier's, deduplicated, by id; and its heartbeat.
 
-    A file listed and gone before it is read was compacted (include/lake/compaction.py) and its rows
-    are in the compacted file, written before it was deleted: the hours are listed and read again."""
-    try:
-        return _read_lake_edge(lake, frontier, now)
-    except FileNotFoundError:
-        return _read_lake_edge(lake, frontier, now)
+    A file listed and gone before it is read was compacted or split, into files written before it was
+    deleted: everything is listed and read again (``read_again_if_vanished``)."""
+    return read_again_if_vanished(lambda: _read_lake_edge(lake, frontier, now))
 
 
 def _read_lake_edge(lake: ObjectStore, frontier: Frontier, now: datetime) -> LakeEdge:

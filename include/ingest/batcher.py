@@ -4,8 +4,9 @@
 the buffers out (cheap, on the event loop), and ``write`` does the heavy part off the loop:
 validate the batch, drop ids already written, see the gaps (include/ingest/gaps.py), write one
 Parquet object holding every symbol (a batch: include/lake/trades.py), write the rejects to
-quarantine, and update the per-symbol heartbeats. The lake's objects per flush follow the flush,
-not the number of symbols. A gap is recorded in the lake in the same flush as the trades after it, before them.
+quarantine, and update the writer's heartbeat. The lake's objects per flush follow the flush, not
+the number of symbols. A gap is recorded in the lake in the same flush as the trades after it,
+before them.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from include.binance.client import BinanceError
 from include.lake.keys import gap_key, hour_prefix, ids_of_key
 from include.lake.store import LakeError, ObjectStore
-from include.lake.trades import READ_ATTEMPTS, batch_keys, read_table
+from include.lake.trades import batch_keys, read_again_if_vanished, read_table
 from include.timeutil import HOUR_US, from_us, hour_start_us, to_us
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,7 @@ def lake_last_id(
     (``<source>-<first>-<last>``); the stream batches of those hours are read, their symbol and id
     columns only, once each into ``batches`` (key -> table) when a caller asks for many symbols.
     A batch gone before it is read was split into files written before: all is listed again."""
-    for _ in range(READ_ATTEMPTS - 1):
-        try:
-            return _lake_last_id(lake, symbol, before_id, time_us, batches)
-        except FileNotFoundError:
-            continue
-    return _lake_last_id(lake, symbol, before_id, time_us, batches)
+    return read_again_if_vanished(lambda: _lake_last_id(lake, symbol, before_id, time_us, batches))
 
 
 def _lake_last_id(

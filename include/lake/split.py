@@ -34,14 +34,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.lake.compaction import one_row_per_id
+from include.lake.compaction import one_row_per_id, trade_files
 from include.lake.keys import (
     BATCH_PREFIX,
     SPLIT_SOURCE,
     batch_times_of_key,
     hour_of_key,
-    hour_prefix,
-    ids_of_key,
     partition_of,
     split_writer,
     trade_key,
@@ -121,16 +119,14 @@ def _write_new_ids(lake: ObjectStore, rows: pa.Table) -> str | None:
     or None when every id is there already."""
     hour = int(pc.cast(rows["trade_time"], pa.int64())[0].as_py()) // HOUR_US * HOUR_US
     symbol = rows["symbol"][0].as_py()
-    held = [read_table(lake.get(key), ["trade_id"])["trade_id"] for key in _symbol_hour_files(lake, symbol, hour)]
+    held = [
+        read_table(lake.get(info.key), ["trade_id"])["trade_id"].to_numpy() for info in trade_files(lake, symbol, hour)
+    ]
     if held:
-        rows = rows.filter(pc.invert(pc.is_in(rows["trade_id"], pa.concat_arrays([c for a in held for c in a.chunks]))))
+        rows = rows.filter(pa.array(~np.isin(rows["trade_id"].to_numpy(), np.concatenate(held))))
     if not len(rows):
         return None
     ids = rows["trade_id"].to_numpy()
     key = trade_key(symbol, hour, SPLIT_SOURCE, int(ids[0]), int(ids[-1]))
     lake.put(key, parquet_bytes(rows))
     return key
-
-
-def _symbol_hour_files(lake: ObjectStore, symbol: str, hour_start_us: int) -> list[str]:
-    return [info.key for info in lake.list(hour_prefix(symbol, hour_start_us)) if ids_of_key(info.key) is not None]

@@ -16,8 +16,9 @@ the split has run yet.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +41,7 @@ PRICE = pa.decimal128(38, 8)
 QUOTE = pa.decimal128(38, 16)
 SOURCES = ("stream", "backfill", "replay")
 READ_ATTEMPTS = 3  # listings a reader makes when files vanish under it (compaction, the split)
+T = TypeVar("T")
 TRADE_SCHEMA = pa.schema(
     [
         pa.field("exchange", pa.string(), nullable=False),
@@ -267,17 +269,21 @@ def _symbol_file_keys(lake: object, symbol: str, start_us: int | None, end_us: i
     return keys
 
 
-def read_trades(lake: object, symbol: str, start_us: int | None = None, end_us: int | None = None) -> pa.Table:
-    """Every row of the symbol's trade files in [start_us, end_us), as stored (duplicates included).
-
-    A file listed and gone before it is read was compacted or split: the files that replaced it were
-    written before it was deleted, so the range is listed and read again."""
+def read_again_if_vanished(read: Callable[[], T]) -> T:
+    """``read()``, listing and reading again (``READ_ATTEMPTS`` in all) when a file listed is gone
+    before it is read: it was compacted or split, and the files that replaced it were written before
+    it was deleted, so a new listing finds them."""
     for _ in range(READ_ATTEMPTS - 1):
         try:
-            return _read_trades(lake, symbol, start_us, end_us)
+            return read()
         except FileNotFoundError:
             continue
-    return _read_trades(lake, symbol, start_us, end_us)
+    return read()
+
+
+def read_trades(lake: object, symbol: str, start_us: int | None = None, end_us: int | None = None) -> pa.Table:
+    """Every row of the symbol's trade files in [start_us, end_us), as stored (duplicates included)."""
+    return read_again_if_vanished(lambda: _read_trades(lake, symbol, start_us, end_us))
 
 
 def _read_trades(lake: object, symbol: str, start_us: int | None, end_us: int | None) -> pa.Table:

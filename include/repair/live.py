@@ -42,7 +42,7 @@ from include.lake.keys import (
 )
 from include.lake.markers import PARTITION_MEMORY, MarkerWriter, read_marker
 from include.lake.store import ObjectStore
-from include.lake.trades import READ_ATTEMPTS, batch_keys, read_symbol_rows, read_table, write_trades
+from include.lake.trades import batch_keys, read_again_if_vanished, read_symbol_rows, read_table, write_trades
 from include.repair.gaps import count, missing_ranges
 from include.repair.repair import fetch_ranges
 from include.timeutil import HOUR_US, from_us, hour_start_us, now_us
@@ -170,12 +170,7 @@ def lake_ids_between(lake: ObjectStore, gap: Gap) -> np.ndarray:
     the stream batches of that time not split yet, the symbol's rows only, listed first. A file gone
     before it is read was compacted or split into files written before: all is listed again.
     """
-    for _ in range(READ_ATTEMPTS - 1):
-        try:
-            return _lake_ids_between(lake, gap)
-        except FileNotFoundError:
-            continue
-    return _lake_ids_between(lake, gap)
+    return read_again_if_vanished(lambda: _lake_ids_between(lake, gap))
 
 
 def _lake_ids_between(lake: ObjectStore, gap: Gap) -> np.ndarray:

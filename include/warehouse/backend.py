@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Self
 
 from include.lake.keys import (
@@ -125,19 +125,8 @@ class SQLWarehouse(Warehouse):
         What is gone is read from a listing of the partition now, never assumed; a small file still
         there (a compaction that crashed before deleting it) keeps its row. Returns the rows deleted.
         """
-        forgotten = 0
-        for key in compacted_keys:
-            partition = partition_of(key)
-            present = [info.key for info in lake.list(partition)]
-            marks = ", ".join([self.dialect.placeholder] * len(present))
-            kept = f" and file_key not in ({marks})" if present else ""
-            deleted = self.execute(
-                "delete from raw.load_ledger"
-                f" where substr(file_key, 1, {len(partition)}) = {self.dialect.placeholder}{kept}",
-                [partition, *present],
-            )
-            forgotten += int(deleted[0][0]) if deleted else 0
-        return forgotten
+        partitions = {partition_of(key) for key in compacted_keys}
+        return sum(self._forget_gone(p, {info.key for info in lake.list(p)}) for p in partitions)
 
     def forget_gone_batches(self, present_keys: Iterable[str], before_us: int) -> int:
         """Delete the ledger rows of stream batches the hourly split deleted (include/lake/split.py).
@@ -146,13 +135,16 @@ class SQLWarehouse(Warehouse):
         ``before_us``. Should a batch come back after all (a PUT that had landed though it failed,
         uploaded again from a writer's spool), the split's marker of its hour makes the load take only
         the ids the warehouse lacks (``new_ids_only``)."""
-        present = set(present_keys)
+        return self._forget_gone(BATCH_PREFIX, set(present_keys), lambda key: hour_of_key(key) < before_us)
+
+    def _forget_gone(self, prefix: str, present: set[str], forgettable: Callable[[str], bool] = bool) -> int:
+        """Delete the ledger rows under ``prefix`` of files not ``present`` (and ``forgettable``); how many."""
         rows = self.execute(
-            f"select file_key from raw.load_ledger where substr(file_key, 1, {len(BATCH_PREFIX)}) = "
-            f"{self.dialect.placeholder}",
-            [BATCH_PREFIX],
+            "select file_key from raw.load_ledger"
+            f" where substr(file_key, 1, {len(prefix)}) = {self.dialect.placeholder}",
+            [prefix],
         )
-        gone = [key for (key,) in rows if key not in present and hour_of_key(key) < before_us]
+        gone = [key for (key,) in rows if key not in present and forgettable(key)]
         for start in range(0, len(gone), KEYS_PER_LOOKUP):
             chunk = gone[start : start + KEYS_PER_LOOKUP]
             marks = ", ".join([self.dialect.placeholder] * len(chunk))
