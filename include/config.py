@@ -29,10 +29,32 @@ SANDBOX_HOST, SANDBOX_PORT = "127.0.0.1", 9100
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXCHANGES = ("sandbox", "binance")
 WAREHOUSES = ("duckdb", "snowflake")
+EMAIL_PATTERN = re.compile(r"[^@\s,]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 class ConfigError(ValueError):
     """A setting with a bad value; the message names the variable and the value."""
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Alerts (include/alerts/): the rules file, the pipeline checks' thresholds, and the channels.
+
+    A channel is on when its Airflow connection exists (the webhook) or a recipient is set (e-mail);
+    the connections hold the URLs and passwords, never these settings."""
+
+    rules_file: Path = REPO_ROOT / "include" / "alerts" / "rules.yaml"
+    stale_minutes: int = 5  # a symbol without a closed candle for this long is stale
+    incomplete_minutes: int = 15  # a closed candle still incomplete after this long: a gap repair cannot fill
+    reconnects: int = 5  # reconnects of one stream writer within RECONNECT_WINDOW: a reconnect storm
+    webhook_conn_id: str = "alerts_webhook"
+    smtp_conn_id: str = "smtp_default"
+    email_to: tuple[str, ...] = ()
+    email_from: str = "cryptoflow@localhost"
+
+    def spool_dir(self, writer: str) -> Path:
+        """The local spool of one writer: its own folder, so two writers never share one."""
+        return self.data_dir / "spool" / writer
 
 
 @dataclass(frozen=True)
@@ -52,10 +74,7 @@ class Settings:
     maintenance_retention_days: int = 30  # Airflow's metadata rows and task logs older than this are removed
     # Airflow 3 hides its metadata database from task processes, so the maintenance DAG is given it here.
     maintenance_db_url: str | None = field(default=None, repr=False)
-
-    def spool_dir(self, writer: str) -> Path:
-        """The local spool of one writer: its own folder, so two writers never share one."""
-        return self.data_dir / "spool" / writer
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
@@ -176,4 +195,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "MAINTENANCE_RETENTION_DAYS", env.get("MAINTENANCE_RETENTION_DAYS", "30"), 1, 3650
         ),
         maintenance_db_url=_database_url("MAINTENANCE_DB_URL", env.get("MAINTENANCE_DB_URL", "")),
+        alerts=_alert_settings(env),
+    )
+
+
+def _emails(name: str, value: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in value.split(",") if part.strip())
+    bad = [address for address in addresses if not EMAIL_PATTERN.fullmatch(address)]
+    if bad:
+        raise ConfigError(f"{name}={value!r}: {bad[0]!r} is not an e-mail address like ops@example.com")
+    return addresses
+
+
+def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
+    rules = env.get("ALERT_RULES")
+    email_from = env.get("ALERT_EMAIL_FROM", "cryptoflow@localhost")
+    return AlertSettings(
+        rules_file=_file_path("ALERT_RULES", rules, REPO_ROOT) if rules else AlertSettings.rules_file,
+        stale_minutes=_integer("ALERT_STALE_MINUTES", env.get("ALERT_STALE_MINUTES", "5"), 1, 10080),
+        incomplete_minutes=_integer("ALERT_INCOMPLETE_MINUTES", env.get("ALERT_INCOMPLETE_MINUTES", "15"), 1, 10080),
+        reconnects=_integer("ALERT_RECONNECTS", env.get("ALERT_RECONNECTS", "5"), 1, 10000),
+        webhook_conn_id=_identifier("ALERT_WEBHOOK_CONN_ID", env.get("ALERT_WEBHOOK_CONN_ID", "alerts_webhook")),
+        smtp_conn_id=_identifier("ALERT_SMTP_CONN_ID", env.get("ALERT_SMTP_CONN_ID", "smtp_default")),
+        email_to=_emails("ALERT_EMAIL_TO", env.get("ALERT_EMAIL_TO", "")),
+        email_from=_emails("ALERT_EMAIL_FROM", email_from)[0] if email_from.strip() else "cryptoflow@localhost",
     )

@@ -16,6 +16,9 @@ style (``name=value``) so that a listing of one symbol, day or hour is a listing
     status/writes/<writer>.json                                  a write marker per writer
     status/gap_writes/<writer>.json                              a gap marker per writer (gaps it recorded)
     status/watchers/<name>.json                                  what an asset watcher last announced
+    alerts/rules/<rule_id>.json                                  a market alert rule added on the dashboard
+    alerts/task_failures/dag=<dag>/task=<task>/<map_index>/<run_id>.<try>.json
+        a task that failed after its retries (removed when that task next succeeds)
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ GAP_WRITES_PREFIX = (
     "status/gap_writes/"  # a marker per writer naming the gap records it wrote: the gap watcher's folder
 )
 WATCHERS_PREFIX = "status/watchers/"
+ALERT_RULES_PREFIX = "alerts/rules/"  # the dashboard's market rules, one object per rule
+TASK_FAILURES_PREFIX = "alerts/task_failures/"  # one object per failed task instance, until it recovers
 _TRADE_FILE = re.compile(r"/[a-z]+-(\d+)-(\d+)\.parquet$")
 _BATCH_FILE = re.compile(r"(\d+)_(\d+)_(\d+)_(.+)\.parquet")  # <first_us>_<last_us>_<flushed_us>_<writer>
 COMPACT_SOURCE = "compact"  # the <source> in the name of a compacted symbol-hour's file
@@ -174,3 +179,23 @@ def is_rewritten(key: str) -> bool:
 
 def watcher_key(name: str) -> str:
     return f"{WATCHERS_PREFIX}{name}.json"
+
+
+def alert_rule_key(rule_id: str) -> str:
+    """A dashboard rule's own object: adding or removing one rule touches no other."""
+    return f"{ALERT_RULES_PREFIX}{rule_id}.json"
+
+
+def _safe(part: str) -> str:
+    """An Airflow id or run id as one key segment (run ids hold ``:`` and ``+``)."""
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", part)
+
+
+def task_failures_prefix(dag_id: str, task_id: str, map_index: int) -> str:
+    """Where the failures of one task (one mapped instance) are kept until it succeeds again."""
+    return f"{TASK_FAILURES_PREFIX}dag={_safe(dag_id)}/task={_safe(task_id)}/{map_index}/"
+
+
+def task_failure_key(dag_id: str, task_id: str, map_index: int, run_id: str, try_number: int) -> str:
+    """One failed task instance's record: its own key (two failures never share one)."""
+    return f"{task_failures_prefix(dag_id, task_id, map_index)}{_safe(run_id)}.{try_number}.json"
