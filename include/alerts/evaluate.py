@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from include.alerts.checks import CheckInput
 from include.alerts.market import Candle, evaluate_rule
 from include.alerts.model import Alert
-from include.alerts.pipeline import PIPELINE_CHECKS, CheckInput
+from include.alerts.pipeline import PIPELINE_CHECKS
 from include.alerts.rules import Rule, RuleError, RuleSet, read_rules_file
 from include.alerts.store import active_incidents, ensure_alert_tables, first_seen, resolve, store_alerts, warehouse_now
 from include.alerts.user_rules import read_user_rules
