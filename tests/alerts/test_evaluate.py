@@ -1,0 +1,99 @@
+"""One evaluation into marts.alerts, on each backend: a rule fires once per candle it crosses on, with
+a stable id; evaluating again, or after the candles are rebuilt, stores nothing new; an incomplete
+candle fires only once it is complete; candles that closed before a rule was first seen do not fire."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from include.alerts.evaluate import evaluate_alerts
+from include.alerts.model import MARKET
+from include.alerts.rules import parse_rules
+from include.config import load_settings
+from include.timeutil import from_us, now_us
+from tests.support.warehouse import create_candle_marts
+
+MINUTE = timedelta(minutes=1)
+RULES = """
+rules:
+  - {id: up, type: price_cross, symbol: BTCUSDT, interval: 1m, level: "100.5", direction: up, since: SINCE}
+  - {id: down, type: price_cross, symbol: BTCUSDT, interval: 1m, level: "99", direction: down, since: SINCE}
+  - {id: later, type: price_cross, symbol: BTCUSDT, interval: 1m, level: "100.5"}
+  - {id: bad, type: price_cross, symbol: DOGEUSDT, interval: 1m, level: "1"}
+"""
+
+
+def insert_minutes(warehouse, start: datetime, closes: list[str], complete: list[bool] | None = None) -> None:
+    create_candle_marts(warehouse)
+    p, ts = warehouse.dialect.placeholder, warehouse.dialect.timestamp_type
+    warehouse.execute("delete from marts.candles_1m")
+    previous = closes[0]
+    for index, close in enumerate(closes):
+        open_time = start + index * MINUTE
+        values = [
+            "BTCUSDT",
+            open_time.isoformat(),
+            (open_time + MINUTE - timedelta(milliseconds=1)).isoformat(),
+            previous,
+            close,
+            close,
+            close,
+            "1",
+            True,
+            True if complete is None else complete[index],
+            datetime.now(UTC).isoformat(),
+        ]
+        warehouse.execute(
+            "insert into marts.candles_1m (symbol, open_time, close_time, open, high, low, close, volume, "
+            f"is_closed, is_complete, built_at) values ({p}, cast({p} as {ts}), cast({p} as {ts}), "
+            f"{p}, {p}, {p}, {p}, {p}, {p}, {p}, cast({p} as {ts}))",
+            values,
+        )
+        previous = close
+
+
+def rules(since: datetime):
+    return parse_rules(RULES.replace("SINCE", since.isoformat()), "rules.yaml", ("BTCUSDT",))
+
+
+def evaluate(warehouse, lake, since):
+    settings = load_settings({"SYMBOLS": "BTCUSDT", "LAKE_URL": lake.url})
+    return evaluate_alerts(warehouse.execute, warehouse.dialect, lake, settings, rules(since))
+
+
+def market_rows(warehouse) -> list[tuple]:
+    rows = warehouse.execute(
+        f"select rule_id, open_time, value, alert_id from marts.alerts where kind = '{MARKET}' order by open_time"
+    )
+    return [(rule_id, open_time, Decimal(value), alert_id) for rule_id, open_time, value, alert_id in rows]
+
+
+def test_a_rule_fires_once_per_crossing_and_a_second_evaluation_or_a_rebuild_stores_nothing(each_warehouse, lake):
+    start = from_us(now_us() // 60_000_000 * 60_000_000) - 30 * MINUTE
+    insert_minutes(each_warehouse, start, ["100", "100", "100.6", "98", "100.6"])
+    first = evaluate(each_warehouse, lake, start)
+    assert [str(error) for error in first.refused] == [
+        "rule bad in rules.yaml: symbol 'DOGEUSDT' is not streamed (SYMBOLS: BTCUSDT)"
+    ]
+    assert sorted((alert.rule_id, alert.open_time) for alert in first.fired if alert.kind == MARKET) == [
+        ("down", start + 3 * MINUTE),
+        ("up", start + 2 * MINUTE),
+        ("up", start + 4 * MINUTE),
+    ]
+    stored = market_rows(each_warehouse)
+    assert [row[2] for row in stored] == [Decimal("100.6"), Decimal("98"), Decimal("100.6")]
+    assert [alert for alert in evaluate(each_warehouse, lake, start).fired if alert.kind == MARKET] == []
+    insert_minutes(each_warehouse, start, ["100", "100", "100.6", "98", "100.6"])  # rebuilt: new built_at
+    assert [alert for alert in evaluate(each_warehouse, lake, start).fired if alert.kind == MARKET] == []
+    assert market_rows(each_warehouse) == stored
+    # "later" has no since: it was first seen by the first evaluation, after these candles closed.
+    assert "later" not in {row[0] for row in stored}
+
+
+def test_an_incomplete_candle_fires_once_it_is_complete(each_warehouse, lake):
+    start = from_us(now_us() // 60_000_000 * 60_000_000) - 30 * MINUTE
+    closes = ["100", "100", "100.6"]
+    insert_minutes(each_warehouse, start, closes, complete=[True, True, False])
+    assert [alert for alert in evaluate(each_warehouse, lake, start).fired if alert.kind == MARKET] == []
+    insert_minutes(each_warehouse, start, closes)  # the repair filled the gap: complete now
+    fired = [alert for alert in evaluate(each_warehouse, lake, start).fired if alert.kind == MARKET]
+    assert [(alert.rule_id, alert.open_time) for alert in fired] == [("up", start + 2 * MINUTE)]
