@@ -744,6 +744,8 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from include.alerts.cli import add_alerts_commands
+
     parser = argparse.ArgumentParser(prog="python -m include.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     _add_sandbox(commands)
@@ -758,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dashboard(commands)
     _add_freshness(commands)
     _add_audit(commands)
+    add_alerts_commands(commands)
     return parser
 
 

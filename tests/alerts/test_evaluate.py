@@ -2,7 +2,7 @@
 a stable id; evaluating again, or after the candles are rebuilt, stores nothing new; an incomplete
 candle fires only once it is complete; candles that closed before a rule was first seen do not fire."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from include.alerts.evaluate import evaluate_alerts
@@ -10,7 +10,7 @@ from include.alerts.model import MARKET
 from include.alerts.rules import parse_rules
 from include.config import load_settings
 from include.timeutil import from_us, now_us
-from tests.support.warehouse import create_candle_marts
+from tests.support.alerts import insert_minutes
 
 MINUTE = timedelta(minutes=1)
 RULES = """
@@ -20,35 +20,6 @@ rules:
   - {id: later, type: price_cross, symbol: BTCUSDT, interval: 1m, level: "100.5"}
   - {id: bad, type: price_cross, symbol: DOGEUSDT, interval: 1m, level: "1"}
 """
-
-
-def insert_minutes(warehouse, start: datetime, closes: list[str], complete: list[bool] | None = None) -> None:
-    create_candle_marts(warehouse)
-    p, ts = warehouse.dialect.placeholder, warehouse.dialect.timestamp_type
-    warehouse.execute("delete from marts.candles_1m")
-    previous = closes[0]
-    for index, close in enumerate(closes):
-        open_time = start + index * MINUTE
-        values = [
-            "BTCUSDT",
-            open_time.isoformat(),
-            (open_time + MINUTE - timedelta(milliseconds=1)).isoformat(),
-            previous,
-            close,
-            close,
-            close,
-            "1",
-            True,
-            True if complete is None else complete[index],
-            datetime.now(UTC).isoformat(),
-        ]
-        warehouse.execute(
-            "insert into marts.candles_1m (symbol, open_time, close_time, open, high, low, close, volume, "
-            f"is_closed, is_complete, built_at) values ({p}, cast({p} as {ts}), cast({p} as {ts}), "
-            f"{p}, {p}, {p}, {p}, {p}, {p}, {p}, cast({p} as {ts}))",
-            values,
-        )
-        previous = close
 
 
 def rules(since: datetime):
