@@ -84,6 +84,7 @@ from typing import Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 from cosmos import DbtTaskGroup
 from lake_assets import LAKE_TRADES
+from mart_assets import announce_marts
 
 from include.pools import WAREHOUSE_WRITER
 from include.transform_group import (
@@ -181,6 +182,7 @@ def warehouse() -> None:
         default_args={"retries": 0},
     )
     built = wire_producer(transform, WAREHOUSE_WRITER.name)
+    announce_marts(transform)  # each candle mart's task emits its Asset: the alerts DAG follows them
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)
     def audit() -> dict[str, int]:

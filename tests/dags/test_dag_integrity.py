@@ -150,3 +150,24 @@ def test_maintenance_runs_daily_one_run_at_a_time_its_two_tasks_apart(dagbag):
         "clean_metadata": set(),  # a failure of one does not keep the other from running
         "remove_old_logs": set(),
     }
+
+
+def test_alerts_run_after_every_transform_that_built_the_candle_marts_and_every_minute(dagbag):
+    """The candle marts' tasks emit their Assets (Cosmos' own come from OpenLineage, not installed), and
+    the alerts DAG is scheduled on all six, or on the minute."""
+    from include.candles import INTERVALS
+    from include.pools import WAREHOUSE_WRITER
+
+    marts = sorted(interval.mart for interval in INTERVALS)
+    warehouse = dagbag.dags["warehouse"]
+    emitted = {
+        asset.name: task.task_id for task in warehouse.tasks for asset in task.outlets if hasattr(asset, "uri")
+    }
+    assert emitted == {mart: f"transform.{mart}_run" for mart in marts}
+    dag = dagbag.dags["alerts"]
+    assert sorted(asset.name for asset in dag.timetable.asset_condition.objects) == marts
+    assert type(dag.timetable.asset_condition).__name__ == "AssetAll"
+    assert dag.timetable.timetable.expression == "* * * * *"
+    assert dag.max_active_runs == 1
+    assert dag.get_task("evaluate").downstream_task_ids == {"deliver"}
+    assert dag.get_task("evaluate").pool == dag.get_task("deliver").pool == WAREHOUSE_WRITER.name
