@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from include.alerts.model import Alert
 from include.config import Settings
 from include.lake.store import ObjectStore
 from include.warehouse.shared import Dialect, Execute
+
+# How far back a rule reads candles, and a check reads its evidence: longer than a gap takes to be
+# repaired (the hourly repair, its grace and a retry), so a candle completed late still fires; and
+# bounded, so a run reads bounded rows. (Here, not in evaluate.py, so the checks can import it.)
+LOOKBACK = timedelta(days=2)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from include.alerts.checks import CheckInput
+from include.alerts.checks import LOOKBACK, CheckInput
 from include.alerts.market import Candle, evaluate_rule
 from include.alerts.model import Alert
 from include.alerts.pipeline import PIPELINE_CHECKS
@@ -29,10 +29,6 @@ from include.alerts.user_rules import read_user_rules
 from include.config import Settings
 from include.lake.store import ObjectStore
 from include.warehouse.shared import Dialect, Execute
-
-# How far back a rule reads candles: longer than a gap takes to be repaired (the hourly repair, its
-# grace and a retry), so a candle completed late still fires; and bounded, so a run reads bounded rows.
-LOOKBACK = timedelta(days=2)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from include.ingest.gaps import Gap, GapDetector, StartBoundary
 from include.ingest.parse import Control, Rejected, decode, decode_many, looks_like_trade, validate
-from include.lake.heartbeats import write_heartbeat
+from include.lake.heartbeats import MAX_RECENT_RECONNECTS, RECONNECT_WINDOW, write_heartbeat
 from include.lake.keys import GAP_WRITES_PREFIX, WRITES_PREFIX, quarantine_key
 from include.lake.markers import MarkerWriter
 from include.lake.store import LakeError, ObjectStore
@@ -31,6 +31,7 @@ from include.timeutil import from_us, now_us
 
 log = logging.getLogger(__name__)
 
+_RECONNECT_WINDOW_US = int(RECONNECT_WINDOW.total_seconds()) * 1_000_000
 RECENT_IDS_KEPT = 200_000  # per symbol: enough to catch every duplicate of a connection handover
 _NO_IDS = np.empty(0, dtype=np.int64)
 _SAMPLE_FRAME = (
@@ -93,10 +94,22 @@ class StreamStats:
     quarantined: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     batches: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # connections opened after each one's first, handovers included
     gaps: int = 0  # gap records written (include/ingest/gaps.py)
     gap_ids: int = 0  # ids missing in them
     flush_seconds: list[float] = field(default_factory=list)
+    # When connections were opened again after one was lost (µs), the last RECONNECT_WINDOW's: the
+    # heartbeat reports them, for the reconnect-storm alert.
+    reconnect_times: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_RECENT_RECONNECTS))
+
+    def reconnected_at(self, time_us: int) -> None:
+        self.reconnect_times.append(time_us)
+        self.forget_reconnects(time_us)
+
+    def forget_reconnects(self, now_us: int) -> None:
+        """Drop the reconnects older than RECONNECT_WINDOW before ``now_us``."""
+        while self.reconnect_times and self.reconnect_times[0] < now_us - _RECONNECT_WINDOW_US:
+            self.reconnect_times.popleft()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -109,6 +122,7 @@ class StreamStats:
             "reconnects": self.reconnects,
             "gaps": self.gaps,
             "gap_ids": self.gap_ids,
+            "recent_reconnects": [from_us(moment).isoformat() for moment in self.reconnect_times],
         }
 
 
@@ -339,6 +353,7 @@ class MicroBatcher:
             }
             for symbol, status in self.status.items()
         }
+        self.stats.forget_reconnects(now)
         write_heartbeat(self.lake, self.writer, from_us(now), self.stats.as_dict(), symbols)
 
 

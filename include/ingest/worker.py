@@ -35,6 +35,7 @@ from include.ingest.stream import (
 )
 from include.ingest.writer import process_writer_id
 from include.lake.store import ObjectStore
+from include.timeutil import now_us
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,14 @@ class StreamWorker:
             budget,
             backpressure=self.backpressure,
             on_state=lambda state: self._connection_state(symbols, {**state, "connection": index}),
-            on_reconnect=lambda: self.batcher.reconnected(symbols),
+            on_reconnect=lambda: self._reconnected(symbols),
         )
+
+    def _reconnected(self, symbols: list[str]) -> None:
+        """A connection was opened again after one was lost: the batcher marks where in the frames, and
+        the stats note when (the heartbeat reports the recent ones: a reconnect storm is an alert)."""
+        self.batcher.reconnected(symbols)
+        self.batcher.stats.reconnected_at(now_us())
 
     async def _supervise(self, connection: ShardConnection, closing: asyncio.Event) -> None:
         """Run one connection until ``closing``; restart it after a crash, with backoff.

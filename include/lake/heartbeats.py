@@ -2,7 +2,7 @@
 
 ``status/stream/exchange=binance/writer=<writer>.json`` (``include/lake/keys.py``)::
 
-    {"writer", "updated_at", "counters": {...the writer's stream counters...},
+    {"writer", "updated_at", "counters": {...the writer's stream counters, "recent_reconnects": [ISO times]...},
      "symbols": {"BTCUSDT": {"last_trade_id", "last_trade_time", "lag_seconds", "trades_written",
                              "gaps", "gap_ids", "connection"}, ...}}
 
@@ -11,6 +11,10 @@ many symbols the writer streams (one object per symbol per flush was most of wha
 wrote), and two writers (overlapping stream windows) never write the same object. A symbol's status
 is the newest ``updated_at`` among the writers that carry it (``read_status``); a writer that has been
 silent for a day is pruned by the nightly reconcile (``prune_stale``).
+
+``recent_reconnects`` are the times the writer's connections were opened again after one was lost
+(a planned handover, where both connections overlap, is not one) within the last ``RECONNECT_WINDOW``,
+at most ``MAX_RECENT_RECONNECTS``: what the reconnect-storm alert reads (include/alerts/health_checks.py).
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from include.binance.protocol import CONNECTION_ATTEMPT_WINDOW_SECONDS, CONNECTION_ATTEMPTS_PER_WINDOW
 from include.lake.keys import HEARTBEAT_PREFIX, heartbeat_key
 from include.lake.store import ObjectStore
 
 # A heartbeat this old belongs to a writer that ended without a successor carrying it on.
 STALE_AFTER = timedelta(days=1)
+# How far back a heartbeat reports its writer's reconnects.
+RECONNECT_WINDOW = timedelta(minutes=10)
+# Binance lets one IP open this many connections within the window, so a writer cannot reconnect more
+# often: the list a heartbeat carries stays small however bad the network is.
+MAX_RECENT_RECONNECTS = int(
+    CONNECTION_ATTEMPTS_PER_WINDOW * RECONNECT_WINDOW.total_seconds() / CONNECTION_ATTEMPT_WINDOW_SECONDS
+)
 
 
 def write_heartbeat(
@@ -76,6 +88,24 @@ def read_statuses(lake: ObjectStore, cache: BodyCache | None = None) -> dict[str
     for gone in set(cache) - listed:
         del cache[gone]
     return newest
+
+
+def read_heartbeats(lake: ObjectStore) -> list[dict[str, Any]]:
+    """Every writer's heartbeat as it wrote it (one per writer), in key order."""
+    bodies = []
+    for info in sorted(lake.list(HEARTBEAT_PREFIX), key=lambda info: info.key):
+        try:
+            bodies.append(json.loads(lake.get(info.key)))
+        except FileNotFoundError:  # pruned since the listing
+            continue
+    return bodies
+
+
+def recent_reconnects(body: dict[str, Any], since: datetime) -> list[datetime]:
+    """The reconnects a writer's heartbeat reports at or after ``since``, oldest first."""
+    counters = body.get("counters") or {}
+    times = (datetime.fromisoformat(text) for text in counters.get("recent_reconnects", ()))
+    return sorted(moment for moment in times if moment >= since)
 
 
 def read_status(lake: ObjectStore, symbol: str, cache: BodyCache | None = None) -> dict[str, Any] | None:

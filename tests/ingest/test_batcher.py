@@ -15,11 +15,11 @@ import pytest
 
 from include.ingest.batcher import MicroBatcher
 from include.ingest.parse import Control
-from include.lake.heartbeats import read_status
+from include.lake.heartbeats import MAX_RECENT_RECONNECTS, RECONNECT_WINDOW, read_status
 from include.lake.markers import writes_fingerprint
 from include.lake.store import LakeError, LocalStore
 from include.lake.trades import read_symbol_rows, read_table, read_trades
-from include.timeutil import to_us
+from include.timeutil import now_us, to_us
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 WRITER = "stream-test-writer"
@@ -257,6 +257,7 @@ def test_heartbeats_hold_the_last_trade_and_counters(lake):
         "reconnects": 0,
         "gaps": 0,
         "gap_ids": 0,
+        "recent_reconnects": [],
     }
     assert (btc["gaps"], btc["gap_ids"]) == (0, 0)
     expected_lag = (time.time_ns() // 1000 - at(13, 0, 0, 250_000)) / 1e6
@@ -266,6 +267,28 @@ def test_heartbeats_hold_the_last_trade_and_counters(lake):
     assert eth["last_trade_id"] is None
     assert eth["last_trade_time"] is None
     assert eth["trades_written"] == 0
+
+
+def test_heartbeats_report_the_reconnects_of_the_window_and_no_more_than_can_happen_in_it(lake):
+    """The reconnect-storm alert reads them: those older than the window are dropped, and the list never
+    holds more than Binance lets one IP connect within it."""
+    batcher = MicroBatcher(lake, SYMBOLS, WRITER)
+    now, window_us = now_us(), int(RECONNECT_WINDOW.total_seconds()) * 1_000_000
+
+    def reported() -> list[int]:
+        batcher.write_heartbeats()
+        times = read_status(lake, "BTCUSDT")["counters"]["recent_reconnects"]
+        return [to_us(datetime.fromisoformat(moment)) for moment in times]
+
+    early, recent = now - window_us - 1_000_000, now - window_us + 60_000_000  # a second before, a minute in
+    batcher.stats.reconnected_at(early)
+    batcher.stats.reconnected_at(recent)
+    assert reported() == [recent]
+    many = [recent + n for n in range(1, MAX_RECENT_RECONNECTS + 50)]
+    for moment in many:
+        batcher.stats.reconnected_at(moment)
+    assert reported() == many[-MAX_RECENT_RECONNECTS:]
+    assert MAX_RECENT_RECONNECTS == 600
 
 
 def test_a_write_marker_follows_every_write_of_files(lake):
