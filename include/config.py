@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from include.binance.protocol import MAX_STREAMS_PER_CONNECTION, SYMBOL_PATTERN
+from include.lake.heartbeats import MAX_RECENT_RECONNECTS
 
 BINANCE_REST_URL = "https://api.binance.com"
 BINANCE_WS_URL = "wss://stream.binance.com:9443"
@@ -52,10 +53,6 @@ class AlertSettings:
     email_to: tuple[str, ...] = ()
     email_from: str = "cryptoflow@localhost"
 
-    def spool_dir(self, writer: str) -> Path:
-        """The local spool of one writer: its own folder, so two writers never share one."""
-        return self.data_dir / "spool" / writer
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -75,6 +72,10 @@ class Settings:
     # Airflow 3 hides its metadata database from task processes, so the maintenance DAG is given it here.
     maintenance_db_url: str | None = field(default=None, repr=False)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+
+    def spool_dir(self, writer: str) -> Path:
+        """The local spool of one writer: its own folder, so two writers never share one."""
+        return self.data_dir / "spool" / writer
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
@@ -214,7 +215,7 @@ def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
         rules_file=_file_path("ALERT_RULES", rules, REPO_ROOT) if rules else AlertSettings.rules_file,
         stale_minutes=_integer("ALERT_STALE_MINUTES", env.get("ALERT_STALE_MINUTES", "5"), 1, 10080),
         incomplete_minutes=_integer("ALERT_INCOMPLETE_MINUTES", env.get("ALERT_INCOMPLETE_MINUTES", "15"), 1, 10080),
-        reconnects=_integer("ALERT_RECONNECTS", env.get("ALERT_RECONNECTS", "5"), 1, 10000),
+        reconnects=_integer("ALERT_RECONNECTS", env.get("ALERT_RECONNECTS", "5"), 1, MAX_RECENT_RECONNECTS),
         webhook_conn_id=_identifier("ALERT_WEBHOOK_CONN_ID", env.get("ALERT_WEBHOOK_CONN_ID", "alerts_webhook")),
         smtp_conn_id=_identifier("ALERT_SMTP_CONN_ID", env.get("ALERT_SMTP_CONN_ID", "smtp_default")),
         email_to=_emails("ALERT_EMAIL_TO", env.get("ALERT_EMAIL_TO", "")),

@@ -175,12 +175,17 @@ def pending_deliveries(execute: Execute, dialect: Dialect, channel: str, now: da
     p, ts = dialect.placeholder, dialect.timestamp_type
     columns = ", ".join(f"alerts.{name}" for name in ALERT_COLUMNS)
     pending = []
-    for event, when in ((FIRED, "alerts.fired_at"), (RESOLVED, "alerts.resolved_at")):
+    # A fact stored resolved (an exchange-side hole: resolved_at = fired_at) has no resolution to tell.
+    events = (
+        (FIRED, "alerts.fired_at", ""),
+        (RESOLVED, "alerts.resolved_at", " and alerts.resolved_at > alerts.fired_at"),
+    )
+    for event, when, only in events:
         rows = execute(
             f"select {columns}, coalesce(sent.attempts, 0) from marts.alerts as alerts "
             "left join marts.alert_deliveries as sent on sent.alert_id = alerts.alert_id "
             f"and sent.channel = {p} and sent.event = {p} "
-            f"where {when} is not null and {when} >= cast({p} as {ts}) and sent.delivered_at is null "
+            f"where {when} is not null and {when} >= cast({p} as {ts}) and sent.delivered_at is null{only} "
             f"order by {when}, alerts.alert_id",
             [channel, event, (now - DELIVERY_HORIZON).isoformat()],
         )
