@@ -4,5 +4,6 @@ health (include/alerts/health_checks.py)."""
 from __future__ import annotations
 
 from include.alerts.checks import PipelineCheck
+from include.alerts.task_checks import TASK_CHECKS
 
-PIPELINE_CHECKS: dict[str, PipelineCheck] = {}
+PIPELINE_CHECKS: dict[str, PipelineCheck] = {**TASK_CHECKS}
