@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from alert_callbacks import task_alert_callbacks
 from mart_assets import CANDLE_MARTS
 
 from include.pools import WAREHOUSE_WRITER
@@ -46,7 +47,7 @@ from include.pools import WAREHOUSE_WRITER
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cryptoflow", "alerts"],
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=5), "owner": "cryptoflow"},
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=5), "owner": "cryptoflow", **task_alert_callbacks()},
 )
 def alerts() -> None:
     @task(pool=WAREHOUSE_WRITER.name)

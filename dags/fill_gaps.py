@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
+from alert_callbacks import task_alert_callbacks
 from lake_assets import LAKE_GAPS
 
 from include.pools import EXCHANGE_REST
@@ -43,7 +44,7 @@ from include.pools import EXCHANGE_REST
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cryptoflow", "repair", "live"],
-    default_args={"retries": 5, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow"},
+    default_args={"retries": 5, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow", **task_alert_callbacks()},
 )
 def fill_gaps() -> None:
     @task

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
+from alert_callbacks import task_alert_callbacks
 
 from include.config import ConfigError, Settings, load_settings
 
@@ -52,7 +53,7 @@ def _settings() -> Settings:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cryptoflow", "maintenance"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=10), "owner": "cryptoflow"},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=10), "owner": "cryptoflow", **task_alert_callbacks()},
 )
 def maintenance() -> None:
     @task(execution_timeout=timedelta(hours=2))

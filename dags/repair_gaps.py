@@ -50,6 +50,7 @@ from typing import Any
 from airflow.providers.standard.sensors.date_time import DateTimeSensor
 from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+from alert_callbacks import task_alert_callbacks
 from lake_assets import LAKE_TRADES
 
 from include.config import load_settings
@@ -63,7 +64,7 @@ from include.pools import EXCHANGE_REST
     max_active_runs=4,
     doc_md=__doc__,
     tags=["cryptoflow", "repair", "backfill"],
-    default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "owner": "cryptoflow"},
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "owner": "cryptoflow", **task_alert_callbacks()},
     params={"grace_minutes": Param(5, type="number", minimum=0, description="wait after the window closes")},
 )
 def repair_gaps() -> None:

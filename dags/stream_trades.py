@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
+from alert_callbacks import task_alert_callbacks
 from lake_assets import LAKE_TRADES
 from trade_stream_sensor import TradeStreamSensor
 
@@ -40,7 +41,7 @@ from include.config import load_settings
     max_active_runs=2,  # a window and the next one overlap
     doc_md=__doc__,
     tags=["cryptoflow", "ingest", "stream"],
-    default_args={"retries": 20, "retry_delay": timedelta(seconds=5), "owner": "cryptoflow"},
+    default_args={"retries": 20, "retry_delay": timedelta(seconds=5), "owner": "cryptoflow", **task_alert_callbacks()},
     params={
         "window_minutes": Param(60, type="number", minimum=0.05, description="length of the stream window"),
         "overlap_minutes": Param(2, type="number", minimum=0, description="overlap with the next window"),

@@ -82,6 +82,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+from alert_callbacks import NO_TASK_ALERTS, add_task_alert_callbacks, task_alert_callbacks
 from cosmos import DbtTaskGroup
 from lake_assets import LAKE_TRADES
 from mart_assets import announce_marts
@@ -127,7 +128,7 @@ def publish() -> dict[str, int]:
 
 # Airflow judges a run by its last tasks: with `publish` (all_done) after the audit, a failed audit
 # would end in a successful run. This task runs only when the audit failed (one_failed), and fails.
-@task(trigger_rule="one_failed", retries=0)
+@task(trigger_rule="one_failed", retries=0, **NO_TASK_ALERTS)  # the audit's own failure is the alert
 def audit_failed() -> None:
     """Fails the run when the audit failed or could not run (its task names the difference)."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -143,7 +144,7 @@ def audit_failed() -> None:
     doc_md=__doc__,
     params={"full": Param(False, type="boolean", description="list the whole lake (a reconcile)")},
     tags=["cryptoflow", "warehouse", "load"],
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow"},
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "owner": "cryptoflow", **task_alert_callbacks()},
 )
 def warehouse() -> None:
     @task(pool=WAREHOUSE_WRITER.name)
@@ -179,10 +180,11 @@ def warehouse() -> None:
         execution_config=execution_config(),
         render_config=render_config(),
         operator_args=operator_args(),
-        default_args={"retries": 0},
+        default_args={"retries": 0, **NO_TASK_ALERTS},  # the models' sensors: the producer's failure is the alert
     )
     built = wire_producer(transform, WAREHOUSE_WRITER.name)
     announce_marts(transform)  # each candle mart's task emits its Asset: the alerts DAG follows them
+    add_task_alert_callbacks(built)
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)
     def audit() -> dict[str, int]:

@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from include.alerts.checks import PipelineCheck
 from include.alerts.health_checks import HEALTH_CHECKS
+from include.alerts.task_checks import TASK_CHECKS
 
-PIPELINE_CHECKS: dict[str, PipelineCheck] = {**HEALTH_CHECKS}
+PIPELINE_CHECKS: dict[str, PipelineCheck] = {**TASK_CHECKS, **HEALTH_CHECKS}
