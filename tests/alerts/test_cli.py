@@ -73,4 +73,5 @@ def test_evaluate_stores_a_crossing_once_and_names_a_refused_rule(tmp_path, monk
     main(["alerts", "evaluate"])
     assert not [message for message in json.loads(capsys.readouterr().out)["fired"] if message.startswith("up")]
     with DuckDBWarehouse(path) as warehouse:
-        assert warehouse.execute("select rule_id, value from marts.alerts where kind = 'market'") == [("up", "101.00000000")]
+        stored = warehouse.execute("select rule_id, value from marts.alerts where kind = 'market'")
+    assert stored == [("up", "101.00000000")]

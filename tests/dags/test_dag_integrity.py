@@ -160,9 +160,7 @@ def test_alerts_run_after_every_transform_that_built_the_candle_marts_and_every_
 
     marts = sorted(interval.mart for interval in INTERVALS)
     warehouse = dagbag.dags["warehouse"]
-    emitted = {
-        asset.name: task.task_id for task in warehouse.tasks for asset in task.outlets if hasattr(asset, "uri")
-    }
+    emitted = {asset.name: task.task_id for task in warehouse.tasks for asset in task.outlets if hasattr(asset, "uri")}
     assert emitted == {mart: f"transform.{mart}_run" for mart in marts}
     dag = dagbag.dags["alerts"]
     assert sorted(asset.name for asset in dag.timetable.asset_condition.objects) == marts
