@@ -9,6 +9,7 @@ import email
 import email.policy
 import json
 import threading
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,7 @@ class WebhookRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    received_at: float = 0.0  # time.time() when it arrived (the alerts benchmark times deliveries)
 
 
 class WebhookReceiver:
@@ -54,7 +56,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.requests.append(WebhookRequest(self.path, dict(self.headers), body))
+                receiver.requests.append(WebhookRequest(self.path, dict(self.headers), body, time.time()))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
