@@ -20,10 +20,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+import duckdb
 import pyarrow as pa
 import streamlit as st
 
-from dashboard.queries import AlertHistory, AlertsOverview, Delivery, MarketQueries
+from dashboard.queries import AlertHistory, AlertsOverview, Delivery, MarketQueries, NoData
 from include.alerts.evaluate import load_rules
 from include.alerts.model import FIRED, MARKET
 from include.alerts.rules import DIRECTIONS, RULE_TYPES, Rule, RuleError, RuleInvalid, RuleSet
@@ -167,7 +168,13 @@ def _title(facts: AlertsOverview) -> None:
 @st.fragment(run_every=ALERTS_REFRESH_SECONDS)
 def overview(queries: MarketQueries) -> None:
     """The open incidents, then the day's alerts and their deliveries."""
-    facts = queries.alerts(datetime.now(UTC))
+    try:
+        facts = queries.alerts(datetime.now(UTC))
+    except NoData:  # no snapshot yet: the chart's place already says what to run
+        return
+    except duckdb.Error as error:  # e.g. a snapshot replaced by something unreadable: the chart says it too
+        st.text(f"The alerts could not be read: {' '.join(str(error).split())[:200]}")
+        return
     _title(facts)
     if not facts.evaluated:
         st.caption(
