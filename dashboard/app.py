@@ -7,6 +7,8 @@ run reads it, so a link reproduces what was on screen. The chart is the first th
 computes and sends (the header and the health panel fill their places after it), and one fragment
 re-runs header, chart and health every REFRESH_SECONDS (``st.fragment(run_every=...)``), not the
 whole page, so the controls do not flicker and Plotly's ``uirevision`` keeps the user's zoom and pan.
+Below them, the alerts (dashboard/alerts.py): open incidents, the day's alerts with their deliveries,
+and the market rules, with a form that adds a rule to the lake (never to the warehouse).
 
 Reads go through dashboard/queries.py: on DuckDB the published snapshot (never the warehouse file a
 load holds locked), on Snowflake ``st.connection("snowflake")`` with the reader role of its
@@ -26,6 +28,7 @@ import duckdb
 import pyarrow as pa
 import streamlit as st
 
+from dashboard import alerts
 from dashboard import health as judged
 from dashboard.chart import PLOTLY_CONFIG, candle_figure, plain
 from dashboard.live_edge import LiveCandles, with_live_edge
@@ -317,6 +320,8 @@ def main() -> None:
         st.warning(notice, icon=":material/block:")
     controls(view, symbols)
     live(queries, lake, view)
+    alerts.overview(queries)  # below the chart and the health panel: they come first
+    alerts.rules(settings, lake)
 
 
 main()

@@ -10,8 +10,9 @@ Two sources, the same answers:
   whose write lock a load holds every few seconds. Each call opens the file read-only and closes
   it: a call after a publish reads the new file, a call under way keeps reading the old one.
 - Snowflake: ``run(sql, params)`` (the app's ``st.connection("snowflake").query`` with the reader
-  role) over marts.candles_*, raw.stream_status, raw.completeness and marts.candle_audit (grants:
-  Snowflake setup V003, V007).
+  role) over marts.candles_*, raw.stream_status, raw.completeness, marts.candle_audit, marts.alerts
+  and marts.alert_deliveries (grants: Snowflake setup V003, V007). The alerts' tables exist once an
+  evaluation has made them (and in snapshots published since): until then ``alerts`` says so.
 
 The SQL is one text per query for both, but for what ``include.warehouse.shared.Dialect`` names (the
 placeholder: "?" for DuckDB, "%s" for Snowflake's connector in its default paramstyle, which
@@ -41,6 +42,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from include.alerts.model import PIPELINE, Alert
+from include.alerts.store import ALERT_COLUMNS
 from include.binance.protocol import SYMBOL_PATTERN
 from include.candles import BY_NAME, CANDLE_COLUMN_NAMES, CANDLE_SCHEMA, DECIMAL_COLUMNS, INTERVAL_NAMES
 from include.warehouse.shared import DUCKDB, SNOWFLAKE, Dialect
@@ -51,6 +54,11 @@ from include.warehouse.snapshot import COPIED_TABLES, SNAPSHOT_TABLES
 MAX_CANDLES = 10_000
 MAX_SYMBOL_LENGTH = 20  # Binance's symbols are far shorter
 MISMATCHES_SHOWN = 50  # the newest audit mismatches listed in full
+# The alerts shown: every open incident (a few at most; bounded all the same), and the newest alerts of
+# the last day, so a page never loads a year of them.
+ACTIVE_SHOWN = 200
+RECENT_SHOWN = 50
+RECENT_WINDOW = timedelta(hours=24)
 _EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 _TS, _PRICE = CANDLE_SCHEMA.field("open_time").type, CANDLE_SCHEMA.field("close").type
@@ -167,6 +175,38 @@ class Health:
     streams: list[StreamState]
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One channel's delivery of one event of an alert (a row of the outbox, marts.alert_deliveries)."""
+
+    channel: str
+    event: str  # fired, or resolved (an incident's end)
+    attempts: int
+    delivered_at: datetime | None  # None: not delivered (yet, or given up after the delivery horizon)
+    last_error: str | None
+    last_attempt_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertHistory:
+    """An alert (its value exact: a Decimal of the stored text) and every delivery of it so far."""
+
+    alert: Alert
+    deliveries: tuple[Delivery, ...]
+
+
+@dataclass(frozen=True)
+class AlertsOverview:
+    """The open pipeline incidents (all, newest first) and the alerts fired since ``since`` (the newest
+    ``RECENT_SHOWN``), each with its deliveries. ``evaluated`` is False while the warehouse has no
+    alerts table: no evaluation has run yet."""
+
+    since: datetime
+    active: list[AlertHistory]
+    recent: list[AlertHistory]
+    evaluated: bool = True
+
+
 # A query: its result's columns and types, and its SQL with {placeholders} for the table names,
 # the parameter ("{p}"), the timestamp type ("{ts}") and each decimal column ("{d:name}").
 Fetch = Callable[[str, Sequence[object], pa.Schema], pa.Table]
@@ -270,6 +310,44 @@ _LIVE_PIPELINE_SQL = (
     "(select max(loaded_at) from (select loaded_at from {stream_status} "
     "union all select loaded_at from {completeness}) refreshes) as last_load_at, "
     "(select max(last_loaded_at) from {candles_1m}) as marts_loaded_at"
+)
+
+_ALERT_SCHEMA = pa.schema(
+    [
+        (name, _TS if name in ("event_time", "open_time", "fired_at", "resolved_at") else pa.string())
+        for name in ALERT_COLUMNS
+    ]
+)
+_ALERT_SELECT = ", ".join(ALERT_COLUMNS)
+# Whether a table exists in the database read (the snapshot's attachment, or Snowflake's database):
+# a snapshot published before the alerts' tables were, or a warehouse no evaluation has run on, has none.
+_TABLE_EXISTS_SQL = (
+    "select count(*) as found from information_schema.tables where lower(table_catalog) = lower(current_database()) "
+    "and lower(table_schema) = {p} and lower(table_name) = {p}"
+)
+_TABLE_EXISTS_SCHEMA = pa.schema([("found", pa.int64())])
+_ACTIVE_ALERTS_SQL = (
+    f"select {_ALERT_SELECT} from {{alerts}} where kind = {{p}} and resolved_at is null "
+    "order by fired_at desc, alert_id limit {p}"
+)
+_RECENT_ALERTS_SQL = (
+    f"select {_ALERT_SELECT} from {{alerts}} where fired_at >= cast({{p}} as {{ts}}) "
+    "order by fired_at desc, alert_id limit {p}"
+)
+_DELIVERY_SCHEMA = pa.schema(
+    [
+        ("alert_id", pa.string()),
+        ("channel", pa.string()),
+        ("event", pa.string()),
+        ("attempts", pa.int64()),
+        ("delivered_at", _TS),
+        ("last_error", pa.string()),
+        ("last_attempt_at", _TS),
+    ]
+)
+_DELIVERIES_SQL = (
+    f"select {', '.join(_DELIVERY_SCHEMA.names)} from {{alert_deliveries}} where alert_id in ({{ids}}) "
+    "order by alert_id, event, channel"
 )
 
 # Table names: the snapshot's own (its attachment is the session's database, USE), or where the
@@ -510,6 +588,46 @@ class MarketQueries:
             ),
             streams=[_stream_state(row) for row in streams],
         )
+
+    def alerts(self, now: datetime) -> AlertsOverview:
+        """The open incidents and the alerts of the ``RECENT_WINDOW`` before ``now``, with their deliveries."""
+        since = _aware("now", now) - RECENT_WINDOW
+        source = self._source
+        with source.session() as fetch:
+            if not all(self._exists(fetch, name) for name in ("alerts", "alert_deliveries")):
+                return AlertsOverview(since, [], [], evaluated=False)
+            active = fetch(source.sql(_ACTIVE_ALERTS_SQL), [PIPELINE, ACTIVE_SHOWN], _ALERT_SCHEMA).to_pylist()
+            recent = fetch(source.sql(_RECENT_ALERTS_SQL), [since.isoformat(), RECENT_SHOWN], _ALERT_SCHEMA)
+            shown = [*active, *recent.to_pylist()]
+            deliveries = self._deliveries(fetch, sorted({row["alert_id"] for row in shown}))
+        return AlertsOverview(
+            since,
+            [_history(row, deliveries) for row in active],
+            [_history(row, deliveries) for row in recent.to_pylist()],
+        )
+
+    def _exists(self, fetch: Fetch, name: str) -> bool:
+        schema, table = self._source.tables[name].split(".")
+        sql = self._source.sql(_TABLE_EXISTS_SQL)
+        return fetch(sql, [schema, table], _TABLE_EXISTS_SCHEMA)[0][0].as_py() > 0
+
+    def _deliveries(self, fetch: Fetch, ids: list[str]) -> dict[str, list[Delivery]]:
+        if not ids:
+            return {}
+        marks = ", ".join([self._source.dialect.placeholder] * len(ids))  # one bound parameter per id
+        rows = fetch(self._source.sql(_DELIVERIES_SQL.replace("{ids}", marks)), ids, _DELIVERY_SCHEMA).to_pylist()
+        by_alert: dict[str, list[Delivery]] = {}
+        for row in rows:
+            by_alert.setdefault(row.pop("alert_id"), []).append(Delivery(**row))
+        return by_alert
+
+
+def _history(row: dict[str, Any], deliveries: Mapping[str, list[Delivery]]) -> AlertHistory:
+    """An alerts row as the model's ``Alert``: its value text read exactly as a Decimal."""
+    fields = dict(row)
+    if fields["value"] is not None:
+        fields["value"] = Decimal(fields["value"])
+    return AlertHistory(Alert(**fields), tuple(deliveries.get(row["alert_id"], ())))
 
 
 def bucket_start(moment: datetime, interval: str) -> datetime:

@@ -91,6 +91,30 @@ AUDIT_COLUMNS = (
     ("differences", "varchar"),
     ("audited_at", _TZ),
 )
+# The alerts' tables as include/alerts/store.py ``ensure_alert_tables`` creates them (values as exact text).
+ALERTS_COLUMNS = (
+    ("alert_id", "varchar"),
+    ("kind", "varchar"),
+    ("rule_id", "varchar"),
+    ("subject", "varchar"),
+    ("message", "varchar"),
+    ("event_time", _TZ),
+    ("symbol", "varchar"),
+    ("interval", "varchar"),
+    ("open_time", _TZ),
+    ("value", "varchar"),
+    ("fired_at", _TZ),
+    ("resolved_at", _TZ),
+)
+ALERT_DELIVERIES_COLUMNS = (
+    ("alert_id", "varchar"),
+    ("channel", "varchar"),
+    ("event", "varchar"),
+    ("attempts", "bigint"),
+    ("delivered_at", _TZ),
+    ("last_error", "varchar"),
+    ("last_attempt_at", _TZ),
+)
 PIPELINE_COLUMNS = (
     ("exchange", "varchar"),
     ("published_at", _TZ),
@@ -104,6 +128,8 @@ COPIED_TABLES: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
     "completeness": ("raw", "completeness", COMPLETENESS_COLUMNS),
     "gap_fills": ("raw", "gap_fills", GAP_FILLS_COLUMNS),
     "candle_audit": ("marts", "candle_audit", AUDIT_COLUMNS),
+    "alerts": ("marts", "alerts", ALERTS_COLUMNS),
+    "alert_deliveries": ("marts", "alert_deliveries", ALERT_DELIVERIES_COLUMNS),
 }
 SNAPSHOT_TABLES = (*COPIED_TABLES, "pipeline")
 _ALIAS = "snapshot_out"

@@ -21,20 +21,21 @@ import pytest
 from streamlit.elements.lib import policies
 from streamlit.testing.v1 import AppTest, local_script_runner
 
+from dashboard.alerts import ALERTS_REFRESH_SECONDS
 from dashboard.chart import FORMING, INCOMPLETE
 from dashboard.view import DEFAULT_COLOURS, THEMES, View
 from include.lake.keys import trade_key
 from include.lake.store import LocalStore
 from include.lake.trades import read_trades, write_trades
 from include.timeutil import HOUR_US, to_us
+from tests.support.apptest import badges as health_badges
+from tests.support.apptest import page, texts
 from tests.support.dashboard import START, empty_snapshot, first_trade_id, snapshot_with_candles
 from tests.support.paths import REPO_ROOT
 from tests.support.trades import trade_columns
 
-APP = str(REPO_ROOT / "dashboard" / "app.py")
 STREAMLIT_CONFIG = REPO_ROOT / "dashboard" / ".streamlit" / "config.toml"  # beside the app: read whatever the cwd
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPETH")
-RUN_TIMEOUT = 120  # seconds: a run on a busy machine, 10,000 candles included
 DEFAULT_QUERY = {"symbol": "BTCUSDT", "interval": "1m", "range": "auto", **DEFAULT_COLOURS, "theme": "dark"}
 
 
@@ -46,6 +47,9 @@ def snapshot_path(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LAKE_URL", f"file://{tmp_path / 'lake'}")  # the speed layer's: empty unless a test writes
     monkeypatch.setenv("WAREHOUSE", "duckdb")
     monkeypatch.setenv("SYMBOLS", "BTCUSDT,ETHUSDT")
+    rules = tmp_path / "rules.yaml"  # the alerts' rules file: none, so the page shows no refused rule
+    rules.write_text("rules: []\n")
+    monkeypatch.setenv("ALERT_RULES", str(rules))
     return path
 
 
@@ -53,15 +57,6 @@ def snapshot_path(tmp_path, monkeypatch) -> Path:
 def snapshot(snapshot_path):
     """Two hours of three symbols, the last minute forming."""
     return snapshot_with_candles(snapshot_path, symbols=SYMBOLS, minutes=120)
-
-
-def page(query: dict[str, str] | None = None) -> AppTest:
-    """The page after one run with ``query`` as its URL's query string."""
-    app = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
-    app.query_params.update(query or {})
-    app.run()
-    assert not app.exception, [item.value for item in app.exception]
-    return app
 
 
 def figure(app: AppTest) -> dict:
@@ -74,10 +69,6 @@ def traces(app: AppTest) -> dict[str, dict]:
     return {trace["name"]: trace for trace in figure(app)["spec"]["data"]}
 
 
-def texts(elements) -> list[str]:
-    return [element.value for element in elements]
-
-
 def health_rows(app: AppTest) -> list[tuple[str, str, str, list[str]]]:
     """The health table as shown: (check, subject, value, status) per row, in order."""
     [table] = [frame.value for frame in app.dataframe if frame.value.columns[0] == "Status"]
@@ -85,7 +76,7 @@ def health_rows(app: AppTest) -> list[tuple[str, str, str, list[str]]]:
 
 
 def badges(app: AppTest) -> list[str]:
-    return [item.value for item in app.markdown if "-badge[" in item.value]
+    return health_badges(app, "Pipeline health")
 
 
 def snapshot_rows(path: Path, symbol: str, interval: str = "1m") -> list[dict]:
@@ -557,7 +548,11 @@ def test_the_chart_refreshes_in_its_fragment_every_few_seconds(snapshot_path, mo
     with recorded_runs(monkeypatch) as runs:
         app = page()
         timers = [message.auto_rerun for message in runs.messages if message.HasField("auto_rerun")]
-        assert [(timer.interval, bool(timer.fragment_id)) for timer in timers] == [(2.0, True)]  # the freshness target
+        # The chart's every 2 s (the freshness target), the alerts' in their own, slower fragment.
+        assert [(timer.interval, bool(timer.fragment_id)) for timer in timers] == [
+            (2.0, True),
+            (ALERTS_REFRESH_SECONDS, True),
+        ]
         fragment = timers[0].fragment_id
         chart_deltas = [
             m.delta for m in runs.messages if m.HasField("delta") and m.delta.new_element.HasField("plotly_chart")

@@ -17,7 +17,20 @@ import pyarrow as pa
 import pytest
 import snowflake.connector
 
-from dashboard.queries import MAX_CANDLES, Health, MarketQueries, NoData, QueryRefused, ticker_of
+from dashboard.queries import (
+    MAX_CANDLES,
+    RECENT_SHOWN,
+    AlertsOverview,
+    Delivery,
+    Health,
+    MarketQueries,
+    NoData,
+    QueryRefused,
+    memory_cursor,
+    ticker_of,
+)
+from include.alerts.model import MARKET, PIPELINE
+from include.alerts.store import ensure_alert_tables
 from include.candles import CANDLE_SCHEMA, INTERVAL_NAMES
 from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.audit import ensure_audit_table
@@ -428,6 +441,105 @@ def test_threads_reading_while_snapshots_are_replaced_each_read_one_whole_snapsh
     assert len(set(counts)) > 3, "the reads followed the publishes"
 
 
+# --- alerts -----------------------------------------------------------------------------------------
+
+
+def expected_alerts(path: Path, since: datetime) -> tuple[list[dict], list[dict]]:
+    """(open incidents, alerts fired since ``since``), newest first, as the snapshot's file holds them."""
+    rows = sorted(written(path, "alerts"), key=lambda row: (-row["fired_at"].timestamp(), row["alert_id"]))
+    active = [row for row in rows if row["kind"] == PIPELINE and row["resolved_at"] is None]
+    return active, [row for row in rows if row["fired_at"] >= since][:RECENT_SHOWN]
+
+
+def shown(overview: AlertsOverview) -> tuple[list[tuple], list[tuple]]:
+    """(id, value as text) of the open incidents and of the recent alerts."""
+
+    def text(history):
+        value = history.alert.value
+        return history.alert.alert_id, None if value is None else format(value, "f")
+
+    return [text(item) for item in overview.active], [text(item) for item in overview.recent]
+
+
+def test_alerts_are_the_open_incidents_and_the_days_alerts_with_their_deliveries_exactly(queries, facts):
+    overview = queries.alerts(NOW)
+    assert overview.evaluated
+    assert overview.since == NOW - timedelta(hours=24)
+    active, recent = expected_alerts(facts.path, overview.since)
+    assert [item.alert.rule_id for item in overview.active] == ["stale_symbol"] == [row["rule_id"] for row in active]
+    # Newest first: the stale symbol, the market cross, the incident resolved; the alert of two days ago is not.
+    assert shown(overview) == (
+        [(row["alert_id"], None) for row in active],
+        [(row["alert_id"], row["value"]) for row in recent],
+    )
+    assert [item.alert.rule_id for item in overview.recent] == ["stale_symbol", "btcusdt-cross", "reconnect_storm"]
+    cross = overview.recent[1].alert
+    assert (cross.kind, cross.symbol, cross.interval, format(cross.value, "f")) == (
+        MARKET,
+        "BTCUSDT",
+        "1m",
+        "60000.12345678",
+    )  # the stored text, every digit
+    assert overview.recent[2].alert.resolved_at == NOW - timedelta(hours=2)
+    by_id = {row["alert_id"]: row for row in written(facts.path, "alerts")}
+    assert all(item.alert.message == by_id[item.alert.alert_id]["message"] for item in overview.recent)
+    # Each alert's deliveries, every channel and event, as the outbox holds them.
+    outbox = written(facts.path, "alert_deliveries")
+    for item in [*overview.active, *overview.recent]:
+        expected = sorted(
+            (
+                Delivery(**{k: v for k, v in row.items() if k != "alert_id"})
+                for row in outbox
+                if row["alert_id"] == item.alert.alert_id
+            ),
+            key=lambda delivery: (delivery.event, delivery.channel),
+        )
+        assert list(item.deliveries) == expected, item.alert.rule_id
+    assert [(d.channel, d.attempts, d.delivered_at, d.last_error) for d in overview.recent[1].deliveries] == [
+        ("email", 3, None, "SMTP 127.0.0.1:8025: connection refused"),
+        ("webhook", 1, NOW - timedelta(minutes=30), None),
+    ]
+    assert [d.event for d in overview.recent[2].deliveries] == ["fired", "resolved"]
+
+
+def test_recent_alerts_are_the_newest_fifty_of_the_day(tmp_path):
+    path = snapshot_with_candles(tmp_path / "marts.duckdb", minutes=2, now=NOW).path
+    with duckdb.connect(str(path)) as connection:
+        connection.execute(
+            "insert into alerts select 'many-' || i, 'market', 'many', 'BTCUSDT 1m', 'many ' || i, "
+            "?::timestamptz, 'BTCUSDT', '1m', null, '1.' || i, ?::timestamptz - to_seconds(i), null "
+            "from range(1, 71) t(i)",
+            [NOW, NOW],
+        )
+    overview = MarketQueries.duckdb_snapshot(path).alerts(NOW)
+    assert len(overview.recent) == RECENT_SHOWN
+    assert [item.alert.alert_id for item in overview.recent] == [f"many-{i}" for i in range(1, RECENT_SHOWN + 1)]
+    assert format(overview.recent[0].alert.value, "f") == "1.1"
+
+
+def test_a_snapshot_without_the_alerts_tables_says_no_evaluation_yet(tmp_path):
+    path = snapshot_with_candles(tmp_path / "marts.duckdb", minutes=2, now=NOW).path
+    with duckdb.connect(str(path)) as connection:  # as a snapshot published before the alerts were
+        connection.execute("drop table alert_deliveries")
+        connection.execute("drop table alerts")
+    overview = MarketQueries.duckdb_snapshot(path).alerts(NOW)
+    assert (overview.evaluated, overview.active, overview.recent) == (False, [], [])
+    # Another call of this process reading a newer snapshot at the same time: its tables are not this one's.
+    newer = snapshot_with_candles(tmp_path / "newer.duckdb", minutes=2, now=NOW).path
+    other = memory_cursor()
+    try:
+        other.execute(f"attach '{newer}' as another_reader (read_only)")
+        assert MarketQueries.duckdb_snapshot(path).alerts(NOW).evaluated is False
+    finally:
+        other.execute("detach another_reader")
+        other.close()
+
+
+@pytest.mark.parametrize("now", [datetime(2026, 11, 24), "2026-11-24T00:00:00Z", None], ids=repr)
+def test_alerts_refuse_a_time_without_a_zone_naming_it(queries, now):
+    assert_named(refusal(lambda: queries.alerts(now)), now)
+
+
 # --- Snowflake: the same rows in fakesnow give the same answers ---------------------------------------
 
 Run = Callable[[str, list], object]
@@ -441,6 +553,7 @@ def _snowflake_with(facts: SnapshotFacts, cursor) -> None:
             for statement in render_setup(migration.path, "cryptoflow", "file:///nowhere", "unused"):
                 cursor.execute(statement)
     ensure_audit_table(lambda sql, params=None: cursor.execute(sql, params).fetchall(), SNOWFLAKE)
+    ensure_alert_tables(lambda sql, params=None: cursor.execute(sql, params).fetchall(), SNOWFLAKE)
     for name, (schema, table, columns) in COPIED_TABLES.items():
         if name.startswith("candles_"):
             cursor.execute(create_table_sql(table, columns, schema).replace("timestamptz", "timestamp_tz"))
@@ -530,3 +643,18 @@ def test_snowflake_gives_the_snapshots_ticker_and_health(snowflake_queries, snow
 def test_snowflake_refuses_the_same_hostile_values(snowflake_queries, symbol):
     assert_named(refusal(lambda: snowflake_queries.candles(symbol, "1m")), symbol)
     assert_named(refusal(lambda: snowflake_queries.candles("BTCUSDT", symbol)), symbol)
+
+
+def test_snowflake_gives_the_snapshots_alerts(snowflake_queries, snowflake_facts):
+    live = snowflake_queries.alerts(NOW)
+    assert live == MarketQueries.duckdb_snapshot(snowflake_facts.path).alerts(NOW)
+    assert shown(live)[1][1] == (live.recent[1].alert.alert_id, "60000.12345678")  # exact through pandas too
+
+
+def test_snowflake_without_the_alerts_tables_says_no_evaluation_yet(snowflake_cursor):
+    """Another database of the same (patched) account: the tables of ``snowflake_cursor``'s do not count."""
+    with snowflake.connector.connect(database="fresh", schema="marts") as connection:
+        cursor = connection.cursor()
+        cursor.execute("create schema if not exists marts")
+        queries = MarketQueries.snowflake(lambda sql, params: cursor.execute(sql, params).fetchall(), "binance")
+        assert queries.alerts(NOW).evaluated is False

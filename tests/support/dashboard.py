@@ -5,7 +5,8 @@ decimals: 1-minute candles per symbol (the last one forming, ``is_closed`` false
 ids and completeness (some minutes incomplete or without prices, when asked), the other intervals
 rolled up from them by the marts' rules (tests/support/candle_rules.py), heartbeats, completeness
 windows (one with a gap filled, one with an exchange-side hole), audit rows (matches and one
-mismatch) and the pipeline row. Prices are a deterministic walk, so tests can compute what they expect.
+mismatch), alerts with their deliveries (``alert_rows``) and the pipeline row. Prices are a
+deterministic walk, so tests can compute what they expect.
 ``write_snapshot`` publishes candle rows given whole (e.g. the oracle's, for the speed layer's tests).
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from include.alerts.model import FIRED, MARKET, PIPELINE, RESOLVED, alert_id
 from include.candles import INTERVAL_NAMES
 from include.lake.keys import EXCHANGE as LAKE_EXCHANGE
 from include.warehouse.snapshot import COPIED_TABLES, create_empty_snapshot_tables, temporary_path
@@ -157,7 +159,62 @@ def _health_rows(
         windows.append(_window(exchange, symbols[0], start + timedelta(hours=2), (20, 15, 2, 3), [], now))
         difference = "close: warehouse 1.00000000 != exchange 1.00000001"
         audits.append(_audit(symbols[0], "1m", start + timedelta(minutes=1), "mismatch", difference, now))
-    return {"stream_status": streams, "completeness": windows, "candle_audit": audits}
+    alerts, deliveries = alert_rows(symbols, now)
+    tables = {"stream_status": streams, "completeness": windows, "candle_audit": audits}
+    return tables | {"alerts": alerts, "alert_deliveries": deliveries}
+
+
+def alert_rows(symbols: tuple[str, ...], now: datetime) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """marts.alerts and marts.alert_deliveries as the evaluation and the delivery write them, around ``now``:
+    an open incident (a stale symbol, delivered by the webhook), an incident resolved (its end delivered
+    too), a market alert 30 minutes ago (the webhook delivered it, e-mail failed three times) and one
+    two days ago (outside the dashboard's recent window)."""
+    if not symbols:
+        return [], []
+    first, last = symbols[0], symbols[-1]
+
+    def alert(kind: str, rule: str, subject: str, message: str, fired: timedelta, **extra: object) -> dict:
+        row = {"alert_id": alert_id(kind, rule, subject, fired), "kind": kind, "rule_id": rule, "subject": subject}
+        row |= {"message": message, "event_time": now - fired, "fired_at": now - fired, "resolved_at": None}
+        return row | extra
+
+    stale = alert(PIPELINE, "stale_symbol", last, f"{last}: no closed 1m candle for 12 min", timedelta(minutes=10))
+    reconnects = alert(
+        PIPELINE, "reconnect_storm", "shard-0", "shard-0 reconnected 6 times in 10 min", timedelta(hours=3)
+    )
+    reconnects["resolved_at"] = now - timedelta(hours=2)
+    cross = alert(
+        MARKET,
+        f"{first.lower()}-cross",
+        f"{first} 1m",
+        f"{first.lower()}-cross: {first} 1m: close crosses 60000 (up); close 60000.12345678",
+        timedelta(minutes=30),
+        symbol=first,
+        interval="1m",
+        open_time=now - timedelta(minutes=31),
+        value="60000.12345678",
+    )
+    old = alert(MARKET, f"{first.lower()}-old", f"{first} 1h", "an alert of two days ago", timedelta(days=2))
+    deliveries = [
+        _delivery(stale, "webhook", FIRED, 1, now - timedelta(minutes=10), None),
+        _delivery(reconnects, "webhook", FIRED, 1, now - timedelta(hours=3), None),
+        _delivery(reconnects, "webhook", RESOLVED, 2, now - timedelta(hours=2), None),
+        _delivery(cross, "webhook", FIRED, 1, now - timedelta(minutes=30), None),
+        _delivery(cross, "email", FIRED, 3, None, "SMTP 127.0.0.1:8025: connection refused"),
+        _delivery(old, "webhook", FIRED, 1, now - timedelta(days=2), None),
+    ]
+    return [stale, reconnects, cross, old], deliveries
+
+
+def _delivery(
+    alert: dict, channel: str, event: str, attempts: int, delivered: datetime | None, error: str | None
+) -> dict[str, object]:
+    last_attempt = delivered or alert["fired_at"] + timedelta(minutes=attempts)
+    return {"alert_id": alert["alert_id"], "channel": channel, "event": event, "attempts": attempts} | {
+        "delivered_at": delivered,
+        "last_error": error,
+        "last_attempt_at": last_attempt,
+    }
 
 
 def _window(
@@ -207,7 +264,7 @@ def snapshot_with_candles(
     """Write a published snapshot at ``path`` (replacing it atomically): ``minutes`` 1m candles per symbol.
 
     ``minutes=10_000`` gives 10,000 1m candles per symbol (about a second to write). ``health=False``
-    leaves the stream, completeness and audit tables empty. ``now`` (default: the last candle's
+    leaves the stream, completeness, audit and alerts tables empty. ``now`` (default: the last candle's
     close) stamps the heartbeats, the audit and the pipeline row. The minutes (0-based) in
     ``incomplete`` have trades but ids missing before them; those in ``gaps`` no trade and no prices.
     """

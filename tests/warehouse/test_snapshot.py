@@ -19,6 +19,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from include.alerts.model import FIRED, MARKET, PIPELINE, Alert, alert_id
+from include.alerts.store import Pending, ensure_alert_tables, record_deliveries, store_alerts, warehouse_now
 from include.config import load_settings
 from include.lake.store import open_lake
 from include.lake.trades import write_trades
@@ -27,6 +29,8 @@ from include.warehouse.audit import ensure_audit_table
 from include.warehouse.duckdb_backend import DuckDBWarehouse
 from include.warehouse.shared import DUCKDB
 from include.warehouse.snapshot import (
+    ALERT_DELIVERIES_COLUMNS,
+    ALERTS_COLUMNS,
     AUDIT_COLUMNS,
     CANDLE_TABLE_COLUMNS,
     COPIED_TABLES,
@@ -64,12 +68,37 @@ def built(tmp_path_factory) -> Path:
     return path
 
 
+def store_some_alerts(execute) -> None:
+    """A market alert delivered by the webhook and failing by e-mail, and an open pipeline incident."""
+    ensure_alert_tables(execute, DUCKDB)
+    now = warehouse_now(execute)
+    market = Alert(
+        alert_id=alert_id("market", "test"),
+        kind=MARKET,
+        rule_id="btc-100k",
+        subject="BTCUSDT 1m",
+        message="btc-100k: close 100000.10000000",
+        event_time=HOUR_8,
+        symbol="BTCUSDT",
+        interval="1m",
+        open_time=HOUR_8,
+        value=Decimal("100000.10000000"),
+    )
+    incident = Alert(alert_id("stale", "ETHUSDT"), PIPELINE, "stale_symbol", "ETHUSDT", "ETHUSDT is stale", HOUR_8)
+    stored = store_alerts(execute, DUCKDB, [market, incident], now)
+    webhook = Pending(stored[0], "webhook", FIRED, 0)
+    email = Pending(stored[0], "email", FIRED, 2)
+    record_deliveries(execute, DUCKDB, [(webhook, None), (email, "connection refused")], now)
+
+
 def warehouse_copy(built: Path, folder: Path, audited: bool = True) -> Path:
-    """A copy of ``built`` to change freely; ``audited``: with audit rows, a mismatch among them."""
+    """A copy of ``built`` to change freely; ``audited``: with audit rows, a mismatch among them, and
+    alerts with their deliveries."""
     path = folder / "warehouse.duckdb"
     shutil.copyfile(built, path)
     if audited:
         with DuckDBWarehouse(path) as warehouse:
+            store_some_alerts(warehouse.execute)
             ensure_audit_table(warehouse.execute, DUCKDB)
             warehouse.execute(
                 "insert into marts.candle_audit select symbol, '1m', open_time, "
@@ -137,6 +166,12 @@ def test_the_snapshot_is_the_warehouse_exactly_decimals_as_decimals(built, tmp_p
         "select close, quote_volume from marts.candles_1m where symbol = 'BTCUSDT' order by open_time limit 1",
     )[0]
     assert ("mismatch", "high: 1 != 2") in query(published, "select status, differences from candle_audit")
+    # The alerts and their outbox, values as the exact text stored.
+    assert ("btc-100k", "100000.10000000") in query(published, "select rule_id, value from alerts")
+    assert sorted(query(published, "select channel, attempts, last_error from alert_deliveries")) == [
+        ("email", 3, "connection refused"),
+        ("webhook", 1, None),
+    ]
 
 
 def test_a_warehouse_without_the_audit_or_the_marts_gives_their_tables_empty_with_their_columns(built, tmp_path):
@@ -148,6 +183,15 @@ def test_a_warehouse_without_the_audit_or_the_marts_gives_their_tables_empty_wit
     audit = query(published, "select column_name, data_type from duckdb_columns() where table_name = 'candle_audit'")
     assert [name for name, _ in audit] == [name for name, _ in AUDIT_COLUMNS]
     assert query(published, "select count(*) from candle_audit") == [(0,)]
+    # No alert evaluated yet: the alerts' tables empty, with the columns and types the alerts code creates.
+    with duckdb.connect(":memory:") as alerting:
+        ensure_alert_tables(lambda sql, params=None: alerting.execute(sql, params).fetchall(), DUCKDB)
+        for table, declared in (("alerts", ALERTS_COLUMNS), ("alert_deliveries", ALERT_DELIVERIES_COLUMNS)):
+            sql = "select column_name, data_type from duckdb_columns() where table_name = ? order by column_index"
+            created = alerting.execute(sql, [table]).fetchall()
+            assert query(published, sql.replace("?", f"'{table}'")) == created, table
+            assert [name for name, _ in created] == [name for name, _ in declared], table
+            assert query(published, f"select count(*) from {table}") == [(0,)]
 
     fresh = tmp_path / "fresh.duckdb"  # migrated by its first open: raw tables, no marts
     with DuckDBWarehouse(fresh):
