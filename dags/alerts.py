@@ -6,22 +6,25 @@ its mart's when the build built it, `plugins/mart_assets.py`), so a run follows 
 built all six; and every minute besides, so the pipeline checks and the deliveries still run when
 no candle is built (a stalled stream is exactly when no transform runs). One run at a time.
 
-1. `evaluate` (in the `warehouse_writer` pool: it writes to the warehouse) reads the rules of
-   `ALERT_RULES` (default `include/alerts/rules.yaml`) and the dashboard's (the lake's `alerts/rules/`),
-   evaluates each on the closed, complete candles of its symbol and interval, runs the pipeline checks
-   (tasks failed after their retries, stale symbols, candles incomplete too long, exchange-side holes,
-   reconnect storms, dbt test failures, audit mismatches), stores what fired in `marts.alerts` (once per
-   id: a re-run fires nothing new) and resolves the incidents that ended. A refused rule is named in the
-   log and the others run; fix it (`python -m include.cli alerts check`) or remove it on the dashboard.
-2. `deliver` sends every event a channel has not received (`marts.alert_deliveries` is the outbox) through
+One task, `evaluate_and_deliver`, in the `warehouse_writer` pool (it writes to the warehouse):
+
+1. It reads the rules of `ALERT_RULES` (default `include/alerts/rules.yaml`) and the dashboard's (the
+   lake's `alerts/rules/`), evaluates each on the closed, complete candles of its symbol and interval,
+   runs the pipeline checks (tasks failed after their retries, stale symbols, candles incomplete too
+   long, exchange-side holes, reconnect storms, dbt test failures, audit mismatches), stores what fired
+   in `marts.alerts` (once per id: a re-run fires nothing new) and resolves the incidents that ended. A
+   refused rule is named in the log and the others run; fix it (`python -m include.cli alerts check`) or
+   remove it on the dashboard.
+2. It sends every event a channel has not received (`marts.alert_deliveries` is the outbox) through
    the Airflow notifiers of the channels that are configured: the webhook connection
    `ALERT_WEBHOOK_CONN_ID` (Slack-compatible JSON) and e-mail over the SMTP connection `ALERT_SMTP_CONN_ID`
    to `ALERT_EMAIL_TO`. A failed send is recorded and the task fails, so Airflow retries it; after the
    retries, every later run tries again (for `DELIVERY_HORIZON`). A delivered event is recorded and never
-   sent again.
+   sent again. The warehouse is open only to read what is pending and to record what happened, never
+   while sending.
 
-**If `deliver` keeps failing**: its log names the channel and the error (a webhook down, an SMTP login
-refused). Fix the connection; nothing is lost meanwhile, and the next run delivers what is pending.
+**If the task keeps failing on delivery**: its log names the channel and the error (a webhook down, an
+SMTP login refused). Fix the connection; nothing is lost meanwhile, and the next run delivers what is pending.
 **To see alerts**: the dashboard's Alerts section, or `select * from marts.alerts order by fired_at desc`.
 **By hand**: `python -m include.cli alerts evaluate`.
 """
@@ -50,13 +53,26 @@ from include.pools import WAREHOUSE_WRITER
     default_args={"retries": 3, "retry_delay": timedelta(seconds=5), "owner": "cryptoflow", **task_alert_callbacks()},
 )
 def alerts() -> None:
-    @task(pool=WAREHOUSE_WRITER.name)
-    def evaluate() -> dict[str, Any]:
-        """Evaluate every rule and pipeline check once; store what fired, resolve what ended."""
+    # One task, not an evaluation and a delivery: both need the warehouse_writer pool's one slot, and a
+    # second task waited behind the warehouse DAG's next tasks for it (up to 14 s measured). The
+    # priority puts it before them: it holds the slot for about a second.
+    @task(
+        pool=WAREHOUSE_WRITER.name,
+        priority_weight=100,
+        weight_rule="absolute",
+        retries=5,
+        retry_delay=timedelta(seconds=10),
+        retry_exponential_backoff=True,
+    )
+    def evaluate_and_deliver() -> dict[str, Any]:
+        """Evaluate every rule and pipeline check once, store what fired, resolve what ended; then send
+        every pending event to each configured channel. A failed send fails the task (retried)."""
         from contextlib import closing
 
         from airflow.sdk.exceptions import AirflowFailException
+        from alert_notifiers import alert_senders
 
+        from include.alerts.delivery import deliver_pending
         from include.alerts.evaluate import evaluate_alerts, load_rules
         from include.config import ConfigError, load_settings
         from include.lake.store import open_lake
@@ -69,37 +85,17 @@ def alerts() -> None:
         lake = open_lake(settings.lake_url)
         rules = load_rules(settings, lake)
         with closing(open_warehouse(settings)) as warehouse:
-            result = evaluate_alerts(warehouse.execute, warehouse.dialect, lake, settings, rules)
-        for problem in [*map(str, result.refused), *result.failed_checks]:
+            evaluated = evaluate_alerts(warehouse.execute, warehouse.dialect, lake, settings, rules)
+        for problem in [*map(str, evaluated.refused), *evaluated.failed_checks]:
             print(f"WARNING: {problem}")
-        print(result.as_dict())
-        return {"fired": len(result.fired), "resolved": len(result.resolved), "refused": len(result.refused)}
+        print(evaluated.as_dict())
+        delivered = deliver_pending(lambda: closing(open_warehouse(settings)), alert_senders(settings))
+        print(delivered.as_dict())
+        if delivered.failed:
+            raise RuntimeError(f"{len(delivered.failed)} deliveries failed (retried): {delivered.failed[:3]}")
+        return {"fired": len(evaluated.fired), "resolved": len(evaluated.resolved), **delivered.as_dict()}
 
-    # In the writer pool: DuckDB allows one process to open the file, even to read the outbox. It holds
-    # the file only to read what is pending and to record the outcomes, never while sending.
-    @task(pool=WAREHOUSE_WRITER.name, retries=5, retry_delay=timedelta(seconds=10), retry_exponential_backoff=True)
-    def deliver() -> dict[str, Any]:
-        """Send every pending alert event to each configured channel; a failure fails the task (retried)."""
-        from contextlib import closing
-
-        from airflow.sdk.exceptions import AirflowFailException
-        from alert_notifiers import alert_senders
-        from include.alerts.delivery import deliver_pending
-
-        from include.config import ConfigError, load_settings
-        from include.warehouse.load import open_warehouse
-
-        try:
-            settings = load_settings()
-        except ConfigError as error:
-            raise AirflowFailException(str(error)) from None
-        result = deliver_pending(lambda: closing(open_warehouse(settings)), alert_senders(settings))
-        print(result.as_dict())
-        if result.failed:
-            raise RuntimeError(f"{len(result.failed)} deliveries failed (retried): {result.failed[:3]}")
-        return result.as_dict()
-
-    evaluate() >> deliver()
+    evaluate_and_deliver()
 
 
 alerts()
