@@ -17,8 +17,14 @@ data, Airflow home and ports in a temporary folder and stopped with Ctrl-C (SIGI
    the gap to the moment the lake holds every skipped id (target 30 s). *Gap to chart*: from then to
    the moment the chart draws every 1m candle the gap touched as complete (target 60 s).
 
+3. **Alerts** (bench/alert_latency.py, its own section): the stack's webhook connection points at a
+   receiver here; a grid of price-cross rules is added as the dashboard adds them, and each market
+   alert is timed from its candle's close to its arrival, over the candles closing in the quiet phases
+   (the quiet freshness phase and a last quiet phase of its own). Target (issue 23): p95 <= 30 s.
+
 Checks: the chart counted trades in each phase; each gap's ids all reached the lake; the candles of
-each gap were drawn complete. ``--smoke`` runs it short (targets reported, not enforced).
+each gap were drawn complete; every crossing the exchange's klines show reached the webhook exactly
+once. ``--smoke`` runs it short (targets reported, not enforced).
 """
 
 from __future__ import annotations
@@ -40,6 +46,14 @@ from typing import Any
 
 import numpy as np
 
+from bench.alert_latency import (
+    AlertWindow,
+    add_price_grid,
+    expected_alerts,
+    quiet_window,
+    report_alert_latency,
+    wait_for_deliveries,
+)
 from bench.common import REPO_ROOT
 from bench.report import Report, Target
 from dashboard.chart import INCOMPLETE
@@ -50,8 +64,10 @@ from include.timeutil import MINUTE_US, now_us
 from tests.support.browser import chromium, new_page, wait_for_candles
 from tests.support.net import free_port
 from tests.support.processes import process_group
+from tests.support.receivers import WebhookReceiver
 
 SYMBOL = "BTCUSDT"
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
 TARGET_P50_SECONDS, TARGET_P95_SECONDS = 8.0, 15.0
 TARGET_GAP_TO_LAKE_SECONDS, TARGET_GAP_TO_CHART_SECONDS = 30.0, 60.0
 SAMPLE_SECONDS = 0.1
@@ -84,10 +100,11 @@ class Size:
     measure_seconds: float  # each freshness phase
     gaps: int
     gap_seconds: float  # how long every message is skipped
+    alert_seconds: float  # the quiet phase at the end, for the alerts (bench/alert_latency.py)
 
 
-FULL = Size(measure_seconds=180, gaps=3, gap_seconds=3)
-SMOKE = Size(measure_seconds=25, gaps=1, gap_seconds=2)
+FULL = Size(measure_seconds=180, gaps=3, gap_seconds=3, alert_seconds=600)
+SMOKE = Size(measure_seconds=25, gaps=1, gap_seconds=2, alert_seconds=60)
 
 
 @dataclass
@@ -103,10 +120,10 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(folder: Path) -> Iterator[Stack]:
+def running_stack(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """``python -m include.cli up`` on free ports, everything under ``folder``; Ctrl-C (SIGINT) at the end."""
     sandbox, airflow, dashboard = free_port(), free_port(), free_port()
-    env = {**os.environ, "DATA_DIR": str(folder / "data"), "SYMBOLS": "BTCUSDT,ETHUSDT"}
+    env = {**os.environ, "DATA_DIR": str(folder / "data"), "SYMBOLS": ",".join(SYMBOLS), **(extra_env or {})}
     for name in ("EXCHANGE", "LAKE_URL", "DUCKDB_PATH", "BINANCE_REST_URL", "BINANCE_WS_URL", "DASHBOARD_SNAPSHOT"):
         env.pop(name, None)
     argv = [sys.executable, "-m", "include.cli", "up", "--sandbox-port", str(sandbox), "--airflow-port", str(airflow)]
@@ -291,19 +308,29 @@ def _gap_figures(report: Report, timings: list[GapTiming]) -> None:
 
 def main(smoke: bool = False) -> bool:
     size = SMOKE if smoke else FULL
-    report = Report(f"live_edge: make up, trade to chart and gap repair{' (smoke)' if smoke else ''}")
+    suffix = " (smoke)" if smoke else ""
+    report = Report(f"live_edge: make up, trade to chart and gap repair{suffix}")
     with (
         tempfile.TemporaryDirectory(prefix="bench-live-") as folder,
-        running_stack(Path(folder)) as stack,
+        WebhookReceiver() as webhook,
+        running_stack(Path(folder), {"AIRFLOW_CONN_ALERTS_WEBHOOK": webhook.connection()}) as stack,
         chromium() as browser,
     ):
         page = new_page(browser)
         page.goto(f"{stack.dashboard_url}/?symbol={SYMBOL}&interval=1m")
         wait_for_candles(page, FIRST_CHART_SECONDS)
+        grid = add_price_grid(stack.lake, stack.sandbox_url, SYMBOL, SYMBOLS)
+        quiet_start = now_us()
         latencies, uncounted = freshness(stack, page, size.measure_seconds)
+        grid.windows.append(AlertWindow(quiet_start, now_us()))
         _freshness_figures(report, "quiet", latencies, uncounted)
         with busy_cores():
             latencies, uncounted = freshness(stack, page, size.measure_seconds)
         _freshness_figures(report, "busy", latencies, uncounted)
         _gap_figures(report, [gap(stack, page, size.gap_seconds) for _ in range(size.gaps)])
-    return report.passed(enforce_targets=not smoke)
+        quiet_window(grid, stack.sandbox_url, size.alert_seconds, size.alert_seconds + 300)
+        expected = expected_alerts(grid, stack.sandbox_url)
+        wait_for_deliveries(webhook, expected)
+    alerts = Report(f"alerts: make up, a market alert from its candle's close to the local webhook{suffix}")
+    report_alert_latency(alerts, webhook, expected)
+    return report.passed(enforce_targets=not smoke) and alerts.passed(enforce_targets=not smoke)

@@ -28,6 +28,13 @@ FIGURES = [
     "gap to lake, max",
     "gap to chart, max",
 ]
+# The alerts section, measured on the same stack (bench/alert_latency.py).
+ALERT_FIGURES = [
+    "market alert to webhook, p50",
+    "market alert to webhook, p95",
+    "market alert to webhook, max",
+    "market alerts timed",
+]
 CHECKS = [
     "the chart counted trades, quiet",
     "the chart counted trades, busy",
@@ -48,11 +55,15 @@ def test_the_live_edge_smoke_prints_every_figure_and_passes_its_checks(smoke: Sm
     missing = [label for label in FIGURES if label not in section.figures]
     assert not missing, f"figures missing or not numbers: {missing}\n{smoke.stdout}\n{smoke.stderr}"
     assert {label: section.checks.get(label) for label in CHECKS} == dict.fromkeys(CHECKS, "ok"), smoke.stdout
+    alerts = smoke.sections.get("alerts")
+    assert alerts is not None, f"{smoke.stdout}\n{smoke.stderr}"
+    assert [label for label in ALERT_FIGURES if label not in alerts.figures] == [], smoke.stdout
+    assert alerts.checks == {"every crossing reached the webhook once": "ok"}, smoke.stdout
     assert smoke.returncode == 0, f"{smoke.stdout}\n{smoke.stderr}"
 
 
 def test_the_results_file_holds_every_figure_printed(smoke: SmokeRun) -> None:
-    expected = {("live_edge", label) for label in FIGURES}
+    expected = {("live_edge", label) for label in FIGURES} | {("alerts", label) for label in ALERT_FIGURES}
     printed = {key: value for key, value in printed_figures(smoke).items() if key in expected}
     assert set(printed) == expected, smoke.stdout
     written = written_figures(smoke)
