@@ -42,8 +42,9 @@ The tests that read every trade (the keys of `stg_trades`, trade-id contiguity, 
 check, the raw source's columns) or every row of a mart (its keys, nulls and candle invariants)
 are tagged `nightly`: they cost more as the history grows, so the build after each micro-batch
 leaves them out and `nightly_tests` runs them on the nightly reconcile (and on a run triggered with
-`{"full": true}`). The build runs the same tests of the marts on the rows it rewrote, each key of
-those against the whole mart. A failure fails its task, naming the test: after a micro-batch, a
+`{"full": true}`; `is_nightly` decides, outside the writer pool, and skips it on every other run).
+The build runs the same tests of the marts on the rows it rewrote, each key of those against the
+whole mart. A failure fails its task, naming the test: after a micro-batch, a
 rebuilt candle is wrong; at night, a candle may have gone bad outside a build.
 
 #### Audit: the candles against the exchange
