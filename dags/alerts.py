@@ -1,10 +1,10 @@
 """
 ### Alerts: the market rules and the pipeline's health, evaluated after each transform, delivered once
 
-Scheduled on the candle marts' Assets (each model task of the warehouse DAG's `transform` group emits
-its mart's when the build built it, `plugins/mart_assets.py`), so a run follows every transform that
-built all six; and every minute besides, so the pipeline checks and the deliveries still run when
-no candle is built (a stalled stream is exactly when no transform runs). One run at a time.
+Scheduled on the candle marts' Assets (the warehouse DAG's dbt producer emits them when its build,
+which builds all six, succeeded: `plugins/mart_assets.py`), so a run follows every transform; and
+every minute besides, so the pipeline checks and the deliveries still run when no candle is built (a
+stalled stream is exactly when no transform runs). One run at a time.
 
 One task, `evaluate_and_deliver`, in the `warehouse_writer` pool (it writes to the warehouse):
 

@@ -184,7 +184,7 @@ def warehouse() -> None:
         default_args={"retries": 0, **NO_TASK_ALERTS},  # the models' sensors: the producer's failure is the alert
     )
     built = wire_producer(transform, WAREHOUSE_WRITER.name)
-    announce_marts(transform)  # each candle mart's task emits its Asset: the alerts DAG follows them
+    announce_marts(built)  # its build built every candle mart: the alerts DAG follows their Assets
     add_task_alert_callbacks(built)
 
     @task(pool=WAREHOUSE_WRITER.name, retries=0)

@@ -1,8 +1,11 @@
-"""The candle marts as Airflow Assets: each model's task in the warehouse DAG's ``transform`` group
-emits its mart's Asset when the build built it, and the ``alerts`` DAG is scheduled on them.
+"""The candle marts as Airflow Assets: the warehouse DAG's dbt producer emits them when its build (which
+builds every mart) succeeded, and the ``alerts`` DAG is scheduled on them.
 
-Cosmos gives each model task an AssetAlias, but on Airflow 3 the Assets behind it come from
-OpenLineage, which is not installed here: without these outlets no event would say the candles are new.
+On the producer, not on each model's task: the producer's one ``dbt build`` has built every mart when
+it ends, while the models' tasks report it in three layers of task processes after it (staging, then
+candles_1m, then the roll-ups), seconds that every market alert would wait for (issue 23: an alert
+within 30 s of its candle's close). Cosmos gives each model task an AssetAlias too, but on Airflow 3
+the Assets behind it come from OpenLineage, which is not installed: it emits none.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from airflow.sdk import Asset
 from include.candles import INTERVALS
 
 if TYPE_CHECKING:
-    from cosmos import DbtTaskGroup
+    from airflow.sdk import BaseOperator
 
 CANDLE_MARTS: dict[str, Asset] = {
     interval.mart: Asset(name=interval.mart, uri=f"cryptoflow://warehouse/marts/{interval.mart}", group="marts")
@@ -22,9 +25,6 @@ CANDLE_MARTS: dict[str, Asset] = {
 }
 
 
-def announce_marts(group: DbtTaskGroup) -> None:
-    """Make each candle mart's model task (``<group>.<mart>_run``) emit its mart's Asset."""
-    for task in group.iter_tasks():
-        model = task.task_id.removeprefix(f"{group.group_id}.").removesuffix("_run")
-        if model in CANDLE_MARTS:
-            task.outlets = [*task.outlets, CANDLE_MARTS[model]]
+def announce_marts(producer: BaseOperator) -> None:
+    """Make the dbt producer emit every candle mart's Asset when its build succeeds."""
+    producer.outlets = [*producer.outlets, *CANDLE_MARTS.values()]
