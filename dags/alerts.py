@@ -21,7 +21,10 @@ One task, `evaluate_and_deliver`, in the `warehouse_writer` pool (it writes to t
    to `ALERT_EMAIL_TO`. A failed send is recorded and the task fails, so Airflow retries it; after the
    retries, every later run tries again (for `DELIVERY_HORIZON`). A delivered event is recorded and never
    sent again. The warehouse is open only to read what is pending and to record what happened, never
-   while sending.
+   while sending; each channel gets 30 s of sending per run, the rest waits for the next.
+3. When anything fired, resolved or was delivered, it publishes the dashboard's snapshot (DuckDB), as
+   the warehouse DAG does after each transform: a stalled stream runs no transform, and its incident
+   must still reach the page.
 
 **If the task keeps failing on delivery**: its log names the channel and the error (a webhook down, an
 SMTP login refused). Fix the connection; nothing is lost meanwhile, and the next run delivers what is pending.
@@ -67,33 +70,25 @@ def alerts() -> None:
     def evaluate_and_deliver() -> dict[str, Any]:
         """Evaluate every rule and pipeline check once, store what fired, resolve what ended; then send
         every pending event to each configured channel. A failed send fails the task (retried)."""
-        from contextlib import closing
-
         from airflow.sdk.exceptions import AirflowFailException
         from alert_notifiers import alert_senders
 
-        from include.alerts.delivery import deliver_pending
-        from include.alerts.evaluate import evaluate_alerts, load_rules
+        from include.alerts.run import run_alerts
         from include.config import ConfigError, load_settings
-        from include.lake.store import open_lake
-        from include.warehouse.load import open_warehouse
 
         try:
             settings = load_settings()
         except ConfigError as error:
             raise AirflowFailException(str(error)) from None  # retrying would not fix it
-        lake = open_lake(settings.lake_url)
-        rules = load_rules(settings, lake)
-        with closing(open_warehouse(settings)) as warehouse:
-            evaluated = evaluate_alerts(warehouse.execute, warehouse.dialect, lake, settings, rules)
-        for problem in [*map(str, evaluated.refused), *evaluated.failed_checks]:
+        result = run_alerts(settings, alert_senders(settings))
+        for problem in [*map(str, result.evaluated.refused), *result.evaluated.failed_checks]:
             print(f"WARNING: {problem}")
-        print(evaluated.as_dict())
-        delivered = deliver_pending(lambda: closing(open_warehouse(settings)), alert_senders(settings))
-        print(delivered.as_dict())
-        if delivered.failed:
-            raise RuntimeError(f"{len(delivered.failed)} deliveries failed (retried): {delivered.failed[:3]}")
-        return {"fired": len(evaluated.fired), "resolved": len(evaluated.resolved), **delivered.as_dict()}
+        print(result.as_dict())
+        if result.delivered.failed:
+            raise RuntimeError(
+                f"{len(result.delivered.failed)} deliveries failed (retried): {result.delivered.failed[:3]}"
+            )
+        return {"fired": len(result.evaluated.fired), "resolved": len(result.evaluated.resolved)}
 
     evaluate_and_deliver()
 

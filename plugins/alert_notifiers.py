@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import logging
 from contextlib import suppress
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,32 +39,25 @@ from include.alerts.store import Pending
 from include.config import AlertSettings, Settings
 
 WEBHOOK, EMAIL = "webhook", "email"  # the channels, as marts.alert_deliveries names them
-WEBHOOK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # a receiver that hangs must not hold the delivery
+WEBHOOK_TIMEOUT = httpx.Timeout(5.0, connect=3.0)  # a receiver that hangs must not hold the delivery
 MAX_SLACK_TEXT = 2900  # Slack refuses a section's text over 3000 characters
 SUBJECT_PREFIX = "[cryptoflow]"
 
 
-class _WithoutWebhookUrls(logging.Filter):
-    """Drops httpx's record of a request to a webhook: httpx logs each request's URL at INFO, and a
-    webhook's URL is its token (Airflow quiets httpx, a plain command line may not)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: set[str] = set()
+class _OnlyWarnings(logging.Filter):
+    """Drops httpx's and httpcore's records below WARNING: httpx logs every request's URL at INFO,
+    httpcore its connections at DEBUG, and a webhook's URL is its token. A filter on the logger, not its
+    level: whoever sets the level (Airflow, a test, a command line's logging setup) cannot undo it, and
+    matching the URL in a record would miss the forms httpx normalises it to (case, ports, escapes)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(url in message for url in self.urls)
+        return record.levelno >= logging.WARNING
 
 
-_HTTPX_FILTER = _WithoutWebhookUrls()
-
-
-def _hide_from_httpx_log(url: str) -> None:
-    _HTTPX_FILTER.urls.add(url)
-    httpx_log = logging.getLogger("httpx")
-    if _HTTPX_FILTER not in httpx_log.filters:
-        httpx_log.addFilter(_HTTPX_FILTER)
+for _chatty in ("httpx", "httpcore"):
+    _logger = logging.getLogger(_chatty)
+    if not any(isinstance(existing, _OnlyWarnings) for existing in _logger.filters):
+        _logger.addFilter(_OnlyWarnings())
 
 
 class WebhookError(RuntimeError):
@@ -91,7 +85,8 @@ def webhook_payload(pending: Pending) -> dict[str, Any]:
     fields under ``alert`` for a receiver that reads them; Slack ignores what it does not know."""
     line = _slack_escape(headline(pending))[:MAX_SLACK_TEXT]
     title = f"*{pending.alert.kind} alert {pending.event}*"
-    where = f"{pending.alert.subject} · {pending.alert.event_time:%Y-%m-%d %H:%M} UTC · id {delivery_id(pending)}"
+    moment = pending.alert.event_time.astimezone(UTC)  # the warehouse gives it in the session's zone
+    where = f"{pending.alert.subject} · {moment:%Y-%m-%d %H:%M} UTC · id {delivery_id(pending)}"
     return {
         "text": f"{SUBJECT_PREFIX} {line}",
         "blocks": [
@@ -111,12 +106,11 @@ def post_webhook(conn_id: str, pending: Pending, timeout: httpx.Timeout = WEBHOO
     """POST one event; returns once the webhook answered 2xx. Cannot connect: ``ChannelUnreachable``;
     any other failure: ``WebhookError``. Neither names the URL, nor chains an error that does."""
     url = webhook_url(conn_id)
-    _hide_from_httpx_log(url)
     headers = {"Idempotency-Key": delivery_id(pending)}
     try:
         answer = httpx.post(url, json=webhook_payload(pending), headers=headers, timeout=timeout)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        raise ChannelUnreachable(f"webhook {conn_id!r}: {_scrub(str(error), url)}") from None
+    except (httpx.ConnectError, httpx.TimeoutException) as error:  # down, or hanging: the rest waits too
+        raise ChannelUnreachable(f"webhook {conn_id!r}: {type(error).__name__} {_scrub(str(error), url)}") from None
     except httpx.HTTPError as error:
         raise WebhookError(f"webhook {conn_id!r}: {type(error).__name__}: {_scrub(str(error), url)}") from None
     if not answer.is_success:

@@ -1,4 +1,4 @@
-"""``python -m include.cli alerts ...``: check a rules file, evaluate the alerts once, deliver them.
+"""``python -m include.cli alerts ...``: check a rules file, evaluate the alerts once.
 
 Registered by include/cli.py, whose ``main`` prints a ``CommandError`` or a bad setting as one line.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 def add_alerts_commands(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "alerts",
-        help="check the alert rules, evaluate them once, deliver what fired",
+        help="check the alert rules, or evaluate them once (the alerts DAG also delivers)",
         description="Market alert rules and pipeline alerts (README, 'Alerts').",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
@@ -57,21 +57,14 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from contextlib import closing
-
-    from include.alerts.evaluate import evaluate_alerts, load_rules
+    from include.alerts.run import run_alerts
     from include.config import load_settings
-    from include.lake.store import open_lake
-    from include.warehouse.load import open_warehouse
 
-    settings = load_settings()
-    lake = open_lake(settings.lake_url)
-    rules = load_rules(settings, lake)
-    with closing(open_warehouse(settings)) as warehouse:
-        result = evaluate_alerts(warehouse.execute, warehouse.dialect, lake, settings, rules)
+    # No channel here: the notifiers are Airflow's (the alerts DAG delivers what this stores).
+    result = run_alerts(load_settings(), senders={}).evaluated
     for error in result.refused:
         print(f"error: {error}", file=sys.stderr)
     for failure in result.failed_checks:
-        print(f"error: pipeline check {failure}", file=sys.stderr)
+        print(f"error: {failure}", file=sys.stderr)
     print(json.dumps(result.as_dict()))
     return 1 if result.refused or result.failed_checks else 0

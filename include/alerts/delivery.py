@@ -28,6 +28,7 @@ without a scheduler.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ Send = Callable[[Pending], None]
 OpenWarehouse = Callable[[], AbstractContextManager[Warehouse]]
 Outcome = tuple[Pending, str | None]  # an attempt: the event and its error (None: delivered)
 MAX_ERROR_CHARS = 500  # an error is stored and shown, not a receiver's whole answer
+SEND_BUDGET_SECONDS = 30  # per channel and call: a slow receiver must not hold the writers' pool for long
 
 
 class ChannelUnreachable(ConnectionError):
@@ -80,11 +82,16 @@ def deliver_pending(open_warehouse: OpenWarehouse, senders: Mapping[str, Send]) 
 
 def _send_channel(send: Send, events: Sequence[Pending], result: DeliveryResult) -> Iterator[Outcome]:
     """Each event's attempt, in order, as it is made. Events not tried are reported, not yielded:
-    they were not attempted, so nothing about them is recorded."""
+    they were not attempted, so nothing about them is recorded. A channel gets SEND_BUDGET_SECONDS per
+    call: the alerts task holds the warehouse writers' pool meanwhile, and what is left waits for the
+    next run."""
     unreachable: str | None = None
     undelivered: set[str] = set()  # alerts whose fired event did not reach this channel in this call
+    deadline = time.monotonic() + SEND_BUDGET_SECONDS
     for pending in events:
         name = f"{pending.channel} {delivery_id(pending)}"
+        if not unreachable and time.monotonic() > deadline:
+            unreachable = f"this run's {SEND_BUDGET_SECONDS} s of sending are spent"
         if unreachable or (pending.event == RESOLVED and pending.alert.alert_id in undelivered):
             result.failed.append(f"{name}: not tried: {unreachable or 'its fired event is not delivered yet'}")
             undelivered.add(pending.alert.alert_id)

@@ -37,7 +37,7 @@ class EvaluationResult:
     fired: list[Alert] = field(default_factory=list)  # market and pipeline alerts stored by this run
     resolved: list[str] = field(default_factory=list)  # incidents this run resolved (their ids)
     refused: list[RuleError] = field(default_factory=list)
-    failed_checks: list[str] = field(default_factory=list)  # "check: error"
+    failed_checks: list[str] = field(default_factory=list)  # "check: error", or "rule <id>: error"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -63,16 +63,18 @@ def evaluate_alerts(
     ensure_alert_tables(execute, dialect)
     now = warehouse_now(execute)
     result = EvaluationResult(rules=len(rules.rules), refused=list(rules.errors))
-    market = _market_alerts(execute, dialect, rules.rules, now)
+    market = _market_alerts(execute, dialect, rules.rules, now, result)
     incidents, checked = _pipeline_incidents(CheckInput(execute, dialect, lake, settings, now), result)
-    opened, resolved = _incident_changes(active_incidents(execute), incidents, checked)
+    opened, resolved = _incident_changes(active_incidents(execute), incidents, checked, set(PIPELINE_CHECKS))
     result.fired = store_alerts(execute, dialect, [*market, *opened], now)
     resolve(execute, dialect, resolved, now)
     result.resolved = resolved
     return result
 
 
-def _market_alerts(execute: Execute, dialect: Dialect, rules: Sequence[Rule], now: datetime) -> list[Alert]:
+def _market_alerts(
+    execute: Execute, dialect: Dialect, rules: Sequence[Rule], now: datetime, result: EvaluationResult
+) -> list[Alert]:
     seen = first_seen(execute, dialect, {rule.fingerprint: rule.rule_id for rule in rules}, now)
     marts = _existing_marts(execute)
     alerts: list[Alert] = []
@@ -81,7 +83,10 @@ def _market_alerts(execute: Execute, dialect: Dialect, rules: Sequence[Rule], no
             continue  # no build yet: nothing closed to evaluate
         since = max(rule.since or seen[rule.fingerprint], now - LOOKBACK)
         first_open = since - rule.interval.length * (rule.context + 1)
-        alerts += evaluate_rule(rule, read_candles(execute, dialect, rule, first_open), since)
+        try:
+            alerts += evaluate_rule(rule, read_candles(execute, dialect, rule, first_open), since)
+        except Exception as error:  # one rule must not stop the others, the checks or the delivery
+            result.failed_checks.append(f"rule {rule.rule_id}: {type(error).__name__}: {error}")
     return alerts
 
 
@@ -115,10 +120,11 @@ def _pipeline_incidents(check_input: CheckInput, result: EvaluationResult) -> tu
 
 
 def _incident_changes(
-    active: Sequence[Alert], seen: Sequence[Alert], checked: set[str]
+    active: Sequence[Alert], seen: Sequence[Alert], checked: set[str], known: set[str]
 ) -> tuple[list[Alert], list[str]]:
     """The incidents to open (a subject seen with no open incident of its check; and every fact seen,
-    stored once by its id) and the open ones to resolve (their check ran and no longer sees them)."""
+    stored once by its id) and the open ones to resolve (their check ran and no longer sees them, or
+    the check is gone: renamed or removed, nothing will ever look again)."""
     open_subjects = {(alert.rule_id, alert.subject) for alert in active}
     seen_subjects = {(alert.rule_id, alert.subject) for alert in seen if alert.resolved_at is None}
     opened = [
@@ -127,6 +133,7 @@ def _incident_changes(
     ended = [
         alert.alert_id
         for alert in active
-        if alert.rule_id in checked and (alert.rule_id, alert.subject) not in seen_subjects
+        if alert.rule_id not in known
+        or (alert.rule_id in checked and (alert.rule_id, alert.subject) not in seen_subjects)
     ]
     return opened, ended

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import pairwise
 
@@ -130,7 +130,7 @@ def _alert(rule: Rule, candle: Candle, value: Decimal) -> Alert:
         rule_id=rule.rule_id,
         subject=f"{rule.symbol} {rule.interval.name}",
         message=f"{rule.rule_id}: {rule.describe()}; {unit} {format(value, 'f')} on the candle of "
-        f"{candle.open_time:%Y-%m-%d %H:%M} UTC",
+        f"{candle.open_time.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
         event_time=candle.close_time,
         symbol=rule.symbol,
         interval=rule.interval.name,

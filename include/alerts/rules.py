@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,11 @@ RULES_FILE = Path(__file__).with_name("rules.yaml")
 RULE_TYPES = ("price_cross", "percent_move", "volume_spike")
 DIRECTIONS = {"price_cross": ("up", "down", "both"), "percent_move": ("up", "down", "either")}
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-MAX_TRAILING = 1000  # candles in a volume spike's trailing average: bounded, so one rule reads bounded rows
+# Candles a rule reads back (a volume spike's trailing average, a percent move's window): bounded, so
+# one rule reads bounded rows and no date arithmetic overflows.
+MAX_TRAILING = MAX_WINDOW = 1000
 _DURATION = re.compile(r"(\d+)([mhd])")
+_DECIMAL_TEXT = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")  # plain decimal text: no exponent, no leading zeros
 _DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
 _COMMON = {"id", "type", "symbol", "interval", "since", "description"}
 _FIELDS = {
@@ -135,11 +138,13 @@ class RuleSet:
 
 
 class _ExactLoader(yaml.SafeLoader):
-    """YAML without floats: ``1.5`` stays the text ``"1.5"``, for ``Decimal`` to read exactly."""
+    """YAML without implicit numbers: ``1.5`` stays the text ``"1.5"`` for ``Decimal`` to read exactly,
+    and ``010``, ``0x1F`` or ``1:30`` stay text too (YAML 1.1 would read them as 8, 31 and 90)."""
 
 
+_NUMBERS = ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int")
 _ExactLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:float"]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in _NUMBERS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
@@ -211,7 +216,7 @@ def parse_rule(entry: object, symbols: frozenset[str], source: str = "") -> Rule
         "symbol": symbol,
         "interval": BY_NAME[interval_name],
         "since": _since(entry.get("since")),
-        "description": str(entry.get("description") or ""),
+        "description": "" if entry.get("description") is None else str(entry["description"]),
         "source": source,
     }
     return Rule(**common, **_TYPE_FIELDS[rule_type](entry, BY_NAME[interval_name]))
@@ -226,6 +231,8 @@ def _percent_move(entry: Mapping[str, Any], interval: Interval) -> dict[str, Any
     interval_seconds = int(interval.length.total_seconds())
     if window_seconds % interval_seconds:
         raise RuleInvalid(f"window {entry['window']!r} is not a whole number of {interval.name} candles")
+    if window_seconds // interval_seconds > MAX_WINDOW:
+        raise RuleInvalid(f"window {entry['window']!r} is more than {MAX_WINDOW} {interval.name} candles")
     return {
         "window": window_seconds // interval_seconds,
         "percent": _positive(entry, "percent"),
@@ -235,9 +242,10 @@ def _percent_move(entry: Mapping[str, Any], interval: Interval) -> dict[str, Any
 
 def _volume_spike(entry: Mapping[str, Any], interval: Interval) -> dict[str, Any]:
     trailing = entry.get("trailing")
-    if isinstance(trailing, bool) or not isinstance(trailing, int) or not 1 <= trailing <= MAX_TRAILING:
+    text = str(trailing) if isinstance(trailing, (int, str)) and not isinstance(trailing, bool) else ""
+    if not re.fullmatch(r"[1-9]\d{0,3}", text) or int(text) > MAX_TRAILING:
         raise RuleInvalid(f"trailing {trailing!r} is not a whole number of candles from 1 to {MAX_TRAILING}")
-    return {"trailing": trailing, "factor": _positive(entry, "factor")}
+    return {"trailing": int(text), "factor": _positive(entry, "factor")}
 
 
 _TYPE_FIELDS = {"price_cross": _price_cross, "percent_move": _percent_move, "volume_spike": _volume_spike}
@@ -262,11 +270,11 @@ def _positive(entry: Mapping[str, Any], name: str) -> Decimal:
     value = entry.get(name)
     if value is None:
         raise RuleInvalid(f"{name} is missing")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise RuleInvalid(f"{name} {value!r} is not a number") from None
-    if not number.is_finite() or number <= 0:
+    text = str(value).strip() if isinstance(value, (str, int, Decimal)) and not isinstance(value, bool) else ""
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise RuleInvalid(f"{name} {value!r} is not a number like 60000 or 2.5")
+    number = Decimal(text)
+    if number <= 0:
         raise RuleInvalid(f"{name} {value!r} is not a positive number")
     return number
 

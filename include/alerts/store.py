@@ -21,6 +21,9 @@ from include.warehouse.sql import in_transaction, row_chunks
 # A delivery that keeps failing is tried again on every run for this long, then given up (and shown
 # as such on the dashboard): a channel configured today is not sent a year of history.
 DELIVERY_HORIZON = timedelta(days=7)
+# A rule not evaluated for this long was away (removed, or edited and reverted): back, it starts anew.
+# Longer than the alerts DAG's period (a minute) with room for a stalled scheduler.
+RULE_ABSENCE = timedelta(minutes=15)
 ALERT_COLUMNS = (
     "alert_id",
     "kind",
@@ -54,7 +57,7 @@ def ensure_alert_tables(execute: Execute, dialect: Dialect) -> None:
     )
     execute(
         "create table if not exists marts.alert_rules (fingerprint varchar not null primary key, "
-        f"rule_id varchar not null, first_seen_at {ts} not null)"
+        f"rule_id varchar not null, first_seen_at {ts} not null, last_seen_at {ts} not null)"
     )
 
 
@@ -65,23 +68,36 @@ def warehouse_now(execute: Execute) -> datetime:
 
 
 def first_seen(execute: Execute, dialect: Dialect, rules: dict[str, str], now: datetime) -> dict[str, datetime]:
-    """When each rule (fingerprint -> rule id) was first seen; the new ones are recorded as seen ``now``."""
-    known = {row[0]: row[1] for row in execute("select fingerprint, first_seen_at from marts.alert_rules")}
-    new = [(fingerprint, rule_id) for fingerprint, rule_id in rules.items() if fingerprint not in known]
-    if new:
-        p, ts = dialect.placeholder, dialect.timestamp_type
+    """When each rule (fingerprint -> rule id) was first seen, as asked, in its current stretch of being
+    there: a new rule, or one back after RULE_ABSENCE without being evaluated (a dashboard rule removed
+    and added again, a rules-file edit reverted), starts ``now``, so it does not fire on the crossings
+    of the time it was away. Every rule given is recorded as seen ``now``."""
+    rows = execute("select fingerprint, first_seen_at, last_seen_at from marts.alert_rules")
+    known = {fingerprint: (first, last) for fingerprint, first, last in rows}
+    present = {fingerprint: known[fingerprint][0] for fingerprint in rules if fingerprint in known}
+    present = {fp: first for fp, first in present.items() if known[fp][1] >= now - RULE_ABSENCE}
+    starting = [(fingerprint, rule_id) for fingerprint, rule_id in rules.items() if fingerprint not in present]
+    p, ts = dialect.placeholder, dialect.timestamp_type
 
-        def insert() -> None:
-            for chunk in row_chunks(new):
-                execute(
-                    "insert into marts.alert_rules (fingerprint, rule_id, first_seen_at) values "
-                    + ", ".join([f"({p}, {p}, cast({p} as {ts}))"] * len(chunk)),
-                    [value for fingerprint, rule_id in chunk for value in (fingerprint, rule_id, now.isoformat())],
-                )
+    def write() -> None:
+        for chunk in row_chunks(starting):
+            marks = ", ".join([p] * len(chunk))
+            execute(f"delete from marts.alert_rules where fingerprint in ({marks})", [fp for fp, _ in chunk])
+            execute(
+                "insert into marts.alert_rules (fingerprint, rule_id, first_seen_at, last_seen_at) values "
+                + ", ".join([f"({p}, {p}, cast({p} as {ts}), cast({p} as {ts}))"] * len(chunk)),
+                [value for fp, rule_id in chunk for value in (fp, rule_id, now.isoformat(), now.isoformat())],
+            )
+        for chunk in row_chunks(list(present)):
+            execute(
+                f"update marts.alert_rules set last_seen_at = cast({p} as {ts}) "
+                f"where fingerprint in ({', '.join([p] * len(chunk))})",
+                [now.isoformat(), *chunk],
+            )
 
-        in_transaction(execute, dialect, insert)
-        known |= {fingerprint: now for fingerprint, _ in new}
-    return {fingerprint: known[fingerprint] for fingerprint in rules}
+    if rules:
+        in_transaction(execute, dialect, write)
+    return {**present, **{fingerprint: now for fingerprint, _ in starting}}
 
 
 def store_alerts(execute: Execute, dialect: Dialect, alerts: Sequence[Alert], now: datetime) -> list[Alert]:
@@ -190,7 +206,9 @@ def pending_deliveries(execute: Execute, dialect: Dialect, channel: str, now: da
             [channel, event, (now - DELIVERY_HORIZON).isoformat()],
         )
         pending += [Pending(_alert_of(row[:-1]), channel, event, int(row[-1])) for row in rows]
-    return pending
+    # One per event: Snowflake does not enforce marts.alerts' primary key, and two evaluations at once
+    # (the command line beside the DAG) could both insert an id.
+    return list({(item.alert.alert_id, item.event): item for item in pending}.values())
 
 
 def record_deliveries(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from include.alerts.rules import Rule, RuleError, RuleInvalid, RuleSet, parse_rule, rule_as_mapping
 from include.lake.keys import ALERT_RULES_PREFIX, alert_rule_key
@@ -25,14 +27,22 @@ def read_user_rules(lake: ObjectStore, symbols: Iterable[str]) -> RuleSet:
     for info in sorted(lake.list(ALERT_RULES_PREFIX), key=lambda info: info.key):
         name = info.key.removeprefix(ALERT_RULES_PREFIX).removesuffix(".json")
         try:
-            result.rules.append(parse_rule(json.loads(lake.get(info.key)), known, SOURCE))
+            rule = parse_rule(json.loads(lake.get(info.key), parse_float=Decimal), known, SOURCE)
         except (RuleInvalid, ValueError) as error:  # json's errors are ValueErrors too
             result.errors.append(RuleError(name, str(error), SOURCE))
+            continue
+        if rule.rule_id != name:  # removing "name" must remove this rule: its key and id are one
+            result.errors.append(RuleError(name, f"its object holds the rule {rule.rule_id!r}", SOURCE))
+            continue
+        result.rules.append(rule)
     return result
 
 
 def add_user_rule(lake: ObjectStore, fields: dict[str, object], symbols: Iterable[str], taken: Iterable[str]) -> Rule:
     """Check a rule and store it; raises RuleInvalid naming what is wrong (an id already taken too)."""
+    # From now on, unless it says otherwise: a rule removed and added again must not fire on the
+    # crossings of the time it was away.
+    fields = {"since": datetime.now(UTC).isoformat(timespec="seconds"), **fields}
     rule = parse_rule(fields, frozenset(symbols), SOURCE)
     if rule.rule_id in set(taken):
         raise RuleInvalid(f"the id {rule.rule_id!r} is taken: remove that rule first, or pick another id")

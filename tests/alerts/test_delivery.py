@@ -236,3 +236,25 @@ def test_resolved_waits_for_its_fired_event(duckdb_warehouse):
     assert tried == [FIRED]
     assert "not tried: its fired event" in refused.failed[1]
     assert later.received == [f"{incident.alert_id}:{FIRED}", f"{incident.alert_id}:{RESOLVED}"]
+
+
+def test_a_webhook_that_hangs_costs_one_timeout_and_its_other_events_wait(duckdb_warehouse, monkeypatch):
+    """A receiver that takes the connection and never answers: the first event times out (the pool's
+    slot is held meanwhile), the channel is treated as unreachable, the rest is not tried and stays
+    pending."""
+    import socket
+
+    from tests.support.net import free_port
+
+    store(duckdb_warehouse, market_alert(5), market_alert(6), market_alert(7))
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)), SmtpReceiver() as smtp:  # listens, never accepts
+        webhook = WebhookReceiver(port=port)
+        senders = {WEBHOOK: alert_senders(channel_settings(monkeypatch, webhook, smtp))[WEBHOOK]}
+        hung = deliver_pending(duckdb_warehouse, senders)
+    assert hung.delivered == []
+    assert len(hung.failed) == 3
+    assert "ChannelUnreachable" in hung.failed[0]
+    assert "ReadTimeout" in hung.failed[0]
+    assert all("not tried" in failure for failure in hung.failed[1:])
+    assert [row[:2] for row in delivery_rows(duckdb_warehouse).values()] == [(1, False)]

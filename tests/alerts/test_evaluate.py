@@ -68,3 +68,34 @@ def test_an_incomplete_candle_fires_once_it_is_complete(each_warehouse, lake):
     insert_minutes(each_warehouse, start, closes)  # the repair filled the gap: complete now
     fired = [alert for alert in evaluate(each_warehouse, lake, start).fired if alert.kind == MARKET]
     assert [(alert.rule_id, alert.open_time) for alert in fired] == [("up", start + 2 * MINUTE)]
+
+
+def test_an_incident_of_a_check_that_no_longer_exists_is_resolved(each_warehouse, lake):
+    from include.alerts.model import PIPELINE, Alert, alert_id
+    from include.alerts.store import ensure_alert_tables, store_alerts, warehouse_now
+
+    ensure_alert_tables(each_warehouse.execute, each_warehouse.dialect)
+    now = warehouse_now(each_warehouse.execute)
+    retired = Alert(alert_id("retired_check", "x"), PIPELINE, "retired_check", "x", "from a check since removed", now)
+    store_alerts(each_warehouse.execute, each_warehouse.dialect, [retired], now)
+    assert retired.alert_id in evaluate(each_warehouse, lake, now).resolved
+
+
+def test_a_rule_that_fails_is_reported_and_the_others_still_fire(each_warehouse, lake, monkeypatch):
+    import include.alerts.evaluate as evaluation
+
+    start = from_us(now_us() // 60_000_000 * 60_000_000) - 30 * MINUTE
+    insert_minutes(each_warehouse, start, ["100", "100", "98"])
+    reads = evaluation.read_candles
+
+    def read_or_fail(execute, dialect, rule, first_open):  # a fault in one rule's read, as a broken rule would
+        if rule.rule_id == "up":
+            raise OverflowError("date value out of range")
+        return reads(execute, dialect, rule, first_open)
+
+    monkeypatch.setattr(evaluation, "read_candles", read_or_fail)
+    result = evaluate(each_warehouse, lake, start)
+    assert "rule up: OverflowError: date value out of range" in result.failed_checks
+    assert [(alert.rule_id, alert.open_time) for alert in result.fired if alert.kind == MARKET] == [
+        ("down", start + 2 * MINUTE)
+    ]

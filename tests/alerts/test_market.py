@@ -4,6 +4,7 @@ candle that is not closed and complete, or whose context is not; and once it is 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from include.alerts.market import Candle, evaluate_rule
 from include.alerts.rules import parse_rules
@@ -101,3 +102,10 @@ def test_candles_closed_before_since_do_not_fire_and_ids_are_stable():
     again = evaluate_rule(rule(CROSS_UP), candles, T0)
     assert [a.alert_id for a in first] == [a.alert_id for a in again]
     assert len({a.alert_id for a in first}) == 2
+
+
+def test_the_message_names_the_candle_in_utc_whatever_zone_the_warehouse_gives_it_in():
+    new_york = ZoneInfo("America/New_York")
+    candles = [replace(c, open_time=c.open_time.astimezone(new_york)) for c in minutes(["100", "101"])]
+    (alert,) = evaluate_rule(rule(CROSS_UP), candles, T0)
+    assert alert.message.endswith("on the candle of 2026-12-01 10:01 UTC")

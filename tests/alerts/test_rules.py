@@ -43,13 +43,25 @@ def test_each_rule_type_is_read_exactly():
         ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: -3}", "r", "not a positive number"),
         ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: lots}", "r", "not a number"),
         ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 1, direction: sideways}", "r", "direction"),
-        ("{id: r, type: volume_spike, symbol: BTCUSDT, interval: 1m, trailing: 0, factor: 2}", "r", "trailing 0"),
+        ("{id: r, type: volume_spike, symbol: BTCUSDT, interval: 1m, trailing: 0, factor: 2}", "r", "trailing '0'"),
         ("{id: r, type: volume_spike, symbol: BTCUSDT, interval: 1m, trailing: 5}", "r", "factor is missing"),
         ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 1, colour: red}", "r", "unknown field"),
         ("{id: Bad Id, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 1}", "Bad Id", "is not 1-64"),
         ("{type: price_cross, symbol: BTCUSDT, interval: 1m, level: 1}", "#4", "id is missing"),
         ("{id: r, type: moon, symbol: BTCUSDT}", "r", "type 'moon'"),
         ("{id: btc-above, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 2}", "btc-above", "used twice"),
+        # bounded reads: a window of more than 1000 candles would read (and date-shift) without limit
+        (
+            "{id: r, type: percent_move, symbol: BTCUSDT, interval: 1m, window: 1001m, percent: 1}",
+            "r",
+            "more than 1000",
+        ),
+        # YAML 1.1 reads these as 8, 31 and 90: a rule must say what it means in plain decimals
+        ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 010}", "r", "not a number like"),
+        ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 0x1F}", "r", "not a number like"),
+        ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 1:30}", "r", "not a number like"),
+        ("{id: r, type: price_cross, symbol: BTCUSDT, interval: 1m, level: 1e3}", "r", "not a number like"),
+        ("{id: r, type: volume_spike, symbol: BTCUSDT, interval: 1m, trailing: 010, factor: 2}", "r", "trailing '010'"),
     ],
 )
 def test_a_bad_rule_is_refused_by_name_and_the_others_still_run(entry, named, reason):
