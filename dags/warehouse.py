@@ -78,6 +78,17 @@ If it fails (it retries first): the dashboard keeps showing the previous snapsho
 task's log (a full disk, or a warehouse file it cannot open), fix that, and clear the task, or wait
 for the next run, which publishes again. Leftover `.marts.duckdb.*.tmp` files of a crashed publish
 are removed by the next one.
+
+#### Deadline: a run not finished in time
+
+A run not finished `WAREHOUSE_DEADLINE_SECONDS` (600) after it was queued has missed its deadline
+(Airflow's `DeadlineAlert`, checked by the scheduler): its callback records the run in the lake
+(`alerts/deadlines/dag=warehouse/<run_id>.json`) and the alerts DAG opens a `deadline_missed`
+incident. It resolves by itself once trades loaded after the miss are in the candles (the next run
+got through). **If it stays open**: look at the late run in the grid. A task waiting for the
+`warehouse_writer` pool means another writer holds it (a long reconcile, a stuck build: its log says
+where it is); a slow `load` means a backlog (after an outage) that the next runs will also feel. Mark
+a hung task failed (or clear it) so the next run starts.
 """
 
 from __future__ import annotations
@@ -86,11 +97,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
-from alert_callbacks import NO_TASK_ALERTS, add_task_alert_callbacks, task_alert_callbacks
+from alert_callbacks import NO_TASK_ALERTS, add_task_alert_callbacks, missed_deadline_alert, task_alert_callbacks
 from cosmos import DbtTaskGroup
 from lake_assets import LAKE_TRADES
 from mart_assets import announce_marts
 
+from include.config import warehouse_deadline_when_parsed
 from include.pools import WAREHOUSE_WRITER
 from include.transform_group import (
     execution_config,
@@ -145,6 +157,7 @@ def audit_failed() -> None:
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=2,  # a run's load and build overlap the last run's tail; the pool keeps writes one at a time
+    deadline=missed_deadline_alert(warehouse_deadline_when_parsed()),
     doc_md=__doc__,
     params={"full": Param(False, type="boolean", description="list the whole lake (a reconcile)")},
     tags=["cryptoflow", "warehouse", "load"],

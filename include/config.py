@@ -71,6 +71,8 @@ class Settings:
     maintenance_retention_days: int = 30  # Airflow's metadata rows and task logs older than this are removed
     # Airflow 3 hides its metadata database from task processes, so the maintenance DAG is given it here.
     maintenance_db_url: str | None = field(default=None, repr=False)
+    # A warehouse run not finished this long after it was queued has missed its deadline (dags/warehouse.py).
+    warehouse_deadline_seconds: int = 600
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def spool_dir(self, writer: str) -> Path:
@@ -196,8 +198,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "MAINTENANCE_RETENTION_DAYS", env.get("MAINTENANCE_RETENTION_DAYS", "30"), 1, 3650
         ),
         maintenance_db_url=_database_url("MAINTENANCE_DB_URL", env.get("MAINTENANCE_DB_URL", "")),
+        warehouse_deadline_seconds=warehouse_deadline_seconds(env),
         alerts=_alert_settings(env),
     )
+
+
+def warehouse_deadline_seconds(env: Mapping[str, str] | None = None) -> int:
+    """``WAREHOUSE_DEADLINE_SECONDS`` alone (default 600): the warehouse DAG reads it when it is parsed,
+    where loading every setting would be work, and a bad value of another setting must not stop the parse."""
+    env = os.environ if env is None else env
+    return _integer("WAREHOUSE_DEADLINE_SECONDS", env.get("WAREHOUSE_DEADLINE_SECONDS", "600"), 1, 86400)
+
+
+def warehouse_deadline_when_parsed(env: Mapping[str, str] | None = None) -> int:
+    """The deadline the warehouse DAG is parsed with: a bad value keeps the default there, since no bad
+    setting may break a DAG's parse, and fails the run's ``load`` instead (``load_settings`` names it)."""
+    try:
+        return warehouse_deadline_seconds(env)
+    except ConfigError:
+        return Settings.warehouse_deadline_seconds
 
 
 def _emails(name: str, value: str) -> tuple[str, ...]:

@@ -18,14 +18,26 @@ Every DAG wires them through ``default_args`` (``**task_alert_callbacks()``); bu
 nothing, so parsing a DAG file does no work. The warehouse DAG's dbt group is the exception: its
 models' sensors report the producer's one build (a failed test also fails the sensors of the models
 it skipped), so only the producer records, and a failed build is one incident.
+
+A third callback is a DAG's, not a task's: ``record_missed_deadline``, the ``SyncCallback`` of the
+warehouse DAG's ``DeadlineAlert`` (``missed_deadline_alert``). When a run is not finished
+``WAREHOUSE_DEADLINE_SECONDS`` after it was queued, the scheduler (which checks deadlines in its loop)
+queues the callback on the executor, which runs it in a process of its own (LocalExecutor under
+``make up``, a Celery worker under compose) with the run and the deadline as its context; it writes
+the run's record in the lake (include/alerts/missed_deadlines.py). A ``SyncCallback``, not an
+``AsyncCallback`` in the triggerer: the lake layer is blocking I/O (boto3), which would stall the
+triggerer's event loop and every deferred task in it.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 from airflow.sdk.bases.notifier import BaseNotifier
 
+from include.alerts.missed_deadlines import missed_deadline, write_missed_deadline
 from include.alerts.task_failures import clear_failures, record_failure, task_failure
 from include.config import load_settings
 from include.lake.store import ObjectStore, open_lake
@@ -88,3 +100,29 @@ def add_task_alert_callbacks(task: Any) -> None:
     own XCom backup to ``on_failure_callback`` when it is built, which must stay)."""
     task.on_failure_callback = [RecordTaskFailure(), *task.on_failure_callback]
     task.on_success_callback = [ClearTaskFailure(), *task.on_success_callback]
+
+
+def record_missed_deadline(context: dict[str, Any]) -> None:
+    """The deadline callback: the run that missed its deadline, recorded in the lake.
+
+    Airflow imports it by its path (``alert_callbacks.record_missed_deadline``: the plugins folder is on
+    the path of every Airflow process) and calls it with ``context`` alone. An exception fails the
+    callback, which Airflow logs in ``executor_callbacks/<dag>/<run>/`` of the task logs."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    missed = missed_deadline(context, from_us(now_us()))
+    if missed is None:
+        log.info("the run ended before its deadline (it failed): no missed deadline to record")
+        return
+    key = write_missed_deadline(_lake(), missed)
+    log.info("missed deadline recorded at %s: run %s, deadline %s", key, missed.run_id, missed.deadline)
+
+
+def missed_deadline_alert(seconds: int) -> DeadlineAlert:
+    """A run not finished ``seconds`` after it was queued missed its deadline: ``record_missed_deadline``."""
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(seconds=seconds),
+        callback=SyncCallback(record_missed_deadline),
+    )

@@ -77,6 +77,8 @@ def test_the_sandbox_host_moves_both_sandbox_urls_and_not_binances():
         ("DASHBOARD_SNAPSHOT", "/dev/null/marts.duckdb"),
         ("MAINTENANCE_RETENTION_DAYS", "0"),
         ("MAINTENANCE_RETENTION_DAYS", "thirty"),
+        ("WAREHOUSE_DEADLINE_SECONDS", "0"),
+        ("WAREHOUSE_DEADLINE_SECONDS", "10m"),
     ],
 )
 def test_a_bad_value_fails_fast_naming_variable_and_value(name, value):
@@ -106,3 +108,12 @@ def test_data_dir_moves_every_local_default_and_explicit_settings_still_win(tmp_
         {"DATA_DIR": str(tmp_path), "LAKE_URL": "s3://bucket/lake", "DUCKDB_PATH": "/srv/w.duckdb"}
     )
     assert (explicit.lake_url, explicit.duckdb_path) == ("s3://bucket/lake", Path("/srv/w.duckdb"))
+
+
+def test_the_warehouse_deadline_is_ten_minutes_unless_set_and_a_parse_keeps_it_on_a_bad_value():
+    from include.config import warehouse_deadline_when_parsed
+
+    assert load_settings({}).warehouse_deadline_seconds == 600
+    assert load_settings({"WAREHOUSE_DEADLINE_SECONDS": "90"}).warehouse_deadline_seconds == 90
+    assert warehouse_deadline_when_parsed({"WAREHOUSE_DEADLINE_SECONDS": "90"}) == 90
+    assert warehouse_deadline_when_parsed({"WAREHOUSE_DEADLINE_SECONDS": "10m"}) == 600

@@ -20,13 +20,8 @@ it ends, pass or fail.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
-import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -43,11 +38,9 @@ from include.supervisor import Service
 from include.timeutil import MICROS_PER_SECOND
 from include.up import airflow_services
 from tests.support.airflow_api import Airflow, first_stream_key, trigger_repairs
-from tests.support.net import admin, free_port, http_get
-from tests.support.paths import REPO_ROOT
-from tests.support.processes import process_group, run_to_end
+from tests.support.net import admin, free_port
 from tests.support.services import Postgres, Redis, postgres, redis_server
-from tests.support.waiting import wait_until
+from tests.support.up import running_services
 from tests.support.worker_hostname import HOSTNAME_CALLABLE, WORKER_NAME
 
 SYMBOL = "BTCUSDT"
@@ -83,46 +76,6 @@ def named_workers(plan: list[Service]) -> list[Service]:
             service = replace(service, env={**service.env, WORKER_NAME: node.split("@")[0]})
         named.append(service)
     return named
-
-
-def answers(url: str) -> bool:
-    try:
-        return http_get(url)[0] == 200
-    except OSError:
-        return False
-
-
-def wait_healthy(service: Service, process: subprocess.Popen) -> None:
-    """Until the service answers its health check (if it has one); it must not exit meanwhile."""
-    url = service.health_url
-    if url is not None:
-        wait_until(lambda: answers(url) or process.poll() is not None, STARTUP_SECONDS, f"{service.name} healthy")
-    assert process.poll() is None, f"{service.name} exited: {service.log_file.read_text()[-3000:]}"
-
-
-@contextlib.contextmanager
-def running(plan: list[Service]) -> Iterator[None]:
-    """The plan's services, started in order as `make up`'s supervisor starts them: each one's
-    preparation first, then the service, then its health check. All are stopped together on exit."""
-    with contextlib.ExitStack() as stack:
-        processes: list[subprocess.Popen] = []
-        for service in plan:
-            for command in service.before_start:
-                done = run_to_end(list(command), service.env, timeout=STARTUP_SECONDS, cwd=REPO_ROOT)
-                assert done.returncode == 0, f"{' '.join(command[:4])}: {(done.stderr or done.stdout)[-2000:]}"
-            assert service.log_file is not None
-            output = stack.enter_context(service.log_file.open("ab"))
-            process = stack.enter_context(
-                process_group(list(service.argv), service.env, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT)
-            )
-            processes.append(process)
-            wait_healthy(service, process)
-        try:
-            yield
-        finally:
-            for process in processes:  # all at once; each process_group then waits for its own
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
 
 
 def components_healthy(airflow: Airflow) -> bool:
@@ -186,7 +139,7 @@ def test_the_dags_run_on_two_celery_workers_with_postgres_metadata_and_an_s3_lak
         plan = airflow_services(settings, api_port, airflow_home, celery_deployment(metadata, broker), nodes)
         logs = [service.log_file for service in plan if service.log_file is not None]
         airflow = Airflow(f"http://127.0.0.1:{api_port}/api/v2", *logs)
-        with running(named_workers(plan)):
+        with running_services(named_workers(plan), STARTUP_SECONDS):
             airflow.wait(lambda: components_healthy(airflow), STARTUP_SECONDS, "every Airflow component healthy")
             airflow.wait(lambda: dags_parsed(airflow), STARTUP_SECONDS, f"the DAGs {DAGS} parsed")
 

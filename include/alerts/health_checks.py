@@ -42,7 +42,7 @@ def _utc(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _relations(check: CheckInput, schema: str) -> set[str]:
+def relations(check: CheckInput, schema: str) -> set[str]:
     """The tables and views of ``schema`` (lower case): a check reads only what a build has made."""
     rows = check.execute(
         "select lower(table_name) from information_schema.tables where lower(table_schema) = "
@@ -61,7 +61,7 @@ def _marks(check: CheckInput, values: Sequence[object]) -> str:
 
 def stale_symbol(check: CheckInput) -> list[Alert]:
     symbols = check.settings.symbols
-    if not symbols or "candles_1m" not in _relations(check, "marts"):
+    if not symbols or "candles_1m" not in relations(check, "marts"):
         return []
     limit = timedelta(minutes=check.settings.alerts.stale_minutes)
     # The recent candles first (a bounded read); only a symbol without one there is looked up further back.
@@ -104,7 +104,7 @@ def _stale(check: CheckInput, symbol: str, close: datetime, limit: timedelta) ->
 
 def incomplete_candles(check: CheckInput) -> list[Alert]:
     symbols = check.settings.symbols
-    if not symbols or "candles_1m" not in _relations(check, "marts"):
+    if not symbols or "candles_1m" not in relations(check, "marts"):
         return []
     p, ts = check.dialect.placeholder, check.dialect.timestamp_type
     late = timedelta(minutes=check.settings.alerts.incomplete_minutes)
@@ -139,7 +139,7 @@ def _incomplete(symbol: str, count: int, first: datetime, last: datetime, close:
 
 
 def exchange_hole(check: CheckInput) -> list[Alert]:
-    if "stg_trade_holes" not in _relations(check, "staging"):
+    if "stg_trade_holes" not in relations(check, "staging"):
         return []
     p, ts = check.dialect.placeholder, check.dialect.timestamp_type
     rows = check.execute(
@@ -213,7 +213,7 @@ def _storm(writer: str, times: list[datetime], symbols: int, limit: int) -> Aler
 
 
 def audit_mismatch(check: CheckInput) -> list[Alert]:
-    if "candle_audit" not in _relations(check, "marts"):
+    if "candle_audit" not in relations(check, "marts"):
         return []
     rows = check.execute(
         "select audit.symbol, audit.interval, audit.open_time, audit.differences, audit.audited_at "

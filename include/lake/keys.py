@@ -19,6 +19,8 @@ style (``name=value``) so that a listing of one symbol, day or hour is a listing
     alerts/rules/<rule_id>.json                                  a market alert rule added on the dashboard
     alerts/task_failures/dag=<dag>/task=<task>/<map_index>/<run_id>.<try>.json
         a task that failed after its retries (removed when that task next succeeds)
+    alerts/deadlines/dag=<dag>/<run_id>.json
+        a DAG run that missed its deadline (include/alerts/missed_deadlines.py)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ GAP_WRITES_PREFIX = (
 WATCHERS_PREFIX = "status/watchers/"
 ALERT_RULES_PREFIX = "alerts/rules/"  # the dashboard's market rules, one object per rule
 TASK_FAILURES_PREFIX = "alerts/task_failures/"  # one object per failed task instance, until it recovers
+MISSED_DEADLINES_PREFIX = "alerts/deadlines/"  # one object per DAG run that missed its deadline
 _TRADE_FILE = re.compile(r"/[a-z]+-(\d+)-(\d+)\.parquet$")
 _BATCH_FILE = re.compile(r"(\d+)_(\d+)_(\d+)_(.+)\.parquet")  # <first_us>_<last_us>_<flushed_us>_<writer>
 COMPACT_SOURCE = "compact"  # the <source> in the name of a compacted symbol-hour's file
@@ -199,3 +202,13 @@ def task_failures_prefix(dag_id: str, task_id: str, map_index: int) -> str:
 def task_failure_key(dag_id: str, task_id: str, map_index: int, run_id: str, try_number: int) -> str:
     """One failed task instance's record: its own key (two failures never share one)."""
     return f"{task_failures_prefix(dag_id, task_id, map_index)}{_safe(run_id)}.{try_number}.json"
+
+
+def missed_deadlines_prefix(dag_id: str) -> str:
+    """Where the missed deadlines of one DAG's runs are kept."""
+    return f"{MISSED_DEADLINES_PREFIX}dag={_safe(dag_id)}/"
+
+
+def missed_deadline_key(dag_id: str, run_id: str) -> str:
+    """One run's missed deadline: a run has one deadline, so writing it again writes the same object."""
+    return f"{missed_deadlines_prefix(dag_id)}{_safe(run_id)}.json"

@@ -39,6 +39,7 @@ BAD_SETTINGS = {
     "WAREHOUSE": "oracle",
     "DUCKDB_PATH": "/dev/null/x",
     "MAINTENANCE_RETENTION_DAYS": "0",
+    "WAREHOUSE_DEADLINE_SECONDS": "ten minutes",
 }
 
 
@@ -173,3 +174,15 @@ def test_alerts_run_after_every_build_of_the_candle_marts_and_every_minute(dagba
     assert task.pool == WAREHOUSE_WRITER.name
     assert task.weight_rule == "absolute"
     assert task.priority_weight > max(len(warehouse.tasks), *(t.priority_weight for t in warehouse.tasks))
+
+
+def test_the_warehouse_dag_has_its_deadline_from_the_setting(dagbag):
+    """A run not finished WAREHOUSE_DEADLINE_SECONDS after it was queued calls the recording callback;
+    the parse above had a bad value and kept the default (the run's load names the bad value)."""
+    from airflow.sdk import DeadlineReference, SyncCallback
+
+    (alert,) = dagbag.dags["warehouse"].deadline
+    assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert alert.interval.total_seconds() == load_settings({}).warehouse_deadline_seconds == 600
+    assert isinstance(alert.callback, SyncCallback)
+    assert alert.callback.path == "alert_callbacks.record_missed_deadline"

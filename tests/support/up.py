@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import psutil
 
+from include.supervisor import Service
 from tests.support.net import free_port, http_get
 from tests.support.paths import REPO_ROOT
-from tests.support.processes import process_group
+from tests.support.processes import process_group, run_to_end
 from tests.support.waiting import wait_until
 
 # A cold start (database migration, four Airflow components) took about 100 s on these machines;
@@ -124,3 +126,44 @@ class UpCommand:
             )
             assert up.poll() is None, output.text
             yield up, output
+
+
+def url_answers(url: str) -> bool:
+    try:
+        return http_get(url)[0] == 200
+    except OSError:
+        return False
+
+
+def wait_healthy(service: Service, process: subprocess.Popen, timeout: float) -> None:
+    """Until the service answers its health check (if it has one); it must not exit meanwhile."""
+    url = service.health_url
+    if url is not None:
+        wait_until(lambda: url_answers(url) or process.poll() is not None, timeout, f"{service.name} healthy")
+    assert process.poll() is None, f"{service.name} exited: {service.log_file.read_text()[-3000:]}"
+
+
+@contextlib.contextmanager
+def running_services(plan: list[Service], timeout: float) -> Iterator[None]:
+    """The plan's services (``include.up.airflow_services``), started in order as `make up`'s supervisor
+    starts them: each one's preparation first, then the service, then its health check (each within
+    ``timeout``). All are stopped together on exit, pass or fail."""
+    with contextlib.ExitStack() as stack:
+        processes: list[subprocess.Popen] = []
+        for service in plan:
+            for command in service.before_start:
+                done = run_to_end(list(command), service.env, timeout=timeout, cwd=REPO_ROOT)
+                assert done.returncode == 0, f"{' '.join(command[:4])}: {(done.stderr or done.stdout)[-2000:]}"
+            assert service.log_file is not None
+            output = stack.enter_context(service.log_file.open("ab"))
+            process = stack.enter_context(
+                process_group(list(service.argv), service.env, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT)
+            )
+            processes.append(process)
+            wait_healthy(service, process, timeout)
+        try:
+            yield
+        finally:
+            for process in processes:  # all at once; each process_group then waits for its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
