@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -211,7 +212,10 @@ def test_a_rule_added_through_the_form_is_stored_in_the_lake_and_listed(snapshot
     app = add_through_the_form(page(), "percent_move", ETH_MOVE | {"direction": "up"})
     assert dashboard_rules(lake) == [alert_rule_key("eth-move")]
     expected = parse_rule({"type": "percent_move", "direction": "up"} | ETH_MOVE, frozenset(SYMBOLS), SOURCE)
-    assert read_user_rules(lake, SYMBOLS).rules == [expected]  # parsed back equal: the percent exact
+    (stored,) = read_user_rules(lake, SYMBOLS).rules
+    assert stored.since is not None  # evaluated from when it was added: not on crossings before
+    assert datetime.now(UTC) - stored.since < timedelta(minutes=5)
+    assert replace(stored, since=None) == expected  # parsed back equal: the percent exact
     assert json.loads(lake.get(alert_rule_key("eth-move")))["percent"] == "2.5"  # exact text, never a float
     assert [plain(text) for text in texts(app.success)] == [
         "rule eth-move added (ETHUSDT 5m: moves 2.5% within 3 x 5m (up)): the next evaluation reads it"
