@@ -41,7 +41,6 @@ PROFILE_NAME = "cryptoflow"
 # Deferred sensors look at the producer's progress this often: candles are fresh seconds after a load.
 POKE_SECONDS = 1
 PRODUCER_RUNS_TESTS = ("--resource-type", "test")
-PRODUCER_PRIORITY = 50  # above every other warehouse task's (a task's weight is at most the DAG's task count)
 
 
 def project_config() -> ProjectConfig:
@@ -118,9 +117,6 @@ def wire_producer(group: DbtTaskGroup, pool: str) -> BaseOperator:
 
     producer = group.tasks_map[PRODUCER_WATCHER_TASK_ID]  # where Cosmos keeps the watcher's producer
     producer.pool = pool
-    # The warehouse DAG runs two at a time: a build waiting for the pool goes before the next run's
-    # load, so each run's build follows its own load instead of both loads running first.
-    producer.priority_weight, producer.weight_rule = PRODUCER_PRIORITY, "absolute"
     # Under TestBehavior.NONE Cosmos limits the producer's build to models, seeds and snapshots: the
     # tests go back in, so the one build still runs every model's tests and a failure fails it.
     producer.dbt_cmd_flags = [*PRODUCER_RUNS_TESTS, *(producer.dbt_cmd_flags or [])]
