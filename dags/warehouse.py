@@ -2,13 +2,10 @@
 ### Warehouse: the lake into `raw.trades` and the candles, exactly once, soon after each flush
 
 Scheduled on the `lake_trades` Asset: the lake's watcher emits an event for every stream flush and
-every repair, so a new micro-batch reaches the warehouse with the next run, not at the end of a
-stream window. Two runs at a time: the next run's load starts while the last run's tail (the models'
-tasks, the audit, the publish) is still going, so a micro-batch waits for a load and a build, not a
-whole run (the market alerts follow the build: issue 23). Every task that writes is in the
-`warehouse_writer` pool, so the two runs' writes still take turns. Each run lists only the lake
-partitions that the write markers name since the last load, so its cost follows what was written,
-not the size of the lake.
+every repair, so a new micro-batch reaches the warehouse with the next run (one run at a time;
+on a 2-core machine the candles trail the stream by tens of seconds), not at the end of a
+stream window. Each run lists only the lake partitions that the write markers name since the last
+load, so its cost follows what was written, not the size of the lake.
 
 Every night at 00:30 UTC the same DAG runs a **reconcile**: it lists the whole lake, so a file that
 no marker announced (its writer crashed between the two writes) is loaded too. Trigger the DAG
@@ -156,7 +153,7 @@ def audit_failed() -> None:
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("30 0 * * *", timezone="UTC"), assets=[LAKE_TRADES]),
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=2,  # a run's load and build overlap the last run's tail; the pool keeps writes one at a time
+    max_active_runs=1,
     deadline=missed_deadline_alert(warehouse_deadline_when_parsed()),
     doc_md=__doc__,
     params={"full": Param(False, type="boolean", description="list the whole lake (a reconcile)")},

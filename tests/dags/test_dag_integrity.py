@@ -163,8 +163,6 @@ def test_alerts_run_after_every_build_of_the_candle_marts_and_every_minute(dagba
     warehouse = dagbag.dags["warehouse"]
     emitted = {asset.name: task.task_id for task in warehouse.tasks for asset in task.outlets if hasattr(asset, "uri")}
     assert emitted == dict.fromkeys(marts, "transform.dbt_producer_watcher")
-    # the next run's load and build overlap the last run's tail (models' tasks, audit, publish)
-    assert warehouse.max_active_runs == 2
     dag = dagbag.dags["alerts"]
     assert sorted(asset.name for asset in dag.timetable.asset_condition.objects) == marts
     assert type(dag.timetable.asset_condition).__name__ == "AssetAll"
