@@ -184,3 +184,26 @@ def test_the_warehouse_dag_has_its_deadline_from_the_setting(dagbag):
     assert alert.interval.total_seconds() == load_settings({}).warehouse_deadline_seconds == 600
     assert isinstance(alert.callback, SyncCallback)
     assert alert.callback.path == "alert_callbacks.record_missed_deadline"
+
+
+@pytest.mark.parametrize(
+    ("full", "run_type", "nightly"),
+    [
+        (False, "asset_triggered", False),
+        (False, "scheduled", True),
+        (True, "manual", True),
+        (True, "asset_triggered", True),
+    ],
+)
+def test_the_nightly_tests_run_on_the_reconcile_only(dagbag, monkeypatch, full, run_type, nightly):
+    """``is_nightly`` (a short circuit out of the writer pool) lets ``nightly_tests`` run on the nightly
+    run or one triggered with {"full": true}, and skips it after a micro-batch."""
+    from types import SimpleNamespace
+
+    dag = dagbag.dags["warehouse"]
+    decide = dag.get_task("is_nightly").python_callable
+    assert dag.get_task("is_nightly").downstream_task_ids == {"nightly_tests"}
+    context = {"params": {"full": full}, "dag_run": SimpleNamespace(run_type=run_type)}
+    module = sys.modules[decide.__module__]  # the DAG file, as the dag bag loaded it
+    monkeypatch.setattr(module, "get_current_context", lambda: context)
+    assert decide() is nightly
