@@ -139,7 +139,7 @@ def counted_requests(monkeypatch) -> Counter[str]:
             calls[name] += 1
             return inner(exchange, request)
 
-        monkeypatch.setitem(rest.ENDPOINTS, name, rest.Endpoint(endpoint.weight, handler))
+        monkeypatch.setitem(rest.ENDPOINTS, name, rest.Endpoint(endpoint.weigh, handler))
     return calls
 
 

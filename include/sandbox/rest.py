@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -44,9 +44,19 @@ class BinanceError(Exception):
         self.code, self.msg, self.status = code, msg, status
 
 
+# An endpoint's request weight, from its query: some of Binance's depend on the parameters (a
+# ticker's on how many symbols it asks for, the order book's on its limit).
+Weigh = Callable[[Mapping[str, str]], int]
+
+
+def fixed(weight: int) -> Weigh:
+    """The weight of an endpoint whose weight does not depend on its parameters."""
+    return lambda query: weight
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    weight: int
+    weigh: Weigh
     handler: Callable[[Exchange, web.Request], object]
 
 
@@ -320,7 +330,7 @@ _HANDLERS: dict[str, Callable[[Exchange, web.Request], object]] = {
     "klines": klines,
 }
 # Weights are Binance's, from the one place the product keeps Binance's REST facts.
-ENDPOINTS: dict[str, Endpoint] = {name: Endpoint(WEIGHTS[name], handler) for name, handler in _HANDLERS.items()}
+ENDPOINTS: dict[str, Endpoint] = {name: Endpoint(fixed(WEIGHTS[name]), handler) for name, handler in _HANDLERS.items()}
 
 
 def _json(status: int, body: object, headers: dict[str, str]) -> web.Response:
@@ -336,7 +346,7 @@ def make_handler(exchange: Exchange) -> Callable[[web.Request], Awaitable[web.Re
             return web.Response(status=404, text="<html><body><h2>404 Not found</h2></body></html>")
         exchange.tick()
         client = request.remote or "unknown"
-        verdict = exchange.limiter.charge(client, endpoint.weight, exchange.now_us() / 1e6)
+        verdict = exchange.limiter.charge(client, endpoint.weigh(request.query), exchange.now_us() / 1e6)
         used = str(verdict.used)
         headers = {WEIGHT_HEADER_LEGACY: used, WEIGHT_HEADER: used}
         if verdict.status == 429:
