@@ -80,8 +80,9 @@ def ticker_price_weight(query: Mapping[str, str]) -> int:
 # Parameters ----------------------------------------------------------------------------------
 
 
-def _symbols(exchange: Exchange, query: Query) -> list[str] | None:
-    """The symbols of ``symbols`` (a JSON list), or None when it was not sent; Binance's errors otherwise."""
+def _symbols(exchange: Exchange, query: Query, most: int | None = None) -> list[str] | None:
+    """The symbols of ``symbols`` (a JSON list of at most ``most``), or None when it was not sent;
+    Binance's errors otherwise."""
     text = query.text("symbols")
     if text is None:
         return None
@@ -96,6 +97,10 @@ def _symbols(exchange: Exchange, query: Query) -> list[str] | None:
     if not symbols:
         raise BinanceError(
             ERROR_MANDATORY_PARAM, "Mandatory parameter 'symbols' was not sent, was empty/null, or malformed."
+        )
+    if most is not None and len(symbols) > most:
+        raise BinanceError(
+            ERROR_TOO_MANY_PARAMETERS, f"Too many values sent for parameter 'symbols', maximum allowed is {most}."
         )
     if len(set(symbols)) != len(symbols):
         raise BinanceError(ERROR_DUPLICATE_SYMBOLS, "Symbol is present multiple times in the list.")
@@ -112,9 +117,11 @@ def _ticker_type(query: Query) -> bool:
     return kind == TICKER_TYPES[0]
 
 
-def _answer(exchange: Exchange, query: Query, build: Callable[[str], dict[str, object]]) -> object:
+def _answer(
+    exchange: Exchange, query: Query, build: Callable[[str], dict[str, object]], most: int | None = None
+) -> object:
     """One object for ``symbol``, a list for ``symbols`` or (when allowed) every symbol."""
-    symbols = _symbols(exchange, query)
+    symbols = _symbols(exchange, query, most)
     if query.text("symbol") is not None:
         return build(store_asked(exchange, query).symbol)
     return [build(symbol) for symbol in (symbols if symbols is not None else exchange.sources)]
@@ -189,12 +196,7 @@ def rolling_ticker(exchange: Exchange, request: web.Request) -> object:
     query = Query(request, frozenset({"symbol", "symbols", "windowSize", "type"}))
     if query.text("symbol") is None and query.text("symbols") is None:
         query.required("symbol")
-    symbols = _symbols(exchange, query)
-    if symbols is not None and len(symbols) > ROLLING_TICKER_MAX_SYMBOLS:
-        raise BinanceError(
-            ERROR_TOO_MANY_PARAMETERS,
-            f"Too many values sent for parameter 'symbols', maximum allowed is {ROLLING_TICKER_MAX_SYMBOLS}.",
-        )
+    _symbols(exchange, query, ROLLING_TICKER_MAX_SYMBOLS)  # the list's errors before windowSize's
     minutes = window_minutes(query.text("windowSize") or ROLLING_WINDOW_DEFAULT)
     if minutes is None:
         raise BinanceError(ERROR_INVALID_PARAM, "Data sent for parameter 'windowSize' is not valid.")
@@ -203,7 +205,7 @@ def rolling_ticker(exchange: Exchange, request: web.Request) -> object:
     def build(symbol: str) -> dict[str, object]:
         return rolling_ticker_payload(exchange.tickers.window(symbol, minutes, now), full, microseconds)
 
-    return _answer(exchange, query, build)
+    return _answer(exchange, query, build, ROLLING_TICKER_MAX_SYMBOLS)
 
 
 def ticker_price(exchange: Exchange, request: web.Request) -> object:
