@@ -16,6 +16,7 @@ from aiohttp import web
 from include.sandbox.config import SandboxConfig
 from include.sandbox.exchange import Exchange
 from include.sandbox.http_errors import binance_errors
+from include.sandbox.periodic import PeriodicStreams
 from include.sandbox.rest import ENDPOINTS, make_handler
 from include.sandbox.rest_tickers import TICKER_ENDPOINTS
 from include.sandbox.ws import StreamHub
@@ -82,7 +83,12 @@ def build_app(config: SandboxConfig) -> web.Application:
                 exchange.tick()
                 await asyncio.sleep(TICK_SECONDS)
 
-        tasks = [asyncio.create_task(tick_forever()), asyncio.create_task(hub.maintain())]
+        periodic = PeriodicStreams(exchange, hub)
+        tasks = [
+            asyncio.create_task(tick_forever()),
+            asyncio.create_task(hub.maintain()),
+            asyncio.create_task(periodic.run()),
+        ]
         yield
         for task in tasks:
             task.cancel()

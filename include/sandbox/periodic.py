@@ -1,0 +1,129 @@
+"""The periodic market streams: klines every 2 s (1 s klines every second) with a final ``x: true``
+update as soon as a kline closes, and the 24-hour tickers every second.
+
+One loop per server, not per connection: each payload is computed once per period per symbol (or per
+symbol and interval) and queued to every connection subscribed to it (``StreamHub.queue_event``).
+Only streams some connection subscribes to are computed. Periods and kline boundaries follow the
+exchange's clock, so a test that steers the clock closes a day's kline at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from include.binance.protocol import KLINE_1S_UPDATE_MS, KLINE_UPDATE_MS, TICKER_24HR_MINUTES, TICKER_UPDATE_MS
+from include.sandbox import klines as kline_math
+from include.sandbox.exchange import Exchange
+from include.sandbox.stream_events import array_event, kline_event, mini_ticker_event, ticker_event
+from include.sandbox.streams import ALL_MINI_TICKERS, ALL_TICKERS, KLINE, MINI_TICKER, TICKER, Stream
+from include.sandbox.tickers import Window
+
+# How often the loop looks: a kline's final update goes out at most this long after its close.
+STEP_SECONDS = 0.1
+
+
+class Publisher(Protocol):
+    """What the loop needs of the hub: which streams are subscribed, and a way to queue to them."""
+
+    def subscribed(self) -> dict[str, Stream]: ...
+
+    def queue_event(self, stream: str, encode: Encode) -> None: ...
+
+
+class Encode(Protocol):
+    def __call__(self, microseconds: bool) -> str: ...
+
+
+@dataclass
+class _KlineState:
+    open_ms: int  # the kline its subscribers see forming
+    sent_ms: int  # when its last update went out
+
+
+class PeriodicStreams:
+    def __init__(self, exchange: Exchange, hub: Publisher) -> None:
+        self.exchange = exchange
+        self.hub = hub
+        self.klines: dict[str, _KlineState] = {}
+        self.tickers_sent_ms: int | None = None
+        self.arr_seen: dict[str, tuple[int, int, int]] = {}  # per symbol: what the arrays last showed
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(STEP_SECONDS)
+            self.step()
+
+    def step(self) -> None:
+        wanted = self.hub.subscribed()
+        if not wanted:
+            self.klines.clear()
+            return
+        self.exchange.tick()  # the store is complete up to now before a kline is called closed
+        now_us = self.exchange.now_us()
+        self._klines(wanted, now_us)
+        if self.tickers_sent_ms is None or now_us // 1000 - self.tickers_sent_ms >= TICKER_UPDATE_MS:
+            self.tickers_sent_ms = now_us // 1000
+            self._tickers(wanted, now_us)
+
+    # Klines ----------------------------------------------------------------------------------
+
+    def _klines(self, wanted: dict[str, Stream], now_us: int) -> None:
+        now_ms = now_us // 1000
+        for name in [name for name in self.klines if name not in wanted]:
+            del self.klines[name]
+        for name, stream in wanted.items():
+            if stream.kind != KLINE or stream.symbol not in self.exchange.sources:
+                continue
+            interval = str(stream.interval)
+            current = kline_math.bucket_open(interval, now_ms)
+            state = self.klines.get(name)
+            if state is None:
+                self.klines[name] = _KlineState(current, now_ms)
+                self._send_kline(name, stream, current, False, now_us)
+            elif state.open_ms != current:
+                self._send_kline(name, stream, state.open_ms, True, now_us)
+                self.klines[name] = _KlineState(current, now_ms)
+            elif now_ms - state.sent_ms >= (KLINE_1S_UPDATE_MS if interval == "1s" else KLINE_UPDATE_MS):
+                state.sent_ms = now_ms
+                self._send_kline(name, stream, current, False, now_us)
+
+    def _send_kline(self, name: str, stream: Stream, open_ms: int, closed: bool, now_us: int) -> None:
+        store = self.exchange.sources[str(stream.symbol)].store
+        interval = str(stream.interval)
+        rows = kline_math.klines(store, interval, now_us // 1000, start_ms=open_ms, end_ms=open_ms, limit=1)
+        if not rows or rows[0][0] != open_ms:
+            return  # before the symbol's first trade there is no kline
+        row = rows[0]
+        self.hub.queue_event(name, lambda micro: kline_event(store, row, interval, closed, now_us, micro))
+
+    # Tickers ---------------------------------------------------------------------------------
+
+    def _tickers(self, wanted: dict[str, Stream], now_us: int) -> None:
+        arrays = [kind for kind in (ALL_MINI_TICKERS, ALL_TICKERS) if kind in wanted]
+        symbols = set(self.exchange.sources) if arrays else set()
+        symbols |= {s.symbol for s in wanted.values() if s.kind in (TICKER, MINI_TICKER) and s.symbol}
+        windows = {
+            symbol: self.exchange.tickers.window(symbol, TICKER_24HR_MINUTES - 1, now_us)
+            for symbol in self.exchange.sources
+            if symbol in symbols
+        }
+        for symbol, window in windows.items():
+            lower = symbol.lower()
+            self.hub.queue_event(f"{lower}@ticker", lambda micro, w=window: ticker_event(w, now_us, micro))
+            self.hub.queue_event(f"{lower}@miniTicker", lambda micro, w=window: mini_ticker_event(w, now_us, micro))
+        if arrays:
+            self._arrays(windows, now_us)
+
+    def _arrays(self, windows: dict[str, Window], now_us: int) -> None:
+        """The all-market arrays hold only the symbols whose ticker changed since they last went out."""
+        changed = [w for w in windows.values() if self.arr_seen.get(w.symbol) != (w.count, w.first_id, w.last_id)]
+        for window in changed:
+            self.arr_seen[window.symbol] = (window.count, window.first_id, window.last_id)
+        if not changed:
+            return
+        self.hub.queue_event(
+            ALL_MINI_TICKERS, lambda micro: array_event([mini_ticker_event(w, now_us, micro) for w in changed])
+        )
+        self.hub.queue_event(ALL_TICKERS, lambda micro: array_event([ticker_event(w, now_us, micro) for w in changed]))
