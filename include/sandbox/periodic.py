@@ -3,13 +3,15 @@ update as soon as a kline closes, and the 24-hour tickers every second.
 
 One loop per server, not per connection: each payload is computed once per period per symbol (or per
 symbol and interval) and queued to every connection subscribed to it (``StreamHub.queue_event``).
-Only streams some connection subscribes to are computed. Periods and kline boundaries follow the
-exchange's clock, so a test that steers the clock closes a day's kline at once.
+Only streams some connection subscribes to are computed. Kline boundaries follow the exchange's
+clock, so a test that steers the clock closes a day's kline at once; the update periods are real
+time, so a stopped clock still gets its updates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +41,7 @@ class Encode(Protocol):
 @dataclass
 class _KlineState:
     open_ms: int  # the kline its subscribers see forming
-    sent_ms: int  # when its last update went out
+    sent_at: float  # when its last update went out (monotonic seconds)
 
 
 class PeriodicStreams:
@@ -47,7 +49,7 @@ class PeriodicStreams:
         self.exchange = exchange
         self.hub = hub
         self.klines: dict[str, _KlineState] = {}
-        self.tickers_sent_ms: int | None = None
+        self.tickers_sent_at: float | None = None
         self.arr_seen: dict[str, tuple[int, int, int]] = {}  # per symbol: what the arrays last showed
 
     async def run(self) -> None:
@@ -61,32 +63,31 @@ class PeriodicStreams:
             self.klines.clear()
             return
         self.exchange.tick()  # the store is complete up to now before a kline is called closed
-        now_us = self.exchange.now_us()
-        self._klines(wanted, now_us)
-        if self.tickers_sent_ms is None or now_us // 1000 - self.tickers_sent_ms >= TICKER_UPDATE_MS:
-            self.tickers_sent_ms = now_us // 1000
+        now_us, now = self.exchange.now_us(), time.monotonic()
+        self._klines(wanted, now_us, now)
+        if self.tickers_sent_at is None or now - self.tickers_sent_at >= TICKER_UPDATE_MS / 1000:
+            self.tickers_sent_at = now
             self._tickers(wanted, now_us)
 
     # Klines ----------------------------------------------------------------------------------
 
-    def _klines(self, wanted: dict[str, Stream], now_us: int) -> None:
-        now_ms = now_us // 1000
+    def _klines(self, wanted: dict[str, Stream], now_us: int, now: float) -> None:
         for name in [name for name in self.klines if name not in wanted]:
             del self.klines[name]
         for name, stream in wanted.items():
             if stream.kind != KLINE or stream.symbol not in self.exchange.sources:
                 continue
             interval = str(stream.interval)
-            current = kline_math.bucket_open(interval, now_ms)
+            current = kline_math.bucket_open(interval, now_us // 1000)
             state = self.klines.get(name)
             if state is None:
-                self.klines[name] = _KlineState(current, now_ms)
+                self.klines[name] = _KlineState(current, now)
                 self._send_kline(name, stream, current, False, now_us)
             elif state.open_ms != current:
                 self._send_kline(name, stream, state.open_ms, True, now_us)
-                self.klines[name] = _KlineState(current, now_ms)
-            elif now_ms - state.sent_ms >= (KLINE_1S_UPDATE_MS if interval == "1s" else KLINE_UPDATE_MS):
-                state.sent_ms = now_ms
+                self.klines[name] = _KlineState(current, now)
+            elif now - state.sent_at >= (KLINE_1S_UPDATE_MS if interval == "1s" else KLINE_UPDATE_MS) / 1000:
+                state.sent_at = now
                 self._send_kline(name, stream, current, False, now_us)
 
     def _send_kline(self, name: str, stream: Stream, open_ms: int, closed: bool, now_us: int) -> None:
