@@ -18,6 +18,7 @@ from typing import Protocol
 from include.binance.protocol import KLINE_1S_UPDATE_MS, KLINE_UPDATE_MS, TICKER_24HR_MINUTES, TICKER_UPDATE_MS
 from include.sandbox import klines as kline_math
 from include.sandbox.exchange import Exchange
+from include.sandbox.forming_kline import FormingKline
 from include.sandbox.stream_events import array_event, kline_event, mini_ticker_event, ticker_event
 from include.sandbox.streams import ALL_MINI_TICKERS, ALL_TICKERS, KLINE, MINI_TICKER, TICKER, Stream
 from include.sandbox.tickers import Window
@@ -40,7 +41,7 @@ class Encode(Protocol):
 
 @dataclass
 class _KlineState:
-    open_ms: int  # the kline its subscribers see forming
+    kline: FormingKline  # the kline its subscribers see forming
     sent_at: float  # when its last update went out (monotonic seconds)
 
 
@@ -80,24 +81,24 @@ class PeriodicStreams:
             interval = str(stream.interval)
             current = kline_math.bucket_open(interval, now_us // 1000)
             state = self.klines.get(name)
-            if state is None:
-                self.klines[name] = _KlineState(current, now)
-                self._send_kline(name, stream, current, False, now_us)
-            elif state.open_ms != current:
-                self._send_kline(name, stream, state.open_ms, True, now_us)
-                self.klines[name] = _KlineState(current, now)
+            if state is None or state.kline.open_ms != current:
+                if state is not None:  # the kline it saw forming has closed: its final update
+                    self._send_kline(name, state.kline, True, now_us)
+                store = self.exchange.sources[str(stream.symbol)].store
+                state = self.klines[name] = _KlineState(FormingKline(store, interval, current), now)
+                self._send_kline(name, state.kline, False, now_us)
             elif now - state.sent_at >= (KLINE_1S_UPDATE_MS if interval == "1s" else KLINE_UPDATE_MS) / 1000:
                 state.sent_at = now
-                self._send_kline(name, stream, current, False, now_us)
+                self._send_kline(name, state.kline, False, now_us)
 
-    def _send_kline(self, name: str, stream: Stream, open_ms: int, closed: bool, now_us: int) -> None:
-        store = self.exchange.sources[str(stream.symbol)].store
-        interval = str(stream.interval)
-        rows = kline_math.klines(store, interval, now_us // 1000, start_ms=open_ms, end_ms=open_ms, limit=1)
-        if not rows or rows[0][0] != open_ms:
+    def _send_kline(self, name: str, kline: FormingKline, closed: bool, now_us: int) -> None:
+        kline.fold()
+        if not kline.exists():
             return  # before the symbol's first trade there is no kline
-        row = rows[0]
-        self.hub.queue_event(name, lambda micro: kline_event(store, row, interval, closed, now_us, micro))
+        row, ids = kline.row(), kline.ids()
+        self.hub.queue_event(
+            name, lambda micro: kline_event(kline.store.symbol, row, ids, kline.interval, closed, now_us, micro)
+        )
 
     # Tickers ---------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import json
 from typing import cast
 
 from include.decimals import format_units
-from include.sandbox.store import AggTrade, TradeStore
+from include.sandbox.store import AggTrade
 from include.sandbox.tickers import Window
 
 
@@ -30,19 +30,23 @@ def agg_trade_event(agg: AggTrade, symbol: str, event_time: int, microseconds: b
 
 
 def kline_event(
-    store: TradeStore, row: list[object], interval: str, closed: bool, event_us: int, microseconds: bool
+    symbol: str,
+    row: list[object],
+    ids: tuple[int, int],
+    interval: str,
+    closed: bool,
+    event_us: int,
+    microseconds: bool,
 ) -> str:
     """A kline event from REST's 12-column row in milliseconds (``include.sandbox.klines``), with the
     ids of its first and last trades (-1 when it has none)."""
     open_ms, close_ms = cast(int, row[0]), cast(int, row[6])
-    start = store.index_of_time(open_ms * 1000)
-    stop = store.index_of_time((close_ms + 1) * 1000)
-    first_id, last_id = (store.ids[start], store.ids[stop - 1]) if stop > start else (-1, -1)
+    first_id, last_id = ids
     scale, tail = (1000, 999) if microseconds else (1, 0)
     kline = {
         "t": open_ms * scale,
         "T": close_ms * scale + tail,
-        "s": store.symbol,
+        "s": symbol,
         "i": interval,
         "f": first_id,
         "L": last_id,
@@ -58,7 +62,7 @@ def kline_event(
         "Q": row[10],
         "B": "0",
     }
-    return _json({"e": "kline", "E": event_us if microseconds else event_us // 1000, "s": store.symbol, "k": kline})
+    return _json({"e": "kline", "E": event_us if microseconds else event_us // 1000, "s": symbol, "k": kline})
 
 
 def mini_ticker_event(window: Window, event_us: int, microseconds: bool) -> str:

@@ -129,7 +129,8 @@ def test_a_replayed_dump_drives_the_klines_of_every_interval_and_the_ticker(star
     with start_sandbox(replay=(BTCUSDT_DUMP,), replay_mode="historical", symbols=()) as sandbox:
         sandbox.exchange.clock_us = lambda: clock_ms[0] * 1000
         url = f"{sandbox.ws_url}/stream?streams={'/'.join(streams)}"
-        with connect(url) as ws, connect(f"{url}&timeUnit=MICROSECOND") as ws_micro:
+        micro_url = f"{sandbox.ws_url}/stream?streams=btcusdt@kline_1d&timeUnit=MICROSECOND"
+        with connect(url) as ws, connect(micro_url) as ws_micro:
             collector, micro = Collector(ws), Collector(ws_micro)
             collector.until(lambda ev: all(s in ev for s in streams), "an update of every stream")
             ticker = collector.events["btcusdt@ticker"][0]
