@@ -176,8 +176,9 @@ class StreamHub:
     def _publish_trades(self, symbol: str, trades: list[Trade], event_time: int) -> None:
         faults, rng, record = self.exchange.faults, self.exchange.rng, self.exchange.record
         subscribers = [c for c in self.connections if symbol in c.symbols() and not c.closing]
-        if subscribers:
-            stream = f"{symbol.lower()}@trade"
+        if not subscribers:
+            return
+        stream = f"{symbol.lower()}@trade"
         encoded: dict[tuple[bool, bool], list[str]] = {}
         for conn in subscribers:
             key = (conn.microseconds, conn.combined)
