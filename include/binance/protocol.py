@@ -18,6 +18,8 @@ WEIGHTS: dict[str, int] = {
     "historicalTrades": 25,
     "aggTrades": 4,
     "klines": 2,
+    "uiKlines": 2,
+    "avgPrice": 2,
 }
 WEIGHT_LIMIT_PER_MINUTE = 6000
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
@@ -33,17 +35,41 @@ RAW_REQUESTS_LIMIT = ("MINUTE", 5, 61_000)
 SYMBOL_PARAM_PATTERN = re.compile(r"^[A-Z0-9-_.]{1,20}$")
 INTEGER_PARAM_PATTERN = re.compile(r"^-?[0-9]{1,20}$")  # Binance's message says '^[0-9]{1,20}$'
 
+# Tickers. ticker/24hr weighs by how many symbols it answers: (up to this many symbols, weight), and
+# every larger list or all symbols 80. ticker (rolling window) weighs 4 a symbol, 200 at most once more
+# than 50 are asked for, and takes at most 100. ticker/price weighs 2 for one symbol, 4 for a list or all.
+TICKER_24HR_WEIGHTS = ((20, 2), (100, 40))
+TICKER_24HR_WEIGHT_ALL = 80
+ROLLING_TICKER_WEIGHT_PER_SYMBOL = 4
+ROLLING_TICKER_WEIGHT_CAP = 200
+ROLLING_TICKER_CAP_ABOVE_SYMBOLS = 50
+ROLLING_TICKER_MAX_SYMBOLS = 100
+TICKER_PRICE_WEIGHT_ONE = 2
+TICKER_PRICE_WEIGHT_MANY = 4
+TICKER_TYPES = ("FULL", "MINI")  # FULL by default
+TICKER_24HR_MINUTES = 24 * 60
+# windowSize: a number and one unit (units cannot be combined): unit -> (largest number, minutes per one).
+ROLLING_WINDOW_UNITS = {"m": (59, 1), "h": (23, 60), "d": (7, 24 * 60)}
+ROLLING_WINDOW_DEFAULT = "1d"
+PERCENT_DECIMALS = 3  # priceChangePercent: "-95.960"
+AVG_PRICE_MINUTES = 5
+# The legal range Binance quotes when a symbols list is malformed.
+SYMBOLS_PARAM_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
+
 # Binance's error codes, as the body {"code": ..., "msg": ...} carries them.
 ERROR_UNKNOWN = -1001  # internal error; try again
+ERROR_UNSUPPORTED_OPERATION = -1020
 ERROR_TOO_MANY_REQUESTS = -1003
 ERROR_START_AFTER_END = -1023
 ERROR_ILLEGAL_CHARS = -1100
+ERROR_TOO_MANY_PARAMETERS = -1101
 ERROR_MANDATORY_PARAM = -1102
 ERROR_UNREAD_PARAMS = -1104
 ERROR_INVALID_INTERVAL = -1120
 ERROR_INVALID_SYMBOL = -1121
 ERROR_PARAM_COMBINATION = -1128
 ERROR_INVALID_PARAM = -1130
+ERROR_DUPLICATE_SYMBOLS = -1151
 
 # --- WebSocket --------------------------------------------------------------------------------
 
@@ -55,6 +81,12 @@ CONNECTION_LIFETIME_SECONDS = 24 * 3600.0
 PING_INTERVAL_SECONDS = 20.0
 PONG_TIMEOUT_SECONDS = 60.0
 STREAM_NAME_PATTERN = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_]+$")  # lower-case symbol, e.g. btcusdt@trade
+# Streams about every symbol at once (the others are <lower-case symbol>@<kind>).
+ALL_MARKET_STREAMS = ("!miniTicker@arr", "!ticker@arr")
+# How often the periodic streams are pushed: klines every 2 s (1 s klines every second), tickers every second.
+KLINE_UPDATE_MS = 2000
+KLINE_1S_UPDATE_MS = 1000
+TICKER_UPDATE_MS = 1000
 # A control message's id: a 64-bit signed integer, an alphanumeric string of at most 36, or null.
 REQUEST_ID_TEXT_PATTERN = re.compile(r"^[A-Za-z0-9]{0,36}$")
 REQUEST_ID_BITS = 64

@@ -14,12 +14,12 @@ from typing import Any, Protocol
 from include.binance.protocol import (
     REQUEST_ID_BITS,
     REQUEST_ID_TEXT_PATTERN,
-    STREAM_NAME_PATTERN,
     WS_ERROR_INVALID_JSON,
     WS_ERROR_INVALID_REQUEST,
     WS_ERROR_INVALID_VALUE_TYPE,
     WS_ERROR_UNKNOWN_PROPERTY,
 )
+from include.sandbox.streams import valid_stream_name
 
 Reply = dict[str, object]
 
@@ -60,7 +60,7 @@ def _parse(text: str) -> tuple[dict[str, Any], None] | tuple[None, Reply]:
 
 
 def _stream_names(params: object) -> list[str] | None:
-    if isinstance(params, list) and all(isinstance(p, str) and STREAM_NAME_PATTERN.match(p) for p in params):
+    if isinstance(params, list) and all(isinstance(p, str) and valid_stream_name(p) for p in params):
         return params
     return None
 

@@ -16,6 +16,7 @@ from include.sandbox.market import ReplayMarket, SyntheticMarket, TradeSource
 from include.sandbox.replay import load_replay
 from include.sandbox.store import Trade
 from include.sandbox.symbols import SymbolSpec, spec_for
+from include.sandbox.tickers import Tickers
 from include.timeutil import MINUTE_US, now_us
 
 # The history is made in steps of this much market time, each step's trades dropped before the next
@@ -58,6 +59,7 @@ class Exchange:
                 holes=config.holes.get(symbol, frozenset()),
             )
         self.listeners: list[Callable[[dict[str, list[Trade]]], None]] = []
+        self.tickers = Tickers({symbol: source.store for symbol, source in self.sources.items()})
         for moment in range(self.history_start_us, self.started_us, _HISTORY_STEP_US):
             for source in self.sources.values():
                 source.advance(moment)

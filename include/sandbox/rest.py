@@ -339,11 +339,13 @@ def _json(status: int, body: object, headers: dict[str, str]) -> web.Response:
     )
 
 
-def make_handler(exchange: Exchange) -> Callable[[web.Request], Awaitable[web.Response]]:
+def make_handler(
+    exchange: Exchange, endpoints: Mapping[str, Endpoint] = ENDPOINTS
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
-        endpoint = ENDPOINTS.get(request.match_info["endpoint"])
+        endpoint = endpoints.get(request.match_info["endpoint"])
         if endpoint is None:
-            return web.Response(status=404, text="<html><body><h2>404 Not found</h2></body></html>")
+            raise web.HTTPNotFound()  # answered with Binance's JSON error body (include.sandbox.http_errors)
         exchange.tick()
         client = request.remote or "unknown"
         verdict = exchange.limiter.charge(client, endpoint.weigh(request.query), exchange.now_us() / 1e6)

@@ -15,7 +15,10 @@ from aiohttp import web
 
 from include.sandbox.config import SandboxConfig
 from include.sandbox.exchange import Exchange
-from include.sandbox.rest import make_handler
+from include.sandbox.http_errors import binance_errors
+from include.sandbox.periodic import PeriodicStreams
+from include.sandbox.rest import ENDPOINTS, make_handler
+from include.sandbox.rest_tickers import TICKER_ENDPOINTS
 from include.sandbox.ws import StreamHub
 
 log = logging.getLogger(__name__)
@@ -65,10 +68,10 @@ async def _admin(request: web.Request) -> web.Response:
 def build_app(config: SandboxConfig) -> web.Application:
     exchange = Exchange(config)
     hub = StreamHub(exchange)
-    app = web.Application()
+    app = web.Application(middlewares=[binance_errors])
     app[EXCHANGE_KEY] = exchange
     app[HUB_KEY] = hub
-    app.router.add_get("/api/v3/{endpoint}", make_handler(exchange))
+    app.router.add_get("/api/v3/{endpoint:.+}", make_handler(exchange, {**ENDPOINTS, **TICKER_ENDPOINTS}))
     app.router.add_get("/ws", hub.handle)
     app.router.add_get("/ws/{streams:.*}", hub.handle)
     app.router.add_get("/stream", hub.handle)
@@ -80,7 +83,12 @@ def build_app(config: SandboxConfig) -> web.Application:
                 exchange.tick()
                 await asyncio.sleep(TICK_SECONDS)
 
-        tasks = [asyncio.create_task(tick_forever()), asyncio.create_task(hub.maintain())]
+        periodic = PeriodicStreams(exchange, hub)
+        tasks = [
+            asyncio.create_task(tick_forever()),
+            asyncio.create_task(hub.maintain()),
+            asyncio.create_task(periodic.run()),
+        ]
         yield
         for task in tasks:
             task.cancel()

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,6 @@ from aiohttp import WSMsgType, web
 from include.binance.protocol import (
     CONNECTION_ATTEMPT_WINDOW_SECONDS,
     CONNECTION_ATTEMPTS_PER_WINDOW,
-    STREAM_NAME_PATTERN,
     TIME_UNITS,
 )
 from include.decimals import format_units
@@ -31,6 +32,8 @@ from include.sandbox.control import control_reply
 from include.sandbox.exchange import Exchange
 from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
 from include.sandbox.store import Trade
+from include.sandbox.stream_events import agg_trade_event
+from include.sandbox.streams import AGG_TRADE, TRADE, Stream, parse_stream, valid_stream_name
 
 _MAX_QUEUED_FRAMES = 2_000_000  # a client this far behind is dropped, as Binance drops slow readers
 _FRAMES_PER_WRITE = 2000
@@ -90,9 +93,25 @@ class Connection:
         self.ping_payloads: set[bytes] = set()  # pings not yet answered with a copy of their payload
         self.incoming: deque[float] = deque()
         self.closing = False
+        self._parsed_for: list[str] | None = None  # the stream list ``_parsed`` was made from
+        self._parsed: dict[str, Stream] = {}
+        self._symbols: dict[str, set[str]] = {}
 
-    def symbols(self) -> set[str]:
-        return {name.split("@", 1)[0].upper() for name in self.streams if name.endswith("@trade")}
+    def subscriptions(self) -> dict[str, Stream]:
+        """The streams this connection subscribes to that the sandbox serves, by name. Parsed again
+        only when the list changes (control messages assign a new list), not per published batch."""
+        if self._parsed_for is not self.streams:
+            self._parsed_for = self.streams
+            self._parsed = {name: stream for name in self.streams if (stream := parse_stream(name))}
+            self._symbols = {}
+            for stream in self._parsed.values():
+                self._symbols.setdefault(stream.kind, set()).add(str(stream.symbol))
+        return self._parsed
+
+    def symbols(self, kind: str = TRADE) -> set[str]:
+        """The symbols of this connection's streams of one kind (``@trade`` by default)."""
+        self.subscriptions()
+        return self._symbols.get(kind, set())
 
     def answered(self, payload: bytes) -> None:
         """A pong arrived. Only one echoing a ping's payload answers it; unsolicited pongs are
@@ -150,28 +169,81 @@ class StreamHub:
         if not self.connections:
             return
         event_time = self.exchange.now_us()
-        faults, rng, record = self.exchange.faults, self.exchange.rng, self.exchange.record
         for symbol, trades in new.items():
-            subscribers = [c for c in self.connections if symbol in c.symbols() and not c.closing]
-            if not subscribers:
+            self._publish_trades(symbol, trades, event_time)
+            self._publish_aggregates(symbol, len(trades), event_time)
+
+    def _publish_trades(self, symbol: str, trades: list[Trade], event_time: int) -> None:
+        faults, rng, record = self.exchange.faults, self.exchange.rng, self.exchange.record
+        subscribers = [c for c in self.connections if symbol in c.symbols() and not c.closing]
+        if not subscribers:
+            return
+        stream = f"{symbol.lower()}@trade"
+        encoded: dict[tuple[bool, bool], list[str]] = {}
+        for conn in subscribers:
+            key = (conn.microseconds, conn.combined)
+            if key not in encoded:
+                when = event_time if conn.microseconds else event_time // 1000
+                events = [trade_event(t, symbol, when, conn.microseconds) for t in trades]
+                if conn.combined:
+                    events = [f'{{"stream":"{stream}","data":{event}}}' for event in events]
+                encoded[key] = events
+            if faults.skip_fraction or faults.malformed_fraction:
+                self._queue_with_faults(conn, encoded[key], trades, symbol, rng, record)
+            else:
+                conn.queue.extend(encoded[key])
+            self._woken(conn)
+
+    def _publish_aggregates(self, symbol: str, new_trades: int, event_time: int) -> None:
+        """``@aggTrade``: the aggregates of the trades just made, from the store, in order.
+
+        A tick hands on every trade up to now, and an aggregate's trades share one time, so the
+        aggregates that start among the new trades are complete and none of the earlier ones grew.
+        """
+        subscribers = [c for c in self.connections if symbol in c.symbols(AGG_TRADE) and not c.closing]
+        if not subscribers:
+            return
+        store = self.exchange.sources[symbol].store
+        first = bisect_left(store.agg_first, len(store) - new_trades)
+        aggregates = [store.agg(index) for index in range(first, store.agg_count())]
+        stream = f"{symbol.lower()}@aggTrade"
+        encoded: dict[tuple[bool, bool], list[str]] = {}
+        for conn in subscribers:
+            key = (conn.microseconds, conn.combined)
+            if key not in encoded:
+                when = event_time if conn.microseconds else event_time // 1000
+                events = [agg_trade_event(agg, symbol, when, conn.microseconds) for agg in aggregates]
+                encoded[key] = [f'{{"stream":"{stream}","data":{e}}}' for e in events] if conn.combined else events
+            conn.queue.extend(encoded[key])
+            self._woken(conn)
+
+    def _woken(self, conn: Connection) -> None:
+        """Wake a connection's sender after queueing; drop it if it is too far behind to catch up."""
+        if len(conn.queue) > _MAX_QUEUED_FRAMES:
+            self._drop(conn)
+        conn.wake.set()
+
+    # The periodic streams (include.sandbox.periodic) ---------------------------------------------
+
+    def subscribed(self) -> dict[str, Stream]:
+        """Every served stream some open connection subscribes to, by name."""
+        wanted: dict[str, Stream] = {}
+        for conn in self.connections:
+            if not conn.closing:
+                wanted.update(conn.subscriptions())
+        return wanted
+
+    def queue_event(self, stream: str, encode: Callable[[bool], str]) -> None:
+        """Queue one event of ``stream`` to each of its subscribers, encoded once per time unit."""
+        encoded: dict[bool, str] = {}
+        for conn in self.connections:
+            if conn.closing or stream not in conn.subscriptions():
                 continue
-            stream = f"{symbol.lower()}@trade"
-            encoded: dict[tuple[bool, bool], list[str]] = {}
-            for conn in subscribers:
-                key = (conn.microseconds, conn.combined)
-                if key not in encoded:
-                    when = event_time if conn.microseconds else event_time // 1000
-                    events = [trade_event(t, symbol, when, conn.microseconds) for t in trades]
-                    if conn.combined:
-                        events = [f'{{"stream":"{stream}","data":{event}}}' for event in events]
-                    encoded[key] = events
-                if faults.skip_fraction or faults.malformed_fraction:
-                    self._queue_with_faults(conn, encoded[key], trades, symbol, rng, record)
-                else:
-                    conn.queue.extend(encoded[key])
-                if len(conn.queue) > _MAX_QUEUED_FRAMES:
-                    self._drop(conn)
-                conn.wake.set()
+            if conn.microseconds not in encoded:
+                encoded[conn.microseconds] = encode(conn.microseconds)
+            event = encoded[conn.microseconds]
+            conn.queue.append(f'{{"stream":"{stream}","data":{event}}}' if conn.combined else event)
+            self._woken(conn)
 
     def _queue_with_faults(
         self, conn: Connection, frames: list[str], trades: list[Trade], symbol: str, rng: Any, record: Any
@@ -213,7 +285,7 @@ class StreamHub:
             raise web.HTTPBadRequest(text=f"Invalid timeUnit {request.query['timeUnit']!r}")
         if len(streams) > self.config.max_streams:
             raise web.HTTPBadRequest(text=f"Too many streams: {len(streams)} > {self.config.max_streams}")
-        bad = [name for name in streams if not STREAM_NAME_PATTERN.match(name)]
+        bad = [name for name in streams if not valid_stream_name(name)]
         if bad:
             raise web.HTTPBadRequest(text=f"Invalid stream name {bad[0]!r}")
         if not self._admit(request.remote or "unknown"):
