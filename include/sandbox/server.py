@@ -68,7 +68,7 @@ def build_app(config: SandboxConfig) -> web.Application:
     app = web.Application()
     app[EXCHANGE_KEY] = exchange
     app[HUB_KEY] = hub
-    app.router.add_get("/api/v3/{endpoint}", make_handler(exchange))
+    app.router.add_get("/api/v3/{endpoint:.+}", make_handler(exchange))  # ticker/bookTicker has a slash
     app.router.add_get("/ws", hub.handle)
     app.router.add_get("/ws/{streams:.*}", hub.handle)
     app.router.add_get("/stream", hub.handle)
@@ -80,7 +80,11 @@ def build_app(config: SandboxConfig) -> web.Application:
                 exchange.tick()
                 await asyncio.sleep(TICK_SECONDS)
 
-        tasks = [asyncio.create_task(tick_forever()), asyncio.create_task(hub.maintain())]
+        tasks = [
+            asyncio.create_task(tick_forever()),
+            asyncio.create_task(hub.maintain()),
+            asyncio.create_task(hub.book_feeds.run()),
+        ]
         yield
         for task in tasks:
             task.cancel()

@@ -27,6 +27,7 @@ from include.binance.protocol import (
     TIME_UNITS,
 )
 from include.decimals import format_units
+from include.sandbox.book_feeds import BookFeeds
 from include.sandbox.control import control_reply
 from include.sandbox.exchange import Exchange
 from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
@@ -143,6 +144,8 @@ class StreamHub:
         self.attempts: dict[str, deque[float]] = {}
         self._closing_tasks: set[asyncio.Task[None]] = set()
         exchange.listeners.append(self.publish)
+        self.book_feeds = BookFeeds(exchange, self.connections, self.queue_frames)
+        exchange.listeners.append(self.book_feeds.on_trades)
 
     # Publishing ------------------------------------------------------------------------------
 
@@ -173,6 +176,13 @@ class StreamHub:
                     self._drop(conn)
                 conn.wake.set()
 
+    def queue_frames(self, conn: Connection, frames: list[str]) -> None:
+        """Queue frames to one connection; a connection too far behind is dropped."""
+        conn.queue.extend(frames)
+        if len(conn.queue) > _MAX_QUEUED_FRAMES:
+            self._drop(conn)
+        conn.wake.set()
+
     def _queue_with_faults(
         self, conn: Connection, frames: list[str], trades: list[Trade], symbol: str, rng: Any, record: Any
     ) -> None:
@@ -202,6 +212,7 @@ class StreamHub:
             await self._receive(conn)
         finally:
             self.connections.discard(conn)
+            self.book_feeds.forget(conn)
             sender.cancel()
         return ws
 
