@@ -78,10 +78,11 @@ class Exchange:
         return book
 
     def tick(self) -> None:
-        """Advance every market to now and hand the new trades to the listeners (the stream hub).
+        """Advance every market to now, move the order books of the symbols that traded, and hand
+        the new trades to the listeners (the stream hub).
 
         REST handlers tick too, so history is never behind the clock; whoever ticks, every trade
-        is handed on exactly once.
+        is handed on exactly once, and the books are moved before the listeners read them.
         """
         now = self.clock_us()
         made = {symbol: source.advance(now) for symbol, source in self.sources.items()}
