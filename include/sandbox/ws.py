@@ -1,9 +1,10 @@
 """Binance spot WebSocket market streams: raw ``/ws/<stream>``, combined ``/stream?streams=``, and
 ``/ws`` or ``/ws/<connection number>`` followed by ``SUBSCRIBE`` (``include.sandbox.control``).
 
-Payloads are byte-for-byte Binance's trade events. The server pings every ``ping_interval`` and
-drops a connection whose pong is ``pong_timeout`` late, ends connections at their lifetime, limits
-streams per connection and incoming messages per second, and sends ``serverShutdown`` before a
+Payloads are byte-for-byte Binance's trade events; the order book's streams are made in
+``include.sandbox.book_feeds`` and queued here, per connection like the trades. The server pings
+every ``ping_interval`` and drops a connection whose pong is ``pong_timeout`` late, ends connections
+at their lifetime, limits streams per connection and incoming messages per second, and sends ``serverShutdown`` before a
 graceful stop. Faults (skipped messages, malformed frames, stalls, dropped connections) are applied
 here, per connection, and recorded on the exchange; a malformed frame is recorded when it is written
 to its connection, not when it is queued, so the record holds exactly what clients were sent.

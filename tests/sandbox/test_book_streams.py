@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.sandbox.test_third_party_client import ccxt_binance
-from tests.support.net import http_get
+from tests.support.net import admin, http_get, set_faults
 from tests.support.paths import BTCUSDT_DUMP
 from tests.support.waiting import wait_until
 
@@ -251,3 +252,24 @@ def test_raw_depth_streams_carry_binance_payloads(start_sandbox, unit):
     assert now_ms - 10_000 < event_ms <= now_ms
     assert sorted(partial) == ["asks", "bids", "lastUpdateId"]
     assert len(partial["bids"]) == len(partial["asks"]) == 5
+
+
+def test_a_dropped_connection_drops_its_book_streams_too(start_sandbox):
+    with start_sandbox(rate=50.0) as sb, connect(f"{sb.ws_url}/ws/btcusdt@depth@100ms/btcusdt@bookTicker") as ws:
+        ws.recv(timeout=10)  # streaming
+        set_faults(sb, {"drop_connections_every": 0.2})
+        assert closed_within(ws, 30)
+        assert admin(sb)["record"]["dropped_connections"] >= 1
+
+
+def closed_within(ws: ClientConnection, seconds: float) -> bool:
+    """Read what comes until the connection ends (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            ws.recv(timeout=1)
+        except ConnectionClosed:
+            return True
+        except TimeoutError:
+            continue
+    return False
