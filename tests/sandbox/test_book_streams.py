@@ -239,7 +239,7 @@ def test_ccxt_keeps_the_same_book_as_rest(start_sandbox):
 
 @pytest.mark.parametrize("unit", ["MILLISECOND", "MICROSECOND"])
 def test_raw_depth_streams_carry_binance_payloads(start_sandbox, unit):
-    with start_sandbox(rate=50.0) as sb:
+    with start_sandbox(rate=50.0, history_seconds=10) as sb:  # trades from the start: the book is not empty
         ok(sb, "depth", symbol=SYMBOL, limit=5)  # the book exists before the streams start
         seen: dict[str, dict[str, Any]] = {}
         with connect(f"{sb.ws_url}/ws/btcusdt@depth@100ms/btcusdt@depth5@100ms?timeUnit={unit}") as ws:
