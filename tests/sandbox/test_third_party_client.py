@@ -17,6 +17,7 @@ import pytest
 from binance.client import Client
 from binance.exceptions import BinanceAPIException
 
+from tests.support.ccxt_client import ccxt_binance
 from tests.support.net import http_get
 
 SYMBOL = "BTCUSDT"
@@ -177,15 +178,6 @@ def test_get_historical_klines_pages_like_our_reads(client, history_sandbox, fir
 
 
 # ccxt: a WebSocket client that subscribes after connecting ------------------------------------
-
-
-def ccxt_binance(sandbox) -> ccxt.pro.binance:
-    """ccxt's Binance, on the sandbox: its spot REST and WebSocket URLs, and spot markets only (the
-    futures exchangeInfo it would also load is not Binance spot). Nothing else is changed."""
-    exchange = ccxt.pro.binance({"options": {"fetchMarkets": {"types": ["spot"]}}})
-    exchange.urls["api"]["public"] = f"{sandbox.rest_url}/api/v3"
-    exchange.urls["api"]["ws"]["spot"] = f"{sandbox.ws_url}/ws"
-    return exchange
 
 
 async def watch_until(exchange: ccxt.pro.binance, symbols: list[str], count: int) -> list[dict[str, Any]]:

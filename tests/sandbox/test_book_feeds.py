@@ -18,7 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.sandbox.test_third_party_client import ccxt_binance
+from tests.support.ccxt_client import ccxt_binance
 from tests.support.net import admin, http_get, set_faults
 from tests.support.paths import BTCUSDT_DUMP
 from tests.support.waiting import wait_until
