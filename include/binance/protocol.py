@@ -31,6 +31,13 @@ IP_BAN_FIRST_SECONDS = 120.0  # a 418 ban lasts 2 minutes at first and grows for
 # exchangeInfo's other rateLimits (orders are not served here, but clients read the list).
 ORDER_LIMITS = (("SECOND", 10, 100), ("DAY", 1, 200_000))  # (interval, intervalNum, limit)
 RAW_REQUESTS_LIMIT = ("MINUTE", 5, 61_000)
+# The order book (GET /api/v3/depth): levels by default and at most (a larger limit gets the most),
+# and its weight by limit: (largest limit, weight), the first that fits.
+DEPTH_DEFAULT_LIMIT = 100
+DEPTH_MAX_LIMIT = 5000
+DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (DEPTH_MAX_LIMIT, 250))
+BOOK_TICKER_WEIGHT_ONE = 2  # GET /api/v3/ticker/bookTicker for one symbol
+BOOK_TICKER_WEIGHT_MANY = 4  # for a symbols list, or for every symbol
 # Legal ranges of query parameters, as Binance's -1100 messages quote them.
 SYMBOL_PARAM_PATTERN = re.compile(r"^[A-Z0-9-_.]{1,20}$")
 INTEGER_PARAM_PATTERN = re.compile(r"^-?[0-9]{1,20}$")  # Binance's message says '^[0-9]{1,20}$'
@@ -80,7 +87,11 @@ CONNECTION_ATTEMPT_WINDOW_SECONDS = 300.0
 CONNECTION_LIFETIME_SECONDS = 24 * 3600.0
 PING_INTERVAL_SECONDS = 20.0
 PONG_TIMEOUT_SECONDS = 60.0
-STREAM_NAME_PATTERN = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_]+$")  # lower-case symbol, e.g. btcusdt@trade
+# A lower-case symbol and a stream, e.g. btcusdt@trade, with an update speed (btcusdt@depth@100ms);
+# or an all-market stream (!ticker@arr).
+STREAM_NAME_PATTERN = re.compile(r"^(?:[a-z0-9]+|![A-Za-z0-9_]+)@[A-Za-z0-9_]+(?:@[0-9]+ms)?$")
+PARTIAL_DEPTH_LEVELS = (5, 10, 20)  # <symbol>@depth<levels>
+DEPTH_UPDATE_SPEEDS_MS = (1000, 100)  # the depth streams' periods: the default, and @100ms
 # Streams about every symbol at once (the others are <lower-case symbol>@<kind>).
 ALL_MARKET_STREAMS = ("!miniTicker@arr", "!ticker@arr")
 # How often the periodic streams are pushed: klines every 2 s (1 s klines every second), tickers every second.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from include.sandbox.book import OrderBook
 from include.sandbox.config import SandboxConfig
 from include.sandbox.faults import FaultRecord
 from include.sandbox.limits import WeightLimiter
@@ -60,6 +61,7 @@ class Exchange:
             )
         self.listeners: list[Callable[[dict[str, list[Trade]]], None]] = []
         self.tickers = Tickers({symbol: source.store for symbol, source in self.sources.items()})
+        self.books: dict[str, OrderBook] = {}  # made on first use: books nobody asked for cost nothing
         for moment in range(self.history_start_us, self.started_us, _HISTORY_STEP_US):
             for source in self.sources.values():
                 source.advance(moment)
@@ -68,15 +70,28 @@ class Exchange:
     def now_us(self) -> int:
         return self.clock_us()
 
+    def book(self, symbol: str) -> OrderBook:
+        """The order book of a symbol the exchange trades, made on first use and kept from then on."""
+        book = self.books.get(symbol)
+        if book is None:
+            store = self.sources[symbol].store
+            last_price = store.prices[-1] if len(store) else None
+            book = self.books[symbol] = OrderBook(self.specs[symbol], self.config.seed, last_price, self.clock_us())
+        return book
+
     def tick(self) -> None:
-        """Advance every market to now and hand the new trades to the listeners (the stream hub).
+        """Advance every market to now, move the order books of the symbols that traded, and hand
+        the new trades to the listeners (the stream hub).
 
         REST handlers tick too, so history is never behind the clock; whoever ticks, every trade
-        is handed on exactly once.
+        is handed on exactly once, and the books are moved before the listeners read them.
         """
         now = self.clock_us()
         made = {symbol: source.advance(now) for symbol, source in self.sources.items()}
         new = {symbol: trades for symbol, trades in made.items() if trades}
+        for symbol, book in self.books.items():
+            if symbol in new:
+                book.apply(new[symbol][-1].price, now)
         if new:
             for listener in self.listeners:
                 listener(new)

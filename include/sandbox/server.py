@@ -88,6 +88,7 @@ def build_app(config: SandboxConfig) -> web.Application:
             asyncio.create_task(tick_forever()),
             asyncio.create_task(hub.maintain()),
             asyncio.create_task(periodic.run()),
+            asyncio.create_task(hub.book_feeds.run()),
         ]
         yield
         for task in tasks:

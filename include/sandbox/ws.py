@@ -1,9 +1,10 @@
 """Binance spot WebSocket market streams: raw ``/ws/<stream>``, combined ``/stream?streams=``, and
 ``/ws`` or ``/ws/<connection number>`` followed by ``SUBSCRIBE`` (``include.sandbox.control``).
 
-Payloads are byte-for-byte Binance's trade events. The server pings every ``ping_interval`` and
-drops a connection whose pong is ``pong_timeout`` late, ends connections at their lifetime, limits
-streams per connection and incoming messages per second, and sends ``serverShutdown`` before a
+Payloads are byte-for-byte Binance's trade events; the order book's streams are made in
+``include.sandbox.book_feeds`` and queued here, per connection like the trades. The server pings
+every ``ping_interval`` and drops a connection whose pong is ``pong_timeout`` late, ends connections
+at their lifetime, limits streams per connection and incoming messages per second, and sends ``serverShutdown`` before a
 graceful stop. Faults (skipped messages, malformed frames, stalls, dropped connections) are applied
 here, per connection, and recorded on the exchange; a malformed frame is recorded when it is written
 to its connection, not when it is queued, so the record holds exactly what clients were sent.
@@ -28,6 +29,7 @@ from include.binance.protocol import (
     TIME_UNITS,
 )
 from include.decimals import format_units
+from include.sandbox.book_feeds import BookFeeds
 from include.sandbox.control import control_reply
 from include.sandbox.exchange import Exchange
 from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
@@ -162,6 +164,8 @@ class StreamHub:
         self.attempts: dict[str, deque[float]] = {}
         self._closing_tasks: set[asyncio.Task[None]] = set()
         exchange.listeners.append(self.publish)
+        self.book_feeds = BookFeeds(exchange, self.connections, self.queue_frames)
+        exchange.listeners.append(self.book_feeds.on_trades)
 
     # Publishing ------------------------------------------------------------------------------
 
@@ -245,6 +249,13 @@ class StreamHub:
             conn.queue.append(f'{{"stream":"{stream}","data":{event}}}' if conn.combined else event)
             self._woken(conn)
 
+    def queue_frames(self, conn: Connection, frames: list[str]) -> None:
+        """Queue frames to one connection; a connection too far behind is dropped."""
+        conn.queue.extend(frames)
+        if len(conn.queue) > _MAX_QUEUED_FRAMES:
+            self._drop(conn)
+        conn.wake.set()
+
     def _queue_with_faults(
         self, conn: Connection, frames: list[str], trades: list[Trade], symbol: str, rng: Any, record: Any
     ) -> None:
@@ -274,6 +285,7 @@ class StreamHub:
             await self._receive(conn)
         finally:
             self.connections.discard(conn)
+            self.book_feeds.forget(conn)
             sender.cancel()
         return ws
 
