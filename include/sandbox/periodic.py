@@ -23,6 +23,8 @@ from include.sandbox.stream_events import array_event, kline_event, mini_ticker_
 from include.sandbox.streams import ALL_MINI_TICKERS, ALL_TICKERS, KLINE, MINI_TICKER, TICKER, Stream
 from include.sandbox.tickers import Window
 
+Top = tuple[int, int, int, int]  # the book's best bid and ask: price and quantity each
+
 # How often the loop looks: a kline's final update goes out at most this long after its close.
 STEP_SECONDS = 0.1
 
@@ -111,14 +113,15 @@ class PeriodicStreams:
             for symbol in self.exchange.sources
             if symbol in symbols
         }
+        tops = {symbol: self.exchange.book(symbol).top() for symbol in windows}
         for symbol, window in windows.items():
-            lower = symbol.lower()
-            self.hub.queue_event(f"{lower}@ticker", lambda micro, w=window: ticker_event(w, now_us, micro))
+            lower, top = symbol.lower(), tops[symbol]
+            self.hub.queue_event(f"{lower}@ticker", lambda micro, w=window, t=top: ticker_event(w, t, now_us, micro))
             self.hub.queue_event(f"{lower}@miniTicker", lambda micro, w=window: mini_ticker_event(w, now_us, micro))
         if arrays:
-            self._arrays(windows, now_us)
+            self._arrays(windows, tops, now_us)
 
-    def _arrays(self, windows: dict[str, Window], now_us: int) -> None:
+    def _arrays(self, windows: dict[str, Window], tops: dict[str, Top | None], now_us: int) -> None:
         """The all-market arrays hold only the symbols whose ticker changed since they last went out."""
         changed = [w for w in windows.values() if self.arr_seen.get(w.symbol) != (w.count, w.first_id, w.last_id)]
         for window in changed:
@@ -128,4 +131,6 @@ class PeriodicStreams:
         self.hub.queue_event(
             ALL_MINI_TICKERS, lambda micro: array_event([mini_ticker_event(w, now_us, micro) for w in changed])
         )
-        self.hub.queue_event(ALL_TICKERS, lambda micro: array_event([ticker_event(w, now_us, micro) for w in changed]))
+        self.hub.queue_event(
+            ALL_TICKERS, lambda micro: array_event([ticker_event(w, tops[w.symbol], now_us, micro) for w in changed])
+        )

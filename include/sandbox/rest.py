@@ -9,12 +9,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from include.binance.protocol import (
-    BOOK_TICKER_WEIGHT_MANY,
-    BOOK_TICKER_WEIGHT_ONE,
     DEPTH_DEFAULT_LIMIT,
     DEPTH_MAX_LIMIT,
     DEPTH_WEIGHTS,
-    ERROR_DUPLICATE_SYMBOLS,
     ERROR_ILLEGAL_CHARS,
     ERROR_INVALID_INTERVAL,
     ERROR_INVALID_PARAM,
@@ -38,7 +35,7 @@ from include.binance.protocol import (
 )
 from include.decimals import format_plain, format_units
 from include.sandbox import klines as kline_math
-from include.sandbox.book_feeds import book_ticker_row, depth_body
+from include.sandbox.book_feeds import depth_body
 from include.sandbox.exchange import Exchange
 from include.sandbox.store import TradeStore
 
@@ -327,32 +324,6 @@ def klines(exchange: Exchange, request: web.Request) -> object:
     )
 
 
-def _symbol_list(exchange: Exchange, query: Query) -> list[str]:
-    """``symbol``, the JSON list ``symbols``, or every symbol; Binance's errors for bad ones."""
-    one, many = query.text("symbol"), query.text("symbols")
-    if one is not None and many is not None:
-        raise BinanceError(ERROR_PARAM_COMBINATION, "Combination of optional parameters invalid.")
-    if one is not None:
-        return [_store(exchange, query).symbol]
-    if many is None:
-        return list(exchange.sources)
-    try:
-        symbols = json.loads(many)
-    except json.JSONDecodeError:
-        symbols = None
-    if not isinstance(symbols, list) or not all(isinstance(s, str) and SYMBOL_PARAM_PATTERN.match(s) for s in symbols):
-        raise BinanceError(
-            ERROR_ILLEGAL_CHARS,
-            "Illegal characters found in parameter 'symbols'; legal range is "
-            '\'^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$\'.',
-        )
-    if len(set(symbols)) != len(symbols):
-        raise BinanceError(ERROR_DUPLICATE_SYMBOLS, "Symbol is present multiple times in the list.")
-    if not symbols or any(symbol not in exchange.sources for symbol in symbols):
-        raise BinanceError(ERROR_INVALID_SYMBOL, "Invalid symbol.")
-    return symbols
-
-
 def _depth_weight(query: Mapping[str, str]) -> int:
     """Binance's weight for the limit asked (a malformed one is refused, at the default's weight)."""
     text = query.get("limit", "")
@@ -367,16 +338,6 @@ def depth(exchange: Exchange, request: web.Request) -> object:
     return depth_body(*exchange.book(symbol).snapshot(limit))
 
 
-def _book_ticker_weight(query: Mapping[str, str]) -> int:
-    return BOOK_TICKER_WEIGHT_ONE if query.get("symbol") else BOOK_TICKER_WEIGHT_MANY
-
-
-def book_ticker(exchange: Exchange, request: web.Request) -> object:
-    query = Query(request, frozenset({"symbol", "symbols"}))
-    rows = [book_ticker_row(symbol, exchange.book(symbol).top()) for symbol in _symbol_list(exchange, query)]
-    return rows[0] if query.text("symbol") else rows
-
-
 _HANDLERS: dict[str, Callable[[Exchange, web.Request], object]] = {
     "ping": ping,
     "time": server_time,
@@ -389,7 +350,6 @@ _HANDLERS: dict[str, Callable[[Exchange, web.Request], object]] = {
 # Weights are Binance's, from the one place the product keeps Binance's REST facts.
 ENDPOINTS: dict[str, Endpoint] = {name: Endpoint(fixed(WEIGHTS[name]), handler) for name, handler in _HANDLERS.items()}
 ENDPOINTS["depth"] = Endpoint(_depth_weight, depth)
-ENDPOINTS["ticker/bookTicker"] = Endpoint(_book_ticker_weight, book_ticker)
 
 
 def _json(status: int, body: object, headers: dict[str, str]) -> web.Response:

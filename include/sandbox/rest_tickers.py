@@ -1,9 +1,11 @@
 """The sandbox's ticker endpoints: ``ticker/24hr``, ``ticker`` (rolling window), ``ticker/price``,
-``avgPrice``, and ``uiKlines``, with Binance's parameters, payloads, weights and errors.
+``ticker/bookTicker``, ``avgPrice``, and ``uiKlines``, with Binance's parameters, payloads, weights
+and errors.
 
-Every figure comes from the exchange's trade store through ``include.sandbox.tickers``, so a ticker
-agrees with the trades and klines REST serves. The FULL tickers' best bid and ask (bidPrice, bidQty,
-askPrice, askQty) come from the order book, which this module does not have yet: they are left out.
+Every figure but the book's comes from the exchange's trade store through ``include.sandbox.tickers``,
+so a ticker agrees with the trades and klines REST serves. The best bid and ask (``ticker/bookTicker``
+and the FULL ``ticker/24hr``'s bidPrice, bidQty, askPrice, askQty) come from the synthetic order book
+(``include.sandbox.book``), always one tick either side of the last price.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from aiohttp import web
 
 from include.binance.protocol import (
     AVG_PRICE_MINUTES,
+    BOOK_TICKER_WEIGHT_MANY,
+    BOOK_TICKER_WEIGHT_ONE,
     ERROR_DUPLICATE_SYMBOLS,
     ERROR_ILLEGAL_CHARS,
     ERROR_INVALID_PARAM,
@@ -38,6 +42,7 @@ from include.binance.protocol import (
     WEIGHTS,
 )
 from include.decimals import format_units
+from include.sandbox.book_feeds import book_ticker_row
 from include.sandbox.exchange import Exchange
 from include.sandbox.rest import BinanceError, Endpoint, Query, fixed, klines
 from include.sandbox.rest import _microseconds as microseconds_asked
@@ -159,16 +164,21 @@ def _change(window: Window) -> dict[str, object]:
     }
 
 
-def ticker_24hr_payload(window: Window, full: bool, microseconds: bool) -> dict[str, object]:
+def ticker_24hr_payload(
+    window: Window, top: tuple[int, int, int, int] | None, full: bool, microseconds: bool
+) -> dict[str, object]:
+    """``top`` is the book's best bid and ask (price, quantity each); None before the first trade."""
     mini = _mini(window, microseconds)
     if not full:
         return mini
+    book = book_ticker_row(window.symbol, top)
     return {
         "symbol": window.symbol,
         **_change(window),
         "prevClosePrice": format_units(window.prev_close),
         "lastPrice": format_units(window.last),
         "lastQty": format_units(window.last_qty),
+        **{name: value for name, value in book.items() if name != "symbol"},
         **{name: value for name, value in mini.items() if name not in ("symbol", "lastPrice")},
     }
 
@@ -187,7 +197,8 @@ def ticker_24hr(exchange: Exchange, request: web.Request) -> object:
     full, microseconds, now = _ticker_type(query), microseconds_asked(request), exchange.now_us()
 
     def build(symbol: str) -> dict[str, object]:
-        return ticker_24hr_payload(exchange.tickers.window(symbol, TICKER_24HR_MINUTES - 1, now), full, microseconds)
+        window = exchange.tickers.window(symbol, TICKER_24HR_MINUTES - 1, now)
+        return ticker_24hr_payload(window, exchange.book(symbol).top() if full else None, full, microseconds)
 
     return _answer(exchange, query, build)
 
@@ -225,11 +236,21 @@ def avg_price(exchange: Exchange, request: web.Request) -> object:
     return {"mins": AVG_PRICE_MINUTES, "price": format_units(price), "closeTime": last_trade_us // scale}
 
 
+def book_ticker_weight(query: Mapping[str, str]) -> int:
+    return BOOK_TICKER_WEIGHT_ONE if query.get("symbol") else BOOK_TICKER_WEIGHT_MANY
+
+
+def book_ticker(exchange: Exchange, request: web.Request) -> object:
+    query = Query(request, frozenset({"symbol", "symbols"}))
+    return _answer(exchange, query, lambda symbol: book_ticker_row(symbol, exchange.book(symbol).top()))
+
+
 # uiKlines: the same parameters and payload as klines (Binance's chart tweaks are not reproduced).
 TICKER_ENDPOINTS: dict[str, Endpoint] = {
     "ticker/24hr": Endpoint(ticker_24hr_weight, ticker_24hr),
     "ticker": Endpoint(rolling_ticker_weight, rolling_ticker),
     "ticker/price": Endpoint(ticker_price_weight, ticker_price),
+    "ticker/bookTicker": Endpoint(book_ticker_weight, book_ticker),
     "avgPrice": Endpoint(fixed(WEIGHTS["avgPrice"]), avg_price),
     "uiKlines": Endpoint(fixed(WEIGHTS["uiKlines"]), klines),
 }

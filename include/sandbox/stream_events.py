@@ -83,8 +83,10 @@ def _mini(window: Window, event_us: int, microseconds: bool) -> dict[str, object
     }
 
 
-def ticker_event(window: Window, event_us: int, microseconds: bool) -> str:
+def ticker_event(window: Window, top: tuple[int, int, int, int] | None, event_us: int, microseconds: bool) -> str:
+    """``top``: the book's best bid and ask, price and quantity each (zeros before the first trade)."""
     scale = 1 if microseconds else 1000
+    bid, bid_qty, ask, ask_qty = top or (0, 0, 0, 0)
     return _json(
         {
             "e": "24hrTicker",
@@ -96,6 +98,10 @@ def ticker_event(window: Window, event_us: int, microseconds: bool) -> str:
             "x": format_units(window.prev_close),
             "c": format_units(window.last),
             "Q": format_units(window.last_qty),
+            "b": format_units(bid),
+            "B": format_units(bid_qty),
+            "a": format_units(ask),
+            "A": format_units(ask_qty),
             "o": format_units(window.open),
             "h": format_units(window.high),
             "l": format_units(window.low),

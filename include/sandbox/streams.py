@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from include.binance.protocol import ALL_MARKET_STREAMS, STREAM_NAME_PATTERN
+from include.binance.protocol import (
+    ALL_MARKET_STREAMS,
+    DEPTH_UPDATE_SPEEDS_MS,
+    PARTIAL_DEPTH_LEVELS,
+    STREAM_NAME_PATTERN,
+)
 from include.sandbox.klines import INTERVALS
 
 TRADE = "trade"
@@ -12,9 +18,19 @@ AGG_TRADE = "aggTrade"
 KLINE = "kline"
 MINI_TICKER = "miniTicker"
 TICKER = "ticker"
+BOOK_TICKER = "bookTicker"
+PARTIAL_DEPTH = "depthPartial"  # <symbol>@depth<levels>[@100ms]: the top of the book
+DIFF_DEPTH = "depth"  # <symbol>@depth[@100ms]: the diff stream
 ALL_MINI_TICKERS, ALL_TICKERS = ALL_MARKET_STREAMS
-_SYMBOL_KINDS = (TRADE, AGG_TRADE, MINI_TICKER, TICKER)
+_SYMBOL_KINDS = (TRADE, AGG_TRADE, MINI_TICKER, TICKER, BOOK_TICKER)
 _KLINE_PREFIX = "kline_"
+_DEPTH_STREAM = re.compile(
+    "^depth("
+    + "|".join(map(str, PARTIAL_DEPTH_LEVELS))
+    + ")?(?:@("
+    + "|".join(map(str, DEPTH_UPDATE_SPEEDS_MS))
+    + ")ms)?$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +40,8 @@ class Stream:
     kind: str
     symbol: str | None = None
     interval: str | None = None
+    levels: int = 0  # a partial depth's levels
+    period_ms: int = 0  # a depth stream's period (the others have Binance's fixed one)
 
 
 def valid_stream_name(name: str) -> bool:
@@ -41,4 +59,10 @@ def parse_stream(name: str) -> Stream | None:
     interval = kind.removeprefix(_KLINE_PREFIX)
     if kind.startswith(_KLINE_PREFIX) and interval in INTERVALS:
         return Stream(KLINE, symbol.upper(), interval)
-    return None
+    depth = _DEPTH_STREAM.match(kind)
+    if depth is None:
+        return None
+    period = int(depth.group(2) or DEPTH_UPDATE_SPEEDS_MS[0])
+    if depth.group(1):
+        return Stream(PARTIAL_DEPTH, symbol.upper(), levels=int(depth.group(1)), period_ms=period)
+    return Stream(DIFF_DEPTH, symbol.upper(), period_ms=period)

@@ -131,6 +131,18 @@ class Connection:
         await self.ws.ping(payload)
 
 
+def _frames_for(
+    conn: Connection, stream: str, made: dict[tuple[bool, bool], list[str]], events: Callable[[bool], list[str]]
+) -> list[str]:
+    """A batch of events as this connection takes them (its time unit, wrapped when combined): made
+    once per kind of connection (``made`` keeps them), whatever the number of connections."""
+    key = (conn.microseconds, conn.combined)
+    if key not in made:
+        texts = events(conn.microseconds)
+        made[key] = [f'{{"stream":"{stream}","data":{text}}}' for text in texts] if conn.combined else texts
+    return made[key]
+
+
 @dataclass
 class _FaultTimers:
     """When the timed faults last fired."""
@@ -164,7 +176,7 @@ class StreamHub:
         self.attempts: dict[str, deque[float]] = {}
         self._closing_tasks: set[asyncio.Task[None]] = set()
         exchange.listeners.append(self.publish)
-        self.book_feeds = BookFeeds(exchange, self.connections, self.queue_frames)
+        self.book_feeds = BookFeeds(exchange, self)
         exchange.listeners.append(self.book_feeds.on_trades)
 
     # Publishing ------------------------------------------------------------------------------
@@ -182,20 +194,18 @@ class StreamHub:
         subscribers = [c for c in self.connections if symbol in c.symbols() and not c.closing]
         if not subscribers:
             return
+
+        def events(micro: bool) -> list[str]:
+            return [trade_event(t, symbol, event_time if micro else event_time // 1000, micro) for t in trades]
+
         stream = f"{symbol.lower()}@trade"
         encoded: dict[tuple[bool, bool], list[str]] = {}
         for conn in subscribers:
-            key = (conn.microseconds, conn.combined)
-            if key not in encoded:
-                when = event_time if conn.microseconds else event_time // 1000
-                events = [trade_event(t, symbol, when, conn.microseconds) for t in trades]
-                if conn.combined:
-                    events = [f'{{"stream":"{stream}","data":{event}}}' for event in events]
-                encoded[key] = events
+            frames = _frames_for(conn, stream, encoded, events)
             if faults.skip_fraction or faults.malformed_fraction:
-                self._queue_with_faults(conn, encoded[key], trades, symbol, rng, record)
+                self._queue_with_faults(conn, frames, trades, symbol, rng, record)
             else:
-                conn.queue.extend(encoded[key])
+                conn.queue.extend(frames)
             self._woken(conn)
 
     def _publish_aggregates(self, symbol: str, new_trades: int, event_time: int) -> None:
@@ -210,15 +220,15 @@ class StreamHub:
         store = self.exchange.sources[symbol].store
         first = bisect_left(store.agg_first, len(store) - new_trades)
         aggregates = [store.agg(index) for index in range(first, store.agg_count())]
+
+        def events(micro: bool) -> list[str]:
+            when = event_time if micro else event_time // 1000
+            return [agg_trade_event(agg, symbol, when, micro) for agg in aggregates]
+
         stream = f"{symbol.lower()}@aggTrade"
         encoded: dict[tuple[bool, bool], list[str]] = {}
         for conn in subscribers:
-            key = (conn.microseconds, conn.combined)
-            if key not in encoded:
-                when = event_time if conn.microseconds else event_time // 1000
-                events = [agg_trade_event(agg, symbol, when, conn.microseconds) for agg in aggregates]
-                encoded[key] = [f'{{"stream":"{stream}","data":{e}}}' for e in events] if conn.combined else events
-            conn.queue.extend(encoded[key])
+            conn.queue.extend(_frames_for(conn, stream, encoded, events))
             self._woken(conn)
 
     def _woken(self, conn: Connection) -> None:
@@ -249,13 +259,6 @@ class StreamHub:
             conn.queue.append(f'{{"stream":"{stream}","data":{event}}}' if conn.combined else event)
             self._woken(conn)
 
-    def queue_frames(self, conn: Connection, frames: list[str]) -> None:
-        """Queue frames to one connection; a connection too far behind is dropped."""
-        conn.queue.extend(frames)
-        if len(conn.queue) > _MAX_QUEUED_FRAMES:
-            self._drop(conn)
-        conn.wake.set()
-
     def _queue_with_faults(
         self, conn: Connection, frames: list[str], trades: list[Trade], symbol: str, rng: Any, record: Any
     ) -> None:
@@ -285,7 +288,6 @@ class StreamHub:
             await self._receive(conn)
         finally:
             self.connections.discard(conn)
-            self.book_feeds.forget(conn)
             sender.cancel()
         return ws
 

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import time
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -174,7 +175,7 @@ def test_rest_depth_and_book_ticker_weights_and_errors(start_sandbox):
         status, weight, listed = charged("ticker/bookTicker", symbols='["ETHUSDT"]')
         assert (status, weight, [row["symbol"] for row in listed]) == (200, 4, ["ETHUSDT"])
         for row in [one, *every, *listed]:
-            assert float(row["bidPrice"]) < float(row["askPrice"])
+            assert Decimal(row["bidPrice"]) < Decimal(row["askPrice"])
         errors = {
             ("depth", "symbol=BTCUSDT&limit=0"): (-1130, "Data sent for parameter 'limit' is not valid."),
             ("depth", "symbol=BTCUSDT&limit=abc"): (

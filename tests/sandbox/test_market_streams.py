@@ -21,7 +21,7 @@ from tests.support.waiting import wait_until
 DAY_MS = 86_400_000
 # A WebSocket kline's fields, with REST's kline column each equals.
 KLINE_COLUMNS = {"t": 0, "o": 1, "h": 2, "l": 3, "c": 4, "v": 5, "T": 6, "q": 7, "n": 8, "V": 9, "Q": 10}
-# A @ticker event's fields, with the REST ticker/24hr field each equals.
+# A @ticker event's fields in Binance's order, with the REST ticker/24hr field each equals.
 TICKER_FIELDS = {
     "s": "symbol",
     "p": "priceChange",
@@ -30,6 +30,10 @@ TICKER_FIELDS = {
     "x": "prevClosePrice",
     "c": "lastPrice",
     "Q": "lastQty",
+    "b": "bidPrice",
+    "B": "bidQty",
+    "a": "askPrice",
+    "A": "askQty",
     "o": "openPrice",
     "h": "highPrice",
     "l": "lowPrice",
@@ -175,6 +179,7 @@ def test_tickers_over_the_stream_equal_rest(start_sandbox):
 
     ticker = collector.events["btcusdt@ticker"][-1]
     assert ticker["e"] == "24hrTicker"
+    assert list(ticker) == ["e", "E", *TICKER_FIELDS]
     assert as_rest(ticker, TICKER_FIELDS) == rest_of("BTCUSDT", TICKER_FIELDS)
     mini = collector.events["ethusdt@miniTicker"][-1]
     assert mini["e"] == "24hrMiniTicker"

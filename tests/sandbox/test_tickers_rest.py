@@ -18,6 +18,7 @@ from tests.support.exchange import rest_history, sandbox_config
 from tests.support.net import MICRO, http_get
 from tests.support.paths import BTCUSDT_DUMP
 from tests.support.tickers import (
+    BOOK_FIELDS,
     FULL_24HR_FIELDS,
     FULL_ROLLING_FIELDS,
     MINI_FIELDS,
@@ -64,7 +65,8 @@ def test_24hr_ticker_is_the_last_1440_minutes_of_trades(market):
     ticker = get(sandbox, "ticker/24hr", symbol="BTCUSDT")
     assert list(ticker) == FULL_24HR_FIELDS
     open_ms = minute_floor(now_ms) - 1439 * MINUTE
-    assert ticker == expected_window("BTCUSDT", trades["BTCUSDT"], open_ms, now_ms)
+    book = get(sandbox, "ticker/bookTicker", symbol="BTCUSDT")
+    assert ticker == expected_window("BTCUSDT", trades["BTCUSDT"], open_ms, now_ms, book)
     assert ticker["count"] > 1000
     assert ticker["prevClosePrice"] != "0.00000000"  # there is history before the window
 
@@ -86,6 +88,18 @@ def test_24hr_ticker_sums_the_1m_klines_of_its_window(market):
     assert ticker["lastPrice"] == traded[-1][4]
 
 
+def test_the_best_bid_is_below_the_last_price_and_the_best_ask_above(market):
+    """The FULL ticker's bid and ask are the book's (ticker/bookTicker), either side of the last trade."""
+    sandbox, _, _ = market
+    for symbol in SYMBOLS:
+        ticker = get(sandbox, "ticker/24hr", symbol=symbol)
+        book = get(sandbox, "ticker/bookTicker", symbol=symbol)
+        assert {name: ticker[name] for name in BOOK_FIELDS} == {name: book[name] for name in BOOK_FIELDS}
+        assert Decimal(ticker["bidPrice"]) < Decimal(ticker["lastPrice"]) < Decimal(ticker["askPrice"])
+        assert Decimal(ticker["bidQty"]) > 0
+        assert Decimal(ticker["askQty"]) > 0
+
+
 def test_last_price_is_the_last_trade(market):
     sandbox, _, trades = market
     last = get(sandbox, "trades", symbol="BTCUSDT", limit=1)[0]
@@ -97,7 +111,8 @@ def test_last_price_is_the_last_trade(market):
 def test_24hr_mini_and_lists(market):
     sandbox, now_ms, trades = market
     open_ms = minute_floor(now_ms) - 1439 * MINUTE
-    full = {s: expected_window(s, trades[s], open_ms, now_ms) for s in SYMBOLS}
+    books = {row["symbol"]: row for row in get(sandbox, "ticker/bookTicker")}
+    full = {s: expected_window(s, trades[s], open_ms, now_ms, books[s]) for s in SYMBOLS}
     mini = get(sandbox, "ticker/24hr", symbol="ETHUSDT", type="MINI")
     assert list(mini) == MINI_FIELDS
     assert mini == shaped(full["ETHUSDT"], MINI_FIELDS)
@@ -177,7 +192,10 @@ def test_a_replayed_dump_drives_the_ticker_and_an_empty_window_is_binances(start
         end_ms = trades[-1]["time"] + 90_000
         sandbox.exchange.clock_us = lambda: end_ms * 1000
         open_ms = minute_floor(end_ms) - 1439 * MINUTE
-        assert get(sandbox, "ticker/24hr", symbol="BTCUSDT") == expected_window("BTCUSDT", trades, open_ms, end_ms)
+        book = get(sandbox, "ticker/bookTicker", symbol="BTCUSDT")
+        assert get(sandbox, "ticker/24hr", symbol="BTCUSDT") == expected_window(
+            "BTCUSDT", trades, open_ms, end_ms, book
+        )
         assert get(sandbox, "ticker", symbol="BTCUSDT", windowSize="2m") == shaped(
             expected_window("BTCUSDT", trades, minute_floor(end_ms) - 2 * MINUTE, end_ms), FULL_ROLLING_FIELDS
         )
@@ -185,7 +203,8 @@ def test_a_replayed_dump_drives_the_ticker_and_an_empty_window_is_binances(start
         later_ms = end_ms + 2 * 86_400_000
         sandbox.exchange.clock_us = lambda: later_ms * 1000
         empty = get(sandbox, "ticker/24hr", symbol="BTCUSDT")
-        assert empty == expected_window("BTCUSDT", trades, minute_floor(later_ms) - 1439 * MINUTE, later_ms)
+        window_ms = minute_floor(later_ms) - 1439 * MINUTE
+        assert empty == expected_window("BTCUSDT", trades, window_ms, later_ms, book)  # no trade: the same book
         assert (empty["firstId"], empty["lastId"], empty["count"]) == (-1, -1, 0)
         assert empty["prevClosePrice"] == trades[-1]["price"]
         assert get(sandbox, "avgPrice", symbol="BTCUSDT")["price"] == trades[-1]["price"]

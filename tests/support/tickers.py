@@ -20,6 +20,10 @@ FULL_24HR_FIELDS = [
     "prevClosePrice",
     "lastPrice",
     "lastQty",
+    "bidPrice",
+    "bidQty",
+    "askPrice",
+    "askQty",
     "openPrice",
     "highPrice",
     "lowPrice",
@@ -31,6 +35,7 @@ FULL_24HR_FIELDS = [
     "lastId",
     "count",
 ]
+BOOK_FIELDS = ("bidPrice", "bidQty", "askPrice", "askQty")  # from the synthetic book: ticker/bookTicker's
 FULL_ROLLING_FIELDS = [
     "symbol",
     "priceChange",
@@ -68,8 +73,19 @@ def d8(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.00000001'), rounding=ROUND_HALF_UP):f}"
 
 
-def expected_window(symbol: str, trades: list[dict[str, Any]], open_ms: int, close_ms: int) -> dict[str, Any]:
-    """Every figure of a FULL ticker (24hr's and rolling's) over the trades with time in [open_ms, close_ms]."""
+def expected_window(
+    symbol: str, trades: list[dict[str, Any]], open_ms: int, close_ms: int, book: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every figure of a FULL ticker (24hr's and rolling's) over the trades with time in [open_ms, close_ms];
+    with ``book`` (the sandbox's ``ticker/bookTicker`` row of the same moment), 24hr's best bid and ask too,
+    in Binance's order."""
+    figures = _window_figures(symbol, trades, open_ms, close_ms)
+    if book is None:
+        return figures
+    return {name: book[name] if name in BOOK_FIELDS else figures[name] for name in FULL_24HR_FIELDS}
+
+
+def _window_figures(symbol: str, trades: list[dict[str, Any]], open_ms: int, close_ms: int) -> dict[str, Any]:
     inside = [t for t in trades if open_ms <= t["time"] <= close_ms]
     before = [t for t in trades if t["time"] < open_ms]
     prev_close = before[-1]["price"] if before else ZERO8
