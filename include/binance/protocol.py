@@ -76,6 +76,7 @@ ERROR_INVALID_INTERVAL = -1120
 ERROR_INVALID_SYMBOL = -1121
 ERROR_PARAM_COMBINATION = -1128
 ERROR_INVALID_PARAM = -1130
+ERROR_INVALID_TICKER_TYPE = -1139
 ERROR_DUPLICATE_SYMBOLS = -1151
 
 # --- WebSocket --------------------------------------------------------------------------------

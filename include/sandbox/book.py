@@ -21,16 +21,16 @@ stream, fetch a snapshot, apply the diffs after it) ends with the book a later s
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from hashlib import blake2b
 
 from include.binance.protocol import DEPTH_MAX_LIMIT
 from include.sandbox.symbols import SymbolSpec
-from include.timeutil import MICROS_PER_SECOND
 
 DEPTH = DEPTH_MAX_LIMIT  # levels per side: a snapshot of Binance's largest limit shows the whole book
-HISTORY_US = 60 * MICROS_PER_SECOND  # updates kept for the diff streams (they read every 100 ms)
+HISTORY_SECONDS = 60.0  # updates kept for the diff streams (they read every 100 ms of real time)
 ALIVE_LEVELS = 10  # levels at the top of each side among which quantities change...
 ALIVE_CHANGES = 2  # ...this many per side per update
 _MASK = (1 << 64) - 1
@@ -107,6 +107,7 @@ class OrderBook:
         self.asks = range(0)
         self.update_id = 0
         self.history: deque[BookUpdate] = deque()
+        self._kept_at: deque[float] = deque()  # when each update of ``history`` was made (monotonic s)
         if last_price is not None:
             self._move(last_price)
             self.update_id = 1  # the book as it is made is update 1; history holds what follows
@@ -159,7 +160,11 @@ class OrderBook:
         self.update_id += 1
         update = BookUpdate(self.update_id, now_us, bids, asks)
         self.history.append(update)
-        while self.history and self.history[0].time_us < now_us - HISTORY_US:
+        # Kept by real time, not the exchange's clock: the diff streams read it every 100 ms of real
+        # time, and a clock moved forward (a test steering it) would otherwise drop what they still need.
+        self._kept_at.append(time.monotonic())
+        while self._kept_at and self._kept_at[0] < self._kept_at[-1] - HISTORY_SECONDS:
+            self._kept_at.popleft()
             self.history.popleft()
         return update
 

@@ -128,7 +128,9 @@ class BookFeeds:
         started = time.monotonic()
         rounds = 0
         while True:
-            rounds += 1
+            # The next round on the schedule; one that fell behind (a stall, a slow request) skips the
+            # rounds it missed rather than sending their identical snapshots back to back.
+            rounds = max(rounds + 1, int((time.monotonic() - started) * 1000 // _BASE_PERIOD_MS))
             await asyncio.sleep(max(started + rounds * _BASE_PERIOD_MS / 1000 - time.monotonic(), 0))
             elapsed_ms = rounds * _BASE_PERIOD_MS
             self.publish_depth({period for period in DEPTH_UPDATE_SPEEDS_MS if elapsed_ms % period == 0})

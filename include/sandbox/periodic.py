@@ -65,8 +65,10 @@ class PeriodicStreams:
         if not wanted:
             self.klines.clear()
             return
-        self.exchange.tick()  # the store is complete up to now before a kline is called closed
+        # The clock is read before the tick, so the store holds every trade up to now_us (a kline
+        # called closed at now_us has all its trades); read after, a close in between would miss some.
         now_us, now = self.exchange.now_us(), time.monotonic()
+        self.exchange.tick()
         self._klines(wanted, now_us, now)
         if self.tickers_sent_at is None or now - self.tickers_sent_at >= TICKER_UPDATE_MS / 1000:
             self.tickers_sent_at = now
@@ -113,11 +115,18 @@ class PeriodicStreams:
             for symbol in self.exchange.sources
             if symbol in symbols
         }
-        tops = {symbol: self.exchange.book(symbol).top() for symbol in windows}
+        # Only the FULL tickers carry the book's top: a mini ticker makes no book (books cost every tick).
+        full = ALL_TICKERS in wanted
+        tops = {s: self.exchange.book(s).top() for s in windows if full or f"{s.lower()}@ticker" in wanted}
         for symbol, window in windows.items():
-            lower, top = symbol.lower(), tops[symbol]
-            self.hub.queue_event(f"{lower}@ticker", lambda micro, w=window, t=top: ticker_event(w, t, now_us, micro))
-            self.hub.queue_event(f"{lower}@miniTicker", lambda micro, w=window: mini_ticker_event(w, now_us, micro))
+            lower = symbol.lower()
+            if f"{lower}@ticker" in wanted:
+                top = tops[symbol]
+                self.hub.queue_event(
+                    f"{lower}@ticker", lambda micro, w=window, t=top: ticker_event(w, t, now_us, micro)
+                )
+            if f"{lower}@miniTicker" in wanted:
+                self.hub.queue_event(f"{lower}@miniTicker", lambda micro, w=window: mini_ticker_event(w, now_us, micro))
         if arrays:
             self._arrays(windows, tops, now_us)
 

@@ -24,6 +24,7 @@ from include.binance.protocol import (
     ERROR_ILLEGAL_CHARS,
     ERROR_INVALID_PARAM,
     ERROR_INVALID_SYMBOL,
+    ERROR_INVALID_TICKER_TYPE,
     ERROR_MANDATORY_PARAM,
     ERROR_PARAM_COMBINATION,
     ERROR_TOO_MANY_PARAMETERS,
@@ -50,6 +51,10 @@ from include.sandbox.rest import _store as store_asked
 from include.sandbox.tickers import Window, average_price, window_minutes
 
 _SYMBOLS_PARAM = re.compile(SYMBOLS_PARAM_RANGE)
+# Binance's -1128 for symbol and symbols sent together (its documented message, with the recommendation).
+SYMBOL_AND_SYMBOLS = (
+    "Combination of optional parameters invalid. Recommendation: 'symbol' and 'symbols' cannot both be sent."
+)
 
 
 # Weights -------------------------------------------------------------------------------------
@@ -92,7 +97,7 @@ def _symbols(exchange: Exchange, query: Query, most: int | None = None) -> list[
     if text is None:
         return None
     if query.text("symbol") is not None:
-        raise BinanceError(ERROR_PARAM_COMBINATION, "Combination of optional parameters invalid.")
+        raise BinanceError(ERROR_PARAM_COMBINATION, SYMBOL_AND_SYMBOLS)
     if not _SYMBOLS_PARAM.match(text):
         raise BinanceError(
             ERROR_ILLEGAL_CHARS,
@@ -118,7 +123,7 @@ def _ticker_type(query: Query) -> bool:
     """Whether the FULL ticker is asked for (the default) rather than the MINI."""
     kind = query.text("type") or TICKER_TYPES[0]
     if kind not in TICKER_TYPES:
-        raise BinanceError(ERROR_INVALID_PARAM, "Data sent for parameter 'type' is not valid.")
+        raise BinanceError(ERROR_INVALID_TICKER_TYPE, "Invalid ticker type.")
     return kind == TICKER_TYPES[0]
 
 

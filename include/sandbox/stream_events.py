@@ -1,8 +1,7 @@
 """Binance's market stream payloads other than ``@trade``: aggregate trades, klines and tickers.
 
 Times are in milliseconds, or microseconds on a ``timeUnit=MICROSECOND`` connection, as for trades.
-The ``@ticker`` event's best bid and ask (b, B, a, A) come from the order book, which is not part of
-this module yet: they are left out.
+The ``@ticker`` event's best bid and ask (b, B, a, A) are the order book's top, passed in.
 """
 
 from __future__ import annotations

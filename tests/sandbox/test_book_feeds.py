@@ -190,7 +190,11 @@ def test_rest_depth_and_book_ticker_weights_and_errors(start_sandbox):
                 -1151,
                 "Symbol is present multiple times in the list.",
             ),
-            ("ticker/bookTicker", "symbol=BTCUSDT&symbols=[]"): (-1128, "Combination of optional parameters invalid."),
+            ("ticker/bookTicker", "symbol=BTCUSDT&symbols=[]"): (
+                -1128,
+                "Combination of optional parameters invalid. "
+                "Recommendation: 'symbol' and 'symbols' cannot both be sent.",
+            ),
         }
         for (endpoint, query), (code, msg) in errors.items():
             status, _, body = http_get(f"{sb.rest_url}/api/v3/{endpoint}?{query}")
@@ -263,6 +267,9 @@ def test_a_dropped_connection_drops_its_book_streams_too(start_sandbox):
         set_faults(sb, {"drop_connections_every": 0.2})
         assert closed_within(ws, 30)
         assert admin(sb)["record"]["dropped_connections"] >= 1
+        # Nothing keeps feeding the dropped connection's book streams: the hub's subscriptions are the
+        # only place the book feeds look, and a dropped connection is gone from them.
+        wait_until(lambda: not sb.hub.subscribed(), 10, "the dropped connection's streams to be gone")
 
 
 def closed_within(ws: ClientConnection, seconds: float) -> bool:

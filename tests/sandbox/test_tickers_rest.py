@@ -258,7 +258,7 @@ SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
             "ticker/24hr",
             {"symbol": "BTCUSDT", "symbols": '["ETHUSDT"]'},
             -1128,
-            "Combination of optional parameters invalid.",
+            "Combination of optional parameters invalid. Recommendation: 'symbol' and 'symbols' cannot both be sent.",
         ),
         (
             "ticker/24hr",
@@ -267,7 +267,7 @@ SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
             f"Illegal characters found in parameter 'symbols'; legal range is '{SYMBOLS_RANGE}'.",
         ),
         ("ticker/24hr", {"symbols": TWENTY_ONE}, -1151, "Symbol is present multiple times in the list."),
-        ("ticker/24hr", {"symbol": "BTCUSDT", "type": "HALF"}, -1130, "Data sent for parameter 'type' is not valid."),
+        ("ticker/24hr", {"symbol": "BTCUSDT", "type": "HALF"}, -1139, "Invalid ticker type."),
         ("ticker", {}, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."),
         (
             "ticker",
