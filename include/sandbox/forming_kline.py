@@ -8,11 +8,39 @@ same trades: the tests hold the two equal at every interval.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import compress
 
 from include.decimals import format_units
 from include.sandbox.klines import next_open
 from include.sandbox.store import TradeStore
+
+
+@dataclass(frozen=True, slots=True)
+class RangeFigures:
+    """What a kline takes from a run of consecutive trades."""
+
+    high: int
+    low: int
+    volume: int
+    quote: int
+    taker_volume: int  # the taker bought: the buyer was not the maker
+    taker_quote: int
+
+
+# A symbol's klines of every interval fold the same new trades at each update: the figures of a run
+# are made once and shared (a store only grows, so a run's figures never change). The sums are made
+# in C (sum, compress): a Python loop per trade and per interval cost more than streaming the trade.
+@lru_cache(maxsize=64)
+def range_figures(store: TradeStore, begin: int, stop: int) -> RangeFigures:
+    """The figures of the store's trades ``begin`` to ``stop`` (not empty)."""
+    prices, qtys, quotes = store.prices[begin:stop], store.qtys[begin:stop], store.quotes[begin:stop]
+    takers = list(map(operator.not_, store.makers[begin:stop]))
+    return RangeFigures(
+        max(prices), min(prices), sum(qtys), sum(quotes), sum(compress(qtys, takers)), sum(compress(quotes, takers))
+    )
 
 
 @dataclass
@@ -43,16 +71,13 @@ class FormingKline:
         if stop <= self.folded:
             return
         begin, self.folded = self.folded, stop
-        prices = store.prices[begin:stop]
-        high, low = max(prices), min(prices)
+        part = range_figures(store, begin, stop)
+        high, low = part.high, part.low
         self.high, self.low = (high, low) if begin == self.start else (max(self.high, high), min(self.low, low))
-        qtys, quotes = store.qtys[begin:stop], store.quotes[begin:stop]
-        self.volume += sum(qtys)
-        self.quote += sum(quotes)
-        for qty, quote, maker in zip(qtys, quotes, store.makers[begin:stop], strict=True):
-            if not maker:
-                self.taker_volume += qty
-                self.taker_quote += quote
+        self.volume += part.volume
+        self.quote += part.quote
+        self.taker_volume += part.taker_volume
+        self.taker_quote += part.taker_quote
 
     @property
     def count(self) -> int:
