@@ -59,7 +59,7 @@ from include.sandbox.klines import INTERVALS
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 FIRST_IDS = {"BTCUSDT": 7_000_000_001, "ETHUSDT": 3_000_000_001}  # not 1: nothing may assume where ids start
 STEP_SHARE = 0.01  # the share of trades that move the price by a cent (see the docstring)
-DUMP_RATE = 10_000  # trades/s per symbol at speed 1: write_dump's trades are 100 µs apart
+DUMP_RATE = 10_000  # trades/s per symbol at speed 1: the dumps' trades are 100 µs apart
 PROBE_RATE = 20_000  # trades/s over both symbols: far below what the sandbox can stream
 LOAD = 0.85  # both phases are offered this share of the sandbox's limit as the probe measures it
 REPLAY_DELAY_SECONDS = 3.0  # the client connects within this long after the sandbox answers

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import compress
+from weakref import WeakKeyDictionary
 
 from include.decimals import format_units
 from include.sandbox.klines import next_open
@@ -31,16 +31,25 @@ class RangeFigures:
 
 
 # A symbol's klines of every interval fold the same new trades at each update: the figures of a run
-# are made once and shared (a store only grows, so a run's figures never change). The sums are made
-# in C (sum, compress): a Python loop per trade and per interval cost more than streaming the trade.
-@lru_cache(maxsize=64)
+# are made once and shared. One run per store is kept (the latest), weakly: the klines of a symbol
+# fold one after another, and a store that is gone takes its entry with it. The sums are made in C
+# (sum, compress): a Python loop per trade and per interval cost more than streaming the trade.
+_latest_run: WeakKeyDictionary[TradeStore, tuple[int, int, RangeFigures]] = WeakKeyDictionary()
+
+
 def range_figures(store: TradeStore, begin: int, stop: int) -> RangeFigures:
-    """The figures of the store's trades ``begin`` to ``stop`` (not empty)."""
+    """The figures of the store's trades ``begin`` to ``stop`` (not empty; a store only grows, so a
+    run's figures never change)."""
+    latest = _latest_run.get(store)
+    if latest is not None and latest[:2] == (begin, stop):
+        return latest[2]
     prices, qtys, quotes = store.prices[begin:stop], store.qtys[begin:stop], store.quotes[begin:stop]
     takers = list(map(operator.not_, store.makers[begin:stop]))
-    return RangeFigures(
+    figures = RangeFigures(
         max(prices), min(prices), sum(qtys), sum(quotes), sum(compress(qtys, takers)), sum(compress(quotes, takers))
     )
+    _latest_run[store] = (begin, stop, figures)
+    return figures
 
 
 @dataclass
