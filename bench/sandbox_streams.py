@@ -3,10 +3,12 @@
 The sandbox (``python -m include.cli sandbox``, on its own core) replays generated dumps of two
 symbols live (``--replay-mode live --speed``), and a client process on the other core
 (``bench/sandbox_streams_client.py``) reads ``<s>@trade`` for both over a raw WebSocket for a fixed
-window, counting the trades and checking their ids: from each dump's first id on, each once, none
-missing. Then the same with a second connection beside it, subscribed to every other stream of the
-same symbols: klines of every interval, ``@ticker``, ``@miniTicker``, ``!ticker@arr``,
-``!miniTicker@arr``, ``@bookTicker``, ``@depth20@100ms`` and ``@depth@100ms``, each message counted.
+window (from a warm-up after the first trade: what the sandbox does once, such as a book's first
+full update of 10,000 levels, is not its rate), counting the trades and checking their ids: from
+each dump's first id on, each once, none missing. Then the same with a second connection beside it,
+subscribed to every other stream of the same symbols: klines of every interval, ``@ticker``,
+``@miniTicker``, ``!ticker@arr``, ``!miniTicker@arr``, ``@bookTicker``, ``@depth20@100ms`` and
+``@depth@100ms``, each message counted.
 Each phase runs a fresh sandbox whose replay starts once the client is connected.
 
 Why a live replay. The sandbox must be the bottleneck, so it must be offered trades at about the
@@ -72,11 +74,12 @@ CLIENT_SLACK_SECONDS = 180.0
 @dataclass(frozen=True)
 class Size:
     seconds: float  # each phase's window
+    warm_up: float  # from the first trade to the window: what the sandbox does once is not its rate
     probe_seconds: float  # 0: no probe, both phases are offered SMOKE_RATE
 
 
-FULL = Size(seconds=12.0, probe_seconds=4.0)
-SMOKE = Size(seconds=3.0, probe_seconds=0.0)  # 3 s: a kline updates every 2 s
+FULL = Size(seconds=12.0, warm_up=2.0, probe_seconds=4.0)
+SMOKE = Size(seconds=3.0, warm_up=0.5, probe_seconds=0.0)  # 3 s: a kline updates every 2 s
 
 
 def other_streams() -> list[str]:
@@ -160,16 +163,17 @@ def write_dumps(work: Path, per_symbol: int) -> list[Path]:
     return paths
 
 
-def run_phase(work: Path, offered: float, seconds: float, others: list[str]) -> Phase:
-    """A fresh sandbox replaying at ``offered`` trades/s, read for ``seconds`` from its first trade."""
+def run_phase(work: Path, offered: float, seconds: float, warm_up: float, others: list[str]) -> Phase:
+    """A fresh sandbox replaying at ``offered`` trades/s, read for ``seconds`` from ``warm_up`` after
+    its first trade."""
     per_symbol = offered / len(SYMBOLS)
-    dumps = write_dumps(work, math.ceil(per_symbol * (seconds * 1.2 + 2)))  # it outlasts the window
+    dumps = write_dumps(work, math.ceil(per_symbol * ((warm_up + seconds) * 1.2 + 2)))  # it outlasts the window
     port = free_port()
     arguments = ["--symbols", ",".join(SYMBOLS), "--replay", *map(str, dumps), "--replay-mode", "live"]
     arguments += ["--speed", f"{per_symbol / DUMP_RATE:.6f}", "--replay-delay", str(REPLAY_DELAY_SECONDS)]
     sandbox = start_sandbox(port, arguments)
     try:
-        return _read_window(sandbox, port, offered, seconds, others)
+        return _read_window(sandbox, port, offered, (seconds, warm_up), others)
     finally:
         sandbox.terminate()
         sandbox.wait(30)
@@ -178,10 +182,19 @@ def run_phase(work: Path, offered: float, seconds: float, others: list[str]) -> 
 
 
 def _read_window(
-    sandbox: subprocess.Popen[bytes], port: int, offered: float, seconds: float, others: list[str]
+    sandbox: subprocess.Popen[bytes], port: int, offered: float, window: tuple[float, float], others: list[str]
 ) -> Phase:
-    command = [sys.executable, "-m", "bench.sandbox_streams_client", "--port", str(port)]
-    command += ["--symbols", ",".join(SYMBOLS), "--seconds", str(seconds), "--others", ",".join(others)]
+    seconds, warm_up = window
+    command = [
+        sys.executable,
+        "-m",
+        "bench.sandbox_streams_client",
+        "--port",
+        str(port),
+        "--symbols",
+        ",".join(SYMBOLS),
+    ]
+    command += ["--seconds", str(seconds), "--warm-up", str(warm_up), "--others", ",".join(others)]
     client = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(CLIENT_CORE))
     assert client.stdout is not None
     server = psutil.Process(sandbox.pid)
@@ -250,11 +263,11 @@ def main(smoke: bool = False) -> bool:
         work = Path(folder)
         offered = float(SMOKE_RATE)
         if size.probe_seconds:
-            probe = run_phase(work, PROBE_RATE, size.probe_seconds, [])
+            probe = run_phase(work, PROBE_RATE, size.probe_seconds, size.warm_up, [])
             offered = offered_rate(probe)
             print(f"probe: {probe.rate:,.0f} trades/s, sandbox {probe.sandbox_busy:.0%} busy", flush=True)
-        alone = run_phase(work, offered, size.seconds, [])
-        beside = run_phase(work, offered, size.seconds, other_streams())
+        alone = run_phase(work, offered, size.seconds, size.warm_up, [])
+        beside = run_phase(work, offered, size.seconds, size.warm_up, other_streams())
     report_phases(report, offered, bool(size.probe_seconds), alone, beside)
     report_checks(report, alone, beside)
     return report.passed(enforce_targets=not smoke)

@@ -8,7 +8,6 @@ same trades: the tests hold the two equal at every interval.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from itertools import compress
 from weakref import WeakKeyDictionary
@@ -31,24 +30,28 @@ class RangeFigures:
 
 
 # A symbol's klines of every interval fold the same new trades at each update: the figures of a run
-# are made once and shared. One run per store is kept (the latest), weakly: the klines of a symbol
-# fold one after another, and a store that is gone takes its entry with it. The sums are made in C
-# (sum, compress): a Python loop per trade and per interval cost more than streaming the trade.
-_latest_run: WeakKeyDictionary[TradeStore, tuple[int, int, RangeFigures]] = WeakKeyDictionary()
+# are made once and shared. The last few runs per store are kept (a closing kline's last run and a
+# new kline's first one differ from the others'), weakly: a store that is gone takes them with it.
+# The sums are made in C (sum, compress): a Python loop per trade and per interval cost more than
+# streaming the trade.
+_RUNS_KEPT = 4
+_recent_runs: WeakKeyDictionary[TradeStore, dict[tuple[int, int], RangeFigures]] = WeakKeyDictionary()
 
 
 def range_figures(store: TradeStore, begin: int, stop: int) -> RangeFigures:
     """The figures of the store's trades ``begin`` to ``stop`` (not empty; a store only grows, so a
     run's figures never change)."""
-    latest = _latest_run.get(store)
-    if latest is not None and latest[:2] == (begin, stop):
-        return latest[2]
-    prices, qtys, quotes = store.prices[begin:stop], store.qtys[begin:stop], store.quotes[begin:stop]
-    takers = list(map(operator.not_, store.makers[begin:stop]))
-    figures = RangeFigures(
-        max(prices), min(prices), sum(qtys), sum(quotes), sum(compress(qtys, takers)), sum(compress(quotes, takers))
-    )
-    _latest_run[store] = (begin, stop, figures)
+    runs = _recent_runs.setdefault(store, {})
+    figures = runs.get((begin, stop))
+    if figures is None:
+        prices, qtys, quotes = store.prices[begin:stop], store.qtys[begin:stop], store.quotes[begin:stop]
+        makers = store.makers[begin:stop]  # 1 where the buyer was the maker: the taker sold
+        volume, quote = sum(qtys), sum(quotes)
+        taker_volume, taker_quote = volume - sum(compress(qtys, makers)), quote - sum(compress(quotes, makers))
+        figures = RangeFigures(max(prices), min(prices), volume, quote, taker_volume, taker_quote)
+        if len(runs) >= _RUNS_KEPT:
+            del runs[next(iter(runs))]  # the oldest
+        runs[(begin, stop)] = figures
     return figures
 
 
