@@ -17,7 +17,18 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import backfill, compaction, dashboard_page, history, live_edge, load, stream, symbols, transform
+from bench import (
+    backfill,
+    compaction,
+    dashboard_page,
+    history,
+    live_edge,
+    load,
+    sandbox_streams,
+    stream,
+    symbols,
+    transform,
+)
 from bench.report import Report
 from bench.results import RESULTS_PATH, RunFacts, write_results
 
@@ -31,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[bool], bool]] = {
     "dashboard": lambda smoke: dashboard_page.main(smoke),
     "live_edge": lambda smoke: live_edge.main(smoke),
     "compaction": lambda smoke: compaction.main(smoke),
+    "sandbox": lambda smoke: sandbox_streams.main(smoke),
 }
 
 

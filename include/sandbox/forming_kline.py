@@ -9,10 +9,50 @@ same trades: the tests hold the two equal at every interval.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress
+from weakref import WeakKeyDictionary
 
 from include.decimals import format_units
 from include.sandbox.klines import next_open
 from include.sandbox.store import TradeStore
+
+
+@dataclass(frozen=True, slots=True)
+class RangeFigures:
+    """What a kline takes from a run of consecutive trades."""
+
+    high: int
+    low: int
+    volume: int
+    quote: int
+    taker_volume: int  # the taker bought: the buyer was not the maker
+    taker_quote: int
+
+
+# A symbol's klines of every interval fold the same new trades at each update: the figures of a run
+# are made once and shared. The last few runs per store are kept (a closing kline's last run and a
+# new kline's first one differ from the others'), weakly: a store that is gone takes them with it.
+# The sums are made in C (sum, compress): a Python loop per trade and per interval cost more than
+# streaming the trade.
+_RUNS_KEPT = 4
+_recent_runs: WeakKeyDictionary[TradeStore, dict[tuple[int, int], RangeFigures]] = WeakKeyDictionary()
+
+
+def range_figures(store: TradeStore, begin: int, stop: int) -> RangeFigures:
+    """The figures of the store's trades ``begin`` to ``stop`` (not empty; a store only grows, so a
+    run's figures never change)."""
+    runs = _recent_runs.setdefault(store, {})
+    figures = runs.get((begin, stop))
+    if figures is None:
+        prices, qtys, quotes = store.prices[begin:stop], store.qtys[begin:stop], store.quotes[begin:stop]
+        makers = store.makers[begin:stop]  # 1 where the buyer was the maker: the taker sold
+        volume, quote = sum(qtys), sum(quotes)
+        taker_volume, taker_quote = volume - sum(compress(qtys, makers)), quote - sum(compress(quotes, makers))
+        figures = RangeFigures(max(prices), min(prices), volume, quote, taker_volume, taker_quote)
+        if len(runs) >= _RUNS_KEPT:
+            del runs[next(iter(runs))]  # the oldest
+        runs[(begin, stop)] = figures
+    return figures
 
 
 @dataclass
@@ -43,16 +83,13 @@ class FormingKline:
         if stop <= self.folded:
             return
         begin, self.folded = self.folded, stop
-        prices = store.prices[begin:stop]
-        high, low = max(prices), min(prices)
+        part = range_figures(store, begin, stop)
+        high, low = part.high, part.low
         self.high, self.low = (high, low) if begin == self.start else (max(self.high, high), min(self.low, low))
-        qtys, quotes = store.qtys[begin:stop], store.quotes[begin:stop]
-        self.volume += sum(qtys)
-        self.quote += sum(quotes)
-        for qty, quote, maker in zip(qtys, quotes, store.makers[begin:stop], strict=True):
-            if not maker:
-                self.taker_volume += qty
-                self.taker_quote += quote
+        self.volume += part.volume
+        self.quote += part.quote
+        self.taker_volume += part.taker_volume
+        self.taker_quote += part.taker_quote
 
     @property
     def count(self) -> int:

@@ -94,6 +94,8 @@ class PeriodicStreams:
             elif now - state.sent_at >= (KLINE_1S_UPDATE_MS if interval == "1s" else KLINE_UPDATE_MS) / 1000:
                 state.sent_at = now
                 self._send_kline(name, state.kline, False, now_us)
+            else:  # folded every step, a symbol's klines of every interval fold the same runs, summed once
+                state.kline.fold()
 
     def _send_kline(self, name: str, kline: FormingKline, closed: bool, now_us: int) -> None:
         kline.fold()

@@ -3,7 +3,8 @@ prints each of its figures as a number, and passes the correctness checks it mak
 exactly once, no 429, candles equal to a hand GROUP BY and to a full refresh, the dashboard's
 chart holding every candle and drawing as many as the minimal page, its live refresh merging the
 lake's new trades and a trade written to the lake reaching the open chart, every trade of a long
-history and of a 400-symbol stream loaded once). No timing is
+history and of a 400-symbol stream loaded once, every trade the sandbox streamed received once with
+its other streams beside it). No timing is
 asserted: at this size the figures mean nothing, and performance is ``make bench``'s business.
 What this catches is a benchmark that no longer runs.
 """
@@ -130,6 +131,18 @@ FIGURES = {
         "trade files per symbol-day, after",
         "compaction time per symbol-hour",
     ],
+    "sandbox": [
+        "offered",
+        "trades alone",
+        "trades with the other streams",
+        "delivered, with / alone",
+        "sandbox limit, alone",
+        "sandbox limit, with the other streams",
+        "sandbox limit, with / alone",
+        "other streams",
+        "sandbox CPU, trades alone",
+        "sandbox CPU, with the other streams",
+    ],
 }
 CHECKS = {
     "stream": ["every trade sent was written", "all ids stored exactly once"],
@@ -163,6 +176,11 @@ CHECKS = {
         "every trade written reached the chart",
     ],
     "compaction": ["one file per hour after", "every id once", "rows unchanged"],
+    "sandbox": [
+        "every trade once, alone",
+        "every trade once, with the other streams",
+        "every other stream delivered",
+    ],
 }
 
 

@@ -1,0 +1,279 @@
+"""Sandbox streams: the sandbox's own trade stream, alone and with every other stream beside it.
+
+The sandbox (``python -m include.cli sandbox``, on its own core) replays generated dumps of two
+symbols live (``--replay-mode live --speed``), and a client process on the other core
+(``bench/sandbox_streams_client.py``) reads ``<s>@trade`` for both over a raw WebSocket for a fixed
+window (from a warm-up after the first trade: what the sandbox does once, such as a book's first
+full update of 10,000 levels, is not its rate), counting the trades and checking their ids: from
+each dump's first id on, each once, none missing. Then the same with a second connection beside it,
+subscribed to every other stream of the same symbols: klines of every interval, ``@ticker``,
+``@miniTicker``, ``!ticker@arr``, ``!miniTicker@arr``, ``@bookTicker``, ``@depth20@100ms`` and
+``@depth@100ms``, each message counted.
+Each phase runs a fresh sandbox whose replay starts once the client is connected.
+
+Why a live replay. The sandbox must be the bottleneck, so it must be offered trades at about the
+rate it can stream. The synthetic market (``--rate``) makes a symbol's trades ten seconds at a time,
+in Python: at such rates a segment is hundreds of thousands of trades made at once while every
+stream waits, which would measure the model, not the streams. A replay's trades are read before the
+sandbox serves, so what it spends per trade is the stream's own work: store, encode, frame, write.
+The dumps' prices walk a cent on one trade in a hundred (``STEP_SHARE``): the book's work grows with
+how far the price moves between ticks, not with the trades, and a price that moved on every trade
+would move a thousand times faster than a real one at these rates.
+
+Why this rate. Offered more than it can stream, the sandbox does not level off at its limit, it
+collapses: each tick hands every trade that is due to the hub at once (store, encode, queue) and the
+writes get what CPU is left, so the more it is behind the less it sends (offered 229,000 trades/s,
+well above its limit, it delivered 12,000), until its queue reaches the limit at which it drops
+the connection, as Binance drops a slow reader. So a short probe offers a rate it keeps up with
+easily (``PROBE_RATE``) and reads the sandbox's CPU per trade; both phases are then offered ``LOAD``
+of the rate that cost allows on a whole core: the sandbox is busy, with the room a real limit needs
+(it falls behind before its core is quite full), and what the other streams cost shows in its CPU
+(and as trades not delivered, if they push it past). Its limit in each
+phase is its trades per CPU-second, the rate a whole core would carry at what a trade cost (CPU time
+is the sandbox's own: processes sharing its core do not lower it), and the target is on their ratio:
+with the other streams at least 0.9 of alone ("keeps its throughput").
+
+Figures: the offered rate, trades/s delivered in each phase, the sandbox's limit in each and their
+ratio, the other streams' messages/s, the sandbox's CPU in each phase. Checks: every trade id
+received exactly once in both phases; every other stream delivered messages. ``--smoke``: no probe,
+a low rate, a couple of seconds each, targets not enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bench.common import CLIENT_CORE, DUMP_START_US, REPO_ROOT, free_port, pinned, start_sandbox
+from bench.report import Report, Target
+from include.sandbox.klines import INTERVALS
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+FIRST_IDS = {"BTCUSDT": 7_000_000_001, "ETHUSDT": 3_000_000_001}  # not 1: nothing may assume where ids start
+STEP_SHARE = 0.01  # the share of trades that move the price by a cent (see the docstring)
+DUMP_RATE = 10_000  # trades/s per symbol at speed 1: the dumps' trades are 100 µs apart
+PROBE_RATE = 40_000  # trades/s over both symbols: well below what the sandbox can stream
+LOAD = 0.75  # both phases are offered this share of the sandbox's limit as the probe measures it
+SMOKE_RATE = 20_000  # trades/s offered in a smoke run, which has no probe
+REPLAY_DELAY_SECONDS = 3.0  # the client connects within this long after the sandbox answers
+TARGET_RATIO = 0.9  # the issue: the sandbox "keeps its trade-stream throughput" with the other streams
+CLIENT_SLACK_SECONDS = 180.0
+
+
+@dataclass(frozen=True)
+class Size:
+    seconds: float  # each phase's window
+    warm_up: float  # from the first trade to the window: what the sandbox does once is not its rate
+    probe_seconds: float  # 0: no probe, both phases are offered SMOKE_RATE
+
+
+FULL = Size(seconds=12.0, warm_up=2.0, probe_seconds=4.0)
+SMOKE = Size(seconds=3.0, warm_up=0.5, probe_seconds=0.0)  # 3 s: a kline updates every 2 s
+
+
+def other_streams() -> list[str]:
+    """Every stream of the two symbols but their trades, and the two all-market arrays."""
+    per_symbol = [
+        *(f"kline_{interval}" for interval in INTERVALS),
+        "ticker",
+        "miniTicker",
+        "bookTicker",
+        "depth20@100ms",
+        "depth@100ms",
+    ]
+    return [f"{symbol.lower()}@{kind}" for symbol in SYMBOLS for kind in per_symbol] + [
+        "!ticker@arr",
+        "!miniTicker@arr",
+    ]
+
+
+@dataclass
+class Phase:
+    """One window: what the client received and what the sandbox spent meanwhile."""
+
+    offered: float  # trades/s the replay offered, over both symbols
+    client: dict[str, Any]
+    sandbox_cpu_seconds: float
+    wall_seconds: float  # the sandbox's CPU was read over this long (the client's window, from outside)
+
+    @property
+    def rate(self) -> float:
+        return self.client["trades"] / self.client["seconds"]
+
+    @property
+    def sandbox_busy(self) -> float:
+        """The share of its core the sandbox used during the window."""
+        return self.sandbox_cpu_seconds / self.wall_seconds
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.rate / self.sandbox_busy
+
+    def every_trade_once(self) -> tuple[bool, str]:
+        """From each dump's first id on, each id once and none missing: the ids ran on by one."""
+        received = self.client["symbols"]
+        ok = all(
+            received[symbol]["first"] == FIRST_IDS[symbol] and received[symbol]["contiguous"] for symbol in SYMBOLS
+        )
+        counts = ", ".join(
+            f"{symbol} {received[symbol]['count']:,} from {received[symbol]['first']}" for symbol in SYMBOLS
+        )
+        return ok, counts
+
+
+def write_walk_dump(path: Path, count: int, first_id: int, seed: int) -> None:
+    """A data.binance.vision-style dump: ids from ``first_id``, one trade per 100 µs from 2026-01-01,
+    the price a random walk from 60,000.00 that moves a cent on one trade in ``1 / STEP_SHARE``."""
+    rng = np.random.default_rng(seed)
+    steps = rng.choice((-1, 0, 1), size=count, p=(STEP_SHARE / 2, 1 - STEP_SHARE, STEP_SHARE / 2))
+    cents = 6_000_000 + np.cumsum(steps)
+    with path.open("w") as out:
+        for first in range(0, count, 100_000):
+            rows = []
+            for n in range(first, min(first + 100_000, count)):
+                price, qty = int(cents[n]), 1 + n % 977  # cents and 1e-5 units
+                quote = price * qty  # 1e-7 units: exact
+                rows.append(
+                    f"{first_id + n},{price // 100}.{price % 100:02d}000000,0.{qty:05d}000,"
+                    f"{quote // 10**7}.{quote % 10**7:07d}0,{DUMP_START_US + (n + 1) * 100},"
+                    f"{'True' if n % 3 else 'False'},True\n"
+                )
+            out.write("".join(rows))
+
+
+def write_dumps(work: Path, per_symbol: int) -> list[Path]:
+    """One dump per symbol (a day whose dumps carry microseconds), ``per_symbol`` trades each."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(DUMP_START_US // 1_000_000))
+    paths = []
+    for seed, symbol in enumerate(SYMBOLS):
+        path = work / f"{symbol}-trades-{day}.csv"
+        write_walk_dump(path, per_symbol, FIRST_IDS[symbol], seed)
+        paths.append(path)
+    return paths
+
+
+def run_phase(work: Path, offered: float, seconds: float, warm_up: float, others: list[str]) -> Phase:
+    """A fresh sandbox replaying at ``offered`` trades/s, read for ``seconds`` from ``warm_up`` after
+    its first trade."""
+    per_symbol = offered / len(SYMBOLS)
+    dumps = write_dumps(work, math.ceil(per_symbol * ((warm_up + seconds) * 1.2 + 2)))  # it outlasts the window
+    port = free_port()
+    arguments = ["--symbols", ",".join(SYMBOLS), "--replay", *map(str, dumps), "--replay-mode", "live"]
+    arguments += ["--speed", f"{per_symbol / DUMP_RATE:.6f}", "--replay-delay", str(REPLAY_DELAY_SECONDS)]
+    sandbox = start_sandbox(port, arguments)
+    try:
+        return _read_window(sandbox, port, offered, (seconds, warm_up), others)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(30)
+        for dump in dumps:
+            dump.unlink()
+
+
+def _read_window(
+    sandbox: subprocess.Popen[bytes], port: int, offered: float, window: tuple[float, float], others: list[str]
+) -> Phase:
+    seconds, warm_up = window
+    command = [
+        sys.executable,
+        "-m",
+        "bench.sandbox_streams_client",
+        "--port",
+        str(port),
+        "--symbols",
+        ",".join(SYMBOLS),
+    ]
+    command += ["--seconds", str(seconds), "--warm-up", str(warm_up), "--others", ",".join(others)]
+    client = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(CLIENT_CORE))
+    assert client.stdout is not None
+    server = psutil.Process(sandbox.pid)
+    try:
+        opened = client.stdout.readline()  # "open": the first trade arrived
+        began, cpu = time.perf_counter(), _cpu_seconds(server)
+        result = client.stdout.readline()
+        ended, spent = time.perf_counter(), _cpu_seconds(server) - cpu
+        returncode = client.wait(CLIENT_SLACK_SECONDS)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    if returncode or opened.strip() != "open":
+        raise RuntimeError(f"the sandbox streams client failed ({returncode}); its error is above")
+    return Phase(offered, json.loads(result), spent, ended - began)
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def offered_rate(probe: Phase) -> float:
+    """``LOAD`` of what the probe's CPU per trade allows on a whole core, rounded to 1,000."""
+    return round(LOAD * probe.per_cpu_second, -3)
+
+
+def report_phases(report: Report, offered: float, probed: bool, alone: Phase, beside: Phase) -> None:
+    busy = "sandbox {:.0%} busy"
+    chosen = f"{LOAD:g} of the probe's limit" if probed else "a smoke run's rate (no probe)"
+    report.figure("offered", offered, "trades/s", note=f"{chosen}, both symbols")
+    report.figure("trades alone", alone.rate, "trades/s", note=busy.format(alone.sandbox_busy))
+    report.figure("trades with the other streams", beside.rate, "trades/s", note=busy.format(beside.sandbox_busy))
+    report.figure("delivered, with / alone", beside.rate / alone.rate, digits=2, note="1: it kept up in both")
+    per_cpu = "trades per CPU-second of the sandbox: the rate a whole core would carry"
+    report.figure("sandbox limit, alone", alone.per_cpu_second, "trades/s", note=per_cpu)
+    report.figure("sandbox limit, with the other streams", beside.per_cpu_second, "trades/s", note=per_cpu)
+    ratio = beside.per_cpu_second / alone.per_cpu_second
+    report.figure("sandbox limit, with / alone", ratio, digits=2, target=Target(">=", TARGET_RATIO))
+    messages = sum(beside.client["others"].values())
+    streams = f"{len(other_streams())} streams"
+    report.figure("other streams", messages / beside.client["seconds"], "messages/s", digits=1, note=streams)
+    report.figure("sandbox CPU, trades alone", 100 * alone.sandbox_busy, "%", note="of its core")
+    report.figure("sandbox CPU, with the other streams", 100 * beside.sandbox_busy, "%", note="of its core")
+
+
+def report_checks(report: Report, alone: Phase, beside: Phase) -> None:
+    for name, phase in (("alone", alone), ("with the other streams", beside)):
+        ok, detail = phase.every_trade_once()
+        report.check(f"every trade once, {name}", ok, detail)
+    seen = beside.client["others"]
+    silent = [name for name in other_streams() if not seen.get(name)]
+    delivered = f"{len(other_streams()) - len(silent)} of {len(other_streams())} streams delivered"
+    report.check(
+        "every other stream delivered", not silent, delivered + (f"; silent: {', '.join(silent)}" * bool(silent))
+    )
+
+
+def main(smoke: bool = False) -> bool:
+    size = SMOKE if smoke else FULL
+    report = Report(
+        f"sandbox: its trade stream alone and with every other stream ({len(SYMBOLS)} symbols replayed, "
+        f"{size.seconds:g} s windows)"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        offered = float(SMOKE_RATE)
+        if size.probe_seconds:
+            probe = run_phase(work, PROBE_RATE, size.probe_seconds, size.warm_up, [])
+            offered = offered_rate(probe)
+            print(f"probe: {probe.rate:,.0f} trades/s, sandbox {probe.sandbox_busy:.0%} busy", flush=True)
+        alone = run_phase(work, offered, size.seconds, size.warm_up, [])
+        beside = run_phase(work, offered, size.seconds, size.warm_up, other_streams())
+    report_phases(report, offered, bool(size.probe_seconds), alone, beside)
+    report_checks(report, alone, beside)
+    return report.passed(enforce_targets=not smoke)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a couple of seconds each, targets not enforced")
+    sys.exit(0 if main(parser.parse_args().smoke) else 1)
