@@ -5,7 +5,7 @@ equal to REST once the market stops."""
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlencode
 
 from tests.support.ccxt_client import ccxt_binance
