@@ -39,7 +39,8 @@ The audit and the publish follow the producer, not the models' tasks: they need 
 reports, and the chart's candles should not wait for a round of task processes.
 
 The tests that read every trade (the keys of `stg_trades`, trade-id contiguity, the hourly volume
-check, the raw source's columns) or every row of a mart (its keys, nulls and candle invariants)
+check, the raw source's columns), every row of a mart (its keys, nulls and candle invariants), or the
+whole staging views of the stream's and the repair's status (their keys)
 are tagged `nightly`: they cost more as the history grows, so the build after each micro-batch
 leaves them out and `nightly_tests` runs them on the nightly reconcile (and on a run triggered with
 `{"full": true}`; `is_nightly` decides, outside the writer pool, and skips it on every other run).
