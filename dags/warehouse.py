@@ -29,8 +29,9 @@ remembered, so the next run is green unless another file is refused.
 After the load, the `transform` task group is the dbt project (`include/dbt`): `stg_trades`, then
 `candles_1m` and the larger intervals rolled up from it. One producer task (`dbt_producer_watcher`,
 in the writer pool) runs one incremental `dbt build`, every model's tests included; each model's task
-follows it, runs green when its model was built, and emits the model's Asset. A failed test fails the
-producer, whose log names the test (the models built before it stay green). To rebuild the marts
+follows it and reports its model: it starts in the triggerer, which ends it green when dbt built the
+model, red when it did not (`plugins/model_reports.py`: no task process per model). A failed test
+fails the producer, whose log names the test, and the models' tasks are upstream_failed. To rebuild the marts
 from scratch, run `python -m include.cli transform --full-refresh` (or clear the task group after a
 full refresh). `include/transform_group.py` says why the watcher mode (DuckDB allows one writing
 process) and why no task per model's tests (each cost a task process; the build already runs them).
@@ -99,11 +100,13 @@ from alert_callbacks import NO_TASK_ALERTS, add_task_alert_callbacks, missed_dea
 from cosmos import DbtTaskGroup
 from lake_assets import LAKE_TRADES
 from mart_assets import announce_marts
+from model_reports import end_in_triggerer
 
 from include.config import warehouse_deadline_when_parsed
 from include.pools import WAREHOUSE_WRITER
 from include.transform_group import (
     execution_config,
+    model_tasks,
     operator_args,
     profile_config,
     project_config,
@@ -198,6 +201,7 @@ def warehouse() -> None:
         default_args={"retries": 0, **NO_TASK_ALERTS},  # the models' sensors: the producer's failure is the alert
     )
     built = wire_producer(transform, WAREHOUSE_WRITER.name)
+    end_in_triggerer(model_tasks(transform), built.task_id)  # no task process per model's report
     announce_marts(built)  # its build built every candle mart: the alerts DAG follows their Assets
     add_task_alert_callbacks(built)
 

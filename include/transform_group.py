@@ -105,16 +105,20 @@ def set_dbt_environment(context: Mapping[str, Any]) -> None:
 
 
 def wire_producer(group: DbtTaskGroup, pool: str) -> BaseOperator:
-    """Put the producer, the one task that writes, in the writers' pool, and upstream of the models.
+    """Put the producer, the one task that writes, in the writers' pool, and make it the one upstream
+    of every model's task.
 
-    Cosmos does the second for a DbtDag, not for a DbtTaskGroup: there the models' sensors start beside
-    the producer and rely on its priority to run first. Under ``airflow dags test``, which runs one task
-    at a time, a sensor picked first would wait for a producer that never starts. The sensors keep
-    Cosmos' trigger rule (all_success): a failed build fails at the producer, which names the failed
-    node, and the models' tasks are upstream_failed. They keep the dbt graph's order too: making them
-    all follow the producer alone was tried (issue 23) and did not shorten a run on two cores, where
-    twelve task processes at once only took the CPU from the alerts run that starts with them.
-    Returns the producer: the tasks that need the build, and not the sensors' reports, follow it.
+    Cosmos renders the models' tasks in the dbt graph's order (staging, then candles_1m, then the
+    roll-ups) and, for a DbtTaskGroup, beside the producer, relying on its priority to run first.
+    Under ``airflow dags test``, which runs one task at a time, a sensor picked first would wait for a
+    producer that never starts: so the producer comes first. And only the producer: by then its one
+    build has built every model, so a model's task only reports its result (``model_tasks``: the DAG
+    has the triggerer end them, ``plugins/model_reports.py``), and the dbt graph's four layers would
+    cost the run a scheduler and triggerer round each, which the next micro-batch's run waits for.
+    The models' order is dbt's, shown in its docs and manifest. The tasks keep Cosmos' trigger rule
+    (all_success): a failed build fails the run at the producer, which names the failed node, and the
+    models' tasks are upstream_failed.
+    Returns the producer: the tasks that need the build, and not the reports of it, follow it.
     """
     from cosmos.constants import PRODUCER_WATCHER_TASK_ID
 
@@ -123,12 +127,25 @@ def wire_producer(group: DbtTaskGroup, pool: str) -> BaseOperator:
     # Under TestBehavior.NONE Cosmos limits the producer's build to models, seeds and snapshots: the
     # tests go back in, so the one build still runs every model's tests and a failure fails it.
     producer.dbt_cmd_flags = [*PRODUCER_RUNS_TESTS, *(producer.dbt_cmd_flags or [])]
-    tasks = list(group.iter_tasks())
-    inside = {task.task_id for task in tasks}
-    for task in tasks:
-        if task is not producer and not task.upstream_task_ids & inside:
-            producer >> task
+    tasks = {task.task_id: task for task in group.iter_tasks()}
+    for task in tasks.values():
+        if task is producer:
+            continue
+        for upstream_id in task.upstream_task_ids & tasks.keys():
+            _unlink(tasks[upstream_id], task)
+        producer >> task
     return producer
+
+
+def model_tasks(group: DbtTaskGroup) -> list[BaseOperator]:
+    """The group's task per dbt model (Cosmos' watcher sensors: they carry the model's unique id)."""
+    return [task for task in group.iter_tasks() if getattr(task, "model_unique_id", None)]
+
+
+def _unlink(upstream: BaseOperator, downstream: BaseOperator) -> None:
+    """Remove one edge between two tasks of the group (Airflow keeps it on both ends)."""
+    upstream.downstream_task_ids.discard(downstream.task_id)
+    downstream.upstream_task_ids.discard(upstream.task_id)
 
 
 def build_manifest() -> int:

@@ -127,14 +127,26 @@ def announced_and_loaded_while_streaming(airflow: Airflow) -> None:
 
     events = airflow.wait(watcher_events, PIPELINE_SECONDS, "two lake_trades asset events from the lake watcher")
     assert len({event["extra"]["payload"]["fingerprint"] for event in events}) == len(events), "an event repeated"
-    airflow.wait(
+    (run, *_) = airflow.wait(
         lambda: airflow.runs("warehouse", "&state=success&run_type=asset_triggered"),
         PIPELINE_SECONDS,
         "a successful asset-triggered warehouse run",
     )
+    models_ended_by_the_triggerer(airflow, run["dag_run_id"])
     states = {run["state"] for run in airflow.runs("stream_trades")}
     assert "running" in states, states  # (an earlier window's run has ended when an hour boundary passed)
     assert "failed" not in states, states
+
+
+def models_ended_by_the_triggerer(airflow: Airflow, run_id: str) -> None:
+    """Each model's task of the run ended green, from the triggerer: never queued to a worker, no process
+    (plugins/model_reports.py)."""
+    found = airflow.get(f"/dags/warehouse/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+    models = {
+        ti["task_id"]: (ti["state"], ti["pid"], ti["queued_when"]) for ti in found if ti["task_id"].endswith("_run")
+    }
+    assert len(models) == 12, sorted(models)
+    assert set(models.values()) == {("success", None, None)}, models
 
 
 def running_stream(airflow: Airflow) -> dict | None:

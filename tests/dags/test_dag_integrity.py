@@ -128,6 +128,28 @@ def test_the_dbt_producer_writes_alone_and_its_build_runs_every_models_tests_but
     assert not [task.task_id for task in dag.tasks if task.task_id.endswith((".test", "_test"))]
 
 
+def test_each_models_task_follows_the_producer_alone_and_is_ended_by_the_triggerer(dagbag):
+    """A model's task only reports the producer's build: it follows the producer alone (not dbt's four
+    layers, a scheduling round each) and starts in the triggerer, which ends it (no task process), in
+    the DAG as the scheduler reads it back from its serialized form."""
+    from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
+
+    dag = dagbag.dags["warehouse"]
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    models = [task for task in served.tasks if task.task_id.endswith("_run")]
+    assert len(models) == 12, [task.task_id for task in models]
+    for task in models:
+        assert task.upstream_task_ids == {"transform.dbt_producer_watcher"}, task.task_id
+        assert task.start_from_trigger is True, task.task_id
+        assert task.start_trigger_args.trigger_cls == "model_reports.ModelBuiltTrigger", task.task_id
+        assert BaseSerialization.deserialize(task.start_trigger_args.trigger_kwargs) == {
+            "model_unique_id": f"model.cryptoflow.{task.task_id.removeprefix('transform.').removesuffix('_run')}",
+            "producer_task_id": "transform.dbt_producer_watcher",
+        }
+    others = [task.task_id for task in served.tasks if task.start_from_trigger and task not in models]
+    assert others == []
+
+
 def test_fill_gaps_runs_on_each_recorded_gap_one_run_at_a_time_within_the_rest_pool(dagbag):
     from include.pools import EXCHANGE_REST
 

@@ -33,6 +33,7 @@ AIRFLOW_ENV = {
     "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
     "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     "AIRFLOW__COSMOS__CACHE_DIR": str(AIRFLOW_HOME / "cosmos"),
+    "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",  # as include/up.py says why
 }
 os.environ.update(AIRFLOW_ENV)
 for folder in (REPO_ROOT / "plugins", REPO_ROOT):
