@@ -139,6 +139,7 @@ FIGURES = {
         "sandbox limit, alone",
         "sandbox limit, with the other streams",
         "sandbox limit, with / alone",
+        "sandbox limit, per-round ratio spread",
         "other streams",
         "sandbox CPU, trades alone",
         "sandbox CPU, with the other streams",
