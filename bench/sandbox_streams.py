@@ -92,9 +92,9 @@ class Size:
     rounds: int  # windows of each phase, alone and beside in turns
 
 
-# Seven rounds of 6 s windows: a full run takes about three and a half minutes, most of it the
-# sandboxes' starts and their replays' delay; shorter windows would leave a kline one update.
-FULL = Size(seconds=6.0, warm_up=2.0, probe_seconds=4.0, rounds=7)
+# Seven rounds of 4 s windows (a kline updates every 2 s): a full run takes about four minutes, most
+# of it each phase's fresh sandbox loading its dumps (some 10 µs a trade) and its replay's delay.
+FULL = Size(seconds=4.0, warm_up=1.5, probe_seconds=3.0, rounds=7)
 SMOKE = Size(seconds=3.0, warm_up=0.5, probe_seconds=0.0, rounds=1)  # 3 s: a kline updates every 2 s
 
 
@@ -180,8 +180,12 @@ def write_dumps(work: Path, per_symbol: int) -> list[Path]:
 
 
 def dump_size(offered: float, size: Size, seconds: float) -> int:
-    """Trades per symbol a replay at ``offered`` needs to outlast a window of ``seconds`` and its warm-up."""
-    return math.ceil(offered / len(SYMBOLS) * ((size.warm_up + seconds) * 1.2 + 2))
+    """Trades per symbol a replay at ``offered`` needs to outlast a window of ``seconds`` and its warm-up.
+
+    The replay runs by the clock from its first trade, which the client reads at once: the warm-up and
+    the window, with a margin. No more: each phase's sandbox loads the dumps afresh, at some 10 µs a trade.
+    """
+    return math.ceil(offered / len(SYMBOLS) * ((size.warm_up + seconds) * 1.1 + 1))
 
 
 @contextmanager
