@@ -178,6 +178,7 @@ CHECKS = {
     ],
     "compaction": ["one file per hour after", "every id once", "rows unchanged"],
     "sandbox": [
+        "kept up with the offered rate, alone",
         "every trade once, alone",
         "every trade once, with the other streams",
         "every other stream delivered",
