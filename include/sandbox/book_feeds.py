@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from include.binance.protocol import DEPTH_UPDATE_SPEEDS_MS
@@ -86,7 +86,7 @@ def _diff_event(symbol: str, now_us: int, changes: BookChanges) -> Callable[[boo
 class Publisher(Protocol):
     """What the feeds need of the hub: the streams subscribed, and a way to queue to them."""
 
-    def subscribed(self) -> dict[str, Stream]: ...
+    def subscribed(self) -> Mapping[str, Stream]: ...
 
     def queue_event(self, stream: str, encode: Callable[[bool], str]) -> None: ...
 
@@ -99,26 +99,39 @@ class BookFeeds:
         self.hub = hub
         self._tops_sent: dict[str, tuple[int, int, int, int]] = {}
         self._cursors: dict[tuple[str, int], int] = {}  # (symbol, period): last update id sent
+        self._derived_from: Mapping[str, Stream] | None = None  # the hub's subscriptions last read
+        self._book: dict[str, Stream] = {}  # of those, the book streams of symbols the exchange trades
+        self._tickers: list[tuple[str, str]] = []  # (name, symbol) of the @bookTicker streams among them
 
-    def _subscribed(self, wanted: Callable[[Stream], bool]) -> dict[str, Stream]:
-        """The book streams some connection subscribes to that ``wanted`` picks, by name."""
-        return {
-            name: stream
-            for name, stream in self.hub.subscribed().items()
-            if stream.kind in BOOK_KINDS and stream.symbol in self.exchange.sources and wanted(stream)
-        }
+    def _book_streams(self) -> dict[str, Stream]:
+        """The book streams some connection subscribes to, by name: derived again only when the
+        hub's subscriptions changed (it hands out a new object then), not at every tick."""
+        subscribed = self.hub.subscribed()
+        if subscribed is not self._derived_from:
+            self._derived_from = subscribed
+            self._book = {
+                name: stream
+                for name, stream in subscribed.items()
+                if stream.kind in BOOK_KINDS and stream.symbol in self.exchange.sources
+            }
+            self._tickers = [(name, str(s.symbol)) for name, s in self._book.items() if s.kind == BOOK_TICKER]
+        return self._book
 
     # The book ticker: after every tick --------------------------------------------------------
 
     def on_trades(self, new: dict[str, list[Trade]]) -> None:
         """An exchange listener: the book tickers of the symbols that traded, where the top moved."""
-        for name, stream in self._subscribed(lambda s: s.kind == BOOK_TICKER and s.symbol in new).items():
-            book = self.exchange.book(str(stream.symbol))
-            top = book.top()
-            if top is None or self._tops_sent.get(stream.symbol) == top:
+        if not self._book_streams():
+            return  # no book stream subscribed: a tick costs the book streams nothing
+        for name, symbol in self._tickers:
+            if symbol not in new:
                 continue
-            self._tops_sent[str(stream.symbol)] = top
-            event = book_ticker_event(str(stream.symbol), book.update_id, top)
+            book = self.exchange.book(symbol)
+            top = book.top()
+            if top is None or self._tops_sent.get(symbol) == top:
+                continue
+            self._tops_sent[symbol] = top
+            event = book_ticker_event(symbol, book.update_id, top)
             self.hub.queue_event(name, lambda micro, event=event: event)
 
     # The depth streams: every period ----------------------------------------------------------
@@ -136,7 +149,11 @@ class BookFeeds:
             self.publish_depth({period for period in DEPTH_UPDATE_SPEEDS_MS if elapsed_ms % period == 0})
 
     def publish_depth(self, periods: set[int]) -> None:
-        index = self._subscribed(lambda stream: stream.kind != BOOK_TICKER and stream.period_ms in periods)
+        index = {
+            name: stream
+            for name, stream in self._book_streams().items()
+            if stream.kind != BOOK_TICKER and stream.period_ms in periods
+        }
         live = {(str(stream.symbol), stream.period_ms) for stream in index.values() if stream.kind == DIFF_DEPTH}
         for key in [key for key in self._cursors if key[1] in periods and key not in live]:
             del self._cursors[key]  # no subscriber: a later one starts from the book as it is then

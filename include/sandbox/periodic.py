@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,7 +33,7 @@ STEP_SECONDS = 0.1
 class Publisher(Protocol):
     """What the loop needs of the hub: which streams are subscribed, and a way to queue to them."""
 
-    def subscribed(self) -> dict[str, Stream]: ...
+    def subscribed(self) -> Mapping[str, Stream]: ...
 
     def queue_event(self, stream: str, encode: Encode) -> None: ...
 
@@ -76,7 +77,7 @@ class PeriodicStreams:
 
     # Klines ----------------------------------------------------------------------------------
 
-    def _klines(self, wanted: dict[str, Stream], now_us: int, now: float) -> None:
+    def _klines(self, wanted: Mapping[str, Stream], now_us: int, now: float) -> None:
         for name in [name for name in self.klines if name not in wanted]:
             del self.klines[name]
         for name, stream in wanted.items():
@@ -108,7 +109,7 @@ class PeriodicStreams:
 
     # Tickers ---------------------------------------------------------------------------------
 
-    def _tickers(self, wanted: dict[str, Stream], now_us: int) -> None:
+    def _tickers(self, wanted: Mapping[str, Stream], now_us: int) -> None:
         arrays = [kind for kind in (ALL_MINI_TICKERS, ALL_TICKERS) if kind in wanted]
         symbols = set(self.exchange.sources) if arrays else set()
         symbols |= {s.symbol for s in wanted.values() if s.kind in (TICKER, MINI_TICKER) and s.symbol}

@@ -17,7 +17,7 @@ import json
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
 from include.sandbox.store import Trade
 from include.sandbox.stream_events import agg_trade_event
 from include.sandbox.streams import AGG_TRADE, TRADE, Stream, parse_stream, valid_stream_name
+from include.sandbox.subscriptions import SubscriptionIndex
 
 _MAX_QUEUED_FRAMES = 2_000_000  # a client this far behind is dropped, as Binance drops slow readers
 _FRAMES_PER_WRITE = 2000
@@ -79,13 +80,19 @@ class MalformedFrame:
 
 class Connection:
     def __init__(
-        self, ws: web.WebSocketResponse, request: web.Request, streams: list[str], combined: bool, micro: bool
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        streams: list[str],
+        modes: tuple[bool, bool],
+        changed: Callable[[], None],
     ) -> None:
         self.ws = ws
         self.transport = request.transport
-        self.streams: list[str] = streams
-        self.combined = combined
-        self.microseconds = micro
+        self._changed = changed  # the hub's subscription index: told whenever what it reads changes
+        self._closing = False
+        self.streams = streams
+        self.combined, self.microseconds = modes
         self.opened = time.monotonic()
         self.queue: deque[str | MalformedFrame] = deque()
         self.malformed_queued = 0  # MalformedFrames in the queue: while 0, frames are written unexamined
@@ -94,26 +101,32 @@ class Connection:
         self.awaiting_pong_since: float | None = None
         self.ping_payloads: set[bytes] = set()  # pings not yet answered with a copy of their payload
         self.incoming: deque[float] = deque()
-        self.closing = False
-        self._parsed_for: list[str] | None = None  # the stream list ``_parsed`` was made from
-        self._parsed: dict[str, Stream] = {}
-        self._symbols: dict[str, set[str]] = {}
+
+    @property
+    def streams(self) -> list[str]:
+        """The names subscribed to, as asked (control messages assign a new list)."""
+        return self._streams
+
+    @streams.setter
+    def streams(self, names: list[str]) -> None:
+        self._streams = names
+        self._parsed = {name: stream for name in names if (stream := parse_stream(name))}
+        self._changed()
+
+    @property
+    def closing(self) -> bool:
+        """Being closed or dropped: it gets no more events."""
+        return self._closing
+
+    @closing.setter
+    def closing(self, closing: bool) -> None:
+        self._closing = closing
+        self._changed()
 
     def subscriptions(self) -> dict[str, Stream]:
-        """The streams this connection subscribes to that the sandbox serves, by name. Parsed again
-        only when the list changes (control messages assign a new list), not per published batch."""
-        if self._parsed_for is not self.streams:
-            self._parsed_for = self.streams
-            self._parsed = {name: stream for name in self.streams if (stream := parse_stream(name))}
-            self._symbols = {}
-            for stream in self._parsed.values():
-                self._symbols.setdefault(stream.kind, set()).add(str(stream.symbol))
+        """The streams this connection subscribes to that the sandbox serves, by name: parsed when
+        the list is assigned, not per published batch."""
         return self._parsed
-
-    def symbols(self, kind: str = TRADE) -> set[str]:
-        """The symbols of this connection's streams of one kind (``@trade`` by default)."""
-        self.subscriptions()
-        return self._symbols.get(kind, set())
 
     def answered(self, payload: bytes) -> None:
         """A pong arrived. Only one echoing a ping's payload answers it; unsolicited pongs are
@@ -172,6 +185,7 @@ class StreamHub:
         self.exchange = exchange
         self.config = exchange.config
         self.connections: set[Connection] = set()
+        self.index = SubscriptionIndex(self.connections)  # told of every change by the connections
         self.stalled_until = 0.0
         self.attempts: dict[str, deque[float]] = {}
         self._closing_tasks: set[asyncio.Task[None]] = set()
@@ -191,7 +205,7 @@ class StreamHub:
 
     def _publish_trades(self, symbol: str, trades: list[Trade], event_time: int) -> None:
         faults, rng, record = self.exchange.faults, self.exchange.rng, self.exchange.record
-        subscribers = [c for c in self.connections if symbol in c.symbols() and not c.closing]
+        subscribers = self.index.subscribers(f"{symbol.lower()}@{TRADE}")
         if not subscribers:
             return
 
@@ -214,7 +228,7 @@ class StreamHub:
         A tick hands on every trade up to now, and an aggregate's trades share one time, so the
         aggregates that start among the new trades are complete and none of the earlier ones grew.
         """
-        subscribers = [c for c in self.connections if symbol in c.symbols(AGG_TRADE) and not c.closing]
+        subscribers = self.index.subscribers(f"{symbol.lower()}@{AGG_TRADE}")
         if not subscribers:
             return
         store = self.exchange.sources[symbol].store
@@ -239,20 +253,15 @@ class StreamHub:
 
     # The periodic streams (include.sandbox.periodic) ---------------------------------------------
 
-    def subscribed(self) -> dict[str, Stream]:
-        """Every served stream some open connection subscribes to, by name."""
-        wanted: dict[str, Stream] = {}
-        for conn in self.connections:
-            if not conn.closing:
-                wanted.update(conn.subscriptions())
-        return wanted
+    def subscribed(self) -> Mapping[str, Stream]:
+        """Every served stream some open connection subscribes to, by name (the same object until
+        a subscription changes: readers may keep what they derive from it until then)."""
+        return self.index.streams()
 
     def queue_event(self, stream: str, encode: Callable[[bool], str]) -> None:
         """Queue one event of ``stream`` to each of its subscribers, encoded once per time unit."""
         encoded: dict[bool, str] = {}
-        for conn in self.connections:
-            if conn.closing or stream not in conn.subscriptions():
-                continue
+        for conn in self.index.subscribers(stream):
             if conn.microseconds not in encoded:
                 encoded[conn.microseconds] = encode(conn.microseconds)
             event = encoded[conn.microseconds]
@@ -281,13 +290,15 @@ class StreamHub:
         streams, combined, microseconds = self._admitted(request)
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20, compress=False)
         await ws.prepare(request)
-        conn = Connection(ws, request, streams, combined, microseconds)
+        conn = Connection(ws, request, streams, (combined, microseconds), self.index.changed)
         self.connections.add(conn)
+        self.index.changed()
         sender = asyncio.create_task(self._send(conn))
         try:
             await self._receive(conn)
         finally:
             self.connections.discard(conn)
+            self.index.changed()
             sender.cancel()
         return ws
 

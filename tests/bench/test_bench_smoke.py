@@ -139,6 +139,7 @@ FIGURES = {
         "sandbox limit, alone",
         "sandbox limit, with the other streams",
         "sandbox limit, with / alone",
+        "sandbox limit, per-round ratio spread",
         "other streams",
         "sandbox CPU, trades alone",
         "sandbox CPU, with the other streams",
@@ -177,6 +178,7 @@ CHECKS = {
     ],
     "compaction": ["one file per hour after", "every id once", "rows unchanged"],
     "sandbox": [
+        "kept up with the offered rate, alone",
         "every trade once, alone",
         "every trade once, with the other streams",
         "every other stream delivered",
