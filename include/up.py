@@ -72,10 +72,6 @@ def airflow_env(
         # Local development on 127.0.0.1 only: every user of the UI is an admin, no password to look up.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-        # A micro-batch's run is a chain of short tasks in one pool: each link waited up to a second for
-        # an idle scheduler loop (the default). Measured under make up: the gap from the load to the dbt
-        # build 0.5 s -> 0.2 s, between two runs 1.1 s -> 0.3 s; the scheduler's CPU 10% -> 23% of a core.
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
         # These machines are offline, and nothing about a user's runs leaves them anyway.
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",

@@ -187,7 +187,13 @@ def airflow_options() -> dict[str, set[str]]:
     # isort: split
     from airflow.configuration import conf
 
-    return {section: set(entry.get("options", {})) for section, entry in conf.configuration_description.items()}
+    options = {section: set(entry.get("options", {})) for section, entry in conf.configuration_description.items()}
+    # Cosmos reads its own section from Airflow's configuration, outside Airflow's description of it.
+    import cosmos.settings
+
+    cosmos_source = Path(cosmos.settings.__file__).read_text()
+    options["cosmos"] = set(re.findall(r"conf\.get\w*\(\s*\"cosmos\",\s*\"(\w+)\"", cosmos_source))
+    return options
 
 
 def unread_variables(service: dict[str, Any], options: dict[str, set[str]], code: str) -> list[str]:
