@@ -26,20 +26,18 @@ from airflow.triggers.base import (
     TaskSuccessEvent,
     TriggerEvent,
 )
+from cosmos.operators._watcher.state import DBT_SUCCESS_STATUSES, get_status_xcom_key
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
 log = logging.getLogger(__name__)
 
-# dbt's statuses of a built node (Cosmos' DbtNodeStatus values): models say success, tests pass or warn.
-BUILT_STATUSES = frozenset({"success", "pass", "warn"})
-
 
 def model_outcome(model_unique_id: str, result: Any) -> TaskSuccessEvent | TaskFailedEvent:
     """How the model's task ends, from what the producer's build recorded for it (None: nothing)."""
     status = result.get("status") if isinstance(result, dict) else None
-    if status in BUILT_STATUSES:
+    if status in DBT_SUCCESS_STATUSES:  # Cosmos' own: success, pass or warn
         log.info("dbt built %s in the producer's build (%s)", model_unique_id, status)
         return TaskSuccessEvent()
     if status is None:
@@ -67,7 +65,6 @@ class ModelBuiltTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.sdk.execution_time.xcom import XCom
         from asgiref.sync import sync_to_async
-        from cosmos.operators._watcher.state import get_status_xcom_key
 
         ti = self.task_instance  # the model's task: its DAG run is the producer's
         result = await sync_to_async(XCom.get_one)(

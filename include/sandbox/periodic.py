@@ -21,7 +21,7 @@ from include.sandbox import klines as kline_math
 from include.sandbox.exchange import Exchange
 from include.sandbox.forming_kline import FormingKline
 from include.sandbox.stream_events import array_event, kline_event, mini_ticker_event, ticker_event
-from include.sandbox.streams import ALL_MINI_TICKERS, ALL_TICKERS, KLINE, MINI_TICKER, TICKER, Stream
+from include.sandbox.streams import ALL_MINI_TICKERS, ALL_TICKERS, KLINE, MINI_TICKER, TICKER, Stream, stream_name
 from include.sandbox.tickers import Window
 
 Top = tuple[int, int, int, int]  # the book's best bid and ask: price and quantity each
@@ -120,16 +120,13 @@ class PeriodicStreams:
         }
         # Only the FULL tickers carry the book's top: a mini ticker makes no book (books cost every tick).
         full = ALL_TICKERS in wanted
-        tops = {s: self.exchange.book(s).top() for s in windows if full or f"{s.lower()}@ticker" in wanted}
+        tops = {s: self.exchange.book(s).top() for s in windows if full or stream_name(s, TICKER) in wanted}
         for symbol, window in windows.items():
-            lower = symbol.lower()
-            if f"{lower}@ticker" in wanted:
+            if (ticker := stream_name(symbol, TICKER)) in wanted:
                 top = tops[symbol]
-                self.hub.queue_event(
-                    f"{lower}@ticker", lambda micro, w=window, t=top: ticker_event(w, t, now_us, micro)
-                )
-            if f"{lower}@miniTicker" in wanted:
-                self.hub.queue_event(f"{lower}@miniTicker", lambda micro, w=window: mini_ticker_event(w, now_us, micro))
+                self.hub.queue_event(ticker, lambda micro, w=window, t=top: ticker_event(w, t, now_us, micro))
+            if (mini := stream_name(symbol, MINI_TICKER)) in wanted:
+                self.hub.queue_event(mini, lambda micro, w=window: mini_ticker_event(w, now_us, micro))
         if arrays:
             self._arrays(windows, tops, now_us)
 

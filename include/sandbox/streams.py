@@ -44,6 +44,11 @@ class Stream:
     period_ms: int = 0  # a depth stream's period (the others have Binance's fixed one)
 
 
+def stream_name(symbol: str, kind: str) -> str:
+    """The name of a symbol's stream of one kind, as clients ask for it: ``btcusdt@trade``."""
+    return f"{symbol.lower()}@{kind}"
+
+
 def valid_stream_name(name: str) -> bool:
     """Whether a name is well formed (a connection may subscribe to one the sandbox does not serve)."""
     return name in ALL_MARKET_STREAMS or STREAM_NAME_PATTERN.match(name) is not None

@@ -35,7 +35,7 @@ from include.sandbox.exchange import Exchange
 from include.sandbox.faults import MALFORMED_KINDS, malformed_frame
 from include.sandbox.store import Trade
 from include.sandbox.stream_events import agg_trade_event
-from include.sandbox.streams import AGG_TRADE, TRADE, Stream, parse_stream, valid_stream_name
+from include.sandbox.streams import AGG_TRADE, TRADE, Stream, parse_stream, stream_name, valid_stream_name
 from include.sandbox.subscriptions import SubscriptionIndex
 
 _MAX_QUEUED_FRAMES = 2_000_000  # a client this far behind is dropped, as Binance drops slow readers
@@ -205,14 +205,14 @@ class StreamHub:
 
     def _publish_trades(self, symbol: str, trades: list[Trade], event_time: int) -> None:
         faults, rng, record = self.exchange.faults, self.exchange.rng, self.exchange.record
-        subscribers = self.index.subscribers(f"{symbol.lower()}@{TRADE}")
+        stream = stream_name(symbol, TRADE)
+        subscribers = self.index.subscribers(stream)
         if not subscribers:
             return
 
         def events(micro: bool) -> list[str]:
             return [trade_event(t, symbol, event_time if micro else event_time // 1000, micro) for t in trades]
 
-        stream = f"{symbol.lower()}@trade"
         encoded: dict[tuple[bool, bool], list[str]] = {}
         for conn in subscribers:
             frames = _frames_for(conn, stream, encoded, events)
@@ -228,7 +228,8 @@ class StreamHub:
         A tick hands on every trade up to now, and an aggregate's trades share one time, so the
         aggregates that start among the new trades are complete and none of the earlier ones grew.
         """
-        subscribers = self.index.subscribers(f"{symbol.lower()}@{AGG_TRADE}")
+        stream = stream_name(symbol, AGG_TRADE)
+        subscribers = self.index.subscribers(stream)
         if not subscribers:
             return
         store = self.exchange.sources[symbol].store
@@ -239,7 +240,6 @@ class StreamHub:
             when = event_time if micro else event_time // 1000
             return [agg_trade_event(agg, symbol, when, micro) for agg in aggregates]
 
-        stream = f"{symbol.lower()}@aggTrade"
         encoded: dict[tuple[bool, bool], list[str]] = {}
         for conn in subscribers:
             conn.queue.extend(_frames_for(conn, stream, encoded, events))
